@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The daemon's core: PKCS#11 semantics over the drivers.
+ *
+ * Owns the slot table (a token keeps its slot id when it comes back, by its
+ * slot key), the object cache (each token's objects are read once with
+ * load_objects and served from memory; a write refreshes), sessions, and
+ * login state per client (a client is one connection, i.e. one process).
+ *
+ * Every core_* PKCS#11 function has the semantics of the C_* function of the
+ * same name (PKCS#11 2.40), for the given client, including the buffer
+ * conventions (NULL output = length query, CKR_BUFFER_TOO_SMALL) and
+ * GetAttributeValue's per-attribute rules; it returns a CK_RV.  This is the
+ * PKCS#11 edge of the daemon: drivers return -errno, the core translates.
+ *
+ * Thread safety: every function may be called from any thread at once.  The
+ * core holds its own lock for its tables only briefly; driver calls run under
+ * the token's lock (see drivers/driver.h), so a slow token never blocks
+ * another token or calls that need no token I/O (slot/token/session info,
+ * find, attribute reads are answered from memory). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/p11.h"
+#include "common/wire.h"
+#include "drivers/driver.h"
+
+struct core;
+struct core_client;
+
+/* Called (from any thread) for each event to push to clients. */
+typedef void (*core_event_fn)(void *userdata, enum wire_event ev, CK_SLOT_ID slot);
+
+struct core_peer {
+        pid_t pid;
+        uid_t uid;
+        gid_t gid;
+        uint64_t start_time;  /* process start time (/proc/pid/stat field 22), 0 unknown */
+        char exe[256];        /* executable path, "" unknown */
+};
+
+int core_new(struct core **ret);
+/* Closes every session, logs every token out, frees every token. NULL ok. */
+struct core *core_free(struct core *c);
+void core_set_event_sink(struct core *c, core_event_fn fn, void *userdata);
+
+/* Registry.  core_add_token takes ownership of t (freed with ops->free even
+ * on failure).  A slot_key seen before gets its old slot id back. */
+int core_add_token(struct core *c, const struct driver_ops *ops, struct token *t, const char *slot_key,
+                   CK_SLOT_ID *ret_slot);
+/* The token is gone (unplugged, deleted): sessions on it become invalid,
+ * logins dropped, CKR_DEVICE_REMOVED for its ops in flight; the slot stays
+ * (empty).  Returns 0 or -ENOENT. */
+int core_remove_token(struct core *c, CK_SLOT_ID slot);
+/* The slot id of the token with this slot key, or -ENOENT. */
+int core_find_slot(struct core *c, const char *slot_key, CK_SLOT_ID *ret_slot);
+
+/* A summary for management listings. */
+struct core_token_summary {
+        CK_SLOT_ID slot;
+        bool present;
+        char slot_key[128];
+        struct token_desc desc;
+        unsigned sessions;      /* open sessions on it, all clients */
+        unsigned logged_in;     /* clients logged in to it */
+};
+/* *ret is malloc'd (free()). */
+int core_list_tokens(struct core *c, struct core_token_summary **ret, size_t *ret_n);
+/* Number of connected clients and open sessions. */
+void core_stats(struct core *c, unsigned *ret_clients, unsigned *ret_sessions);
+
+/* Clients.  core_client_free closes the client's sessions and drops its
+ * logins (the token is logged out when nobody else is logged in). */
+int core_client_new(struct core *c, const struct core_peer *peer, struct core_client **ret);
+struct core_client *core_client_free(struct core_client *cl);
+const struct core_peer *core_client_peer(const struct core_client *cl);
+
+/* Translates a driver's -errno (see drivers/driver.h) to a CK_RV. */
+CK_RV rv_from_errno(int r);
+
+/* PKCS#11 */
+CK_RV core_get_slot_list(struct core_client *cl, CK_BBOOL token_present, CK_SLOT_ID_PTR list,
+                         CK_ULONG_PTR count);
+CK_RV core_get_slot_info(struct core_client *cl, CK_SLOT_ID slot, CK_SLOT_INFO_PTR info);
+CK_RV core_get_token_info(struct core_client *cl, CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info);
+CK_RV core_get_mechanism_list(struct core_client *cl, CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list,
+                              CK_ULONG_PTR count);
+CK_RV core_get_mechanism_info(struct core_client *cl, CK_SLOT_ID slot, CK_MECHANISM_TYPE type,
+                              CK_MECHANISM_INFO_PTR info);
+CK_RV core_init_token(struct core_client *cl, CK_SLOT_ID slot, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len,
+                      CK_UTF8CHAR_PTR label);
+CK_RV core_init_pin(struct core_client *cl, CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len);
+CK_RV core_set_pin(struct core_client *cl, CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
+                   CK_UTF8CHAR_PTR new_pin, CK_ULONG new_len);
+CK_RV core_open_session(struct core_client *cl, CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE_PTR ret);
+CK_RV core_close_session(struct core_client *cl, CK_SESSION_HANDLE s);
+CK_RV core_close_all_sessions(struct core_client *cl, CK_SLOT_ID slot);
+CK_RV core_get_session_info(struct core_client *cl, CK_SESSION_HANDLE s, CK_SESSION_INFO_PTR info);
+CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE s, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin,
+                 CK_ULONG pin_len);
+CK_RV core_logout(struct core_client *cl, CK_SESSION_HANDLE s);
+CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
+                         CK_OBJECT_HANDLE_PTR ret);
+CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj);
+CK_RV core_get_attribute_value(struct core_client *cl, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
+                               CK_ATTRIBUTE_PTR tmpl, CK_ULONG n);
+CK_RV core_set_attribute_value(struct core_client *cl, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
+                               CK_ATTRIBUTE_PTR tmpl, CK_ULONG n);
+CK_RV core_find_objects_init(struct core_client *cl, CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n);
+CK_RV core_find_objects(struct core_client *cl, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR ret, CK_ULONG max,
+                        CK_ULONG_PTR ret_count);
+CK_RV core_find_objects_final(struct core_client *cl, CK_SESSION_HANDLE s);
+CK_RV core_sign_init(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV core_sign(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                CK_ULONG_PTR sig_len);
+CK_RV core_sign_update(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR part, CK_ULONG len);
+CK_RV core_sign_final(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len);
+CK_RV core_verify_init(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV core_verify(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                  CK_ULONG sig_len);
+CK_RV core_verify_update(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR part, CK_ULONG len);
+CK_RV core_verify_final(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR sig, CK_ULONG sig_len);
+CK_RV core_encrypt_init(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV core_encrypt(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out,
+                   CK_ULONG_PTR out_len);
+CK_RV core_encrypt_update(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR part, CK_ULONG len,
+                          CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+CK_RV core_encrypt_final(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+CK_RV core_decrypt_init(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
+CK_RV core_decrypt(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out,
+                   CK_ULONG_PTR out_len);
+CK_RV core_decrypt_update(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR part, CK_ULONG len,
+                          CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+CK_RV core_decrypt_final(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+CK_RV core_digest_init(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech);
+CK_RV core_digest(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out,
+                  CK_ULONG_PTR out_len);
+CK_RV core_digest_update(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR part, CK_ULONG len);
+CK_RV core_digest_final(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                             CK_ATTRIBUTE_PTR pub_tmpl, CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv_tmpl,
+                             CK_ULONG priv_n, CK_OBJECT_HANDLE_PTR ret_pub, CK_OBJECT_HANDLE_PTR ret_priv);
+CK_RV core_generate_random(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG len);
+CK_RV core_seed_random(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR seed, CK_ULONG len);

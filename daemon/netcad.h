@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The daemon's shared context, handed to the server, the management ops and
+ * the drivers' hosts.  Created in main.c; lives for the whole process. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+struct core;
+struct event_base;
+struct state_db;
+
+struct netcad {
+        struct core *core;
+        struct event_base *base;     /* the one libevent loop */
+        struct state_db *state;      /* daemon state database (daemon/state.h) */
+        char *data_dir;              /* soft tokens and state.db live here (0700) */
+        char *socket_path;
+        time_t started;              /* wall-clock start time */
+        pid_t pid;
+};

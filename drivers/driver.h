@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The driver contract: what every token type (soft token, USB/PIV, BLE/PIV,
+ * the paired phone) implements, and what the daemon gives it.
+ *
+ * The daemon's core (daemon/core.c) owns PKCS#11 semantics: slots, sessions,
+ * per-client login state, object handles, find, attribute access rules,
+ * multi-part operations, hashing and padding for combined mechanisms
+ * (CKM_SHA256_RSA_PKCS -> hash + DigestInfo + CKM_RSA_PKCS), verify and
+ * encrypt with public keys (daemon side, mbedTLS).  A driver only does what
+ * needs the token: describe itself, list its objects, check PINs, create and
+ * destroy objects, generate keys, and run raw private-key operations.
+ *
+ * Errors: every op returns 0 or a negative errno.  The core maps them to
+ * CK_RV (core.c: rv_from_errno) as follows; use these and no others:
+ *   -ENODEV       CKR_DEVICE_REMOVED        the device is gone
+ *   -EIO          CKR_DEVICE_ERROR          I/O or device failure
+ *   -ENOMEM       CKR_HOST_MEMORY
+ *   -ENOSPC       CKR_DEVICE_MEMORY         token full
+ *   -EACCES       CKR_PIN_INCORRECT         wrong PIN (tries left updated in get_info)
+ *   -EKEYREVOKED  CKR_PIN_LOCKED            PIN blocked
+ *   -EKEYREJECTED CKR_PIN_INVALID           PIN with invalid characters
+ *   -EMSGSIZE     CKR_PIN_LEN_RANGE         PIN too short/long
+ *   -EPERM        CKR_USER_NOT_LOGGED_IN    needs login first
+ *   -EROFS        CKR_TOKEN_WRITE_PROTECTED
+ *   -ENOENT       CKR_OBJECT_HANDLE_INVALID object id unknown
+ *   -ENOTSUP      CKR_MECHANISM_INVALID     mechanism not supported
+ *   -EBADR        CKR_MECHANISM_PARAM_INVALID
+ *   -ENOKEY       CKR_KEY_TYPE_INCONSISTENT key cannot do this mechanism
+ *   -EKEYEXPIRED  CKR_KEY_FUNCTION_NOT_PERMITTED (e.g. CKA_SIGN false)
+ *   -ERANGE       CKR_DATA_LEN_RANGE        input length wrong for the key
+ *   -EBADMSG      CKR_ENCRYPTED_DATA_INVALID (decrypt) / CKR_DATA_INVALID
+ *   -ENOBUFS      CKR_BUFFER_TOO_SMALL      (*outlen set to the size needed)
+ *   -EINVAL       CKR_TEMPLATE_INCONSISTENT
+ *   -ENODATA      CKR_TEMPLATE_INCOMPLETE
+ *   -EDOM         CKR_ATTRIBUTE_VALUE_INVALID
+ *   -EBADRQC      CKR_ATTRIBUTE_TYPE_INVALID
+ *   -EALREADY     CKR_ATTRIBUTE_READ_ONLY
+ *   -ECANCELED    CKR_FUNCTION_CANCELED     user cancelled (PIN pad, phone)
+ *   -ETIMEDOUT    CKR_DEVICE_ERROR          (logged distinctly)
+ *   anything else CKR_GENERAL_ERROR
+ *
+ * Threads: ops are called from the daemon's worker threads.  The core holds
+ * the token's lock around every call into one token, except sign() and
+ * decrypt() when ops->parallel_crypto is true: those may then run at the same
+ * time as each other and as any other op of the same token, and the driver
+ * makes that safe.  No op is ever called on the event loop thread, so ops may
+ * block on device I/O.
+ *
+ * Secrets: PINs arrive as (pointer, length), not NUL-terminated; a driver
+ * that keeps one copies it into secure memory (common/secmem.h).  Never log
+ * them. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/attrs.h"
+#include "common/p11.h"
+
+struct token;        /* a driver's token instance, opaque to the core */
+
+/* Token description.  Cheap: from memory, never touching the device. */
+struct token_desc {
+        char label[33];          /* UTF-8, NUL-terminated, at most 32 bytes */
+        char manufacturer[33];
+        char model[17];
+        char serial[17];
+        const char *kind;        /* "soft", "usb", "ble", "phone": static string */
+        CK_FLAGS flags;          /* CKF_RNG, CKF_LOGIN_REQUIRED, CKF_USER_PIN_INITIALIZED,
+                                    CKF_TOKEN_INITIALIZED, CKF_PROTECTED_AUTHENTICATION_PATH,
+                                    CKF_WRITE_PROTECTED, CKF_USER_PIN_COUNT_LOW,
+                                    CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED,
+                                    CKF_SO_PIN_* ...; the core adds nothing */
+        CK_ULONG min_pin, max_pin;
+        CK_VERSION hw, fw;
+        int user_tries_left;     /* -1 unknown */
+        int user_tries_max;      /* -1 unknown */
+        int so_tries_left;       /* -1 unknown */
+        int so_tries_max;        /* -1 unknown */
+};
+
+/* One object as the driver reports it. */
+struct dobj {
+        uint64_t id;             /* stable for the token's life, never 0 */
+        struct nattrs attrs;     /* every attribute a client may read: CKA_CLASS,
+                                    CKA_TOKEN, CKA_PRIVATE, CKA_LABEL, CKA_ID, key
+                                    type and public parts, CKA_SENSITIVE,
+                                    CKA_EXTRACTABLE, capability flags ... but never
+                                    secret key material */
+};
+
+void dobj_done(struct dobj *o);
+/* Frees an array of n objects; accepts NULL; returns NULL. */
+struct dobj *dobj_free_array(struct dobj *v, size_t n);
+
+/* A raw mechanism the token itself performs. */
+struct driver_mech {
+        CK_MECHANISM_TYPE type;
+        CK_ULONG min_key, max_key;  /* bits */
+        CK_FLAGS flags;             /* CKF_SIGN, CKF_DECRYPT, CKF_GENERATE_KEY_PAIR, CKF_HW,
+                                       CKF_EC_F_P, CKF_EC_NAMEDCURVE, CKF_EC_UNCOMPRESS */
+};
+
+struct driver_ops {
+        const char *name;             /* "soft", "piv", ... */
+        bool parallel_crypto;         /* see "Threads" above */
+
+        /* Required. */
+        int (*get_info)(struct token *t, struct token_desc *ret);
+        /* Required. The raw mechanisms the token performs; the array is
+         * owned by the driver and lives as long as the token.  The core adds
+         * the combined ones it can build on them (hash-then-sign). */
+        int (*get_mechanisms)(struct token *t, const struct driver_mech **ret, size_t *ret_n);
+        /* Required. Every object, public and private (CKA_PRIVATE objects
+         * included: the core hides them from clients not logged in).
+         * Returns a malloc'd array (free with dobj_free_array). */
+        int (*load_objects)(struct token *t, struct dobj **ret, size_t *ret_n);
+
+        /* Checks the PIN and puts the token in the logged-in state for that
+         * user type (CKU_SO, CKU_USER, CKU_CONTEXT_SPECIFIC).  Called for every
+         * client login, also when the token is already logged in for another
+         * client: the PIN is always verified. */
+        int (*login)(struct token *t, CK_USER_TYPE user, const char *pin, size_t pin_len);
+        /* Drops the token's logged-in state: called when the last logged-in
+         * client logs out or goes away. */
+        int (*logout)(struct token *t);
+
+        /* Optional (NULL: CKR_FUNCTION_NOT_SUPPORTED). */
+        int (*init_token)(struct token *t, const char *so_pin, size_t so_pin_len, const char *label);
+        /* Called with CKU_SO logged in: sets the user PIN and unblocks it. */
+        int (*init_pin)(struct token *t, const char *pin, size_t pin_len);
+        /* user: CKU_USER or CKU_SO (whoever is logged in, or CKU_USER when
+         * nobody is). */
+        int (*set_pin)(struct token *t, CK_USER_TYPE user, const char *old_pin, size_t old_len,
+                       const char *new_pin, size_t new_len);
+
+        /* Creates an object from a client template (already checked by the
+         * core to have a CKA_CLASS).  persistent is CKA_TOKEN: false objects
+         * live in the driver's memory until destroy_object (the core destroys
+         * them when their session closes).  Fills *ret with the new object
+         * as load_objects would list it (sensitive values removed). */
+        int (*create_object)(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent,
+                             struct dobj *ret);
+        int (*destroy_object)(struct token *t, uint64_t id);
+        /* Changes attributes; fills *ret_attrs with the object's new full
+         * attribute list. */
+        int (*set_attributes)(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                              struct nattrs *ret_attrs);
+        int (*generate_key_pair)(struct token *t, const CK_MECHANISM *mech,
+                                 const CK_ATTRIBUTE *pub_tmpl, CK_ULONG pub_n,
+                                 const CK_ATTRIBUTE *priv_tmpl, CK_ULONG priv_n,
+                                 struct dobj *ret_pub, struct dobj *ret_priv);
+
+        /* Raw private-key operations with a mechanism from get_mechanisms:
+         * CKM_RSA_PKCS (input: the DigestInfo or data to pad, <= k-11),
+         * CKM_RSA_PKCS_PSS (input: the hash; params CK_RSA_PKCS_PSS_PARAMS),
+         * CKM_RSA_X_509, CKM_ECDSA (input: the hash; output r||s, each the
+         * size of the order), CKM_RSA_PKCS_OAEP (decrypt).
+         * out == NULL: set *outlen to the maximum output size, compute nothing.
+         * *outlen too small: -ENOBUFS with *outlen set to the size needed. */
+        int (*sign)(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in,
+                    size_t in_len, uint8_t *out, size_t *outlen);
+        int (*decrypt)(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in,
+                       size_t in_len, uint8_t *out, size_t *outlen);
+        /* Optional: the token's RNG (NULL: the core's own DRBG). */
+        int (*random)(struct token *t, uint8_t *out, size_t n);
+
+        /* Flushes and frees the token; accepts NULL. */
+        void (*free)(struct token *t);
+};
+
+/* What the daemon gives a driver that finds tokens by itself (hotplug). */
+struct driver_host {
+        void *userdata;
+        const char *data_dir;
+        /* Hand a new token to the daemon.  slot_key is a stable identity
+         * ("soft:<file>", "usb:<serial>") so a token that comes back gets the
+         * slot id it had.  The daemon owns t from here on (ops->free). */
+        int (*token_added)(struct driver_host *h, const struct driver_ops *ops, struct token *t,
+                           const char *slot_key);
+        /* The device is gone: the daemon fails its pending ops with
+         * CKR_DEVICE_REMOVED, empties the slot and later calls ops->free. */
+        void (*token_removed)(struct driver_host *h, struct token *t);
+};

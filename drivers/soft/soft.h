@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The file-backed soft token ("file-type device", 文件型设备).
+ *
+ * One SQLite file per token, "<data_dir>/tokens/<uuid>.token".  Private key
+ * material is encrypted at rest (AES-256-GCM) under a random 256-bit token
+ * key; the token key is stored wrapped twice, under a key derived from the
+ * user PIN and under one derived from the SO PIN (PBKDF2-HMAC-SHA256,
+ * SOFT_PBKDF2_ITERATIONS, random 16-byte salt each), so C_InitPIN sets a new
+ * user PIN without losing a key.  No key or PIN is ever on disk in the clear.
+ * The user PIN locks after the retry limit chosen at creation (default 6);
+ * the SO PIN unblocks it (C_InitPIN).  Every write is one SQLite transaction
+ * (WAL, synchronous=FULL), so a kill -9 mid-write leaves every committed
+ * object readable. */
+#pragma once
+
+#include <stddef.h>
+
+#include "drivers/driver.h"
+
+#define SOFT_PBKDF2_ITERATIONS 120000
+#define SOFT_DEFAULT_MAX_TRIES 6
+#define SOFT_TOKENS_SUBDIR "tokens"
+
+extern const struct driver_ops soft_ops;
+
+/* Creates a new token in <data_dir>/tokens/ (directory created 0700).
+ * label: at most 32 bytes UTF-8.  PINs: 4..64 bytes.  max_tries 0 means the
+ * default.  *ret_path (malloc'd) is the new file.  Errors: -EINVAL bad label,
+ * -EMSGSIZE PIN length, -EIO storage. */
+int soft_token_create(const char *data_dir, const char *label, const char *pin, size_t pin_len,
+                      const char *so_pin, size_t so_pin_len, unsigned max_tries, char **ret_path);
+
+/* Opens a token file; *ret is owned by the caller until handed to the core
+ * (soft_ops.free).  -ENOENT, -EBADMSG (not a token file), -EIO. */
+int soft_token_open(const char *path, struct token **ret);
+
+/* Lists the token files of <data_dir>/tokens (sorted, malloc'd array of
+ * malloc'd paths; free each and the array).  A missing directory is 0 tokens. */
+int soft_token_scan(const char *data_dir, char ***ret_paths, size_t *ret_n);
+
+/* The token's file path (owned by the token). */
+const char *soft_token_path(struct token *t);
+
+/* Test hook: every sign/decrypt sleeps this long first (0: off). */
+void soft_token_set_delay_ms(struct token *t, unsigned ms);
