@@ -66,3 +66,5 @@ int pkc_cert_attrs(const uint8_t *der, size_t len, struct nattrs *a);
  * has the mbedTLS f_rng signature; pass NULL as its context. */
 int pkc_random(void *out, size_t n);
 int pkc_rng(void *ctx, unsigned char *out, size_t n);
+/* Mixes caller seed material into the DRBG (C_SeedRandom). */
+int pkc_seed(const void *seed, size_t n);

@@ -1,3 +1,2311 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* placeholder: being written */
-typedef int placeholder_unused_t;
+/* PKCS#11 semantics over the drivers.  See core.h.
+ *
+ * Locks, in the only order they are ever taken:
+ *   session->mu  (one call at a time per session)
+ *   tok->lock    (one driver call at a time per token; see driver.h)
+ *   core->lock   (the tables: slots, clients, sessions, object caches,
+ *                 login counts; held only briefly, never across a driver call)
+ * Tokens and sessions are reference counted so that a removal or a close
+ * racing with a call in flight frees them only after the call. */
+#include "core.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <mbedtls/md.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/pkcrypto.h"
+#include "common/secmem.h"
+#include "common/util.h"
+
+#define MAX_ACCUMULATE (WIRE_FRAME_MAX * 4)  /* multi-part data kept for raw mechanisms */
+
+struct cobj {
+        CK_OBJECT_HANDLE handle;
+        uint64_t id;
+        struct nattrs attrs;
+        struct core_client *owner;  /* session objects: the client; NULL for token objects */
+        CK_SESSION_HANDLE owner_session;
+};
+
+struct tok {
+        struct core *core;
+        CK_SLOT_ID slot;
+        const struct driver_ops *ops;
+        struct token *t;
+        pthread_mutex_t lock;
+        unsigned refs;
+        bool removed;
+        bool loaded;
+        struct cobj **objs;
+        size_t nobjs;
+        unsigned user_logins;
+        unsigned so_logins;
+        CK_MECHANISM_INFO *mech_info;
+        CK_MECHANISM_TYPE *mech_types;
+        size_t nmechs;
+};
+
+struct slot {
+        CK_SLOT_ID id;
+        char key[128];
+        char kind[16];
+        struct tok *tok;
+};
+
+enum op_kind { OP_SIGN, OP_VERIFY, OP_ENCRYPT, OP_DECRYPT, OP_DIGEST, _OP_MAX };
+
+struct op {
+        bool active;
+        CK_MECHANISM_TYPE mech;   /* what the client asked for */
+        CK_MECHANISM_TYPE raw;    /* what the driver / pkcrypto runs */
+        uint8_t *param;
+        size_t param_len;
+        CK_OBJECT_HANDLE key;
+        uint64_t key_id;
+        CK_KEY_TYPE key_type;
+        bool always_auth;
+        bool context_ok;
+        const mbedtls_md_info_t *md;
+        mbedtls_md_context_t mdctx;
+        bool md_started;
+        struct nbuf data;          /* accumulated input for raw multi-part */
+        bool multipart;
+        mbedtls_pk_context pk;     /* verify / encrypt */
+        bool has_pk;
+};
+
+struct session {
+        CK_SESSION_HANDLE h;
+        struct core_client *cl;
+        struct tok *tok;
+        CK_SLOT_ID slot;
+        CK_FLAGS flags;
+        pthread_mutex_t mu;
+        unsigned refs;
+        bool closed;
+        struct session *next;      /* in the client's list */
+        bool finding;
+        CK_OBJECT_HANDLE *found;
+        size_t nfound, found_pos;
+        struct op ops[_OP_MAX];
+};
+
+struct login {
+        struct tok *tok;
+        CK_USER_TYPE user;
+        struct login *next;
+};
+
+struct core_client {
+        struct core *core;
+        struct core_peer peer;
+        struct session *sessions;
+        struct login *logins;
+        struct core_client *next;
+};
+
+struct core {
+        pthread_mutex_t lock;
+        struct slot *slots;
+        size_t nslots;
+        struct core_client *clients;
+        CK_SESSION_HANDLE next_session;
+        CK_OBJECT_HANDLE next_object;
+        core_event_fn event_fn;
+        void *event_ud;
+};
+
+static const CK_ATTRIBUTE_TYPE sensitive_types[] = {
+        CKA_VALUE,     CKA_PRIVATE_EXPONENT, CKA_PRIME_1,     CKA_PRIME_2,
+        CKA_EXPONENT_1, CKA_EXPONENT_2,      CKA_COEFFICIENT,
+};
+
+/* ---------------------------------------------------------------- errors */
+
+CK_RV rv_from_errno(int r) {
+        switch (r) {
+        case 0: return CKR_OK;
+        case -ENODEV: return CKR_DEVICE_REMOVED;
+        case -EIO: return CKR_DEVICE_ERROR;
+        case -ETIMEDOUT: return CKR_DEVICE_ERROR;
+        case -ENOMEM: return CKR_HOST_MEMORY;
+        case -ENOSPC: return CKR_DEVICE_MEMORY;
+        case -EACCES: return CKR_PIN_INCORRECT;
+        case -EKEYREVOKED: return CKR_PIN_LOCKED;
+        case -EKEYREJECTED: return CKR_PIN_INVALID;
+        case -EMSGSIZE: return CKR_PIN_LEN_RANGE;
+        case -EPERM: return CKR_USER_NOT_LOGGED_IN;
+        case -EROFS: return CKR_TOKEN_WRITE_PROTECTED;
+        case -ENOENT: return CKR_OBJECT_HANDLE_INVALID;
+        case -ENOTSUP: return CKR_MECHANISM_INVALID;
+        case -EBADR: return CKR_MECHANISM_PARAM_INVALID;
+        case -ENOKEY: return CKR_KEY_TYPE_INCONSISTENT;
+        case -EKEYEXPIRED: return CKR_KEY_FUNCTION_NOT_PERMITTED;
+        case -ERANGE: return CKR_DATA_LEN_RANGE;
+        case -EBADMSG: return CKR_DATA_INVALID;
+        case -ENOBUFS: return CKR_BUFFER_TOO_SMALL;
+        case -EINVAL: return CKR_TEMPLATE_INCONSISTENT;
+        case -ENODATA: return CKR_TEMPLATE_INCOMPLETE;
+        case -EDOM: return CKR_ATTRIBUTE_VALUE_INVALID;
+        case -EBADRQC: return CKR_ATTRIBUTE_TYPE_INVALID;
+        case -EALREADY: return CKR_ATTRIBUTE_READ_ONLY;
+        case -ECANCELED: return CKR_FUNCTION_CANCELED;
+        default: return CKR_GENERAL_ERROR;
+        }
+}
+
+/* ---------------------------------------------------------------- basics */
+
+static void core_lock(struct core *c) { pthread_mutex_lock(&c->lock); }
+static void core_unlock(struct core *c) { pthread_mutex_unlock(&c->lock); }
+
+static void emit(struct core *c, enum wire_event ev, CK_SLOT_ID slot) {
+        core_event_fn fn;
+        void *ud;
+        core_lock(c);
+        fn = c->event_fn;
+        ud = c->event_ud;
+        core_unlock(c);
+        if (fn)
+                fn(ud, ev, slot);
+}
+
+int core_new(struct core **ret) {
+        struct core *c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        pthread_mutex_init(&c->lock, NULL);
+        c->next_session = 1;
+        c->next_object = 1;
+        *ret = c;
+        return 0;
+}
+
+void core_set_event_sink(struct core *c, core_event_fn fn, void *userdata) {
+        core_lock(c);
+        c->event_fn = fn;
+        c->event_ud = userdata;
+        core_unlock(c);
+}
+
+static void cobj_free(struct cobj *o) {
+        if (!o)
+                return;
+        nattrs_done(&o->attrs);
+        free(o);
+}
+
+static void tok_free_objs(struct tok *k) {
+        for (size_t i = 0; i < k->nobjs; i++)
+                cobj_free(k->objs[i]);
+        free(k->objs);
+        k->objs = NULL;
+        k->nobjs = 0;
+        k->loaded = false;
+}
+
+/* Called with core lock held; frees when the last reference goes. */
+static void tok_unref_locked(struct tok *k) {
+        assert(k->refs > 0);
+        if (--k->refs > 0)
+                return;
+        tok_free_objs(k);
+        if (k->ops && k->ops->free)
+                k->ops->free(k->t);
+        free(k->mech_info);
+        free(k->mech_types);
+        pthread_mutex_destroy(&k->lock);
+        free(k);
+}
+
+static void tok_unref(struct tok *k) {
+        struct core *c = k->core;
+        core_lock(c);
+        tok_unref_locked(k);
+        core_unlock(c);
+}
+
+static struct slot *slot_find_locked(struct core *c, CK_SLOT_ID id) {
+        for (size_t i = 0; i < c->nslots; i++)
+                if (c->slots[i].id == id)
+                        return &c->slots[i];
+        return NULL;
+}
+
+/* A referenced token for a slot id: CKR_SLOT_ID_INVALID or CKR_TOKEN_NOT_PRESENT. */
+static CK_RV tok_get(struct core *c, CK_SLOT_ID id, struct tok **ret) {
+        CK_RV rv = CKR_OK;
+        core_lock(c);
+        struct slot *s = slot_find_locked(c, id);
+        if (!s)
+                rv = CKR_SLOT_ID_INVALID;
+        else if (!s->tok)
+                rv = CKR_TOKEN_NOT_PRESENT;
+        else {
+                s->tok->refs++;
+                *ret = s->tok;
+        }
+        core_unlock(c);
+        return rv;
+}
+
+/* ------------------------------------------------------------ mechanisms */
+
+struct combined {
+        CK_MECHANISM_TYPE mech, raw;
+};
+
+static const struct combined combined_mechs[] = {
+        { CKM_SHA1_RSA_PKCS, CKM_RSA_PKCS },         { CKM_SHA224_RSA_PKCS, CKM_RSA_PKCS },
+        { CKM_SHA256_RSA_PKCS, CKM_RSA_PKCS },       { CKM_SHA384_RSA_PKCS, CKM_RSA_PKCS },
+        { CKM_SHA512_RSA_PKCS, CKM_RSA_PKCS },       { CKM_SHA1_RSA_PKCS_PSS, CKM_RSA_PKCS_PSS },
+        { CKM_SHA224_RSA_PKCS_PSS, CKM_RSA_PKCS_PSS }, { CKM_SHA256_RSA_PKCS_PSS, CKM_RSA_PKCS_PSS },
+        { CKM_SHA384_RSA_PKCS_PSS, CKM_RSA_PKCS_PSS }, { CKM_SHA512_RSA_PKCS_PSS, CKM_RSA_PKCS_PSS },
+        { CKM_ECDSA_SHA1, CKM_ECDSA },               { CKM_ECDSA_SHA224, CKM_ECDSA },
+        { CKM_ECDSA_SHA256, CKM_ECDSA },             { CKM_ECDSA_SHA384, CKM_ECDSA },
+        { CKM_ECDSA_SHA512, CKM_ECDSA },
+};
+
+static const CK_MECHANISM_TYPE digest_mechs[] = {
+        CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384, CKM_SHA512,
+};
+
+static int mech_add(struct tok *k, CK_MECHANISM_TYPE type, CK_ULONG min, CK_ULONG max, CK_FLAGS flags) {
+        for (size_t i = 0; i < k->nmechs; i++)
+                if (k->mech_types[i] == type) {
+                        k->mech_info[i].flags |= flags;
+                        return 0;
+                }
+        CK_MECHANISM_TYPE *nt = realloc(k->mech_types, (k->nmechs + 1) * sizeof *nt);
+        if (!nt)
+                return -ENOMEM;
+        k->mech_types = nt;
+        CK_MECHANISM_INFO *ni = realloc(k->mech_info, (k->nmechs + 1) * sizeof *ni);
+        if (!ni)
+                return -ENOMEM;
+        k->mech_info = ni;
+        k->mech_types[k->nmechs] = type;
+        k->mech_info[k->nmechs] = (CK_MECHANISM_INFO){ min, max, flags };
+        k->nmechs++;
+        return 0;
+}
+
+static const CK_MECHANISM_INFO *mech_lookup(const struct tok *k, CK_MECHANISM_TYPE type) {
+        for (size_t i = 0; i < k->nmechs; i++)
+                if (k->mech_types[i] == type)
+                        return &k->mech_info[i];
+        return NULL;
+}
+
+/* The token's full mechanism list: its raw ones (plus verify/encrypt done
+ * here), the combined ones built on them, and digests. */
+static int tok_build_mechs(struct tok *k) {
+        const struct driver_mech *dm = NULL;
+        size_t n = 0;
+        int r = k->ops->get_mechanisms(k->t, &dm, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                CK_FLAGS f = dm[i].flags;
+                switch (dm[i].type) {
+                case CKM_RSA_PKCS:
+                case CKM_RSA_X_509:
+                        if (f & CKF_SIGN)
+                                f |= CKF_VERIFY;
+                        if (f & CKF_DECRYPT)
+                                f |= CKF_ENCRYPT;
+                        break;
+                case CKM_RSA_PKCS_OAEP:
+                        if (f & CKF_DECRYPT)
+                                f |= CKF_ENCRYPT;
+                        break;
+                case CKM_RSA_PKCS_PSS:
+                case CKM_ECDSA:
+                        if (f & CKF_SIGN)
+                                f |= CKF_VERIFY;
+                        break;
+                default:
+                        break;
+                }
+                if ((r = mech_add(k, dm[i].type, dm[i].min_key, dm[i].max_key, f)) < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(combined_mechs); i++) {
+                const CK_MECHANISM_INFO *raw = mech_lookup(k, combined_mechs[i].raw);
+                if (!raw || !(raw->flags & CKF_SIGN))
+                        continue;
+                CK_FLAGS f = (raw->flags & (CKF_HW | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS)) |
+                             CKF_SIGN | CKF_VERIFY;
+                if ((r = mech_add(k, combined_mechs[i].mech, raw->ulMinKeySize, raw->ulMaxKeySize, f)) < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(digest_mechs); i++)
+                if ((r = mech_add(k, digest_mechs[i], 0, 0, CKF_DIGEST)) < 0)
+                        return r;
+        return 0;
+}
+
+/* -------------------------------------------------------------- registry */
+
+int core_add_token(struct core *c, const struct driver_ops *ops, struct token *t, const char *slot_key,
+                   CK_SLOT_ID *ret_slot) {
+        if (!c || !ops || !t || !slot_key) {
+                if (ops && ops->free)
+                        ops->free(t);
+                return -EINVAL;
+        }
+        struct tok *k = calloc(1, sizeof *k);
+        if (!k) {
+                ops->free(t);
+                return -ENOMEM;
+        }
+        k->core = c;
+        k->ops = ops;
+        k->t = t;
+        k->refs = 1;
+        pthread_mutex_init(&k->lock, NULL);
+        int r = tok_build_mechs(k);
+        if (r < 0) {
+                tok_unref(k);
+                return r;
+        }
+        struct token_desc desc;
+        memset(&desc, 0, sizeof desc);
+        if ((r = ops->get_info(t, &desc)) < 0) {
+                tok_unref(k);
+                return r;
+        }
+
+        core_lock(c);
+        struct slot *s = NULL;
+        for (size_t i = 0; i < c->nslots; i++)
+                if (strcmp(c->slots[i].key, slot_key) == 0)
+                        s = &c->slots[i];
+        if (s && s->tok) {
+                core_unlock(c);
+                tok_unref(k);
+                return -EEXIST;
+        }
+        if (!s) {
+                /* Reuse an empty slot of the same kind? No: slot ids follow
+                 * slot keys, so a token that comes back finds its own. */
+                struct slot *ns = realloc(c->slots, (c->nslots + 1) * sizeof *ns);
+                if (!ns) {
+                        core_unlock(c);
+                        tok_unref(k);
+                        return -ENOMEM;
+                }
+                c->slots = ns;
+                s = &c->slots[c->nslots];
+                memset(s, 0, sizeof *s);
+                s->id = c->nslots ? c->slots[c->nslots - 1].id + 1 : 1;
+                snprintf(s->key, sizeof s->key, "%s", slot_key);
+                c->nslots++;
+        }
+        snprintf(s->kind, sizeof s->kind, "%s", desc.kind ? desc.kind : ops->name);
+        s->tok = k;
+        k->slot = s->id;
+        CK_SLOT_ID id = s->id;
+        core_unlock(c);
+
+        log_debug(LOG_SUB_CORE, "token %s added in slot %lu", slot_key, (unsigned long)id);
+        emit(c, WIRE_EV_SLOT_ADDED, id);
+        if (ret_slot)
+                *ret_slot = id;
+        return 0;
+}
+
+int core_find_slot(struct core *c, const char *slot_key, CK_SLOT_ID *ret_slot) {
+        int r = -ENOENT;
+        core_lock(c);
+        for (size_t i = 0; i < c->nslots; i++)
+                if (c->slots[i].tok && strcmp(c->slots[i].key, slot_key) == 0) {
+                        *ret_slot = c->slots[i].id;
+                        r = 0;
+                }
+        core_unlock(c);
+        return r;
+}
+
+static void session_release_ops(struct session *s);
+
+/* Unlinks a session from its client (core lock held) and marks it closed;
+ * returns true if the caller must finish it (no call holds it). */
+static bool session_unlink_locked(struct session *s) {
+        struct session **pp = &s->cl->sessions;
+        while (*pp && *pp != s)
+                pp = &(*pp)->next;
+        if (*pp)
+                *pp = s->next;
+        s->next = NULL;
+        s->closed = true;
+        return s->refs == 0;
+}
+
+static void session_free(struct session *s) {
+        session_release_ops(s);
+        free(s->found);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+}
+
+/* Drops the login of a client on a token (core lock held); returns true when
+ * the token has nobody logged in any more. */
+static bool login_drop_locked(struct core_client *cl, struct tok *k) {
+        for (struct login **pp = &cl->logins; *pp; pp = &(*pp)->next) {
+                if ((*pp)->tok != k)
+                        continue;
+                struct login *l = *pp;
+                *pp = l->next;
+                if (l->user == CKU_SO)
+                        k->so_logins--;
+                else
+                        k->user_logins--;
+                free(l);
+                tok_unref_locked(k);  /* k has another reference held by the caller */
+                return k->user_logins == 0 && k->so_logins == 0;
+        }
+        return false;
+}
+
+static struct login *login_find_locked(struct core_client *cl, struct tok *k) {
+        for (struct login *l = cl->logins; l; l = l->next)
+                if (l->tok == k)
+                        return l;
+        return NULL;
+}
+
+int core_remove_token(struct core *c, CK_SLOT_ID id) {
+        core_lock(c);
+        struct slot *s = slot_find_locked(c, id);
+        if (!s || !s->tok) {
+                core_unlock(c);
+                return -ENOENT;
+        }
+        struct tok *k = s->tok;
+        s->tok = NULL;
+        k->removed = true;
+        /* Close every session on it and drop every login. */
+        struct session *to_free = NULL;
+        for (struct core_client *cl = c->clients; cl; cl = cl->next) {
+                struct session *sn, *next;
+                for (sn = cl->sessions; sn; sn = next) {
+                        next = sn->next;
+                        if (sn->tok != k)
+                                continue;
+                        if (session_unlink_locked(sn)) {
+                                sn->next = to_free;
+                                to_free = sn;
+                        }
+                }
+                while (login_find_locked(cl, k))
+                        login_drop_locked(cl, k);
+        }
+        core_unlock(c);
+        while (to_free) {
+                struct session *n = to_free->next;
+                struct tok *sk = to_free->tok;
+                session_free(to_free);
+                tok_unref(sk);
+                to_free = n;
+        }
+        log_debug(LOG_SUB_CORE, "token removed from slot %lu", (unsigned long)id);
+        tok_unref(k);
+        emit(c, WIRE_EV_SLOT_REMOVED, id);
+        return 0;
+}
+
+int core_list_tokens(struct core *c, struct core_token_summary **ret, size_t *ret_n) {
+        core_lock(c);
+        size_t n = c->nslots;
+        struct core_token_summary *v = calloc(n ? n : 1, sizeof *v);
+        struct tok **toks = calloc(n ? n : 1, sizeof *toks);
+        if (!v || !toks) {
+                core_unlock(c);
+                free(v);
+                free(toks);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct slot *s = &c->slots[i];
+                v[i].slot = s->id;
+                snprintf(v[i].slot_key, sizeof v[i].slot_key, "%s", s->key);
+                v[i].present = s->tok != NULL;
+                if (!s->tok)
+                        continue;
+                toks[i] = s->tok;
+                s->tok->refs++;
+                v[i].logged_in = s->tok->user_logins + s->tok->so_logins;
+                for (struct core_client *cl = c->clients; cl; cl = cl->next)
+                        for (struct session *sn = cl->sessions; sn; sn = sn->next)
+                                if (sn->tok == s->tok)
+                                        v[i].sessions++;
+        }
+        core_unlock(c);
+        for (size_t i = 0; i < n; i++) {
+                if (!toks[i])
+                        continue;
+                toks[i]->ops->get_info(toks[i]->t, &v[i].desc);
+                tok_unref(toks[i]);
+        }
+        free(toks);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+void core_stats(struct core *c, unsigned *ret_clients, unsigned *ret_sessions) {
+        unsigned nc = 0, ns = 0;
+        core_lock(c);
+        for (struct core_client *cl = c->clients; cl; cl = cl->next) {
+                nc++;
+                for (struct session *s = cl->sessions; s; s = s->next)
+                        ns++;
+        }
+        core_unlock(c);
+        if (ret_clients)
+                *ret_clients = nc;
+        if (ret_sessions)
+                *ret_sessions = ns;
+}
+
+/* --------------------------------------------------------------- clients */
+
+int core_client_new(struct core *c, const struct core_peer *peer, struct core_client **ret) {
+        struct core_client *cl = calloc(1, sizeof *cl);
+        if (!cl)
+                return -ENOMEM;
+        cl->core = c;
+        if (peer)
+                cl->peer = *peer;
+        core_lock(c);
+        cl->next = c->clients;
+        c->clients = cl;
+        core_unlock(c);
+        *ret = cl;
+        return 0;
+}
+
+const struct core_peer *core_client_peer(const struct core_client *cl) {
+        return &cl->peer;
+}
+
+static void destroy_session_objects(struct core *c, struct tok *k, struct core_client *cl,
+                                    CK_SESSION_HANDLE only);
+
+/* Logs the token out at the driver when nobody is logged in any more. */
+static void tok_logout_if_idle(struct tok *k) {
+        pthread_mutex_lock(&k->lock);
+        core_lock(k->core);
+        bool idle = k->user_logins == 0 && k->so_logins == 0 && !k->removed;
+        core_unlock(k->core);
+        if (idle)
+                (void)k->ops->logout(k->t);
+        pthread_mutex_unlock(&k->lock);
+}
+
+/* Closes one session that has just been unlinked (finishing it if nobody
+ * holds it), destroying its session objects. */
+static void session_finish_close(struct core *c, struct session *s, bool do_free) {
+        struct tok *k = s->tok;
+        destroy_session_objects(c, k, s->cl, s->h);
+        if (do_free) {
+                session_free(s);
+                tok_unref(k);
+        }
+}
+
+struct core_client *core_client_free(struct core_client *cl) {
+        if (!cl)
+                return NULL;
+        struct core *c = cl->core;
+        for (;;) {
+                core_lock(c);
+                struct session *s = cl->sessions;
+                if (!s) {
+                        core_unlock(c);
+                        break;
+                }
+                bool do_free = session_unlink_locked(s);
+                core_unlock(c);
+                session_finish_close(c, s, do_free);
+        }
+        for (;;) {
+                core_lock(c);
+                struct login *l = cl->logins;
+                if (!l) {
+                        core_unlock(c);
+                        break;
+                }
+                struct tok *k = l->tok;
+                k->refs++;
+                bool idle = login_drop_locked(cl, k);
+                core_unlock(c);
+                if (idle)
+                        tok_logout_if_idle(k);
+                emit(c, WIRE_EV_TOKEN_CHANGED, k->slot);
+                tok_unref(k);
+        }
+        core_lock(c);
+        for (struct core_client **pp = &c->clients; *pp; pp = &(*pp)->next)
+                if (*pp == cl) {
+                        *pp = cl->next;
+                        break;
+                }
+        core_unlock(c);
+        free(cl);
+        return NULL;
+}
+
+struct core *core_free(struct core *c) {
+        if (!c)
+                return NULL;
+        while (c->clients)
+                core_client_free(c->clients);
+        for (size_t i = 0; i < c->nslots; i++)
+                if (c->slots[i].tok)
+                        core_remove_token(c, c->slots[i].id);
+        free(c->slots);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return NULL;
+}
+
+/* -------------------------------------------------------------- sessions */
+
+/* Finds the client's session, takes a reference and its call lock. */
+static CK_RV session_get(struct core_client *cl, CK_SESSION_HANDLE h, struct session **ret) {
+        struct core *c = cl->core;
+        struct session *s;
+        core_lock(c);
+        for (s = cl->sessions; s; s = s->next)
+                if (s->h == h)
+                        break;
+        if (!s) {
+                core_unlock(c);
+                return CKR_SESSION_HANDLE_INVALID;
+        }
+        s->refs++;
+        core_unlock(c);
+        pthread_mutex_lock(&s->mu);
+        core_lock(c);
+        bool closed = s->closed;
+        core_unlock(c);
+        if (closed) {
+                pthread_mutex_unlock(&s->mu);
+                core_lock(c);
+                bool last = --s->refs == 0;
+                core_unlock(c);
+                if (last) {
+                        struct tok *k = s->tok;
+                        session_free(s);
+                        tok_unref(k);
+                }
+                return CKR_SESSION_HANDLE_INVALID;
+        }
+        *ret = s;
+        return CKR_OK;
+}
+
+static void session_put(struct session *s) {
+        struct core *c = s->cl ? s->cl->core : NULL;
+        struct tok *k = s->tok;
+        pthread_mutex_unlock(&s->mu);
+        core_lock(c);
+        bool last = --s->refs == 0 && s->closed;
+        core_unlock(c);
+        if (last) {
+                session_free(s);
+                tok_unref(k);
+        }
+}
+
+static CK_USER_TYPE login_state(struct core_client *cl, struct tok *k) {
+        core_lock(cl->core);
+        struct login *l = login_find_locked(cl, k);
+        CK_USER_TYPE u = l ? l->user : (CK_USER_TYPE)-1;
+        core_unlock(cl->core);
+        return u;
+}
+
+static bool is_user(struct core_client *cl, struct tok *k) {
+        return login_state(cl, k) == CKU_USER;
+}
+
+static void op_reset(struct op *o) {
+        if (o->md_started)
+                mbedtls_md_free(&o->mdctx);
+        if (o->has_pk)
+                mbedtls_pk_free(&o->pk);
+        if (o->param) {
+                explicit_bzero(o->param, o->param_len);
+                free(o->param);
+        }
+        nbuf_done(&o->data);
+        memset(o, 0, sizeof *o);
+}
+
+static void session_release_ops(struct session *s) {
+        for (int i = 0; i < _OP_MAX; i++)
+                op_reset(&s->ops[i]);
+        s->finding = false;
+}
+
+CK_RV core_open_session(struct core_client *cl, CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE_PTR ret) {
+        if (!ret)
+                return CKR_ARGUMENTS_BAD;
+        if (!(flags & CKF_SERIAL_SESSION))
+                return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
+        struct core *c = cl->core;
+        struct tok *k;
+        CK_RV rv = tok_get(c, slot, &k);
+        if (rv != CKR_OK)
+                return rv;
+        core_lock(c);
+        if (!(flags & CKF_RW_SESSION) && login_find_locked(cl, k) && login_find_locked(cl, k)->user == CKU_SO) {
+                core_unlock(c);
+                tok_unref(k);
+                return CKR_SESSION_READ_WRITE_SO_EXISTS;
+        }
+        core_unlock(c);
+        struct session *s = calloc(1, sizeof *s);
+        if (!s) {
+                tok_unref(k);
+                return CKR_HOST_MEMORY;
+        }
+        pthread_mutex_init(&s->mu, NULL);
+        s->cl = cl;
+        s->tok = k; /* keeps the reference */
+        s->slot = slot;
+        s->flags = flags & (CKF_RW_SESSION | CKF_SERIAL_SESSION);
+        core_lock(c);
+        s->h = c->next_session++;
+        s->next = cl->sessions;
+        cl->sessions = s;
+        core_unlock(c);
+        *ret = s->h;
+        return CKR_OK;
+}
+
+CK_RV core_close_session(struct core_client *cl, CK_SESSION_HANDLE h) {
+        struct core *c = cl->core;
+        core_lock(c);
+        struct session *s;
+        for (s = cl->sessions; s; s = s->next)
+                if (s->h == h)
+                        break;
+        if (!s) {
+                core_unlock(c);
+                return CKR_SESSION_HANDLE_INVALID;
+        }
+        bool do_free = session_unlink_locked(s);
+        struct tok *k = s->tok;
+        k->refs++;
+        /* Closing the last session of the client on this token logs it out. */
+        bool others = false;
+        for (struct session *o = cl->sessions; o; o = o->next)
+                if (o->tok == k)
+                        others = true;
+        bool idle = false, dropped = false;
+        if (!others && login_find_locked(cl, k)) {
+                idle = login_drop_locked(cl, k);
+                dropped = true;
+        }
+        core_unlock(c);
+        session_finish_close(c, s, do_free);
+        if (idle)
+                tok_logout_if_idle(k);
+        if (dropped)
+                emit(c, WIRE_EV_TOKEN_CHANGED, k->slot);
+        tok_unref(k);
+        return CKR_OK;
+}
+
+CK_RV core_close_all_sessions(struct core_client *cl, CK_SLOT_ID slot) {
+        struct core *c = cl->core;
+        core_lock(c);
+        bool valid = slot_find_locked(c, slot) != NULL;
+        core_unlock(c);
+        if (!valid)
+                return CKR_SLOT_ID_INVALID;
+        for (;;) {
+                CK_SESSION_HANDLE h = 0;
+                core_lock(c);
+                for (struct session *s = cl->sessions; s; s = s->next)
+                        if (s->slot == slot) {
+                                h = s->h;
+                                break;
+                        }
+                core_unlock(c);
+                if (!h)
+                        break;
+                core_close_session(cl, h);
+        }
+        return CKR_OK;
+}
+
+CK_RV core_get_session_info(struct core_client *cl, CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info) {
+        if (!info)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        CK_USER_TYPE u = login_state(cl, s->tok);
+        bool rw = s->flags & CKF_RW_SESSION;
+        info->slotID = s->slot;
+        info->flags = s->flags;
+        info->ulDeviceError = 0;
+        if (u == CKU_SO)
+                info->state = CKS_RW_SO_FUNCTIONS;
+        else if (u == CKU_USER)
+                info->state = rw ? CKS_RW_USER_FUNCTIONS : CKS_RO_USER_FUNCTIONS;
+        else
+                info->state = rw ? CKS_RW_PUBLIC_SESSION : CKS_RO_PUBLIC_SESSION;
+        session_put(s);
+        return CKR_OK;
+}
+
+/* ------------------------------------------------------- slots and tokens */
+
+CK_RV core_get_slot_list(struct core_client *cl, CK_BBOOL token_present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count) {
+        if (!count)
+                return CKR_ARGUMENTS_BAD;
+        struct core *c = cl->core;
+        CK_RV rv = CKR_OK;
+        core_lock(c);
+        CK_ULONG n = 0;
+        for (size_t i = 0; i < c->nslots; i++)
+                if (!token_present || c->slots[i].tok)
+                        n++;
+        if (list) {
+                if (*count < n)
+                        rv = CKR_BUFFER_TOO_SMALL;
+                else {
+                        CK_ULONG j = 0;
+                        for (size_t i = 0; i < c->nslots; i++)
+                                if (!token_present || c->slots[i].tok)
+                                        list[j++] = c->slots[i].id;
+                }
+        }
+        *count = n;
+        core_unlock(c);
+        return rv;
+}
+
+CK_RV core_get_slot_info(struct core_client *cl, CK_SLOT_ID slot, CK_SLOT_INFO_PTR info) {
+        if (!info)
+                return CKR_ARGUMENTS_BAD;
+        struct core *c = cl->core;
+        core_lock(c);
+        struct slot *s = slot_find_locked(c, slot);
+        if (!s) {
+                core_unlock(c);
+                return CKR_SLOT_ID_INVALID;
+        }
+        char desc[65];
+        snprintf(desc, sizeof desc, "NETCA %s slot %lu", s->kind, (unsigned long)s->id);
+        pad_field(info->slotDescription, sizeof info->slotDescription, desc);
+        pad_field(info->manufacturerID, sizeof info->manufacturerID, "NETCA");
+        info->flags = CKF_REMOVABLE_DEVICE | (s->tok ? CKF_TOKEN_PRESENT : 0);
+        if (strcmp(s->kind, "soft") != 0)
+                info->flags |= CKF_HW_SLOT;
+        info->hardwareVersion = (CK_VERSION){ 0, 1 };
+        info->firmwareVersion = (CK_VERSION){ 0, 1 };
+        core_unlock(c);
+        return CKR_OK;
+}
+
+CK_RV core_get_token_info(struct core_client *cl, CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
+        if (!info)
+                return CKR_ARGUMENTS_BAD;
+        struct core *c = cl->core;
+        struct tok *k;
+        CK_RV rv = tok_get(c, slot, &k);
+        if (rv != CKR_OK)
+                return rv;
+        struct token_desc d;
+        memset(&d, 0, sizeof d);
+        int r = k->ops->get_info(k->t, &d);
+        if (r < 0) {
+                tok_unref(k);
+                return rv_from_errno(r);
+        }
+        pad_field(info->label, sizeof info->label, d.label);
+        pad_field(info->manufacturerID, sizeof info->manufacturerID, d.manufacturer);
+        pad_field(info->model, sizeof info->model, d.model);
+        pad_field(info->serialNumber, sizeof info->serialNumber, d.serial);
+        info->flags = d.flags;
+        CK_ULONG ns = 0, nrw = 0;
+        core_lock(c);
+        for (struct core_client *o = c->clients; o; o = o->next)
+                for (struct session *s = o->sessions; s; s = s->next)
+                        if (s->tok == k) {
+                                ns++;
+                                if (s->flags & CKF_RW_SESSION)
+                                        nrw++;
+                        }
+        core_unlock(c);
+        info->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
+        info->ulSessionCount = ns;
+        info->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
+        info->ulRwSessionCount = nrw;
+        info->ulMaxPinLen = d.max_pin;
+        info->ulMinPinLen = d.min_pin;
+        info->ulTotalPublicMemory = CK_UNAVAILABLE_INFORMATION;
+        info->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;
+        info->ulTotalPrivateMemory = CK_UNAVAILABLE_INFORMATION;
+        info->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
+        info->hardwareVersion = d.hw;
+        info->firmwareVersion = d.fw;
+        memset(info->utcTime, ' ', sizeof info->utcTime);
+        tok_unref(k);
+        return CKR_OK;
+}
+
+CK_RV core_get_mechanism_list(struct core_client *cl, CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list,
+                              CK_ULONG_PTR count) {
+        if (!count)
+                return CKR_ARGUMENTS_BAD;
+        struct tok *k;
+        CK_RV rv = tok_get(cl->core, slot, &k);
+        if (rv != CKR_OK)
+                return rv;
+        if (list) {
+                if (*count < k->nmechs)
+                        rv = CKR_BUFFER_TOO_SMALL;
+                else
+                        memcpy(list, k->mech_types, k->nmechs * sizeof *list);
+        }
+        *count = k->nmechs;
+        tok_unref(k);
+        return rv;
+}
+
+CK_RV core_get_mechanism_info(struct core_client *cl, CK_SLOT_ID slot, CK_MECHANISM_TYPE type,
+                              CK_MECHANISM_INFO_PTR info) {
+        if (!info)
+                return CKR_ARGUMENTS_BAD;
+        struct tok *k;
+        CK_RV rv = tok_get(cl->core, slot, &k);
+        if (rv != CKR_OK)
+                return rv;
+        const CK_MECHANISM_INFO *mi = mech_lookup(k, type);
+        if (mi)
+                *info = *mi;
+        else
+                rv = CKR_MECHANISM_INVALID;
+        tok_unref(k);
+        return rv;
+}
+
+/* ------------------------------------------------------------------ PINs */
+
+static CK_RV check_pin_arg(CK_UTF8CHAR_PTR pin, CK_ULONG len) {
+        if (!pin && len)
+                return CKR_ARGUMENTS_BAD;
+        if (len > 256)
+                return CKR_PIN_LEN_RANGE;
+        return CKR_OK;
+}
+
+CK_RV core_init_token(struct core_client *cl, CK_SLOT_ID slot, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len,
+                      CK_UTF8CHAR_PTR label) {
+        if (!label)
+                return CKR_ARGUMENTS_BAD;
+        CK_RV rv = check_pin_arg(pin, pin_len);
+        if (rv != CKR_OK)
+                return rv;
+        if (!pin)
+                return CKR_ARGUMENTS_BAD; /* no protected authentication path for InitToken */
+        struct core *c = cl->core;
+        struct tok *k;
+        if ((rv = tok_get(c, slot, &k)) != CKR_OK)
+                return rv;
+        if (!k->ops->init_token) {
+                tok_unref(k);
+                return CKR_FUNCTION_NOT_SUPPORTED;
+        }
+        core_lock(c);
+        bool busy = false;
+        for (struct core_client *o = c->clients; o; o = o->next)
+                for (struct session *s = o->sessions; s; s = s->next)
+                        if (s->tok == k)
+                                busy = true;
+        core_unlock(c);
+        if (busy) {
+                tok_unref(k);
+                return CKR_SESSION_EXISTS;
+        }
+        char lbl[33];
+        unpad_field(lbl, label, 32);
+        pthread_mutex_lock(&k->lock);
+        int r = k->ops->init_token(k->t, (const char *)pin, pin_len, lbl);
+        if (r == 0) {
+                core_lock(c);
+                tok_free_objs(k);
+                core_unlock(c);
+        }
+        pthread_mutex_unlock(&k->lock);
+        if (r == 0) {
+                emit(c, WIRE_EV_TOKEN_CHANGED, slot);
+                emit(c, WIRE_EV_OBJECTS_CHANGED, slot);
+        }
+        tok_unref(k);
+        return rv_from_errno(r);
+}
+
+CK_RV core_init_pin(struct core_client *cl, CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len) {
+        CK_RV rv = check_pin_arg(pin, pin_len);
+        if (rv != CKR_OK)
+                return rv;
+        if (!pin)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        if (login_state(cl, k) != CKU_SO)
+                rv = CKR_USER_NOT_LOGGED_IN;
+        else if (!(s->flags & CKF_RW_SESSION))
+                rv = CKR_SESSION_READ_ONLY;
+        else if (!k->ops->init_pin)
+                rv = CKR_FUNCTION_NOT_SUPPORTED;
+        else {
+                pthread_mutex_lock(&k->lock);
+                rv = rv_from_errno(k->ops->init_pin(k->t, (const char *)pin, pin_len));
+                pthread_mutex_unlock(&k->lock);
+                if (rv == CKR_OK)
+                        emit(cl->core, WIRE_EV_TOKEN_CHANGED, s->slot);
+        }
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_set_pin(struct core_client *cl, CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
+                   CK_UTF8CHAR_PTR new_pin, CK_ULONG new_len) {
+        CK_RV rv = check_pin_arg(old_pin, old_len);
+        if (rv == CKR_OK)
+                rv = check_pin_arg(new_pin, new_len);
+        if (rv != CKR_OK)
+                return rv;
+        if (!old_pin || !new_pin)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        if (!(s->flags & CKF_RW_SESSION))
+                rv = CKR_SESSION_READ_ONLY;
+        else if (!k->ops->set_pin)
+                rv = CKR_FUNCTION_NOT_SUPPORTED;
+        else {
+                CK_USER_TYPE u = login_state(cl, k) == CKU_SO ? CKU_SO : CKU_USER;
+                pthread_mutex_lock(&k->lock);
+                rv = rv_from_errno(k->ops->set_pin(k->t, u, (const char *)old_pin, old_len,
+                                                   (const char *)new_pin, new_len));
+                pthread_mutex_unlock(&k->lock);
+                emit(cl->core, WIRE_EV_TOKEN_CHANGED, s->slot);
+        }
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin,
+                 CK_ULONG pin_len) {
+        CK_RV rv = check_pin_arg(pin, pin_len);
+        if (rv != CKR_OK)
+                return rv;
+        if (user != CKU_SO && user != CKU_USER && user != CKU_CONTEXT_SPECIFIC)
+                return CKR_USER_TYPE_INVALID;
+        struct session *s;
+        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+                return rv;
+        struct core *c = cl->core;
+        struct tok *k = s->tok;
+        CK_USER_TYPE cur = login_state(cl, k);
+
+        if (user == CKU_CONTEXT_SPECIFIC) {
+                struct op *o = NULL;
+                if (s->ops[OP_SIGN].active)
+                        o = &s->ops[OP_SIGN];
+                else if (s->ops[OP_DECRYPT].active)
+                        o = &s->ops[OP_DECRYPT];
+                if (!o)
+                        rv = CKR_OPERATION_NOT_INITIALIZED;
+                else if (cur != CKU_USER)
+                        rv = CKR_USER_NOT_LOGGED_IN;
+                else if (!pin)
+                        rv = CKR_ARGUMENTS_BAD;
+                else {
+                        pthread_mutex_lock(&k->lock);
+                        rv = rv_from_errno(k->ops->login(k->t, CKU_CONTEXT_SPECIFIC, (const char *)pin, pin_len));
+                        pthread_mutex_unlock(&k->lock);
+                        if (rv == CKR_OK)
+                                o->context_ok = true;
+                }
+                session_put(s);
+                return rv;
+        }
+        if (cur == user) {
+                session_put(s);
+                return CKR_USER_ALREADY_LOGGED_IN;
+        }
+        if (cur != (CK_USER_TYPE)-1) {
+                session_put(s);
+                return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+        }
+        if (user == CKU_SO) {
+                bool ro = false;
+                core_lock(c);
+                for (struct session *o = cl->sessions; o; o = o->next)
+                        if (o->tok == k && !(o->flags & CKF_RW_SESSION))
+                                ro = true;
+                core_unlock(c);
+                if (ro) {
+                        session_put(s);
+                        return CKR_SESSION_READ_ONLY_EXISTS;
+                }
+        }
+        if (!pin) {
+                /* No PIN cache or protected path yet (later issue). */
+                session_put(s);
+                return CKR_ARGUMENTS_BAD;
+        }
+        pthread_mutex_lock(&k->lock);
+        int r = k->ops->login(k->t, user, (const char *)pin, pin_len);
+        if (r == 0) {
+                struct login *l = calloc(1, sizeof *l);
+                if (!l)
+                        r = -ENOMEM;
+                else {
+                        core_lock(c);
+                        l->tok = k;
+                        l->user = user;
+                        l->next = cl->logins;
+                        cl->logins = l;
+                        k->refs++;
+                        if (user == CKU_SO)
+                                k->so_logins++;
+                        else
+                                k->user_logins++;
+                        core_unlock(c);
+                }
+        }
+        pthread_mutex_unlock(&k->lock);
+        rv = rv_from_errno(r);
+        log_debug(LOG_SUB_CORE, "login slot %lu user %lu pid %d: rv 0x%lx", (unsigned long)s->slot,
+                  (unsigned long)user, (int)cl->peer.pid, (unsigned long)rv);
+        CK_SLOT_ID slot = s->slot;
+        session_put(s);
+        emit(c, WIRE_EV_TOKEN_CHANGED, slot);
+        return rv;
+}
+
+CK_RV core_logout(struct core_client *cl, CK_SESSION_HANDLE h) {
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        struct core *c = cl->core;
+        struct tok *k = s->tok;
+        core_lock(c);
+        k->refs++;
+        bool had = login_find_locked(cl, k) != NULL;
+        bool idle = had && login_drop_locked(cl, k);
+        core_unlock(c);
+        CK_SLOT_ID slot = s->slot;
+        session_put(s);
+        if (idle)
+                tok_logout_if_idle(k);
+        tok_unref(k);
+        if (!had)
+                return CKR_USER_NOT_LOGGED_IN;
+        emit(c, WIRE_EV_TOKEN_CHANGED, slot);
+        return CKR_OK;
+}
+
+/* --------------------------------------------------------------- objects */
+
+/* Makes sure the token's objects are in the cache (reading them once). */
+static CK_RV tok_load(struct tok *k) {
+        struct core *c = k->core;
+        core_lock(c);
+        bool loaded = k->loaded;
+        core_unlock(c);
+        if (loaded)
+                return CKR_OK;
+        pthread_mutex_lock(&k->lock);
+        core_lock(c);
+        loaded = k->loaded;
+        core_unlock(c);
+        if (loaded) {
+                pthread_mutex_unlock(&k->lock);
+                return CKR_OK;
+        }
+        struct dobj *v = NULL;
+        size_t n = 0;
+        int r = k->ops->load_objects(k->t, &v, &n);
+        if (r < 0) {
+                pthread_mutex_unlock(&k->lock);
+                return rv_from_errno(r);
+        }
+        struct cobj **objs = calloc(n ? n : 1, sizeof *objs);
+        if (!objs) {
+                dobj_free_array(v, n);
+                pthread_mutex_unlock(&k->lock);
+                return CKR_HOST_MEMORY;
+        }
+        for (size_t i = 0; i < n; i++) {
+                objs[i] = calloc(1, sizeof **objs);
+                if (!objs[i]) {
+                        for (size_t j = 0; j < i; j++)
+                                cobj_free(objs[j]);
+                        free(objs);
+                        dobj_free_array(v, n);
+                        pthread_mutex_unlock(&k->lock);
+                        return CKR_HOST_MEMORY;
+                }
+                objs[i]->id = v[i].id;
+                objs[i]->attrs = v[i].attrs;
+                nattrs_init(&v[i].attrs);
+        }
+        dobj_free_array(v, n);
+        core_lock(c);
+        for (size_t i = 0; i < n; i++)
+                objs[i]->handle = c->next_object++;
+        /* Session objects created before the load stay. */
+        for (size_t i = 0; i < k->nobjs; i++)
+                if (k->objs[i]->owner) {
+                        struct cobj **no = realloc(objs, (n + 1) * sizeof *no);
+                        if (!no)
+                                break;
+                        objs = no;
+                        objs[n++] = k->objs[i];
+                        k->objs[i] = NULL;
+                }
+        for (size_t i = 0; i < k->nobjs; i++)
+                cobj_free(k->objs[i]);
+        free(k->objs);
+        k->objs = objs;
+        k->nobjs = n;
+        k->loaded = true;
+        core_unlock(c);
+        pthread_mutex_unlock(&k->lock);
+        log_debug(LOG_SUB_CORE, "slot %lu: %zu objects loaded", (unsigned long)k->slot, n);
+        return CKR_OK;
+}
+
+static bool obj_visible(const struct cobj *o, struct core_client *cl, bool user) {
+        if (o->owner && o->owner != cl)
+                return false;
+        if (nattrs_get_bool(&o->attrs, CKA_PRIVATE, false) && !user)
+                return false;
+        return true;
+}
+
+/* Core lock held.  The visible object with this handle, or NULL. */
+static struct cobj *obj_find_locked(struct tok *k, CK_OBJECT_HANDLE h, struct core_client *cl, bool user) {
+        for (size_t i = 0; i < k->nobjs; i++)
+                if (k->objs[i]->handle == h)
+                        return obj_visible(k->objs[i], cl, user) ? k->objs[i] : NULL;
+        return NULL;
+}
+
+static int obj_insert_locked(struct tok *k, struct dobj *d, struct core_client *owner, CK_SESSION_HANDLE sess,
+                             CK_OBJECT_HANDLE *ret) {
+        struct cobj *o = calloc(1, sizeof *o);
+        if (!o)
+                return -ENOMEM;
+        struct cobj **no = realloc(k->objs, (k->nobjs + 1) * sizeof *no);
+        if (!no) {
+                free(o);
+                return -ENOMEM;
+        }
+        k->objs = no;
+        o->id = d->id;
+        o->attrs = d->attrs;
+        nattrs_init(&d->attrs);
+        o->owner = owner;
+        o->owner_session = sess;
+        o->handle = k->core->next_object++;
+        k->objs[k->nobjs++] = o;
+        if (ret)
+                *ret = o->handle;
+        return 0;
+}
+
+static void obj_remove_locked(struct tok *k, struct cobj *o) {
+        for (size_t i = 0; i < k->nobjs; i++)
+                if (k->objs[i] == o) {
+                        memmove(&k->objs[i], &k->objs[i + 1], (k->nobjs - i - 1) * sizeof *k->objs);
+                        k->nobjs--;
+                        cobj_free(o);
+                        return;
+                }
+}
+
+static void destroy_session_objects(struct core *c, struct tok *k, struct core_client *cl,
+                                    CK_SESSION_HANDLE only) {
+        for (;;) {
+                uint64_t id = 0;
+                core_lock(c);
+                for (size_t i = 0; i < k->nobjs; i++)
+                        if (k->objs[i]->owner == cl && (!only || k->objs[i]->owner_session == only)) {
+                                id = k->objs[i]->id;
+                                obj_remove_locked(k, k->objs[i]);
+                                break;
+                        }
+                bool removed = k->removed;
+                core_unlock(c);
+                if (!id)
+                        break;
+                if (!removed) {
+                        pthread_mutex_lock(&k->lock);
+                        (void)k->ops->destroy_object(k->t, id);
+                        pthread_mutex_unlock(&k->lock);
+                }
+        }
+}
+
+static bool is_sensitive(const struct cobj *o, CK_ATTRIBUTE_TYPE type) {
+        CK_ULONG cls;
+        if (!nattrs_get_ulong(&o->attrs, CKA_CLASS, &cls))
+                return false;
+        if (cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY)
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(sensitive_types); i++)
+                if (sensitive_types[i] == type)
+                        return true;
+        return false;
+}
+
+CK_RV core_get_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
+                               CK_ATTRIBUTE_PTR tmpl, CK_ULONG n) {
+        if (!tmpl && n)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        if ((rv = tok_load(k)) != CKR_OK) {
+                session_put(s);
+                return rv;
+        }
+        bool user = is_user(cl, k);
+        core_lock(cl->core);
+        struct cobj *o = obj_find_locked(k, obj, cl, user);
+        if (!o)
+                rv = CKR_OBJECT_HANDLE_INVALID;
+        else
+                for (CK_ULONG i = 0; i < n; i++) {
+                        const struct nattr *a;
+                        if (is_sensitive(o, tmpl[i].type) || !(a = nattrs_get(&o->attrs, tmpl[i].type))) {
+                                CK_RV e = is_sensitive(o, tmpl[i].type) ? CKR_ATTRIBUTE_SENSITIVE
+                                                                        : CKR_ATTRIBUTE_TYPE_INVALID;
+                                tmpl[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                                if (rv == CKR_OK || e == CKR_ATTRIBUTE_SENSITIVE)
+                                        rv = e;
+                                continue;
+                        }
+                        if (!tmpl[i].pValue)
+                                tmpl[i].ulValueLen = a->len;
+                        else if (tmpl[i].ulValueLen >= a->len) {
+                                if (a->len)
+                                        memcpy(tmpl[i].pValue, a->value, a->len);
+                                tmpl[i].ulValueLen = a->len;
+                        } else {
+                                tmpl[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                                if (rv == CKR_OK)
+                                        rv = CKR_BUFFER_TOO_SMALL;
+                        }
+                }
+        core_unlock(cl->core);
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_find_objects_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n) {
+        if (!tmpl && n)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        if (s->finding) {
+                session_put(s);
+                return CKR_OPERATION_ACTIVE;
+        }
+        struct tok *k = s->tok;
+        if ((rv = tok_load(k)) != CKR_OK) {
+                session_put(s);
+                return rv;
+        }
+        bool user = is_user(cl, k);
+        core_lock(cl->core);
+        CK_OBJECT_HANDLE *found = calloc(k->nobjs ? k->nobjs : 1, sizeof *found);
+        size_t nf = 0;
+        if (found)
+                for (size_t i = 0; i < k->nobjs; i++)
+                        if (obj_visible(k->objs[i], cl, user) && nattrs_match(&k->objs[i]->attrs, tmpl, n))
+                                found[nf++] = k->objs[i]->handle;
+        core_unlock(cl->core);
+        if (!found) {
+                session_put(s);
+                return CKR_HOST_MEMORY;
+        }
+        free(s->found);
+        s->found = found;
+        s->nfound = nf;
+        s->found_pos = 0;
+        s->finding = true;
+        session_put(s);
+        return CKR_OK;
+}
+
+CK_RV core_find_objects(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR ret, CK_ULONG max,
+                        CK_ULONG_PTR ret_count) {
+        if (!ret_count || (!ret && max))
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        if (!s->finding) {
+                session_put(s);
+                return CKR_OPERATION_NOT_INITIALIZED;
+        }
+        CK_ULONG n = 0;
+        while (n < max && s->found_pos < s->nfound)
+                ret[n++] = s->found[s->found_pos++];
+        *ret_count = n;
+        session_put(s);
+        return CKR_OK;
+}
+
+CK_RV core_find_objects_final(struct core_client *cl, CK_SESSION_HANDLE h) {
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        if (!s->finding)
+                rv = CKR_OPERATION_NOT_INITIALIZED;
+        free(s->found);
+        s->found = NULL;
+        s->nfound = s->found_pos = 0;
+        s->finding = false;
+        session_put(s);
+        return rv;
+}
+
+static bool tmpl_bool(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, bool def) {
+        for (CK_ULONG i = 0; i < n; i++)
+                if (t[i].type == type && t[i].pValue && t[i].ulValueLen == sizeof(CK_BBOOL))
+                        return *(CK_BBOOL *)t[i].pValue != 0;
+        return def;
+}
+
+static bool tmpl_ulong(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ULONG *ret) {
+        for (CK_ULONG i = 0; i < n; i++)
+                if (t[i].type == type && t[i].pValue && t[i].ulValueLen == sizeof(CK_ULONG)) {
+                        memcpy(ret, t[i].pValue, sizeof *ret);
+                        return true;
+                }
+        return false;
+}
+
+static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n) {
+        if (!t && n)
+                return CKR_ARGUMENTS_BAD;
+        for (CK_ULONG i = 0; i < n; i++)
+                if (!t[i].pValue && t[i].ulValueLen)
+                        return CKR_ATTRIBUTE_VALUE_INVALID;
+        return CKR_OK;
+}
+
+CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
+                         CK_OBJECT_HANDLE_PTR ret) {
+        if (!ret)
+                return CKR_ARGUMENTS_BAD;
+        CK_RV rv = check_template(tmpl, n);
+        if (rv != CKR_OK)
+                return rv;
+        CK_ULONG cls;
+        if (!tmpl_ulong(tmpl, n, CKA_CLASS, &cls))
+                return CKR_TEMPLATE_INCOMPLETE;
+        struct session *s;
+        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        bool persistent = tmpl_bool(tmpl, n, CKA_TOKEN, false);
+        bool priv = tmpl_bool(tmpl, n, CKA_PRIVATE, cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY);
+        if ((rv = tok_load(k)) != CKR_OK)
+                goto out;
+        if (persistent && !(s->flags & CKF_RW_SESSION)) {
+                rv = CKR_SESSION_READ_ONLY;
+                goto out;
+        }
+        if (priv && !is_user(cl, k)) {
+                rv = CKR_USER_NOT_LOGGED_IN;
+                goto out;
+        }
+        struct dobj d;
+        memset(&d, 0, sizeof d);
+        pthread_mutex_lock(&k->lock);
+        int r = k->ops->create_object(k->t, tmpl, n, persistent, &d);
+        if (r == 0) {
+                core_lock(cl->core);
+                r = obj_insert_locked(k, &d, persistent ? NULL : cl, persistent ? 0 : h, ret);
+                core_unlock(cl->core);
+                dobj_done(&d);
+        }
+        pthread_mutex_unlock(&k->lock);
+        rv = rv_from_errno(r);
+        if (rv == CKR_OK && persistent)
+                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+out:
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        if ((rv = tok_load(k)) != CKR_OK)
+                goto out;
+        bool user = is_user(cl, k);
+        pthread_mutex_lock(&k->lock);
+        core_lock(cl->core);
+        struct cobj *o = obj_find_locked(k, obj, cl, user);
+        uint64_t id = o ? o->id : 0;
+        bool persistent = o && !o->owner;
+        bool destroyable = o && nattrs_get_bool(&o->attrs, CKA_DESTROYABLE, true);
+        core_unlock(cl->core);
+        if (!o)
+                rv = CKR_OBJECT_HANDLE_INVALID;
+        else if (persistent && !(s->flags & CKF_RW_SESSION))
+                rv = CKR_SESSION_READ_ONLY;
+        else if (!destroyable)
+                rv = CKR_ACTION_PROHIBITED;
+        else {
+                rv = rv_from_errno(k->ops->destroy_object(k->t, id));
+                if (rv == CKR_OK) {
+                        core_lock(cl->core);
+                        for (size_t i = 0; i < k->nobjs; i++)
+                                if (k->objs[i]->handle == obj) {
+                                        obj_remove_locked(k, k->objs[i]);
+                                        break;
+                                }
+                        core_unlock(cl->core);
+                }
+        }
+        pthread_mutex_unlock(&k->lock);
+        if (rv == CKR_OK && persistent)
+                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+out:
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_set_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
+                               CK_ATTRIBUTE_PTR tmpl, CK_ULONG n) {
+        CK_RV rv = check_template(tmpl, n);
+        if (rv != CKR_OK)
+                return rv;
+        struct session *s;
+        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        if ((rv = tok_load(k)) != CKR_OK)
+                goto out;
+        bool user = is_user(cl, k);
+        pthread_mutex_lock(&k->lock);
+        core_lock(cl->core);
+        struct cobj *o = obj_find_locked(k, obj, cl, user);
+        uint64_t id = o ? o->id : 0;
+        bool persistent = o && !o->owner;
+        bool modifiable = o && nattrs_get_bool(&o->attrs, CKA_MODIFIABLE, true);
+        core_unlock(cl->core);
+        if (!o)
+                rv = CKR_OBJECT_HANDLE_INVALID;
+        else if (persistent && !(s->flags & CKF_RW_SESSION))
+                rv = CKR_SESSION_READ_ONLY;
+        else if (!modifiable)
+                rv = CKR_ACTION_PROHIBITED;
+        else if (!k->ops->set_attributes)
+                rv = CKR_FUNCTION_NOT_SUPPORTED;
+        else {
+                struct nattrs na;
+                nattrs_init(&na);
+                int r = k->ops->set_attributes(k->t, id, tmpl, n, &na);
+                if (r == -EINVAL)
+                        r = -EDOM; /* a bad value, not an inconsistent template */
+                rv = rv_from_errno(r);
+                if (rv == CKR_OK) {
+                        core_lock(cl->core);
+                        for (size_t i = 0; i < k->nobjs; i++)
+                                if (k->objs[i]->handle == obj) {
+                                        nattrs_done(&k->objs[i]->attrs);
+                                        k->objs[i]->attrs = na;
+                                        nattrs_init(&na);
+                                        break;
+                                }
+                        core_unlock(cl->core);
+                }
+                nattrs_done(&na);
+        }
+        pthread_mutex_unlock(&k->lock);
+        if (rv == CKR_OK && persistent)
+                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+out:
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                             CK_ATTRIBUTE_PTR pub_tmpl, CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv_tmpl,
+                             CK_ULONG priv_n, CK_OBJECT_HANDLE_PTR ret_pub, CK_OBJECT_HANDLE_PTR ret_priv) {
+        if (!mech || !ret_pub || !ret_priv)
+                return CKR_ARGUMENTS_BAD;
+        CK_RV rv = check_template(pub_tmpl, pub_n);
+        if (rv == CKR_OK)
+                rv = check_template(priv_tmpl, priv_n);
+        if (rv != CKR_OK)
+                return rv;
+        struct session *s;
+        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        const CK_MECHANISM_INFO *mi = mech_lookup(k, mech->mechanism);
+        bool persistent = tmpl_bool(pub_tmpl, pub_n, CKA_TOKEN, false) || tmpl_bool(priv_tmpl, priv_n, CKA_TOKEN, false);
+        if (!mi || !(mi->flags & CKF_GENERATE_KEY_PAIR) || !k->ops->generate_key_pair)
+                rv = CKR_MECHANISM_INVALID;
+        else if (persistent && !(s->flags & CKF_RW_SESSION))
+                rv = CKR_SESSION_READ_ONLY;
+        else if (!is_user(cl, k))
+                rv = CKR_USER_NOT_LOGGED_IN;
+        else
+                rv = tok_load(k);
+        if (rv != CKR_OK)
+                goto out;
+        struct dobj pub, priv;
+        memset(&pub, 0, sizeof pub);
+        memset(&priv, 0, sizeof priv);
+        pthread_mutex_lock(&k->lock);
+        int r = k->ops->generate_key_pair(k->t, mech, pub_tmpl, pub_n, priv_tmpl, priv_n, &pub, &priv);
+        if (r == 0) {
+                bool pub_tok = tmpl_bool(pub_tmpl, pub_n, CKA_TOKEN, false);
+                bool priv_tok = tmpl_bool(priv_tmpl, priv_n, CKA_TOKEN, false);
+                core_lock(cl->core);
+                r = obj_insert_locked(k, &pub, pub_tok ? NULL : cl, pub_tok ? 0 : h, ret_pub);
+                if (r == 0)
+                        r = obj_insert_locked(k, &priv, priv_tok ? NULL : cl, priv_tok ? 0 : h, ret_priv);
+                core_unlock(cl->core);
+        }
+        dobj_done(&pub);
+        dobj_done(&priv);
+        pthread_mutex_unlock(&k->lock);
+        rv = rv_from_errno(r);
+        if (rv == CKR_OK && persistent)
+                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+out:
+        session_put(s);
+        return rv;
+}
+
+/* ------------------------------------------------------------ operations */
+
+static CK_FLAGS op_flag(enum op_kind kind) {
+        switch (kind) {
+        case OP_SIGN: return CKF_SIGN;
+        case OP_VERIFY: return CKF_VERIFY;
+        case OP_ENCRYPT: return CKF_ENCRYPT;
+        case OP_DECRYPT: return CKF_DECRYPT;
+        default: return CKF_DIGEST;
+        }
+}
+
+static CK_ATTRIBUTE_TYPE op_attr(enum op_kind kind) {
+        switch (kind) {
+        case OP_SIGN: return CKA_SIGN;
+        case OP_VERIFY: return CKA_VERIFY;
+        case OP_ENCRYPT: return CKA_ENCRYPT;
+        default: return CKA_DECRYPT;
+        }
+}
+
+static bool mech_key_type_ok(CK_MECHANISM_TYPE raw, CK_KEY_TYPE kt) {
+        switch (raw) {
+        case CKM_RSA_PKCS:
+        case CKM_RSA_X_509:
+        case CKM_RSA_PKCS_PSS:
+        case CKM_RSA_PKCS_OAEP:
+                return kt == CKK_RSA;
+        case CKM_ECDSA:
+                return kt == CKK_EC;
+        default:
+                return false;
+        }
+}
+
+/* Sets up an operation: checks the mechanism and key, fills *o. */
+static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind kind, const CK_MECHANISM *mech,
+                      CK_OBJECT_HANDLE key, struct op *o) {
+        struct tok *k = s->tok;
+        const CK_MECHANISM_INFO *mi = mech_lookup(k, mech->mechanism);
+        if (!mi || !(mi->flags & op_flag(kind)))
+                return CKR_MECHANISM_INVALID;
+        if (mech->ulParameterLen && !mech->pParameter)
+                return CKR_ARGUMENTS_BAD;
+        o->mech = mech->mechanism;
+        o->raw = mech->mechanism;
+        if (kind == OP_DIGEST) {
+                o->md = mbedtls_md_info_from_type(pkc_md_type(mech->mechanism));
+                if (!o->md)
+                        return CKR_MECHANISM_INVALID;
+        } else {
+                CK_MECHANISM_TYPE hash;
+                if (pkc_combined_mech(mech->mechanism, &hash, &o->raw)) {
+                        if (kind != OP_SIGN && kind != OP_VERIFY)
+                                return CKR_MECHANISM_INVALID;
+                        o->md = mbedtls_md_info_from_type(pkc_md_type(hash));
+                        if (!o->md)
+                                return CKR_MECHANISM_INVALID;
+                }
+        }
+        if (o->md) {
+                mbedtls_md_init(&o->mdctx);
+                o->md_started = true;
+                if (mbedtls_md_setup(&o->mdctx, o->md, 0) != 0 || mbedtls_md_starts(&o->mdctx) != 0)
+                        return CKR_HOST_MEMORY;
+        }
+        if (mech->ulParameterLen) {
+                o->param = malloc(mech->ulParameterLen);
+                if (!o->param)
+                        return CKR_HOST_MEMORY;
+                memcpy(o->param, mech->pParameter, mech->ulParameterLen);
+                o->param_len = mech->ulParameterLen;
+        }
+        nbuf_init(&o->data, MAX_ACCUMULATE);
+        o->data.secure = true;
+        if (kind == OP_DIGEST)
+                return CKR_OK;
+
+        CK_RV rv = tok_load(k);
+        if (rv != CKR_OK)
+                return rv;
+        bool user = is_user(cl, k);
+        core_lock(cl->core);
+        struct cobj *ko = obj_find_locked(k, key, cl, user);
+        CK_ULONG cls = 0, kt = 0;
+        bool allowed = false, priv = false;
+        struct nattrs attrs;
+        nattrs_init(&attrs);
+        if (ko) {
+                nattrs_get_ulong(&ko->attrs, CKA_CLASS, &cls);
+                nattrs_get_ulong(&ko->attrs, CKA_KEY_TYPE, &kt);
+                allowed = nattrs_get_bool(&ko->attrs, op_attr(kind), true);
+                priv = nattrs_get_bool(&ko->attrs, CKA_PRIVATE, false);
+                o->always_auth = nattrs_get_bool(&ko->attrs, CKA_ALWAYS_AUTHENTICATE, false);
+                o->key_id = ko->id;
+                if (kind == OP_VERIFY || kind == OP_ENCRYPT)
+                        rv = nattrs_copy(&attrs, &ko->attrs) < 0 ? CKR_HOST_MEMORY : CKR_OK;
+        }
+        core_unlock(cl->core);
+        if (!ko)
+                return CKR_KEY_HANDLE_INVALID;
+        if (rv != CKR_OK)
+                goto out;
+        o->key = key;
+        o->key_type = kt;
+        if (kind == OP_SIGN || kind == OP_DECRYPT) {
+                if (cls != CKO_PRIVATE_KEY)
+                        rv = CKR_KEY_TYPE_INCONSISTENT;
+                else if (priv && !user)
+                        rv = CKR_USER_NOT_LOGGED_IN;
+        } else if (cls != CKO_PUBLIC_KEY && cls != CKO_PRIVATE_KEY)
+                rv = CKR_KEY_TYPE_INCONSISTENT;
+        if (rv == CKR_OK && !allowed)
+                rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+        if (rv == CKR_OK && !mech_key_type_ok(o->raw, kt))
+                rv = CKR_KEY_TYPE_INCONSISTENT;
+        if (rv == CKR_OK && (kind == OP_VERIFY || kind == OP_ENCRYPT)) {
+                mbedtls_pk_init(&o->pk);
+                o->has_pk = true;
+                int r = pkc_pk_from_attrs(&attrs, &o->pk);
+                if (r < 0)
+                        rv = r == -ENOMEM ? CKR_HOST_MEMORY : CKR_KEY_TYPE_INCONSISTENT;
+        }
+out:
+        nattrs_done(&attrs);
+        return rv;
+}
+
+static CK_RV op_init(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kind kind, CK_MECHANISM_PTR mech,
+                     CK_OBJECT_HANDLE key) {
+        if (!mech)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        struct op *o = &s->ops[kind];
+        if (o->active) {
+                session_put(s);
+                return CKR_OPERATION_ACTIVE;
+        }
+        rv = op_setup(cl, s, kind, mech, key, o);
+        if (rv == CKR_OK)
+                o->active = true;
+        else
+                op_reset(o);
+        session_put(s);
+        return rv;
+}
+
+/* Gets the session with an active op of this kind. */
+static CK_RV op_get(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kind kind, struct session **ret_s,
+                    struct op **ret_o) {
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        if (!s->ops[kind].active) {
+                session_put(s);
+                return CKR_OPERATION_NOT_INITIALIZED;
+        }
+        *ret_s = s;
+        *ret_o = &s->ops[kind];
+        return CKR_OK;
+}
+
+/* The bytes the raw mechanism gets: for a hashing op, the hash (in a
+ * DigestInfo for CKM_RSA_PKCS); else the data itself.  in/in_len is the
+ * single-part data, or NULL to use what was accumulated / hashed so far. */
+static CK_RV op_input(struct op *o, const uint8_t *in, size_t in_len, uint8_t *buf, size_t bufsize,
+                      const uint8_t **ret, size_t *ret_len) {
+        if (!o->md) {
+                if (in) {
+                        *ret = in;
+                        *ret_len = in_len;
+                } else {
+                        *ret = o->data.data ? o->data.data : (const uint8_t *)"";
+                        *ret_len = o->data.len;
+                }
+                return CKR_OK;
+        }
+        uint8_t hash[MBEDTLS_MD_MAX_SIZE];
+        size_t hlen = mbedtls_md_get_size(o->md);
+        if (in && mbedtls_md_update(&o->mdctx, in, in_len) != 0)
+                return CKR_FUNCTION_FAILED;
+        if (mbedtls_md_finish(&o->mdctx, hash) != 0)
+                return CKR_FUNCTION_FAILED;
+        if (o->raw == CKM_RSA_PKCS) {
+                CK_MECHANISM_TYPE hm = CKM_SHA256;
+                CK_MECHANISM_TYPE raw;
+                pkc_combined_mech(o->mech, &hm, &raw);
+                size_t n = bufsize;
+                if (pkc_digest_info(hm, hash, hlen, buf, &n) < 0)
+                        return CKR_FUNCTION_FAILED;
+                *ret_len = n;
+        } else {
+                memcpy(buf, hash, hlen);
+                *ret_len = hlen;
+        }
+        *ret = buf;
+        return CKR_OK;
+}
+
+static CK_RV op_update(struct op *o, const uint8_t *part, size_t len) {
+        if (!part && len)
+                return CKR_ARGUMENTS_BAD;
+        o->multipart = true;
+        if (o->md)
+                return mbedtls_md_update(&o->mdctx, part, len) == 0 ? CKR_OK : CKR_FUNCTION_FAILED;
+        nbuf_put_raw(&o->data, part, len);
+        return nbuf_failed(&o->data) ? CKR_DATA_LEN_RANGE : CKR_OK;
+}
+
+/* Runs a private-key operation (sign or decrypt) in the driver. */
+static int drv_private_op(struct tok *k, enum op_kind kind, struct op *o, const uint8_t *in, size_t in_len,
+                          uint8_t *out, size_t *outlen) {
+        CK_MECHANISM m = { o->raw, o->param, o->param_len };
+        bool lock = !k->ops->parallel_crypto;
+        if (lock)
+                pthread_mutex_lock(&k->lock);
+        int r;
+        if (kind == OP_SIGN)
+                r = k->ops->sign(k->t, o->key_id, &m, in, in_len, out, outlen);
+        else
+                r = k->ops->decrypt(k->t, o->key_id, &m, in, in_len, out, outlen);
+        if (lock)
+                pthread_mutex_unlock(&k->lock);
+        return r;
+}
+
+/* Shared tail of sign / decrypt (single-part and final): length queries and
+ * a too-small buffer keep the operation; anything else ends it. */
+static CK_RV private_op(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kind kind, const uint8_t *in,
+                        size_t in_len, bool final, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        if (!out_len || (!final && !in && in_len))
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        struct op *o;
+        CK_RV rv = op_get(cl, h, kind, &s, &o);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        bool keep = false;
+        if (!final && o->multipart) {
+                rv = CKR_OPERATION_ACTIVE;
+                keep = true;
+                goto out;
+        }
+        if (!is_user(cl, k)) {
+                rv = CKR_USER_NOT_LOGGED_IN;
+                goto out;
+        }
+        if (o->always_auth && !o->context_ok) {
+                rv = CKR_USER_NOT_LOGGED_IN;
+                keep = true;
+                goto out;
+        }
+        size_t need = 0;
+        int r = drv_private_op(k, kind, o, NULL, 0, NULL, &need);
+        if (r < 0) {
+                rv = rv_from_errno(r);
+                goto out;
+        }
+        if (!out) {
+                *out_len = need;
+                keep = true;
+                goto out;
+        }
+        uint8_t buf[128];
+        const uint8_t *input;
+        size_t input_len;
+        /* Hashing consumes the digest context: only do it once we know the
+         * output fits (length checks above use the key size). */
+        if (*out_len < need && kind == OP_SIGN) {
+                *out_len = need;
+                rv = CKR_BUFFER_TOO_SMALL;
+                keep = true;
+                goto out;
+        }
+        rv = op_input(o, final ? NULL : in, in_len, buf, sizeof buf, &input, &input_len);
+        if (rv != CKR_OK)
+                goto out;
+        size_t ol = *out_len;
+        r = drv_private_op(k, kind, o, input, input_len, out, &ol);
+        if (r == -ENOBUFS) {
+                *out_len = ol;
+                rv = CKR_BUFFER_TOO_SMALL;
+                keep = !o->md; /* a consumed hash cannot be replayed */
+                goto out;
+        }
+        if (r == -EBADMSG && kind == OP_DECRYPT)
+                rv = CKR_ENCRYPTED_DATA_INVALID;
+        else if (r == -ERANGE && kind == OP_DECRYPT)
+                rv = CKR_ENCRYPTED_DATA_LEN_RANGE;
+        else
+                rv = rv_from_errno(r);
+        if (rv == CKR_OK)
+                *out_len = ol;
+        explicit_bzero(buf, sizeof buf);
+out:
+        if (!keep)
+                op_reset(o);
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_sign_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+        return op_init(cl, h, OP_SIGN, mech, key);
+}
+
+CK_RV core_sign(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                CK_ULONG_PTR sig_len) {
+        if (!data && len)
+                return CKR_ARGUMENTS_BAD;
+        return private_op(cl, h, OP_SIGN, data ? data : (CK_BYTE_PTR) "", len, false, sig, sig_len);
+}
+
+CK_RV core_sign_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len) {
+        struct session *s;
+        struct op *o;
+        CK_RV rv = op_get(cl, h, OP_SIGN, &s, &o);
+        if (rv != CKR_OK)
+                return rv;
+        rv = op_update(o, part, len);
+        if (rv != CKR_OK)
+                op_reset(o);
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_sign_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len) {
+        return private_op(cl, h, OP_SIGN, NULL, 0, true, sig, sig_len);
+}
+
+CK_RV core_decrypt_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+        return op_init(cl, h, OP_DECRYPT, mech, key);
+}
+
+CK_RV core_decrypt(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out,
+                   CK_ULONG_PTR out_len) {
+        if (!data && len)
+                return CKR_ARGUMENTS_BAD;
+        return private_op(cl, h, OP_DECRYPT, data ? data : (CK_BYTE_PTR) "", len, false, out, out_len);
+}
+
+CK_RV core_decrypt_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len,
+                          CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        if (!out_len)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        struct op *o;
+        CK_RV rv = op_get(cl, h, OP_DECRYPT, &s, &o);
+        if (rv != CKR_OK)
+                return rv;
+        rv = op_update(o, part, len);
+        if (rv != CKR_OK)
+                op_reset(o);
+        else
+                *out_len = 0; /* RSA: all output comes with the final call */
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_decrypt_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        return private_op(cl, h, OP_DECRYPT, NULL, 0, true, out, out_len);
+}
+
+CK_RV core_verify_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+        return op_init(cl, h, OP_VERIFY, mech, key);
+}
+
+static CK_RV verify_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, bool final,
+                        const uint8_t *sig, size_t sig_len) {
+        if (!sig && sig_len)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        struct op *o;
+        CK_RV rv = op_get(cl, h, OP_VERIFY, &s, &o);
+        if (rv != CKR_OK)
+                return rv;
+        if (!final && o->multipart) {
+                session_put(s);
+                return CKR_OPERATION_ACTIVE;
+        }
+        uint8_t buf[128];
+        const uint8_t *input;
+        size_t input_len;
+        rv = op_input(o, final ? NULL : data, len, buf, sizeof buf, &input, &input_len);
+        if (rv == CKR_OK) {
+                CK_MECHANISM m = { o->raw, o->param, o->param_len };
+                int r = pkc_verify(&o->pk, &m, input, input_len, sig ? sig : (const uint8_t *)"", sig_len);
+                if (r == -EBADMSG)
+                        rv = CKR_SIGNATURE_INVALID;
+                else if (r == -ERANGE)
+                        rv = CKR_SIGNATURE_LEN_RANGE;
+                else
+                        rv = rv_from_errno(r);
+        }
+        op_reset(o);
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_verify(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                  CK_ULONG sig_len) {
+        if (!data && len)
+                return CKR_ARGUMENTS_BAD;
+        return verify_run(cl, h, data ? data : (CK_BYTE_PTR) "", len, false, sig, sig_len);
+}
+
+CK_RV core_verify_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len) {
+        struct session *s;
+        struct op *o;
+        CK_RV rv = op_get(cl, h, OP_VERIFY, &s, &o);
+        if (rv != CKR_OK)
+                return rv;
+        rv = op_update(o, part, len);
+        if (rv != CKR_OK)
+                op_reset(o);
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_verify_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len) {
+        return verify_run(cl, h, NULL, 0, true, sig, sig_len);
+}
+
+CK_RV core_encrypt_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+        return op_init(cl, h, OP_ENCRYPT, mech, key);
+}
+
+static CK_RV encrypt_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, bool final,
+                         CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        if (!out_len)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        struct op *o;
+        CK_RV rv = op_get(cl, h, OP_ENCRYPT, &s, &o);
+        if (rv != CKR_OK)
+                return rv;
+        bool keep = false;
+        const uint8_t *in = final ? (o->data.data ? o->data.data : (const uint8_t *)"") : data;
+        size_t in_len = final ? o->data.len : len;
+        CK_MECHANISM m = { o->raw, o->param, o->param_len };
+        size_t ol = out ? *out_len : 0;
+        int r = pkc_encrypt(&o->pk, &m, in, in_len, out, &ol);
+        if (!out && r == 0) {
+                keep = true;
+                *out_len = ol;
+        } else if (r == -ENOBUFS) {
+                keep = true;
+                *out_len = ol;
+                rv = CKR_BUFFER_TOO_SMALL;
+        } else {
+                rv = rv_from_errno(r);
+                if (rv == CKR_OK)
+                        *out_len = ol;
+        }
+        if (!keep)
+                op_reset(o);
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_encrypt(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out,
+                   CK_ULONG_PTR out_len) {
+        if (!data && len)
+                return CKR_ARGUMENTS_BAD;
+        return encrypt_run(cl, h, data ? data : (CK_BYTE_PTR) "", len, false, out, out_len);
+}
+
+CK_RV core_encrypt_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len,
+                          CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        if (!out_len)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        struct op *o;
+        CK_RV rv = op_get(cl, h, OP_ENCRYPT, &s, &o);
+        if (rv != CKR_OK)
+                return rv;
+        rv = op_update(o, part, len);
+        if (rv != CKR_OK)
+                op_reset(o);
+        else
+                *out_len = 0;
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_encrypt_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        return encrypt_run(cl, h, NULL, 0, true, out, out_len);
+}
+
+CK_RV core_digest_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech) {
+        return op_init(cl, h, OP_DIGEST, mech, CK_INVALID_HANDLE);
+}
+
+static CK_RV digest_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, bool final,
+                        CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        if (!out_len)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        struct op *o;
+        CK_RV rv = op_get(cl, h, OP_DIGEST, &s, &o);
+        if (rv != CKR_OK)
+                return rv;
+        size_t need = mbedtls_md_get_size(o->md);
+        if (!final && o->multipart) {
+                session_put(s);
+                return CKR_OPERATION_ACTIVE;
+        }
+        if (!out) {
+                *out_len = need;
+                session_put(s);
+                return CKR_OK;
+        }
+        if (*out_len < need) {
+                *out_len = need;
+                session_put(s);
+                return CKR_BUFFER_TOO_SMALL;
+        }
+        if (!final && mbedtls_md_update(&o->mdctx, data, len) != 0)
+                rv = CKR_FUNCTION_FAILED;
+        else if (mbedtls_md_finish(&o->mdctx, out) != 0)
+                rv = CKR_FUNCTION_FAILED;
+        else
+                *out_len = need;
+        op_reset(o);
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_digest(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out,
+                  CK_ULONG_PTR out_len) {
+        if (!data && len)
+                return CKR_ARGUMENTS_BAD;
+        return digest_run(cl, h, data ? data : (CK_BYTE_PTR) "", len, false, out, out_len);
+}
+
+CK_RV core_digest_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len) {
+        struct session *s;
+        struct op *o;
+        CK_RV rv = op_get(cl, h, OP_DIGEST, &s, &o);
+        if (rv != CKR_OK)
+                return rv;
+        rv = op_update(o, part, len);
+        if (rv != CKR_OK)
+                op_reset(o);
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_digest_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        return digest_run(cl, h, NULL, 0, true, out, out_len);
+}
+
+CK_RV core_generate_random(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len) {
+        if (!out && len)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        int r;
+        if (k->ops->random) {
+                pthread_mutex_lock(&k->lock);
+                r = k->ops->random(k->t, out, len);
+                pthread_mutex_unlock(&k->lock);
+        } else
+                r = pkc_random(out, len);
+        session_put(s);
+        return rv_from_errno(r);
+}
+
+CK_RV core_seed_random(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG len) {
+        if (!seed && len)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        session_put(s);
+        /* The DRBG reseeds itself from the OS; extra seed material is mixed in. */
+        return rv_from_errno(pkc_seed(seed, len));
+}

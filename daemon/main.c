@@ -1,1 +1,276 @@
-int main(void) { return 1; }
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* netcad: the per-user NETCA token daemon.  See netcad(8). */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/secmem.h"
+#include "common/util.h"
+#include "core.h"
+#include "drivers/soft/soft.h"
+#include "netcad.h"
+#include "server.h"
+#include "state.h"
+
+static void usage(FILE *f) {
+        fprintf(f,
+                "Usage: netcad [OPTIONS]\n"
+                "The per-user NETCA token daemon: serves USB keys, soft tokens and paired\n"
+                "phones to netca-pkcs11.so and netca-tool over a Unix socket.\n\n"
+                "  -f, --foreground       stay in the foreground (default: detach once ready)\n"
+                "  -s, --socket PATH      socket path (env NETCA_SOCKET;\n"
+                "                         default $XDG_RUNTIME_DIR/netca/netcad.sock)\n"
+                "  -d, --data-dir DIR     tokens and state (env NETCA_DATA_DIR;\n"
+                "                         default $XDG_DATA_HOME/netca or ~/.local/share/netca)\n"
+                "  -w, --workers N        worker threads (default 8)\n"
+                "  -h, --help             this help\n"
+                "  -V, --version          print the version\n");
+}
+
+/* mkdir -p with mode for every component created. */
+static int mkdir_p(const char *path, mode_t mode) {
+        char buf[PATH_MAX];
+        if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+                return -ENAMETOOLONG;
+        for (char *p = buf + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = '\0';
+                if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+static char *default_socket(void) {
+        const char *e = secure_getenv("NETCA_SOCKET");
+        char *r = NULL;
+        if (e && *e)
+                return strdup(e);
+        const char *rt = secure_getenv("XDG_RUNTIME_DIR");
+        if (rt && *rt) {
+                if (asprintf(&r, "%s/netca/netcad.sock", rt) < 0)
+                        return NULL;
+        } else if (asprintf(&r, "/run/user/%u/netca/netcad.sock", (unsigned)getuid()) < 0)
+                return NULL;
+        return r;
+}
+
+static char *default_data_dir(void) {
+        const char *e = secure_getenv("NETCA_DATA_DIR");
+        char *r = NULL;
+        if (e && *e)
+                return strdup(e);
+        const char *x = secure_getenv("XDG_DATA_HOME");
+        if (x && *x) {
+                if (asprintf(&r, "%s/netca", x) < 0)
+                        return NULL;
+                return r;
+        }
+        const char *home = secure_getenv("HOME");
+        if (!home || !*home)
+                return NULL;
+        if (asprintf(&r, "%s/.local/share/netca", home) < 0)
+                return NULL;
+        return r;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+        struct event_base *base = arg;
+        log_notice("signal %d: shutting down", (int)sig);
+        event_base_loopexit(base, NULL);
+}
+
+static int load_soft_tokens(struct netcad *d) {
+        char **paths = NULL;
+        size_t n = 0;
+        int r = soft_token_scan(d->data_dir, &paths, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                struct token *t = NULL;
+                r = soft_token_open(paths[i], &t);
+                if (r < 0)
+                        log_error("soft token %s cannot be opened: %s", paths[i], strerror(-r));
+                else {
+                        char key[PATH_MAX + 8];
+                        snprintf(key, sizeof key, "soft:%s", strrchr(paths[i], '/') ? strrchr(paths[i], '/') + 1 : paths[i]);
+                        r = core_add_token(d->core, &soft_ops, t, key, NULL);
+                        if (r < 0)
+                                log_error("soft token %s not added: %s", paths[i], strerror(-r));
+                }
+                free(paths[i]);
+        }
+        free(paths);
+        return 0;
+}
+
+/* Without --foreground: fork, and let the parent exit once the child is
+ * serving (or report its failure). */
+static int detach(int *ret_notify_fd) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -errno;
+        pid_t pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid > 0) {
+                close(p[1]);
+                char c = 1;
+                ssize_t n = read(p[0], &c, 1);
+                _exit(n == 1 && c == 0 ? 0 : 1);
+        }
+        close(p[0]);
+        setsid();
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0) {
+                dup2(null, 0);
+                dup2(null, 1);
+                if (!getenv("NETCA_LOG_FILE"))
+                        dup2(null, 2);
+                if (null > 2)
+                        close(null);
+        }
+        *ret_notify_fd = p[1];
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "foreground", no_argument, NULL, 'f' }, { "socket", required_argument, NULL, 's' },
+                { "data-dir", required_argument, NULL, 'd' }, { "workers", required_argument, NULL, 'w' },
+                { "help", no_argument, NULL, 'h' },       { "version", no_argument, NULL, 'V' },
+                {}
+        };
+        bool foreground = false;
+        char *socket_path = NULL, *data_dir = NULL;
+        unsigned workers = 8;
+        int c;
+        while ((c = getopt_long(argc, argv, "fs:d:w:hV", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'f': foreground = true; break;
+                case 's': free(socket_path); socket_path = strdup(optarg); break;
+                case 'd': free(data_dir); data_dir = strdup(optarg); break;
+                case 'w': {
+                        char *end;
+                        unsigned long v = strtoul(optarg, &end, 10);
+                        if (*end || v < 1 || v > 256) {
+                                fprintf(stderr, "netcad: --workers wants a number from 1 to 256\n");
+                                return 2;
+                        }
+                        workers = (unsigned)v;
+                        break;
+                }
+                case 'h': usage(stdout); return 0;
+                case 'V': printf("netcad %s\n", NETCA_VERSION); return 0;
+                default: usage(stderr); return 2;
+                }
+        }
+        if (optind < argc) {
+                usage(stderr);
+                return 2;
+        }
+        log_setup("netcad");
+        int r = secure_harden_process();
+        if (r < 0)
+                log_warning("cannot disable core dumps: %s", strerror(-r));
+
+        struct netcad d = { .pid = getpid(), .started = time(NULL) };
+        d.socket_path = socket_path ? socket_path : default_socket();
+        d.data_dir = data_dir ? data_dir : default_data_dir();
+        if (!d.socket_path || !d.data_dir) {
+                fprintf(stderr, "netcad: no socket path or data directory (set HOME, or use --socket and --data-dir)\n");
+                return 1;
+        }
+        int listen_fd = -1;
+        if (sd_listen_fds(1) == 1)
+                listen_fd = SD_LISTEN_FDS_START;
+        else {
+                char *dir = strdup(d.socket_path);
+                char *slash = dir ? strrchr(dir, '/') : NULL;
+                if (slash && slash != dir) {
+                        *slash = '\0';
+                        if ((r = mkdir_p(dir, 0700)) < 0) {
+                                fprintf(stderr, "netcad: cannot create %s: %s\n", dir, strerror(-r));
+                                free(dir);
+                                return 1;
+                        }
+                }
+                free(dir);
+        }
+        if ((r = mkdir_p(d.data_dir, 0700)) < 0) {
+                fprintf(stderr, "netcad: cannot create data directory %s: %s\n", d.data_dir, strerror(-r));
+                return 1;
+        }
+        int notify_fd = -1;
+        if (!foreground && (r = detach(&notify_fd)) < 0) {
+                fprintf(stderr, "netcad: cannot detach: %s\n", strerror(-r));
+                return 1;
+        }
+        evthread_use_pthreads();
+        signal(SIGPIPE, SIG_IGN);
+        d.base = event_base_new();
+        if (!d.base) {
+                log_error("cannot create the event loop");
+                return 1;
+        }
+        if ((r = state_open(d.data_dir, &d.state)) < 0) {
+                log_error("cannot open the state database in %s: %s", d.data_dir, strerror(-r));
+                return 1;
+        }
+        if ((r = core_new(&d.core)) < 0) {
+                log_error("out of memory");
+                return 1;
+        }
+        load_soft_tokens(&d);
+        struct server *srv = NULL;
+        if ((r = server_new(&d, listen_fd, workers, &srv)) < 0) {
+                if (r == -EADDRINUSE)
+                        log_error("another netcad is already serving %s", d.socket_path);
+                else
+                        log_error("cannot listen on %s: %s", d.socket_path, strerror(-r));
+                core_free(d.core);
+                state_close(d.state);
+                return 1;
+        }
+        struct event *sigterm = evsignal_new(d.base, SIGTERM, on_signal, d.base);
+        struct event *sigint = evsignal_new(d.base, SIGINT, on_signal, d.base);
+        event_add(sigterm, NULL);
+        event_add(sigint, NULL);
+        log_notice("serving %s (data %s)", d.socket_path, d.data_dir);
+        if (notify_fd >= 0) {
+                char ok = 0;
+                ssize_t w = write(notify_fd, &ok, 1);
+                (void)w;
+                close(notify_fd);
+        }
+        (void)sd_notify(0, "READY=1");
+
+        event_base_dispatch(d.base);
+
+        (void)sd_notify(0, "STOPPING=1");
+        server_free(srv);            /* clients' sessions closed, logins dropped */
+        d.core = core_free(d.core);  /* soft tokens flushed and closed */
+        d.state = state_close(d.state);
+        event_free(sigterm);
+        event_free(sigint);
+        event_base_free(d.base);
+        free(d.socket_path);
+        free(d.data_dir);
+        log_notice("stopped");
+        return 0;
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The socket server: accepts clients on the Unix socket (refusing any uid
+ * but the daemon's, by SO_PEERCRED), reads frames, answers HELLO and PING on
+ * the loop, runs PKCS#11 and management ops on worker threads, writes
+ * replies, and pushes the core's events to every client.
+ *
+ * Limits: a frame over WIRE_FRAME_MAX or with a malformed header drops the
+ * client; a client with SERVER_MAX_INFLIGHT requests in progress, or with
+ * more than SERVER_MAX_OUTPUT bytes of replies it has not read, is not read
+ * from until it catches up. */
+#pragma once
+
+#include <stdbool.h>
+
+struct netcad;
+struct server;
+
+#define SERVER_MAX_INFLIGHT 128
+#define SERVER_MAX_OUTPUT (8u << 20)
+
+/* listen_fd >= 0: an already listening socket (systemd activation); else
+ * the server binds d->socket_path itself (the directory must exist).
+ * Returns 0 or -errno (-EADDRINUSE: another daemon answers there). */
+int server_new(struct netcad *d, int listen_fd, unsigned workers, struct server **ret);
+/* Closes every client (their sessions closed, logins dropped), stops the
+ * workers, unlinks the socket if it bound it.  NULL ok. */
+struct server *server_free(struct server *s);
+unsigned server_clients(struct server *s);
