@@ -40,7 +40,9 @@
  *   anything else CKR_GENERAL_ERROR
  *
  * Threads: ops are called from the daemon's worker threads.  The core holds
- * the token's lock around every call into one token, except sign() and
+ * the token's lock around every call into one token, except get_info()
+ * (called at any time without it: it must be thread-safe and answer from
+ * memory, so that info calls never wait for a busy token) and sign() and
  * decrypt() when ops->parallel_crypto is true: those may then run at the same
  * time as each other and as any other op of the same token, and the driver
  * makes that safe.  No op is ever called on the event loop thread, so ops may
