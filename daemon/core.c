@@ -82,6 +82,7 @@ struct op {
 
 struct session {
         CK_SESSION_HANDLE h;
+        struct core *core;
         struct core_client *cl;
         struct tok *tok;
         CK_SLOT_ID slot;
@@ -714,7 +715,7 @@ static CK_RV session_get(struct core_client *cl, CK_SESSION_HANDLE h, struct ses
 }
 
 static void session_put(struct session *s) {
-        struct core *c = s->cl ? s->cl->core : NULL;
+        struct core *c = s->core;
         struct tok *k = s->tok;
         pthread_mutex_unlock(&s->mu);
         core_lock(c);
@@ -780,6 +781,7 @@ CK_RV core_open_session(struct core_client *cl, CK_SLOT_ID slot, CK_FLAGS flags,
                 return CKR_HOST_MEMORY;
         }
         pthread_mutex_init(&s->mu, NULL);
+        s->core = c;
         s->cl = cl;
         s->tok = k; /* keeps the reference */
         s->slot = slot;
@@ -1767,6 +1769,16 @@ static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind ki
                 return CKR_MECHANISM_INVALID;
         if (mech->ulParameterLen && !mech->pParameter)
                 return CKR_ARGUMENTS_BAD;
+        CK_MECHANISM_TYPE h_, raw_ = mech->mechanism;
+        pkc_combined_mech(mech->mechanism, &h_, &raw_);
+        if (raw_ == CKM_RSA_PKCS_PSS && mech->ulParameterLen != sizeof(CK_RSA_PKCS_PSS_PARAMS))
+                return CKR_MECHANISM_PARAM_INVALID;
+        if (raw_ == CKM_RSA_PKCS_OAEP) {
+                /* Only an empty label: the copy kept below must hold no pointer. */
+                const CK_RSA_PKCS_OAEP_PARAMS *op = mech->pParameter;
+                if (mech->ulParameterLen != sizeof *op || op->ulSourceDataLen != 0)
+                        return CKR_MECHANISM_PARAM_INVALID;
+        }
         o->mech = mech->mechanism;
         o->raw = mech->mechanism;
         if (kind == OP_DIGEST) {

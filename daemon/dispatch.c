@@ -1,3 +1,669 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* placeholder: being written */
-typedef int placeholder_unused_t;
+/* Server side of the PKCS#11 ops: request frame -> core_* -> reply frame.
+ *
+ * Every handler decodes the request fields in signature order, checks that
+ * nothing is left over (wire_msg_read_done) before calling the core, and
+ * then writes the reply: the CK_RV first, then every reply field, zero or
+ * empty when the call failed.  A request that does not decode gets an error
+ * reply (WIRE_F_REPLY | WIRE_F_ERROR, CKR_ARGUMENTS_BAD) and never reaches
+ * the core.
+ *
+ * Pointers handed to the core for input data (PINs, data to sign, templates)
+ * point into the request frame: nothing is copied, so nothing secret is left
+ * behind here; the server wipes and frees the frame.  Output buffers are
+ * allocated here at the client's capacity (capped) and wiped before they are
+ * freed, since decrypt output may be secret. */
+#include "dispatch.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "core.h"
+#include "pkcs11/mechparam.h"
+
+/* Decoding failed: the handler returns this and dispatch_p11 builds the
+ * error reply. */
+#define BAD_REQUEST 1
+
+/* Largest output buffer allocated for one 'q' request. */
+#define OUT_CAP_MAX WIRE_FRAME_MAX
+
+bool dispatch_is_p11_op(uint16_t op) {
+        return op >= 16 && op <= 255 && wire_op_lookup(op) != NULL;
+}
+
+/* An output byte buffer for a 'q' request. */
+struct outbuf {
+        bool is_null;
+        CK_ULONG cap;     /* capacity given to the core (capped) */
+        CK_ULONG len;     /* in: cap; out: what the core says */
+        uint8_t *data;    /* NULL iff is_null */
+};
+
+static bool outbuf_get(struct wire_msg *req, struct outbuf *o) {
+        bool is_null;
+        uint64_t cap;
+        if (!wire_get_outreq(req, &is_null, &cap))
+                return false;
+        o->is_null = is_null;
+        o->cap = is_null ? 0 : (CK_ULONG)(cap > OUT_CAP_MAX ? OUT_CAP_MAX : cap);
+        o->len = o->cap;
+        o->data = NULL;
+        return true;
+}
+
+/* After read_done: allocate the buffer.  false on -ENOMEM. */
+static bool outbuf_alloc(struct outbuf *o) {
+        if (o->is_null)
+                return true;
+        o->data = malloc(o->cap ? o->cap : 1);
+        return o->data != NULL;
+}
+
+static void outbuf_done(struct outbuf *o) {
+        if (o->data) {
+                explicit_bzero(o->data, o->cap ? o->cap : 1);
+                free(o->data);
+        }
+        o->data = NULL;
+}
+
+/* The 'Z' reply field for an output buffer after the core returned rv. */
+static void outbuf_put(struct wire_msg *rep, CK_RV rv, const struct outbuf *o) {
+        if (rv == CKR_OK && !o->is_null && o->len <= o->cap)
+                wire_put_outbytes(rep, o->len, o->data);
+        else if (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL)
+                wire_put_outbytes(rep, o->len, NULL);
+        else
+                wire_put_outbytes(rep, 0, NULL);
+}
+
+static bool op_is_secret(uint16_t op) {
+        /* Replies that may carry plaintext or key material. */
+        return op == WIRE_OP_DECRYPT || op == WIRE_OP_DECRYPT_UPDATE || op == WIRE_OP_DECRYPT_FINAL ||
+               op == WIRE_OP_GET_ATTRIBUTE_VALUE || op == WIRE_OP_GENERATE_RANDOM;
+}
+
+static void reply_start(struct wire_msg *req, struct wire_msg *rep, CK_RV rv) {
+        wire_msg_init_write(rep, req->opnum, req->id, WIRE_F_REPLY);
+        /* Wiped on every reallocation and when freed. */
+        if (op_is_secret(req->opnum))
+                rep->buf.secure = true;
+        wire_put_u64(rep, rv);
+}
+
+/* ---- handlers: return 0 (reply written, not finished), BAD_REQUEST, or
+ * -ENOMEM ---- */
+
+static int h_get_slot_list(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        uint8_t present;
+        bool is_null;
+        uint64_t cap;
+        if (!wire_get_u8(req, &present) || !wire_get_outreq(req, &is_null, &cap) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_ULONG count = is_null ? 0 : (CK_ULONG)(cap > WIRE_MAX_LIST ? WIRE_MAX_LIST : cap);
+        _cleanup_free_ CK_SLOT_ID *list = NULL;
+        if (!is_null) {
+                list = calloc(count ? count : 1, sizeof *list);
+                if (!list)
+                        return -ENOMEM;
+        }
+        CK_RV rv = core_get_slot_list(cl, present ? CK_TRUE : CK_FALSE, list, &count);
+        reply_start(req, rep, rv);
+        if (rv == CKR_OK && list)
+                wire_put_outlist(rep, count, list, count);
+        else if (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL)
+                wire_put_outlist(rep, count, NULL, 0);
+        else
+                wire_put_outlist(rep, 0, NULL, 0);
+        return 0;
+}
+
+static int h_get_slot_info(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG slot;
+        if (!wire_get_ulong(req, &slot) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_SLOT_INFO info;
+        memset(&info, 0, sizeof info);
+        CK_RV rv = core_get_slot_info(cl, slot, &info);
+        if (rv != CKR_OK)
+                memset(&info, 0, sizeof info);
+        reply_start(req, rep, rv);
+        wire_put_slot_info(rep, &info);
+        return 0;
+}
+
+static int h_get_token_info(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG slot;
+        if (!wire_get_ulong(req, &slot) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_TOKEN_INFO info;
+        memset(&info, 0, sizeof info);
+        CK_RV rv = core_get_token_info(cl, slot, &info);
+        if (rv != CKR_OK)
+                memset(&info, 0, sizeof info);
+        reply_start(req, rep, rv);
+        wire_put_token_info(rep, &info);
+        return 0;
+}
+
+static int h_get_mechanism_list(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG slot;
+        bool is_null;
+        uint64_t cap;
+        if (!wire_get_ulong(req, &slot) || !wire_get_outreq(req, &is_null, &cap) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_ULONG count = is_null ? 0 : (CK_ULONG)(cap > WIRE_MAX_LIST ? WIRE_MAX_LIST : cap);
+        _cleanup_free_ CK_MECHANISM_TYPE *list = NULL;
+        if (!is_null) {
+                list = calloc(count ? count : 1, sizeof *list);
+                if (!list)
+                        return -ENOMEM;
+        }
+        CK_RV rv = core_get_mechanism_list(cl, slot, list, &count);
+        reply_start(req, rep, rv);
+        if (rv == CKR_OK && list)
+                wire_put_outlist(rep, count, list, count);
+        else if (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL)
+                wire_put_outlist(rep, count, NULL, 0);
+        else
+                wire_put_outlist(rep, 0, NULL, 0);
+        return 0;
+}
+
+static int h_get_mechanism_info(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG slot, type;
+        if (!wire_get_ulong(req, &slot) || !wire_get_ulong(req, &type) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_MECHANISM_INFO info;
+        memset(&info, 0, sizeof info);
+        CK_RV rv = core_get_mechanism_info(cl, slot, type, &info);
+        if (rv != CKR_OK)
+                memset(&info, 0, sizeof info);
+        reply_start(req, rep, rv);
+        wire_put_mech_info(rep, &info);
+        return 0;
+}
+
+static int h_init_token(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG slot;
+        const uint8_t *pin, *label;
+        size_t pin_len, label_len;
+        if (!wire_get_ulong(req, &slot) || !wire_get_blob(req, &pin, &pin_len) ||
+            !wire_get_blob(req, &label, &label_len) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        /* The label is a 32-byte blank-padded field. */
+        CK_UTF8CHAR lbl[32];
+        if (label) {
+                memset(lbl, ' ', sizeof lbl);
+                memcpy(lbl, label, label_len < sizeof lbl ? label_len : sizeof lbl);
+        }
+        CK_RV rv = core_init_token(cl, slot, (CK_UTF8CHAR_PTR)pin, pin_len, label ? lbl : NULL);
+        reply_start(req, rep, rv);
+        return 0;
+}
+
+static int h_init_pin(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s;
+        const uint8_t *pin;
+        size_t pin_len;
+        if (!wire_get_ulong(req, &s) || !wire_get_blob(req, &pin, &pin_len) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_RV rv = core_init_pin(cl, s, (CK_UTF8CHAR_PTR)pin, pin_len);
+        reply_start(req, rep, rv);
+        return 0;
+}
+
+static int h_set_pin(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s;
+        const uint8_t *old_pin, *new_pin;
+        size_t old_len, new_len;
+        if (!wire_get_ulong(req, &s) || !wire_get_blob(req, &old_pin, &old_len) ||
+            !wire_get_blob(req, &new_pin, &new_len) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_RV rv = core_set_pin(cl, s, (CK_UTF8CHAR_PTR)old_pin, old_len, (CK_UTF8CHAR_PTR)new_pin, new_len);
+        reply_start(req, rep, rv);
+        return 0;
+}
+
+static int h_open_session(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG slot, flags;
+        if (!wire_get_ulong(req, &slot) || !wire_get_ulong(req, &flags) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_SESSION_HANDLE h = 0;
+        CK_RV rv = core_open_session(cl, slot, flags, &h);
+        reply_start(req, rep, rv);
+        wire_put_u64(rep, rv == CKR_OK ? h : 0);
+        return 0;
+}
+
+/* The ops whose request is just a session (or slot) handle and whose reply
+ * is just the CK_RV. */
+static int h_handle_only(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep,
+                         CK_RV (*fn)(struct core_client *, CK_ULONG)) {
+        CK_ULONG h;
+        if (!wire_get_ulong(req, &h) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_RV rv = fn(cl, h);
+        reply_start(req, rep, rv);
+        return 0;
+}
+
+static int h_get_session_info(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s;
+        if (!wire_get_ulong(req, &s) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_SESSION_INFO info;
+        memset(&info, 0, sizeof info);
+        CK_RV rv = core_get_session_info(cl, s, &info);
+        if (rv != CKR_OK)
+                memset(&info, 0, sizeof info);
+        reply_start(req, rep, rv);
+        wire_put_session_info(rep, &info);
+        return 0;
+}
+
+static int h_login(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, user;
+        const uint8_t *pin;
+        size_t pin_len;
+        if (!wire_get_ulong(req, &s) || !wire_get_ulong(req, &user) || !wire_get_blob(req, &pin, &pin_len) ||
+            wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_RV rv = core_login(cl, s, user, (CK_UTF8CHAR_PTR)pin, pin_len);
+        reply_start(req, rep, rv);
+        return 0;
+}
+
+static int h_create_object(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, n;
+        _cleanup_free_ CK_ATTRIBUTE *t = NULL;
+        if (!wire_get_ulong(req, &s) || !wire_get_attrs(req, &t, &n) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_OBJECT_HANDLE obj = 0;
+        CK_RV rv = core_create_object(cl, s, t, n, &obj);
+        reply_start(req, rep, rv);
+        wire_put_u64(rep, rv == CKR_OK ? obj : 0);
+        return 0;
+}
+
+static int h_destroy_object(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, obj;
+        if (!wire_get_ulong(req, &s) || !wire_get_ulong(req, &obj) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_RV rv = core_destroy_object(cl, s, obj);
+        reply_start(req, rep, rv);
+        return 0;
+}
+
+static int h_get_attribute_value(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, obj, n;
+        _cleanup_free_ CK_ATTRIBUTE *t = NULL;
+        if (!wire_get_ulong(req, &s) || !wire_get_ulong(req, &obj) || !wire_get_attr_query(req, &t, &n) ||
+            wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+
+        /* One allocation for every attribute's buffer: each gets the
+         * capacity asked for, as long as the total stays under the frame
+         * cap (a value that large could not be sent back anyway). */
+        size_t total = 0;
+        _cleanup_free_ CK_ULONG *caps = calloc(n ? n : 1, sizeof *caps);
+        if (!caps)
+                return -ENOMEM;
+        for (CK_ULONG i = 0; i < n; i++) {
+                if (!t[i].pValue)
+                        continue;
+                CK_ULONG c = t[i].ulValueLen;
+                size_t room = OUT_CAP_MAX - total;
+                if (c > room)
+                        c = room;
+                caps[i] = c;
+                total += c;
+        }
+        uint8_t *area = malloc(total ? total : 1);
+        if (!area)
+                return -ENOMEM;
+        size_t off = 0;
+        for (CK_ULONG i = 0; i < n; i++) {
+                if (!t[i].pValue)
+                        continue;
+                t[i].pValue = area + off;
+                t[i].ulValueLen = caps[i];
+                off += caps[i];
+        }
+
+        CK_RV rv = core_get_attribute_value(cl, s, obj, t, n);
+        reply_start(req, rep, rv);
+        if (rv == CKR_OK || rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID ||
+            rv == CKR_BUFFER_TOO_SMALL) {
+                /* A core that reports more bytes than the buffer holds would
+                 * make us read past it: report the attribute unavailable. */
+                for (CK_ULONG i = 0; i < n; i++)
+                        if (t[i].pValue && t[i].ulValueLen != CK_UNAVAILABLE_INFORMATION && t[i].ulValueLen > caps[i])
+                                t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                wire_put_attr_result(rep, t, n);
+        } else
+                wire_put_attr_result(rep, NULL, 0);
+        /* Wipe: values of private objects may be in it. */
+        explicit_bzero(area, total ? total : 1);
+        free(area);
+        return 0;
+}
+
+static int h_set_attribute_value(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, obj, n;
+        _cleanup_free_ CK_ATTRIBUTE *t = NULL;
+        if (!wire_get_ulong(req, &s) || !wire_get_ulong(req, &obj) || !wire_get_attrs(req, &t, &n) ||
+            wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_RV rv = core_set_attribute_value(cl, s, obj, t, n);
+        reply_start(req, rep, rv);
+        return 0;
+}
+
+static int h_find_objects_init(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, n;
+        _cleanup_free_ CK_ATTRIBUTE *t = NULL;
+        if (!wire_get_ulong(req, &s) || !wire_get_attrs(req, &t, &n) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_RV rv = core_find_objects_init(cl, s, t, n);
+        reply_start(req, rep, rv);
+        return 0;
+}
+
+static int h_find_objects(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, max;
+        if (!wire_get_ulong(req, &s) || !wire_get_ulong(req, &max) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        if (max > WIRE_MAX_LIST)
+                max = WIRE_MAX_LIST;
+        _cleanup_free_ CK_OBJECT_HANDLE *v = calloc(max ? max : 1, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        CK_ULONG count = 0;
+        CK_RV rv = core_find_objects(cl, s, v, max, &count);
+        if (rv != CKR_OK || count > max)
+                count = 0;
+        reply_start(req, rep, rv);
+        wire_put_u64_array(rep, v, count);
+        return 0;
+}
+
+/* SignInit, VerifyInit, EncryptInit, DecryptInit: "uMu" -> "u". */
+static int h_crypt_init(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep,
+                        CK_RV (*fn)(struct core_client *, CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE)) {
+        CK_ULONG s, key;
+        CK_MECHANISM mech;
+        union mechparam_native param;
+        if (!wire_get_ulong(req, &s) || !wire_get_mechanism(req, &mech) || !wire_get_ulong(req, &key) ||
+            wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_RV rv = mechparam_decode(&mech, &param) ? fn(cl, s, &mech, key) : CKR_MECHANISM_PARAM_INVALID;
+        reply_start(req, rep, rv);
+        return 0;
+}
+
+static int h_digest_init(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s;
+        CK_MECHANISM mech;
+        union mechparam_native param;
+        if (!wire_get_ulong(req, &s) || !wire_get_mechanism(req, &mech) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_RV rv = mechparam_decode(&mech, &param) ? core_digest_init(cl, s, &mech) : CKR_MECHANISM_PARAM_INVALID;
+        reply_start(req, rep, rv);
+        return 0;
+}
+
+/* Sign, Encrypt, Decrypt, Digest and the Encrypt/Decrypt updates:
+ * "uzq" -> "uZ". */
+static int h_data_out(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep,
+                      CK_RV (*fn)(struct core_client *, CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
+                                  CK_ULONG_PTR)) {
+        CK_ULONG s;
+        const uint8_t *data;
+        size_t len;
+        struct outbuf o;
+        if (!wire_get_ulong(req, &s) || !wire_get_blob(req, &data, &len) || !outbuf_get(req, &o) ||
+            wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        if (!outbuf_alloc(&o))
+                return -ENOMEM;
+        CK_RV rv = fn(cl, s, (CK_BYTE_PTR)data, len, o.data, &o.len);
+        reply_start(req, rep, rv);
+        outbuf_put(rep, rv, &o);
+        outbuf_done(&o);
+        return 0;
+}
+
+/* SignFinal, EncryptFinal, DecryptFinal, DigestFinal: "uq" -> "uZ". */
+static int h_final_out(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep,
+                       CK_RV (*fn)(struct core_client *, CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG_PTR)) {
+        CK_ULONG s;
+        struct outbuf o;
+        if (!wire_get_ulong(req, &s) || !outbuf_get(req, &o) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        if (!outbuf_alloc(&o))
+                return -ENOMEM;
+        CK_RV rv = fn(cl, s, o.data, &o.len);
+        reply_start(req, rep, rv);
+        outbuf_put(rep, rv, &o);
+        outbuf_done(&o);
+        return 0;
+}
+
+/* SignUpdate, VerifyUpdate, VerifyFinal, DigestUpdate, SeedRandom:
+ * "uz" -> "u". */
+static int h_data_in(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep,
+                     CK_RV (*fn)(struct core_client *, CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG)) {
+        CK_ULONG s;
+        const uint8_t *data;
+        size_t len;
+        if (!wire_get_ulong(req, &s) || !wire_get_blob(req, &data, &len) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_RV rv = fn(cl, s, (CK_BYTE_PTR)data, len);
+        reply_start(req, rep, rv);
+        return 0;
+}
+
+static int h_verify(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s;
+        const uint8_t *data, *sig;
+        size_t len, sig_len;
+        if (!wire_get_ulong(req, &s) || !wire_get_blob(req, &data, &len) || !wire_get_blob(req, &sig, &sig_len) ||
+            wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_RV rv = core_verify(cl, s, (CK_BYTE_PTR)data, len, (CK_BYTE_PTR)sig, sig_len);
+        reply_start(req, rep, rv);
+        return 0;
+}
+
+static int h_generate_key_pair(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, pub_n, priv_n;
+        CK_MECHANISM mech;
+        _cleanup_free_ CK_ATTRIBUTE *pub = NULL;
+        _cleanup_free_ CK_ATTRIBUTE *priv = NULL;
+        if (!wire_get_ulong(req, &s) || !wire_get_mechanism(req, &mech) || !wire_get_attrs(req, &pub, &pub_n) ||
+            !wire_get_attrs(req, &priv, &priv_n) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_OBJECT_HANDLE hpub = 0, hpriv = 0;
+        union mechparam_native param;
+        CK_RV rv = mechparam_decode(&mech, &param) ?
+                core_generate_key_pair(cl, s, &mech, pub, pub_n, priv, priv_n, &hpub, &hpriv) :
+                CKR_MECHANISM_PARAM_INVALID;
+        reply_start(req, rep, rv);
+        wire_put_u64(rep, rv == CKR_OK ? hpub : 0);
+        wire_put_u64(rep, rv == CKR_OK ? hpriv : 0);
+        return 0;
+}
+
+/* Most random bytes returned by one request (the module splits larger
+ * requests). */
+#define RANDOM_MAX (WIRE_FRAME_MAX - 1024)
+
+static int h_generate_random(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, len;
+        if (!wire_get_ulong(req, &s) || !wire_get_ulong(req, &len) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        if (len > RANDOM_MAX) {
+                reply_start(req, rep, CKR_ARGUMENTS_BAD);
+                wire_put_blob(rep, NULL, 0);
+                return 0;
+        }
+        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+        if (!buf)
+                return -ENOMEM;
+        CK_RV rv = core_generate_random(cl, s, buf, len);
+        reply_start(req, rep, rv);
+        if (rv == CKR_OK)
+                wire_put_blob(rep, buf, len);
+        else
+                wire_put_blob(rep, NULL, 0);
+        explicit_bzero(buf, len ? len : 1);
+        return 0;
+}
+
+static int dispatch_op(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        switch (req->opnum) {
+        case WIRE_OP_GET_SLOT_LIST:
+                return h_get_slot_list(cl, req, rep);
+        case WIRE_OP_GET_SLOT_INFO:
+                return h_get_slot_info(cl, req, rep);
+        case WIRE_OP_GET_TOKEN_INFO:
+                return h_get_token_info(cl, req, rep);
+        case WIRE_OP_GET_MECHANISM_LIST:
+                return h_get_mechanism_list(cl, req, rep);
+        case WIRE_OP_GET_MECHANISM_INFO:
+                return h_get_mechanism_info(cl, req, rep);
+        case WIRE_OP_INIT_TOKEN:
+                return h_init_token(cl, req, rep);
+        case WIRE_OP_INIT_PIN:
+                return h_init_pin(cl, req, rep);
+        case WIRE_OP_SET_PIN:
+                return h_set_pin(cl, req, rep);
+        case WIRE_OP_OPEN_SESSION:
+                return h_open_session(cl, req, rep);
+        case WIRE_OP_CLOSE_SESSION:
+                return h_handle_only(cl, req, rep, core_close_session);
+        case WIRE_OP_CLOSE_ALL_SESSIONS:
+                return h_handle_only(cl, req, rep, core_close_all_sessions);
+        case WIRE_OP_GET_SESSION_INFO:
+                return h_get_session_info(cl, req, rep);
+        case WIRE_OP_LOGIN:
+                return h_login(cl, req, rep);
+        case WIRE_OP_LOGOUT:
+                return h_handle_only(cl, req, rep, core_logout);
+        case WIRE_OP_CREATE_OBJECT:
+                return h_create_object(cl, req, rep);
+        case WIRE_OP_DESTROY_OBJECT:
+                return h_destroy_object(cl, req, rep);
+        case WIRE_OP_GET_ATTRIBUTE_VALUE:
+                return h_get_attribute_value(cl, req, rep);
+        case WIRE_OP_SET_ATTRIBUTE_VALUE:
+                return h_set_attribute_value(cl, req, rep);
+        case WIRE_OP_FIND_OBJECTS_INIT:
+                return h_find_objects_init(cl, req, rep);
+        case WIRE_OP_FIND_OBJECTS:
+                return h_find_objects(cl, req, rep);
+        case WIRE_OP_FIND_OBJECTS_FINAL:
+                return h_handle_only(cl, req, rep, core_find_objects_final);
+        case WIRE_OP_SIGN_INIT:
+                return h_crypt_init(cl, req, rep, core_sign_init);
+        case WIRE_OP_SIGN:
+                return h_data_out(cl, req, rep, core_sign);
+        case WIRE_OP_SIGN_UPDATE:
+                return h_data_in(cl, req, rep, core_sign_update);
+        case WIRE_OP_SIGN_FINAL:
+                return h_final_out(cl, req, rep, core_sign_final);
+        case WIRE_OP_VERIFY_INIT:
+                return h_crypt_init(cl, req, rep, core_verify_init);
+        case WIRE_OP_VERIFY:
+                return h_verify(cl, req, rep);
+        case WIRE_OP_VERIFY_UPDATE:
+                return h_data_in(cl, req, rep, core_verify_update);
+        case WIRE_OP_VERIFY_FINAL:
+                return h_data_in(cl, req, rep, core_verify_final);
+        case WIRE_OP_ENCRYPT_INIT:
+                return h_crypt_init(cl, req, rep, core_encrypt_init);
+        case WIRE_OP_ENCRYPT:
+                return h_data_out(cl, req, rep, core_encrypt);
+        case WIRE_OP_ENCRYPT_UPDATE:
+                return h_data_out(cl, req, rep, core_encrypt_update);
+        case WIRE_OP_ENCRYPT_FINAL:
+                return h_final_out(cl, req, rep, core_encrypt_final);
+        case WIRE_OP_DECRYPT_INIT:
+                return h_crypt_init(cl, req, rep, core_decrypt_init);
+        case WIRE_OP_DECRYPT:
+                return h_data_out(cl, req, rep, core_decrypt);
+        case WIRE_OP_DECRYPT_UPDATE:
+                return h_data_out(cl, req, rep, core_decrypt_update);
+        case WIRE_OP_DECRYPT_FINAL:
+                return h_final_out(cl, req, rep, core_decrypt_final);
+        case WIRE_OP_DIGEST_INIT:
+                return h_digest_init(cl, req, rep);
+        case WIRE_OP_DIGEST:
+                return h_data_out(cl, req, rep, core_digest);
+        case WIRE_OP_DIGEST_UPDATE:
+                return h_data_in(cl, req, rep, core_digest_update);
+        case WIRE_OP_DIGEST_FINAL:
+                return h_final_out(cl, req, rep, core_digest_final);
+        case WIRE_OP_GENERATE_KEY_PAIR:
+                return h_generate_key_pair(cl, req, rep);
+        case WIRE_OP_GENERATE_RANDOM:
+                return h_generate_random(cl, req, rep);
+        case WIRE_OP_SEED_RANDOM:
+                return h_data_in(cl, req, rep, core_seed_random);
+        default:
+                return BAD_REQUEST;
+        }
+}
+
+static int error_reply(struct wire_msg *req, struct wire_msg *rep, CK_RV rv) {
+        wire_msg_init_write(rep, req->opnum, req->id, WIRE_F_REPLY | WIRE_F_ERROR);
+        wire_put_u64(rep, rv);
+        int r = wire_msg_finish(rep);
+        if (r < 0) {
+                wire_msg_done(rep);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int dispatch_p11(struct core_client *cl, struct wire_msg *req, struct wire_msg *reply) {
+        struct wire_msg rep;
+        memset(&rep, 0, sizeof rep);
+
+        if (!cl || !req || !reply)
+                return -EINVAL;
+
+        if (!dispatch_is_p11_op(req->opnum) || !req->op || (req->flags & (WIRE_F_REPLY | WIRE_F_EVENT)) ||
+            wire_msg_failed(req)) {
+                log_debug(LOG_SUB_WIRE, "bad request op %u flags 0x%x", req->opnum, req->flags);
+                return error_reply(req, reply, CKR_ARGUMENTS_BAD);
+        }
+
+        int r = dispatch_op(cl, req, &rep);
+        if (r == BAD_REQUEST) {
+                if (rep.op)
+                        wire_msg_done(&rep);
+                log_debug(LOG_SUB_WIRE, "request %s (id %u) does not match its signature", wire_op_name(req->opnum),
+                          req->id);
+                return error_reply(req, reply, CKR_ARGUMENTS_BAD);
+        }
+        if (r < 0) {
+                if (rep.op)
+                        wire_msg_done(&rep);
+                return error_reply(req, reply, CKR_HOST_MEMORY);
+        }
+        r = wire_msg_finish(&rep);
+        if (r < 0) {
+                log_debug(LOG_SUB_WIRE, "reply to %s (id %u) failed: %s", wire_op_name(req->opnum), req->id,
+                          strerror(-r));
+                wire_msg_done(&rep);
+                return error_reply(req, reply, r == -EMSGSIZE ? CKR_DEVICE_MEMORY : CKR_GENERAL_ERROR);
+        }
+        *reply = rep;
+        return 0;
+}

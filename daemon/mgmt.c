@@ -1,3 +1,608 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* placeholder: being written */
-typedef int placeholder_unused_t;
+/* Management ops (see mgmt.h): JSON in (cJSON), JSON out.
+ *
+ * Every request goes through mgmt_parse_request() first, a pure function that
+ * checks the request's shape for its op and copies its fields out (PINs into
+ * secure memory; the parsed cJSON strings holding them are wiped before the
+ * tree is freed).  Only then does mgmt_handle() touch the core or the disk,
+ * so the fuzz target (tests/fuzz/fuzz-mgmt.c) can feed any bytes to the
+ * parser without a daemon.
+ *
+ * Requests:
+ *   MGMT_STATUS              {}
+ *   MGMT_TOKEN_LIST          {}
+ *   MGMT_TOKEN_CREATE_SOFT   {"label": s, "pin": s, "so_pin": s, "max_tries": n?}
+ *   MGMT_PIN_STATUS          {"slot": n}
+ *   MGMT_TOKEN_DELETE        {"slot": n}          (soft tokens only)
+ * Unknown members are ignored.  Errors: {"error": msg, "errno": n}. */
+#include "mgmt.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/log.h"
+#include "common/secmem.h"
+#include "common/util.h"
+#include "common/wire.h"
+#include "daemon/core.h"
+#include "daemon/netcad.h"
+#include "drivers/soft/soft.h"
+
+#define MGMT_JSON_MAX (64u * 1024u)
+#define MGMT_MAX_TRIES_LIMIT 100
+#define MGMT_PIN_MAX 64
+#define MGMT_LABEL_MAX 32
+
+/* A parsed request.  Exposed (non-static) for the fuzz target, which
+ * declares these itself; not part of the daemon's contract. */
+struct mgmt_request {
+        uint16_t op;
+        bool has_slot;
+        CK_SLOT_ID slot;
+        char label[MGMT_LABEL_MAX + 1];
+        char *pin;          /* secure memory */
+        size_t pin_len;
+        char *so_pin;       /* secure memory */
+        size_t so_pin_len;
+        unsigned max_tries; /* 0: the default */
+};
+
+void mgmt_request_done(struct mgmt_request *req);
+int mgmt_parse_request(uint16_t op, const char *json, struct mgmt_request *ret, const char **ret_error);
+
+bool mgmt_is_op(uint16_t op) {
+        switch (op) {
+        case WIRE_OP_MGMT_STATUS:
+        case WIRE_OP_MGMT_TOKEN_LIST:
+        case WIRE_OP_MGMT_TOKEN_CREATE_SOFT:
+        case WIRE_OP_MGMT_PIN_STATUS:
+        case WIRE_OP_MGMT_TOKEN_DELETE:
+                return true;
+        default:
+                return false;
+        }
+}
+
+void mgmt_request_done(struct mgmt_request *req) {
+        if (!req)
+                return;
+        req->pin = secure_free(req->pin);
+        req->so_pin = secure_free(req->so_pin);
+        req->pin_len = req->so_pin_len = 0;
+}
+
+static void wipe_json_string(cJSON *item) {
+        if (item && cJSON_IsString(item) && item->valuestring)
+                secure_wipe(item->valuestring, strlen(item->valuestring));
+}
+
+/* Wipes every string in the tree (the request may hold PINs anywhere). */
+static void wipe_json_tree(cJSON *item) {
+        for (; item; item = item->next) {
+                wipe_json_string(item);
+                if (item->child)
+                        wipe_json_tree(item->child);
+        }
+}
+
+static int get_uint(const cJSON *obj, const char *name, bool required, uint64_t max, uint64_t *ret,
+                    const char **ret_error, const char *msg) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+        double v;
+
+        if (!it) {
+                if (required) {
+                        *ret_error = msg;
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        if (!cJSON_IsNumber(it)) {
+                *ret_error = msg;
+                return -EINVAL;
+        }
+        v = it->valuedouble;
+        /* NaN fails every comparison; the cast check rejects fractions. */
+        if (!(v >= 0 && v <= (double)max) || (double)(uint64_t)v != v) {
+                *ret_error = msg;
+                return -EINVAL;
+        }
+        *ret = (uint64_t)v;
+        return 1;
+}
+
+static int get_pin(const cJSON *obj, const char *name, char **ret, size_t *ret_len, const char **ret_error,
+                   const char *missing, const char *badlen) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+        size_t n;
+
+        if (!it || !cJSON_IsString(it) || !it->valuestring) {
+                *ret_error = missing;
+                return -EINVAL;
+        }
+        n = strlen(it->valuestring);
+        if (n < 4 || n > MGMT_PIN_MAX) {
+                *ret_error = badlen;
+                return -EMSGSIZE;
+        }
+        *ret = secure_strndup(it->valuestring, n);
+        if (!*ret) {
+                *ret_error = "out of memory";
+                return -ENOMEM;
+        }
+        *ret_len = n;
+        return 0;
+}
+
+int mgmt_parse_request(uint16_t op, const char *json, struct mgmt_request *ret, const char **ret_error) {
+        struct mgmt_request req = { .op = op };
+        const char *err = NULL;
+        cJSON *root = NULL;
+        uint64_t v;
+        size_t len;
+        int r = 0;
+
+        if (!ret || !ret_error)
+                return -EINVAL;
+        if (!mgmt_is_op(op)) {
+                *ret_error = "unknown management operation";
+                return -EOPNOTSUPP;
+        }
+        len = json ? strnlen(json, MGMT_JSON_MAX + 1) : 0;
+        if (len > MGMT_JSON_MAX) {
+                *ret_error = "request too large";
+                return -E2BIG;
+        }
+        /* An empty request is an empty object. */
+        if (len == 0 || strspn(json, " \t\r\n") == len)
+                root = cJSON_CreateObject();
+        else
+                root = cJSON_ParseWithLength(json, len);
+        if (!root) {
+                *ret_error = "request is not valid JSON";
+                return -EINVAL;
+        }
+        if (!cJSON_IsObject(root)) {
+                err = "request is not a JSON object";
+                r = -EINVAL;
+                goto out;
+        }
+
+        switch (op) {
+        case WIRE_OP_MGMT_STATUS:
+        case WIRE_OP_MGMT_TOKEN_LIST:
+                break;
+
+        case WIRE_OP_MGMT_PIN_STATUS:
+        case WIRE_OP_MGMT_TOKEN_DELETE:
+                r = get_uint(root, "slot", true, UINT32_MAX, &v, &err, "\"slot\" must be a slot number");
+                if (r < 0)
+                        goto out;
+                req.has_slot = true;
+                req.slot = (CK_SLOT_ID)v;
+                r = 0;
+                break;
+
+        case WIRE_OP_MGMT_TOKEN_CREATE_SOFT: {
+                const cJSON *label = cJSON_GetObjectItemCaseSensitive(root, "label");
+                size_t n;
+
+                if (!label || !cJSON_IsString(label) || !label->valuestring) {
+                        err = "a label is required";
+                        r = -EINVAL;
+                        goto out;
+                }
+                n = strlen(label->valuestring);
+                if (n == 0 || n > MGMT_LABEL_MAX) {
+                        err = "the label must be 1 to 32 bytes";
+                        r = -EINVAL;
+                        goto out;
+                }
+                memcpy(req.label, label->valuestring, n + 1);
+                r = get_pin(root, "pin", &req.pin, &req.pin_len, &err, "a user PIN is required",
+                            "the user PIN must be 4 to 64 characters");
+                if (r < 0)
+                        goto out;
+                r = get_pin(root, "so_pin", &req.so_pin, &req.so_pin_len, &err, "an SO PIN is required",
+                            "the SO PIN must be 4 to 64 characters");
+                if (r < 0)
+                        goto out;
+                r = get_uint(root, "max_tries", false, MGMT_MAX_TRIES_LIMIT, &v, &err,
+                             "\"max_tries\" must be a number from 1 to 100");
+                if (r < 0)
+                        goto out;
+                if (r > 0) {
+                        if (v == 0) {
+                                err = "\"max_tries\" must be a number from 1 to 100";
+                                r = -EINVAL;
+                                goto out;
+                        }
+                        req.max_tries = (unsigned)v;
+                }
+                r = 0;
+                break;
+        }
+        }
+
+out:
+        wipe_json_tree(root);
+        cJSON_Delete(root);
+        if (r < 0) {
+                mgmt_request_done(&req);
+                *ret_error = err ? err : "invalid request";
+                return r;
+        }
+        *ret = req;
+        return 0;
+}
+
+/* Reply helpers. */
+
+static int reply_error(int err, const char *msg, char **ret_json) {
+        cJSON *o = cJSON_CreateObject();
+        char *s = NULL;
+
+        if (err < 0)
+                err = -err;
+        if (err == 0)
+                err = EIO;
+        if (o && cJSON_AddStringToObject(o, "error", msg ? msg : strerror(err)) &&
+            cJSON_AddNumberToObject(o, "errno", err))
+                s = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (!s)
+                return -ENOMEM;
+        *ret_json = s;
+        return err;
+}
+
+static int reply_ok(cJSON *o, char **ret_json) {
+        char *s = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (!s)
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        *ret_json = s;
+        return 0;
+}
+
+struct flag_name {
+        CK_FLAGS flag;
+        const char *name;
+};
+
+static const struct flag_name token_flags[] = {
+        { CKF_RNG, "rng" },
+        { CKF_WRITE_PROTECTED, "write_protected" },
+        { CKF_LOGIN_REQUIRED, "login_required" },
+        { CKF_USER_PIN_INITIALIZED, "pin_initialized" },
+        { CKF_RESTORE_KEY_NOT_NEEDED, "restore_key_not_needed" },
+        { CKF_CLOCK_ON_TOKEN, "clock_on_token" },
+        { CKF_PROTECTED_AUTHENTICATION_PATH, "protected_auth" },
+        { CKF_DUAL_CRYPTO_OPERATIONS, "dual_crypto_operations" },
+        { CKF_TOKEN_INITIALIZED, "token_initialized" },
+        { CKF_SECONDARY_AUTHENTICATION, "secondary_authentication" },
+        { CKF_USER_PIN_COUNT_LOW, "user_pin_count_low" },
+        { CKF_USER_PIN_FINAL_TRY, "user_pin_final_try" },
+        { CKF_USER_PIN_LOCKED, "user_pin_locked" },
+        { CKF_USER_PIN_TO_BE_CHANGED, "user_pin_to_be_changed" },
+        { CKF_SO_PIN_COUNT_LOW, "so_pin_count_low" },
+        { CKF_SO_PIN_FINAL_TRY, "so_pin_final_try" },
+        { CKF_SO_PIN_LOCKED, "so_pin_locked" },
+        { CKF_SO_PIN_TO_BE_CHANGED, "so_pin_to_be_changed" },
+};
+
+static cJSON *flags_to_json(CK_FLAGS flags) {
+        cJSON *a = cJSON_CreateArray();
+        if (!a)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(token_flags); i++)
+                if (flags & token_flags[i].flag)
+                        cJSON_AddItemToArray(a, cJSON_CreateString(token_flags[i].name));
+        return a;
+}
+
+static void add_tries(cJSON *o, const char *name, int v) {
+        if (v < 0)
+                cJSON_AddNullToObject(o, name);
+        else
+                cJSON_AddNumberToObject(o, name, v);
+}
+
+static cJSON *pin_to_json(const struct token_desc *d, bool so) {
+        cJSON *o = cJSON_CreateObject();
+        CK_FLAGS f = d->flags;
+        if (!o)
+                return NULL;
+        if (so) {
+                add_tries(o, "tries_left", d->so_tries_left);
+                add_tries(o, "tries_max", d->so_tries_max);
+                cJSON_AddBoolToObject(o, "locked", !!(f & CKF_SO_PIN_LOCKED));
+                cJSON_AddBoolToObject(o, "count_low", !!(f & CKF_SO_PIN_COUNT_LOW));
+                cJSON_AddBoolToObject(o, "final_try", !!(f & CKF_SO_PIN_FINAL_TRY));
+                cJSON_AddBoolToObject(o, "to_be_changed", !!(f & CKF_SO_PIN_TO_BE_CHANGED));
+        } else {
+                add_tries(o, "tries_left", d->user_tries_left);
+                add_tries(o, "tries_max", d->user_tries_max);
+                cJSON_AddBoolToObject(o, "locked", !!(f & CKF_USER_PIN_LOCKED));
+                cJSON_AddBoolToObject(o, "count_low", !!(f & CKF_USER_PIN_COUNT_LOW));
+                cJSON_AddBoolToObject(o, "final_try", !!(f & CKF_USER_PIN_FINAL_TRY));
+                cJSON_AddBoolToObject(o, "to_be_changed", !!(f & CKF_USER_PIN_TO_BE_CHANGED));
+                cJSON_AddBoolToObject(o, "initialized", !!(f & CKF_USER_PIN_INITIALIZED));
+        }
+        return o;
+}
+
+/* The token file of a soft token's slot key: "soft:<file name>" (as main.c
+ * registers them at start and op_create_soft does), relative to
+ * <data_dir>/tokens; an absolute path is taken as is.  NULL when the key is
+ * not a soft token's or names something outside. */
+static char *soft_key_path(const struct netcad *d, const char *slot_key) {
+        const char *name;
+        char *p = NULL;
+
+        if (strncmp(slot_key, "soft:", 5) != 0 || !slot_key[5])
+                return NULL;
+        name = slot_key + 5;
+        if (name[0] == '/')
+                return strdup(name);
+        if (strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || !d->data_dir)
+                return NULL;
+        if (asprintf(&p, "%s/%s/%s", d->data_dir, SOFT_TOKENS_SUBDIR, name) < 0)
+                return NULL;
+        return p;
+}
+
+static cJSON *token_to_json(const struct netcad *nd, const struct core_token_summary *t) {
+        const struct token_desc *d = &t->desc;
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        cJSON_AddNumberToObject(o, "slot", (double)t->slot);
+        cJSON_AddBoolToObject(o, "present", t->present);
+        if (t->present) {
+                cJSON_AddStringToObject(o, "kind", d->kind ? d->kind : "unknown");
+                cJSON_AddStringToObject(o, "label", d->label);
+                cJSON_AddStringToObject(o, "serial", d->serial);
+                cJSON_AddStringToObject(o, "manufacturer", d->manufacturer);
+                cJSON_AddStringToObject(o, "model", d->model);
+                cJSON_AddItemToObject(o, "flags", flags_to_json(d->flags));
+                cJSON_AddBoolToObject(o, "login_required", !!(d->flags & CKF_LOGIN_REQUIRED));
+                cJSON_AddBoolToObject(o, "pin_initialized", !!(d->flags & CKF_USER_PIN_INITIALIZED));
+                cJSON_AddBoolToObject(o, "protected_auth", !!(d->flags & CKF_PROTECTED_AUTHENTICATION_PATH));
+                cJSON_AddBoolToObject(o, "write_protected", !!(d->flags & CKF_WRITE_PROTECTED));
+                add_tries(o, "user_tries_left", d->user_tries_left);
+                add_tries(o, "user_tries_max", d->user_tries_max);
+                cJSON_AddBoolToObject(o, "locked", !!(d->flags & CKF_USER_PIN_LOCKED));
+                cJSON_AddNumberToObject(o, "min_pin", (double)d->min_pin);
+                cJSON_AddNumberToObject(o, "max_pin", (double)d->max_pin);
+                _cleanup_free_ char *path = soft_key_path(nd, t->slot_key);
+                if (path)
+                        cJSON_AddStringToObject(o, "path", path);
+        }
+        cJSON_AddNumberToObject(o, "sessions", t->sessions);
+        cJSON_AddNumberToObject(o, "logged_in", t->logged_in);
+        return o;
+}
+
+static int find_token(struct core *c, CK_SLOT_ID slot, struct core_token_summary *ret) {
+        _cleanup_free_ struct core_token_summary *v = NULL;
+        size_t n = 0;
+        int r;
+
+        r = core_list_tokens(c, &v, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                if (v[i].slot == slot) {
+                        if (!v[i].present)
+                                return -ENODEV;
+                        *ret = v[i];
+                        return 0;
+                }
+        return -ENOENT;
+}
+
+static int op_status(struct netcad *d, char **ret_json) {
+        _cleanup_free_ struct core_token_summary *v = NULL;
+        unsigned clients = 0, sessions = 0, ntok = 0;
+        size_t n = 0;
+        time_t now = time(NULL);
+        cJSON *o;
+
+        if (core_list_tokens(d->core, &v, &n) >= 0)
+                for (size_t i = 0; i < n; i++)
+                        ntok += v[i].present;
+        core_stats(d->core, &clients, &sessions);
+
+        o = cJSON_CreateObject();
+        if (!o)
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        cJSON_AddStringToObject(o, "version", NETCA_VERSION);
+        cJSON_AddNumberToObject(o, "wire_version", WIRE_VERSION);
+        cJSON_AddNumberToObject(o, "pid", d->pid ? d->pid : getpid());
+        cJSON_AddNumberToObject(o, "uptime", d->started && now >= d->started ? (double)(now - d->started) : 0);
+        cJSON_AddStringToObject(o, "data_dir", d->data_dir ? d->data_dir : "");
+        cJSON_AddStringToObject(o, "socket", d->socket_path ? d->socket_path : "");
+        cJSON_AddNumberToObject(o, "clients", clients);
+        cJSON_AddNumberToObject(o, "sessions", sessions);
+        cJSON_AddNumberToObject(o, "tokens", ntok);
+        return reply_ok(o, ret_json);
+}
+
+static int op_token_list(struct netcad *d, char **ret_json) {
+        _cleanup_free_ struct core_token_summary *v = NULL;
+        size_t n = 0;
+        cJSON *o, *a;
+        int r;
+
+        r = core_list_tokens(d->core, &v, &n);
+        if (r < 0)
+                return reply_error(r, "cannot list tokens", ret_json);
+        o = cJSON_CreateObject();
+        a = cJSON_AddArrayToObject(o, "tokens");
+        if (!o || !a) {
+                cJSON_Delete(o);
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        }
+        for (size_t i = 0; i < n; i++)
+                cJSON_AddItemToArray(a, token_to_json(d, &v[i]));
+        return reply_ok(o, ret_json);
+}
+
+static int op_pin_status(struct netcad *d, const struct mgmt_request *req, char **ret_json) {
+        struct core_token_summary t;
+        cJSON *o;
+        int r;
+
+        r = find_token(d->core, req->slot, &t);
+        if (r == -ENOENT)
+                return reply_error(ENOENT, "no such slot", ret_json);
+        if (r == -ENODEV)
+                return reply_error(ENODEV, "no token in this slot", ret_json);
+        if (r < 0)
+                return reply_error(r, "cannot read the token state", ret_json);
+        o = cJSON_CreateObject();
+        if (!o)
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        cJSON_AddNumberToObject(o, "slot", (double)t.slot);
+        cJSON_AddStringToObject(o, "label", t.desc.label);
+        cJSON_AddItemToObject(o, "user", pin_to_json(&t.desc, false));
+        cJSON_AddItemToObject(o, "so", pin_to_json(&t.desc, true));
+        cJSON_AddItemToObject(o, "flags", flags_to_json(t.desc.flags));
+        return reply_ok(o, ret_json);
+}
+
+static int op_create_soft(struct netcad *d, const struct mgmt_request *req, char **ret_json) {
+        _cleanup_free_ char *path = NULL, *key = NULL;
+        struct token *t = NULL;
+        CK_SLOT_ID slot;
+        cJSON *o;
+        int r;
+
+        if (!d->data_dir)
+                return reply_error(EIO, "the daemon has no data directory", ret_json);
+        r = soft_token_create(d->data_dir, req->label, req->pin, req->pin_len, req->so_pin, req->so_pin_len,
+                              req->max_tries, &path);
+        if (r == -EINVAL)
+                return reply_error(r, "invalid label", ret_json);
+        if (r == -EMSGSIZE)
+                return reply_error(r, "PINs must be 4 to 64 characters", ret_json);
+        if (r < 0)
+                return reply_error(r, "cannot create the token file", ret_json);
+        r = soft_token_open(path, &t);
+        if (r < 0) {
+                (void)unlink(path);
+                return reply_error(r, "cannot open the new token", ret_json);
+        }
+        if (asprintf(&key, "soft:%s", strrchr(path, '/') ? strrchr(path, '/') + 1 : path) < 0) {
+                key = NULL;
+                soft_ops.free(t);
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        }
+        r = core_add_token(d->core, &soft_ops, t, key, &slot); /* owns t */
+        if (r < 0)
+                return reply_error(r, "cannot add the token to the daemon", ret_json);
+        log_notice("created soft token \"%s\" in slot %lu (%s)", req->label, (unsigned long)slot, path);
+
+        o = cJSON_CreateObject();
+        if (!o)
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        cJSON_AddNumberToObject(o, "slot", (double)slot);
+        cJSON_AddStringToObject(o, "label", req->label);
+        cJSON_AddStringToObject(o, "path", path);
+        return reply_ok(o, ret_json);
+}
+
+static void unlink_token_files(const char *path) {
+        static const char *const suffixes[] = { "-wal", "-shm", "-journal" };
+
+        (void)unlink(path);
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                _cleanup_free_ char *p = NULL;
+                if (asprintf(&p, "%s%s", path, suffixes[i]) < 0) {
+                        p = NULL;
+                        continue;
+                }
+                (void)unlink(p);
+        }
+}
+
+static int op_token_delete(struct netcad *d, const struct mgmt_request *req, char **ret_json) {
+        _cleanup_free_ char *path = NULL;
+        struct core_token_summary t;
+        cJSON *o;
+        int r;
+
+        r = find_token(d->core, req->slot, &t);
+        if (r == -ENOENT || r == -ENODEV)
+                return reply_error(ENOENT, "no token in this slot", ret_json);
+        if (r < 0)
+                return reply_error(r, "cannot read the token state", ret_json);
+        if (strncmp(t.slot_key, "soft:", 5) != 0)
+                return reply_error(EPERM, "only soft tokens can be deleted", ret_json);
+        path = soft_key_path(d, t.slot_key);
+        if (!path)
+                return reply_error(EPERM, "the token file of this slot is unknown", ret_json);
+
+        r = core_remove_token(d->core, req->slot);
+        if (r < 0)
+                return reply_error(r, "cannot remove the token", ret_json);
+        unlink_token_files(path);
+        log_notice("deleted soft token \"%s\" in slot %lu (%s)", t.desc.label, (unsigned long)req->slot, path);
+
+        o = cJSON_CreateObject();
+        if (!o)
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        cJSON_AddNumberToObject(o, "slot", (double)req->slot);
+        cJSON_AddStringToObject(o, "label", t.desc.label);
+        cJSON_AddStringToObject(o, "path", path);
+        return reply_ok(o, ret_json);
+}
+
+int mgmt_handle(struct netcad *d, struct core_client *cl, uint16_t op, const char *json, char **ret_json) {
+        struct mgmt_request req = {};
+        const char *err = NULL;
+        int r;
+
+        if (!ret_json)
+                return -EINVAL;
+        if (!d || !d->core)
+                return reply_error(EIO, "the daemon is not ready", ret_json);
+
+        r = mgmt_parse_request(op, json, &req, &err);
+        if (r < 0) {
+                log_debug(LOG_SUB_MGMT, "mgmt %s: rejected: %s", wire_op_name(op) ? wire_op_name(op) : "?", err);
+                return reply_error(r, err, ret_json);
+        }
+        log_debug(LOG_SUB_MGMT, "mgmt %s", wire_op_name(op));
+
+        switch (op) {
+        case WIRE_OP_MGMT_STATUS:
+                r = op_status(d, ret_json);
+                break;
+        case WIRE_OP_MGMT_TOKEN_LIST:
+                r = op_token_list(d, ret_json);
+                break;
+        case WIRE_OP_MGMT_TOKEN_CREATE_SOFT:
+                r = op_create_soft(d, &req, ret_json);
+                break;
+        case WIRE_OP_MGMT_PIN_STATUS:
+                r = op_pin_status(d, &req, ret_json);
+                break;
+        case WIRE_OP_MGMT_TOKEN_DELETE:
+                r = op_token_delete(d, &req, ret_json);
+                break;
+        default:
+                r = reply_error(EOPNOTSUPP, "unknown management operation", ret_json);
+                break;
+        }
+        mgmt_request_done(&req);
+        return r;
+}

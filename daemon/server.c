@@ -422,7 +422,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                 return;
         }
         evutil_make_socket_closeonexec(fd);
-        c->bev = bufferevent_socket_new(s->d->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_THREADSAFE);
+        c->bev = bufferevent_socket_new(s->d->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_THREADSAFE | BEV_OPT_DEFER_CALLBACKS | BEV_OPT_UNLOCK_CALLBACKS);
         if (!c->bev) {
                 core_client_free(c->cl);
                 pthread_mutex_destroy(&c->mu);

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Inside the soft token: shared by soft.c (files, PINs, login), soft-objects.c
+ * (objects, key generation) and soft-crypto.c (sign/decrypt, key cache).
+ *
+ * Locking: t->lock protects every field of struct token (but info, under
+ * info_lock), the SQLite handle
+ * and the key cache.  Every op takes it, except that sign/decrypt release it
+ * while they compute: they hold a reference to a cached key and that key's
+ * own mutex instead (ops->parallel_crypto is true). */
+#pragma once
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <mbedtls/pk.h>
+
+#include "drivers/driver.h"
+
+#define SOFT_KEY_LEN 32
+#define SOFT_GCM_IV_LEN 12
+#define SOFT_GCM_TAG_LEN 16
+#define SOFT_SALT_LEN 16
+#define SOFT_MIN_PIN 4
+#define SOFT_MAX_PIN 64
+#define SOFT_SO_MAX_TRIES 10
+#define SOFT_MAGIC "netca-soft-token-1"
+/* Session (non-persistent) object ids have this bit set; SQLite rowids never do. */
+#define SOFT_MEM_ID_BIT (UINT64_C(1) << 62)
+
+/* A parsed private key, shared while logged in. */
+struct soft_key {
+        unsigned refs;           /* under token lock */
+        uint64_t id;
+        pthread_mutex_t lock;    /* serializes operations on pk */
+        mbedtls_pk_context pk;
+        bool can_sign, can_decrypt;
+};
+
+/* A session object: attributes plus the encrypted secret (same format as on disk). */
+struct soft_mem_obj {
+        uint64_t id;
+        struct nattrs attrs;
+        uint8_t *secret;
+        size_t secret_len;
+};
+
+struct token {
+        pthread_mutex_t lock;
+        /* get_info() answers from this snapshot, under info_lock only (it is
+         * called without the token lock and must never wait for a busy
+         * token); refreshed by publish_info() whenever the state changes. */
+        pthread_mutex_t info_lock;
+        struct token_desc info;
+        sqlite3 *db;
+        char *path;
+
+        char label[33];
+        char serial[17];
+        unsigned iterations;
+        unsigned user_max, user_fails;
+        unsigned so_max, so_fails;
+        bool user_pin_init;
+
+        uint8_t *token_key;      /* secure memory, SOFT_KEY_LEN; NULL when logged out */
+        bool user_logged, so_logged;
+
+        struct soft_mem_obj *mem;
+        size_t n_mem;
+        uint64_t next_mem_id;
+
+        struct soft_key **keys;
+        size_t n_keys;
+
+        unsigned delay_ms;       /* atomic access */
+};
+
+/* soft.c: storage helpers */
+int soft_db_exec(struct token *t, const char *sql);
+int soft_db_begin(struct token *t);            /* BEGIN IMMEDIATE */
+int soft_db_commit(struct token *t);
+void soft_db_rollback(struct token *t);
+int soft_errno_from_sqlite(int rc);
+
+/* AES-256-GCM: out = iv || ciphertext || tag (malloc'd). */
+int soft_seal(const uint8_t key[SOFT_KEY_LEN], const uint8_t *aad, size_t aad_len, const uint8_t *in,
+              size_t in_len, uint8_t **ret, size_t *ret_len);
+/* Plaintext goes to secure memory (secure_free it).  -EBADMSG on a bad tag. */
+int soft_open_sealed(const uint8_t key[SOFT_KEY_LEN], const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                     size_t in_len, uint8_t **ret, size_t *ret_len);
+
+/* soft-objects.c */
+int soft_load_objects(struct token *t, struct dobj **ret, size_t *ret_n);
+int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent, struct dobj *ret);
+int soft_destroy_object(struct token *t, uint64_t id);
+int soft_set_attributes(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                        struct nattrs *ret_attrs);
+/* Takes the token lock itself (generates without it). */
+int soft_generate_key_pair(struct token *t, const CK_MECHANISM *mech, const CK_ATTRIBUTE *pub_tmpl,
+                           CK_ULONG pub_n, const CK_ATTRIBUTE *priv_tmpl, CK_ULONG priv_n, struct dobj *ret_pub,
+                           struct dobj *ret_priv);
+/* Reads one object's attributes and secret (either may be NULL). */
+int soft_object_get(struct token *t, uint64_t id, struct nattrs *ret_attrs, uint8_t **ret_secret,
+                    size_t *ret_secret_len);
+void soft_mem_objects_clear(struct token *t);
+
+/* soft-crypto.c */
+int soft_sign(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+              uint8_t *out, size_t *outlen);
+int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+                 uint8_t *out, size_t *outlen);
+/* Drops cached keys (all, or one id); under the token lock. */
+void soft_keys_drop(struct token *t);
+void soft_keys_drop_id(struct token *t, uint64_t id);
+/* AAD for a key's secret: "netca-soft-key" || u64 id. */
+size_t soft_key_aad(uint64_t id, uint8_t out[32]);

@@ -1,0 +1,950 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Soft token objects: storage, default attributes, import, key generation.
+ * Every function here runs under the token lock, except
+ * soft_generate_key_pair() which takes it itself. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/ecp.h>
+#include <mbedtls/platform_util.h>
+#include <mbedtls/rsa.h>
+#include <mbedtls/sha1.h>
+
+#include "common/log.h"
+#include "common/pkcrypto.h"
+#include "common/secmem.h"
+#include "common/util.h"
+#include "soft-internal.h"
+
+#define KEY_DER_MAX 8192
+
+/* CKA_EC_PARAMS (DER OID of a named curve) -> mbedTLS group; the curves the
+ * token supports. */
+static int curve_from_params(const struct nattr *par, mbedtls_ecp_group_id *ret) {
+        static const uint8_t oid_p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+        static const uint8_t oid_p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
+        if (par->len == sizeof oid_p256 && memcmp(par->value, oid_p256, par->len) == 0)
+                *ret = MBEDTLS_ECP_DP_SECP256R1;
+        else if (par->len == sizeof oid_p384 && memcmp(par->value, oid_p384, par->len) == 0)
+                *ret = MBEDTLS_ECP_DP_SECP384R1;
+        else
+                return -EDOM;
+        return 0;
+}
+
+size_t soft_key_aad(uint64_t id, uint8_t out[32]) {
+        static const char tag[] = "netca-soft-key";
+        size_t n = sizeof tag - 1;
+        memcpy(out, tag, n);
+        for (int i = 7; i >= 0; i--)
+                out[n++] = (uint8_t) (id >> (8 * i));
+        return n;
+}
+
+static struct soft_mem_obj *mem_find(struct token *t, uint64_t id) {
+        for (size_t i = 0; i < t->n_mem; i++)
+                if (t->mem[i].id == id)
+                        return &t->mem[i];
+        return NULL;
+}
+
+static void mem_obj_done(struct soft_mem_obj *o) {
+        nattrs_done(&o->attrs);
+        if (o->secret) {
+                mbedtls_platform_zeroize(o->secret, o->secret_len);
+                free(o->secret);
+        }
+        o->secret = NULL;
+        o->secret_len = 0;
+}
+
+void soft_mem_objects_clear(struct token *t) {
+        for (size_t i = 0; i < t->n_mem; i++)
+                mem_obj_done(&t->mem[i]);
+        free(t->mem);
+        t->mem = NULL;
+        t->n_mem = 0;
+}
+
+static void mem_remove(struct token *t, uint64_t id) {
+        struct soft_mem_obj *o = mem_find(t, id);
+        if (!o)
+                return;
+        mem_obj_done(o);
+        size_t i = (size_t) (o - t->mem);
+        memmove(&t->mem[i], &t->mem[i + 1], (t->n_mem - i - 1) * sizeof *o);
+        t->n_mem--;
+}
+
+int soft_object_get(struct token *t, uint64_t id, struct nattrs *ret_attrs, uint8_t **ret_secret,
+                    size_t *ret_secret_len) {
+        struct nattrs a;
+        uint8_t *sec = NULL;
+        size_t sec_n = 0;
+        int r;
+
+        nattrs_init(&a);
+        if (id & SOFT_MEM_ID_BIT) {
+                struct soft_mem_obj *o = mem_find(t, id);
+                if (!o)
+                        return -ENOENT;
+                r = nattrs_copy(&a, &o->attrs);
+                if (r < 0)
+                        return r;
+                if (o->secret) {
+                        sec = malloc(o->secret_len);
+                        if (!sec) {
+                                nattrs_done(&a);
+                                return -ENOMEM;
+                        }
+                        memcpy(sec, o->secret, o->secret_len);
+                        sec_n = o->secret_len;
+                }
+        } else {
+                sqlite3_stmt *st = NULL;
+                int rc = sqlite3_prepare_v2(t->db, "SELECT attrs, secret FROM objects WHERE id = ?", -1, &st, NULL);
+                if (rc != SQLITE_OK)
+                        return soft_errno_from_sqlite(rc);
+                sqlite3_bind_int64(st, 1, (sqlite3_int64) id);
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE) {
+                        sqlite3_finalize(st);
+                        return -ENOENT;
+                }
+                if (rc != SQLITE_ROW) {
+                        sqlite3_finalize(st);
+                        return soft_errno_from_sqlite(rc);
+                }
+                r = nattrs_parse(&a, sqlite3_column_blob(st, 0), (size_t) sqlite3_column_bytes(st, 0));
+                if (r >= 0 && sqlite3_column_type(st, 1) == SQLITE_BLOB) {
+                        sec_n = (size_t) sqlite3_column_bytes(st, 1);
+                        sec = malloc(sec_n ? sec_n : 1);
+                        if (!sec)
+                                r = -ENOMEM;
+                        else
+                                memcpy(sec, sqlite3_column_blob(st, 1), sec_n);
+                }
+                sqlite3_finalize(st);
+                if (r < 0) {
+                        nattrs_done(&a);
+                        free(sec);
+                        return r == -EBADMSG ? -EIO : r;
+                }
+        }
+        if (ret_attrs) {
+                nattrs_done(ret_attrs);
+                *ret_attrs = a;
+        } else
+                nattrs_done(&a);
+        if (ret_secret) {
+                *ret_secret = sec;
+                *ret_secret_len = sec_n;
+        } else
+                free(sec);
+        return 0;
+}
+
+int soft_load_objects(struct token *t, struct dobj **ret, size_t *ret_n) {
+        struct dobj *v = NULL;
+        size_t n = 0;
+        sqlite3_stmt *st = NULL;
+        int r = 0, rc;
+
+        rc = sqlite3_prepare_v2(t->db, "SELECT id, attrs FROM objects ORDER BY id", -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return soft_errno_from_sqlite(rc);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                struct dobj o = { .id = (uint64_t) sqlite3_column_int64(st, 0) };
+                nattrs_init(&o.attrs);
+                r = nattrs_parse(&o.attrs, sqlite3_column_blob(st, 1), (size_t) sqlite3_column_bytes(st, 1));
+                if (r == -EBADMSG) {
+                        log_warning("soft token %s: object %llu is unreadable, skipped", t->path,
+                                    (unsigned long long) o.id);
+                        r = 0;
+                        continue;
+                }
+                if (r < 0)
+                        break;
+                struct dobj *nv = realloc(v, (n + 1) * sizeof *nv);
+                if (!nv) {
+                        nattrs_done(&o.attrs);
+                        r = -ENOMEM;
+                        break;
+                }
+                v = nv;
+                v[n++] = o;
+        }
+        sqlite3_finalize(st);
+        if (r >= 0 && rc != SQLITE_DONE)
+                r = soft_errno_from_sqlite(rc);
+        for (size_t i = 0; r >= 0 && i < t->n_mem; i++) {
+                struct dobj *nv = realloc(v, (n + 1) * sizeof *nv);
+                if (!nv) {
+                        r = -ENOMEM;
+                        break;
+                }
+                v = nv;
+                v[n].id = t->mem[i].id;
+                nattrs_init(&v[n].attrs);
+                r = nattrs_copy(&v[n].attrs, &t->mem[i].attrs);
+                if (r < 0)
+                        break;
+                n++;
+        }
+        if (r < 0) {
+                dobj_free_array(v, n);
+                return r;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* ---------------------------------------------------------------- storing */
+
+/* Serializes the private key and seals it for object id. */
+static int seal_key(struct token *t, mbedtls_pk_context *pk, uint64_t id, uint8_t **ret, size_t *ret_n) {
+        uint8_t aad[32];
+        uint8_t *der = secure_alloc(KEY_DER_MAX);
+        if (!der)
+                return -ENOMEM;
+        int len = mbedtls_pk_write_key_der(pk, der, KEY_DER_MAX);
+        if (len <= 0) {
+                secure_free(der);
+                return -EIO;
+        }
+        size_t an = soft_key_aad(id, aad);
+        int r = soft_seal(t->token_key, aad, an, der + KEY_DER_MAX - len, (size_t) len, ret, ret_n);
+        secure_free(der);
+        return r;
+}
+
+/* Inside a transaction: inserts the row, then seals the key with its id. */
+static int db_insert(struct token *t, const struct nattrs *a, mbedtls_pk_context *pk, uint64_t *ret_id) {
+        struct nbuf b;
+        sqlite3_stmt *st = NULL;
+        uint8_t *sec = NULL;
+        size_t sec_n = 0;
+        int r = 0, rc;
+
+        nbuf_init(&b, 16u << 20);
+        nattrs_serialize(a, &b);
+        if (nbuf_failed(&b)) {
+                nbuf_done(&b);
+                return -ENOMEM;
+        }
+        rc = sqlite3_prepare_v2(t->db, "INSERT INTO objects(attrs, secret) VALUES (?, NULL)", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_blob(st, 1, b.data, (int) b.len, SQLITE_STATIC);
+                rc = sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        nbuf_done(&b);
+        if (rc != SQLITE_DONE)
+                return soft_errno_from_sqlite(rc);
+        uint64_t id = (uint64_t) sqlite3_last_insert_rowid(t->db);
+        if (pk) {
+                r = seal_key(t, pk, id, &sec, &sec_n);
+                if (r < 0)
+                        return r;
+                st = NULL;
+                rc = sqlite3_prepare_v2(t->db, "UPDATE objects SET secret = ? WHERE id = ?", -1, &st, NULL);
+                if (rc == SQLITE_OK) {
+                        sqlite3_bind_blob(st, 1, sec, (int) sec_n, SQLITE_STATIC);
+                        sqlite3_bind_int64(st, 2, (sqlite3_int64) id);
+                        rc = sqlite3_step(st);
+                }
+                sqlite3_finalize(st);
+                free(sec);
+                if (rc != SQLITE_DONE)
+                        return soft_errno_from_sqlite(rc);
+        }
+        *ret_id = id;
+        return 0;
+}
+
+static int mem_insert(struct token *t, const struct nattrs *a, mbedtls_pk_context *pk, uint64_t *ret_id) {
+        struct soft_mem_obj o = { .id = SOFT_MEM_ID_BIT | t->next_mem_id };
+        int r;
+
+        nattrs_init(&o.attrs);
+        r = nattrs_copy(&o.attrs, a);
+        if (r < 0)
+                return r;
+        if (pk) {
+                r = seal_key(t, pk, o.id, &o.secret, &o.secret_len);
+                if (r < 0) {
+                        nattrs_done(&o.attrs);
+                        return r;
+                }
+        }
+        struct soft_mem_obj *nv = realloc(t->mem, (t->n_mem + 1) * sizeof *nv);
+        if (!nv) {
+                mem_obj_done(&o);
+                return -ENOMEM;
+        }
+        t->mem = nv;
+        t->mem[t->n_mem++] = o;
+        t->next_mem_id++;
+        *ret_id = o.id;
+        return 0;
+}
+
+static int db_delete(struct token *t, uint64_t id) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(t->db, "DELETE FROM objects WHERE id = ?", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, (sqlite3_int64) id);
+                rc = sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+                return soft_errno_from_sqlite(rc);
+        return sqlite3_changes(t->db) > 0 ? 0 : -ENOENT;
+}
+
+/* Stores up to two objects atomically (persistent ones in one transaction). */
+static int store_objects(struct token *t, size_t n, struct nattrs *const *attrs, mbedtls_pk_context *const *pks,
+                         const bool *persistent, uint64_t *ret_ids) {
+        uint64_t ids[2] = { 0, 0 };
+        bool any_db = false;
+        int r = 0;
+
+        for (size_t i = 0; i < n; i++)
+                any_db = any_db || persistent[i];
+        if (any_db) {
+                r = soft_db_begin(t);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < n && r >= 0; i++)
+                        if (persistent[i])
+                                r = db_insert(t, attrs[i], pks[i], &ids[i]);
+                if (r >= 0)
+                        r = soft_db_commit(t);
+                else
+                        soft_db_rollback(t);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < n && r >= 0; i++)
+                if (!persistent[i])
+                        r = mem_insert(t, attrs[i], pks[i], &ids[i]);
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++) {
+                        if (!ids[i])
+                                continue;
+                        if (persistent[i] && soft_db_begin(t) >= 0) {
+                                if (db_delete(t, ids[i]) >= 0)
+                                        (void) soft_db_commit(t);
+                                else
+                                        soft_db_rollback(t);
+                        } else if (!persistent[i])
+                                mem_remove(t, ids[i]);
+                }
+                return r;
+        }
+        memcpy(ret_ids, ids, n * sizeof *ids);
+        return 0;
+}
+
+/* ---------------------------------------------------------------- attributes */
+
+static const CK_ATTRIBUTE_TYPE secret_attrs[] = {
+        CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_EXPONENT_1, CKA_EXPONENT_2, CKA_COEFFICIENT,
+};
+
+static int set_ulong(struct nattrs *a, CK_ATTRIBUTE_TYPE type, CK_ULONG v) { return nattrs_set_ulong(a, type, v); }
+static int default_empty(struct nattrs *a, CK_ATTRIBUTE_TYPE type) { return nattrs_default(a, type, NULL, 0); }
+
+static int fill_common(struct nattrs *a, CK_OBJECT_CLASS cls, bool persistent, bool private_default) {
+        int r = set_ulong(a, CKA_CLASS, cls);
+        if (r >= 0) r = nattrs_set_bool(a, CKA_TOKEN, persistent);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_PRIVATE, private_default);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_MODIFIABLE, true);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_COPYABLE, true);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_DESTROYABLE, true);
+        if (r >= 0) r = default_empty(a, CKA_LABEL);
+        return r;
+}
+
+/* CKA_ID default: SHA-1 of the modulus or of the EC point (as many tokens do). */
+static int default_id(struct nattrs *a) {
+        if (nattrs_get(a, CKA_ID))
+                return 0;
+        const struct nattr *src = nattrs_get(a, CKA_MODULUS);
+        if (!src)
+                src = nattrs_get(a, CKA_EC_POINT);
+        if (!src || !src->len)
+                return default_empty(a, CKA_ID);
+        uint8_t h[20];
+        mbedtls_sha1_ret(src->value, src->len, h);
+        return nattrs_set(a, CKA_ID, h, sizeof h);
+}
+
+static int set_spki(struct nattrs *a, mbedtls_pk_context *pk) {
+        uint8_t buf[1200];
+        int len = mbedtls_pk_write_pubkey_der(pk, buf, sizeof buf);
+        if (len <= 0)
+                return -EIO;
+        return nattrs_set(a, CKA_PUBLIC_KEY_INFO, buf + sizeof buf - len, (size_t) len);
+}
+
+static int fill_key_common(struct nattrs *a, mbedtls_pk_context *pk, bool local, CK_MECHANISM_TYPE genmech) {
+        int r = pkc_pub_attrs_from_pk(pk, a);
+        if (r >= 0) r = default_id(a);
+        if (r >= 0) r = default_empty(a, CKA_START_DATE);
+        if (r >= 0) r = default_empty(a, CKA_END_DATE);
+        if (r >= 0) r = default_empty(a, CKA_SUBJECT);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_DERIVE, false);
+        if (r >= 0) r = nattrs_set_bool(a, CKA_LOCAL, local);
+        if (r >= 0) r = set_ulong(a, CKA_KEY_GEN_MECHANISM, local ? genmech : CK_UNAVAILABLE_INFORMATION);
+        if (r >= 0) r = set_spki(a, pk);
+        return r;
+}
+
+static int fill_public_key(struct nattrs *a, mbedtls_pk_context *pk, bool persistent, bool local,
+                           CK_MECHANISM_TYPE genmech) {
+        bool rsa = mbedtls_pk_get_type(pk) == MBEDTLS_PK_RSA;
+        int r = fill_common(a, CKO_PUBLIC_KEY, persistent, false);
+        if (r >= 0) r = fill_key_common(a, pk, local, genmech);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_ENCRYPT, rsa);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_VERIFY, true);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_VERIFY_RECOVER, rsa);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_WRAP, false);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_TRUSTED, false);
+        return r;
+}
+
+static int fill_private_key(struct nattrs *a, mbedtls_pk_context *pk, bool persistent, bool local,
+                            CK_MECHANISM_TYPE genmech) {
+        bool rsa = mbedtls_pk_get_type(pk) == MBEDTLS_PK_RSA;
+        int r = fill_common(a, CKO_PRIVATE_KEY, persistent, true);
+        for (size_t i = 0; i < ELEMENTSOF(secret_attrs); i++)
+                nattrs_remove(a, secret_attrs[i]);
+        nattrs_remove(a, CKA_VALUE);
+        if (r >= 0) r = fill_key_common(a, pk, local, genmech);
+        nattrs_remove(a, CKA_MODULUS_BITS);
+        if (r >= 0) r = nattrs_set_bool(a, CKA_SENSITIVE, true);
+        if (r >= 0) r = nattrs_set_bool(a, CKA_EXTRACTABLE, false);
+        if (r >= 0) r = nattrs_set_bool(a, CKA_ALWAYS_SENSITIVE, local);
+        if (r >= 0) r = nattrs_set_bool(a, CKA_NEVER_EXTRACTABLE, local);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_SIGN, true);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_SIGN_RECOVER, false);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_DECRYPT, rsa);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_UNWRAP, rsa);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_WRAP_WITH_TRUSTED, false);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_ALWAYS_AUTHENTICATE, false);
+        return r;
+}
+
+/* ---------------------------------------------------------------- import */
+
+static int rsa_from_template(const struct nattrs *a, mbedtls_pk_context *pk) {
+        const struct nattr *n = nattrs_get(a, CKA_MODULUS), *e = nattrs_get(a, CKA_PUBLIC_EXPONENT),
+                           *d = nattrs_get(a, CKA_PRIVATE_EXPONENT), *p = nattrs_get(a, CKA_PRIME_1),
+                           *q = nattrs_get(a, CKA_PRIME_2);
+        if (!n || !e || !d || !n->len || !e->len || !d->len)
+                return -ENODATA;
+        if (mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_RSA)) != 0)
+                return -ENOMEM;
+        mbedtls_rsa_context *rsa = mbedtls_pk_rsa(*pk);
+        bool primes = p && q && p->len && q->len;
+        if (mbedtls_rsa_import_raw(rsa, n->value, n->len, primes ? p->value : NULL, primes ? p->len : 0,
+                                   primes ? q->value : NULL, primes ? q->len : 0, d->value, d->len, e->value,
+                                   e->len) != 0 ||
+            mbedtls_rsa_complete(rsa) != 0 || mbedtls_rsa_check_privkey(rsa) != 0)
+                return -EDOM;
+        size_t bits = mbedtls_pk_get_bitlen(pk);
+        if (bits < 1024 || bits > 4096)
+                return -EDOM;
+        return 0;
+}
+
+static int ec_from_template(const struct nattrs *a, mbedtls_pk_context *pk) {
+        const struct nattr *par = nattrs_get(a, CKA_EC_PARAMS), *v = nattrs_get(a, CKA_VALUE);
+        struct nattrs tmp;
+        mbedtls_pk_context pub;
+        int r;
+
+        if (!par || !v || !par->len || !v->len)
+                return -ENODATA;
+        mbedtls_ecp_group_id gid;
+        r = curve_from_params(par, &gid);
+        if (r < 0)
+                return r;
+        if (mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)) != 0)
+                return -ENOMEM;
+        mbedtls_ecp_keypair *ec = mbedtls_pk_ec(*pk);
+        if (mbedtls_ecp_read_key(gid, ec, v->value, v->len) != 0)
+                return -EDOM;
+        if (mbedtls_ecp_mul(&ec->grp, &ec->Q, &ec->d, &ec->grp.G, pkc_rng, NULL) != 0)
+                return -EIO;
+        /* A CKA_EC_POINT given with the key must match it. */
+        if (nattrs_get(a, CKA_EC_POINT)) {
+                nattrs_init(&tmp);
+                mbedtls_pk_init(&pub);
+                r = nattrs_set_ulong(&tmp, CKA_KEY_TYPE, CKK_EC);
+                if (r >= 0)
+                        r = nattrs_set(&tmp, CKA_EC_PARAMS, par->value, par->len);
+                if (r >= 0)
+                        r = nattrs_set(&tmp, CKA_EC_POINT, nattrs_get(a, CKA_EC_POINT)->value,
+                                       nattrs_get(a, CKA_EC_POINT)->len);
+                if (r >= 0)
+                        r = pkc_pk_from_attrs(&tmp, &pub);
+                if (r >= 0 && mbedtls_ecp_point_cmp(&mbedtls_pk_ec(pub)->Q, &ec->Q) != 0)
+                        r = -EINVAL;
+                mbedtls_pk_free(&pub);
+                nattrs_done(&tmp);
+                if (r < 0)
+                        return r == -ENODATA ? -EDOM : r;
+        }
+        return 0;
+}
+
+static int check_key_type(const struct nattrs *a, CK_KEY_TYPE *ret) {
+        CK_ULONG kt;
+        if (!nattrs_get(a, CKA_KEY_TYPE))
+                return -ENODATA;
+        if (!nattrs_get_ulong(a, CKA_KEY_TYPE, &kt))
+                return -EDOM;
+        if (kt != CKK_RSA && kt != CKK_EC)
+                return -EDOM;
+        *ret = kt;
+        return 0;
+}
+
+int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent, struct dobj *ret) {
+        struct nattrs a;
+        mbedtls_pk_context pk;
+        mbedtls_pk_context *keep = NULL;
+        CK_ULONG cls;
+        CK_KEY_TYPE kt;
+        uint64_t id = 0;
+        int r;
+
+        nattrs_init(&a);
+        mbedtls_pk_init(&pk);
+        r = nattrs_from_template(&a, tmpl, n);
+        if (r < 0)
+                goto out;
+        if (!nattrs_get(&a, CKA_CLASS)) {
+                r = -ENODATA;
+                goto out;
+        }
+        if (!nattrs_get_ulong(&a, CKA_CLASS, &cls)) {
+                r = -EDOM;
+                goto out;
+        }
+        bool priv_default = cls == CKO_PRIVATE_KEY;
+        if (nattrs_get_bool(&a, CKA_PRIVATE, priv_default) && !t->user_logged) {
+                r = -EPERM;
+                goto out;
+        }
+
+        switch (cls) {
+        case CKO_CERTIFICATE: {
+                CK_ULONG ct = CKC_X_509;
+                if (nattrs_get(&a, CKA_CERTIFICATE_TYPE) && (!nattrs_get_ulong(&a, CKA_CERTIFICATE_TYPE, &ct) ||
+                                                             ct != CKC_X_509)) {
+                        r = -EDOM;
+                        goto out;
+                }
+                const struct nattr *v = nattrs_get(&a, CKA_VALUE);
+                if (!v || !v->len) {
+                        r = -ENODATA;
+                        goto out;
+                }
+                uint8_t *der = malloc(v->len);
+                size_t der_n = v->len;
+                if (!der) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                memcpy(der, v->value, der_n);
+                r = pkc_cert_attrs(der, der_n, &a);
+                free(der);
+                if (r >= 0) r = fill_common(&a, CKO_CERTIFICATE, persistent, false);
+                if (r >= 0) r = default_empty(&a, CKA_ID);
+                if (r >= 0) r = default_empty(&a, CKA_URL);
+                if (r >= 0) r = default_empty(&a, CKA_HASH_OF_SUBJECT_PUBLIC_KEY);
+                if (r >= 0) r = default_empty(&a, CKA_HASH_OF_ISSUER_PUBLIC_KEY);
+                if (r >= 0) {
+                        CK_ULONG dom = 0; /* CK_SECURITY_DOMAIN_UNSPECIFIED */
+                        r = nattrs_default(&a, CKA_JAVA_MIDP_SECURITY_DOMAIN, &dom, sizeof dom);
+                }
+                break;
+        }
+        case CKO_PUBLIC_KEY:
+                r = check_key_type(&a, &kt);
+                if (r >= 0)
+                        r = pkc_pk_from_attrs(&a, &pk);
+                if (r == -ENOKEY)
+                        r = -EDOM;
+                if (r >= 0)
+                        r = fill_public_key(&a, &pk, persistent, false, 0);
+                break;
+        case CKO_PRIVATE_KEY:
+                if (!t->user_logged || !t->token_key) {
+                        r = -EPERM;
+                        goto out;
+                }
+                r = check_key_type(&a, &kt);
+                if (r >= 0)
+                        r = kt == CKK_RSA ? rsa_from_template(&a, &pk) : ec_from_template(&a, &pk);
+                if (r >= 0)
+                        r = fill_private_key(&a, &pk, persistent, false, 0);
+                keep = &pk;
+                break;
+        case CKO_DATA:
+                r = fill_common(&a, CKO_DATA, persistent, false);
+                if (r >= 0) r = default_empty(&a, CKA_APPLICATION);
+                if (r >= 0) r = default_empty(&a, CKA_OBJECT_ID);
+                if (r >= 0) r = default_empty(&a, CKA_VALUE);
+                break;
+        default:
+                r = -EDOM;
+        }
+        if (r < 0)
+                goto out;
+
+        struct nattrs *av[1] = { &a };
+        mbedtls_pk_context *pv[1] = { keep };
+        bool pers[1] = { persistent };
+        r = store_objects(t, 1, av, pv, pers, &id);
+        if (r < 0)
+                goto out;
+        ret->id = id;
+        ret->attrs = a;
+        nattrs_init(&a);
+out:
+        mbedtls_pk_free(&pk);
+        nattrs_done(&a);
+        return r;
+}
+
+int soft_destroy_object(struct token *t, uint64_t id) {
+        struct nattrs a;
+        int r;
+
+        nattrs_init(&a);
+        r = soft_object_get(t, id, &a, NULL, NULL);
+        if (r < 0)
+                return r;
+        bool priv = nattrs_get_bool(&a, CKA_PRIVATE, false);
+        nattrs_done(&a);
+        if (priv && !t->user_logged)
+                return -EPERM;
+        soft_keys_drop_id(t, id);
+        if (id & SOFT_MEM_ID_BIT) {
+                mem_remove(t, id);
+                return 0;
+        }
+        r = soft_db_begin(t);
+        if (r < 0)
+                return r;
+        r = db_delete(t, id);
+        if (r >= 0)
+                r = soft_db_commit(t);
+        else
+                soft_db_rollback(t);
+        return r;
+}
+
+static bool attr_read_only(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type) {
+        switch (type) {
+        case CKA_CLASS:
+        case CKA_TOKEN:
+        case CKA_PRIVATE:
+        case CKA_MODIFIABLE:
+        case CKA_COPYABLE:
+        case CKA_DESTROYABLE:
+        case CKA_KEY_TYPE:
+        case CKA_CERTIFICATE_TYPE:
+        case CKA_LOCAL:
+        case CKA_KEY_GEN_MECHANISM:
+        case CKA_ALWAYS_SENSITIVE:
+        case CKA_NEVER_EXTRACTABLE:
+        case CKA_MODULUS:
+        case CKA_MODULUS_BITS:
+        case CKA_PUBLIC_EXPONENT:
+        case CKA_PRIVATE_EXPONENT:
+        case CKA_PRIME_1:
+        case CKA_PRIME_2:
+        case CKA_EXPONENT_1:
+        case CKA_EXPONENT_2:
+        case CKA_COEFFICIENT:
+        case CKA_EC_PARAMS:
+        case CKA_EC_POINT:
+        case CKA_PUBLIC_KEY_INFO:
+        case CKA_CHECK_VALUE:
+        case CKA_ALWAYS_AUTHENTICATE:
+                return true;
+        case CKA_VALUE:
+                return cls != CKO_DATA;
+        default:
+                return false;
+        }
+}
+
+int soft_set_attributes(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                        struct nattrs *ret_attrs) {
+        struct nattrs a, out;
+        CK_ULONG cls = 0;
+        bool in_tx = false;
+        int r;
+
+        nattrs_init(&a);
+        nattrs_init(&out);
+        if (!(id & SOFT_MEM_ID_BIT)) {
+                r = soft_db_begin(t);
+                if (r < 0)
+                        return r;
+                in_tx = true;
+        }
+        r = soft_object_get(t, id, &a, NULL, NULL);
+        if (r < 0)
+                goto out;
+        (void) nattrs_get_ulong(&a, CKA_CLASS, &cls);
+        if (nattrs_get_bool(&a, CKA_PRIVATE, false) && !t->user_logged) {
+                r = -EPERM;
+                goto out;
+        }
+        bool modifiable = nattrs_get_bool(&a, CKA_MODIFIABLE, true);
+        for (CK_ULONG i = 0; i < n; i++) {
+                const CK_ATTRIBUTE *x = &tmpl[i];
+                if (!x->pValue && x->ulValueLen) {
+                        r = -EINVAL;
+                        goto out;
+                }
+                if (!modifiable) {
+                        r = -EALREADY;
+                        goto out;
+                }
+                bool bval = x->ulValueLen == sizeof(CK_BBOOL) && x->pValue && *(const CK_BBOOL *) x->pValue;
+                if (x->type == CKA_SENSITIVE && cls == CKO_PRIVATE_KEY) {
+                        if (!bval) {
+                                r = -EALREADY;
+                                goto out;
+                        }
+                        continue;
+                }
+                if (x->type == CKA_EXTRACTABLE && cls == CKO_PRIVATE_KEY) {
+                        if (bval) {
+                                r = -EALREADY;
+                                goto out;
+                        }
+                        continue;
+                }
+                if (attr_read_only(cls, x->type)) {
+                        /* Setting a read-only attribute to its current value is harmless. */
+                        const struct nattr *cur = nattrs_get(&a, x->type);
+                        if (cur && cur->len == x->ulValueLen &&
+                            (cur->len == 0 || memcmp(cur->value, x->pValue, cur->len) == 0))
+                                continue;
+                        r = -EALREADY;
+                        goto out;
+                }
+                r = nattrs_set(&a, x->type, x->pValue, x->ulValueLen);
+                if (r < 0)
+                        goto out;
+        }
+        r = nattrs_copy(&out, &a);
+        if (r < 0)
+                goto out;
+
+        if (id & SOFT_MEM_ID_BIT) {
+                struct soft_mem_obj *o = mem_find(t, id);
+                nattrs_done(&o->attrs);
+                o->attrs = a;
+                nattrs_init(&a);
+        } else {
+                struct nbuf b;
+                sqlite3_stmt *st = NULL;
+                nbuf_init(&b, 16u << 20);
+                nattrs_serialize(&a, &b);
+                int rc = nbuf_failed(&b) ? SQLITE_NOMEM
+                                         : sqlite3_prepare_v2(t->db, "UPDATE objects SET attrs = ? WHERE id = ?",
+                                                              -1, &st, NULL);
+                if (rc == SQLITE_OK) {
+                        sqlite3_bind_blob(st, 1, b.data, (int) b.len, SQLITE_STATIC);
+                        sqlite3_bind_int64(st, 2, (sqlite3_int64) id);
+                        rc = sqlite3_step(st);
+                }
+                sqlite3_finalize(st);
+                nbuf_done(&b);
+                r = rc == SQLITE_DONE ? 0 : soft_errno_from_sqlite(rc);
+                if (r >= 0) {
+                        in_tx = false;
+                        r = soft_db_commit(t);
+                }
+                if (r < 0)
+                        goto out;
+        }
+        soft_keys_drop_id(t, id);
+        nattrs_done(ret_attrs);
+        *ret_attrs = out;
+        nattrs_init(&out);
+out:
+        if (in_tx)
+                soft_db_rollback(t);
+        nattrs_done(&a);
+        nattrs_done(&out);
+        return r;
+}
+
+/* ---------------------------------------------------------------- key generation */
+
+static int template_curve(const struct nattrs *pub, const struct nattrs *priv, mbedtls_ecp_group_id *ret) {
+        const struct nattr *par = nattrs_get(pub, CKA_EC_PARAMS);
+        if (!par)
+                par = nattrs_get(priv, CKA_EC_PARAMS);
+        if (!par || !par->len)
+                return -ENODATA;
+        return curve_from_params(par, ret);
+}
+
+static int template_rsa(const struct nattrs *pub, unsigned *ret_bits, int *ret_e) {
+        CK_ULONG bits;
+        if (!nattrs_get(pub, CKA_MODULUS_BITS))
+                return -ENODATA;
+        if (!nattrs_get_ulong(pub, CKA_MODULUS_BITS, &bits))
+                return -EDOM;
+        if (bits != 1024 && bits != 2048 && bits != 3072 && bits != 4096)
+                return -EDOM;
+        int e = 65537;
+        const struct nattr *pe = nattrs_get(pub, CKA_PUBLIC_EXPONENT);
+        if (pe && pe->len) {
+                uint64_t v = 0;
+                size_t i = 0;
+                while (i < pe->len && pe->value[i] == 0)
+                        i++;
+                if (pe->len - i > 4)
+                        return -EDOM;
+                for (; i < pe->len; i++)
+                        v = (v << 8) | pe->value[i];
+                if (v < 3 || !(v & 1) || v > INT32_MAX)
+                        return -EDOM;
+                e = (int) v;
+        }
+        *ret_bits = (unsigned) bits;
+        *ret_e = e;
+        return 0;
+}
+
+static int check_template_class(const struct nattrs *a, CK_OBJECT_CLASS want, CK_KEY_TYPE kt) {
+        CK_ULONG v;
+        if (nattrs_get(a, CKA_CLASS) && (!nattrs_get_ulong(a, CKA_CLASS, &v) || v != want))
+                return -EINVAL;
+        if (nattrs_get(a, CKA_KEY_TYPE) && (!nattrs_get_ulong(a, CKA_KEY_TYPE, &v) || v != kt))
+                return -EINVAL;
+        return 0;
+}
+
+/* Takes the token lock itself: the key is generated without it, so that
+ * sign/decrypt and other ops are not held up by a slow RSA generation. */
+int soft_generate_key_pair(struct token *t, const CK_MECHANISM *mech, const CK_ATTRIBUTE *pub_tmpl,
+                           CK_ULONG pub_n, const CK_ATTRIBUTE *priv_tmpl, CK_ULONG priv_n, struct dobj *ret_pub,
+                           struct dobj *ret_priv) {
+        struct nattrs pub, priv;
+        mbedtls_pk_context pk;
+        uint64_t ids[2];
+        CK_KEY_TYPE kt;
+        int r;
+
+        if (mech->mechanism != CKM_RSA_PKCS_KEY_PAIR_GEN && mech->mechanism != CKM_EC_KEY_PAIR_GEN)
+                return -ENOTSUP;
+        pthread_mutex_lock(&t->lock);
+        bool logged = t->user_logged && t->token_key;
+        pthread_mutex_unlock(&t->lock);
+        if (!logged)
+                return -EPERM;
+        nattrs_init(&pub);
+        nattrs_init(&priv);
+        mbedtls_pk_init(&pk);
+        r = nattrs_from_template(&pub, pub_tmpl, pub_n);
+        if (r >= 0)
+                r = nattrs_from_template(&priv, priv_tmpl, priv_n);
+        if (r < 0)
+                goto out;
+        kt = mech->mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN ? CKK_RSA : CKK_EC;
+        r = check_template_class(&pub, CKO_PUBLIC_KEY, kt);
+        if (r >= 0)
+                r = check_template_class(&priv, CKO_PRIVATE_KEY, kt);
+        if (r < 0)
+                goto out;
+        /* Secret parts can never come from a template. */
+        for (size_t i = 0; i < ELEMENTSOF(secret_attrs); i++)
+                if (nattrs_get(&priv, secret_attrs[i])) {
+                        r = -EINVAL;
+                        goto out;
+                }
+        if (nattrs_get(&priv, CKA_VALUE)) {
+                r = -EINVAL;
+                goto out;
+        }
+
+        if (kt == CKK_RSA) {
+                unsigned bits;
+                int e;
+                r = template_rsa(&pub, &bits, &e);
+                if (r < 0)
+                        goto out;
+                if (mbedtls_pk_setup(&pk, mbedtls_pk_info_from_type(MBEDTLS_PK_RSA)) != 0 ||
+                    mbedtls_rsa_gen_key(mbedtls_pk_rsa(pk), pkc_rng, NULL, bits, e) != 0) {
+                        r = -EIO;
+                        goto out;
+                }
+        } else {
+                mbedtls_ecp_group_id gid;
+                r = template_curve(&pub, &priv, &gid);
+                if (r < 0)
+                        goto out;
+                if (mbedtls_pk_setup(&pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)) != 0 ||
+                    mbedtls_ecp_gen_key(gid, mbedtls_pk_ec(pk), pkc_rng, NULL) != 0) {
+                        r = -EIO;
+                        goto out;
+                }
+        }
+
+        /* Same CKA_ID on both halves: from either template, else derived. */
+        if (!nattrs_get(&pub, CKA_ID) && nattrs_get(&priv, CKA_ID)) {
+                const struct nattr *x = nattrs_get(&priv, CKA_ID);
+                r = nattrs_set(&pub, CKA_ID, x->value, x->len);
+        } else if (nattrs_get(&pub, CKA_ID) && !nattrs_get(&priv, CKA_ID)) {
+                const struct nattr *x = nattrs_get(&pub, CKA_ID);
+                r = nattrs_set(&priv, CKA_ID, x->value, x->len);
+        }
+        if (r < 0)
+                goto out;
+        bool pub_pers = nattrs_get_bool(&pub, CKA_TOKEN, false);
+        bool priv_pers = nattrs_get_bool(&priv, CKA_TOKEN, false);
+        r = fill_public_key(&pub, &pk, pub_pers, true, mech->mechanism);
+        if (r >= 0)
+                r = fill_private_key(&priv, &pk, priv_pers, true, mech->mechanism);
+        if (r < 0)
+                goto out;
+
+        struct nattrs *av[2] = { &pub, &priv };
+        mbedtls_pk_context *pv[2] = { NULL, &pk };
+        bool pers[2] = { pub_pers, priv_pers };
+        pthread_mutex_lock(&t->lock);
+        if (!t->user_logged || !t->token_key)
+                r = -EPERM; /* logged out while generating */
+        else
+                r = store_objects(t, 2, av, pv, pers, ids);
+        pthread_mutex_unlock(&t->lock);
+        if (r < 0)
+                goto out;
+        ret_pub->id = ids[0];
+        ret_pub->attrs = pub;
+        ret_priv->id = ids[1];
+        ret_priv->attrs = priv;
+        nattrs_init(&pub);
+        nattrs_init(&priv);
+out:
+        mbedtls_pk_free(&pk);
+        nattrs_done(&pub);
+        nattrs_done(&priv);
+        return r;
+}

@@ -1,0 +1,973 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* netca-pkcs11: every PKCS#11 2.40 function, forwarded to netcad.
+ *
+ * State: one struct module per C_Initialize, reachable through g_mod under
+ * g_lock.  Each call "enters" (takes a reference that C_Finalize waits for)
+ * and talks to the daemon without any module-wide lock held, so that many
+ * threads can have calls in flight.
+ *
+ * Sessions: the module hands out its own session handles and maps them to
+ * (the daemon's handle, the connection generation).  After a daemon restart
+ * the module reconnects on the next call, and the old handles answer
+ * CKR_SESSION_HANDLE_INVALID: they can never reach a session of the new
+ * daemon that happens to have the same number.  Slots keep their ids (the
+ * daemon keeps them).
+ *
+ * Locking: the session table is guarded by the application's mutex
+ * callbacks when C_Initialize gets them without CKF_OS_LOCKING_OK, else by a
+ * pthread mutex.  The module needs a thread of its own (the socket reader):
+ * with CKF_LIBRARY_CANT_CREATE_OS_THREADS, C_Initialize answers
+ * CKR_NEED_TO_CREATE_THREADS.
+ *
+ * fork(): the child sees CKR_CRYPTOKI_NOT_INITIALIZED (pid check, and a
+ * pthread_atfork child handler that drops the parent's state without
+ * touching the parent's connection) until it calls C_Initialize itself.
+ *
+ * A guest in the application: never prints (log_set_quiet), never exits,
+ * never touches signal handlers.  NETCA_DEBUG=trace logs every call and its
+ * CK_RV (never PINs or data). */
+#include "module.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+#define MODULE_MANUFACTURER "NETCA"
+#define MODULE_DESCRIPTION "NETCA PKCS#11 module"
+#define EVENT_QUEUE_MAX 64
+
+struct msession {
+        CK_SESSION_HANDLE handle;   /* ours */
+        CK_SESSION_HANDLE dh;       /* the daemon's */
+        uint64_t gen;
+        CK_SLOT_ID slot;
+};
+
+struct module {
+        pid_t pid;
+        struct rpc_client *rpc;
+        unsigned inflight;          /* under g_lock */
+        bool finalizing;            /* under g_lock and ev_lock */
+
+        /* Session table lock: the application's or ours. */
+        bool app_locking;
+        CK_C_INITIALIZE_ARGS app;
+        void *app_mutex;
+        pthread_mutex_t sess_mutex;
+        struct msession *sessions;
+        size_t n_sessions, cap_sessions;
+        CK_SESSION_HANDLE next_handle;
+
+        /* Slot events for C_WaitForSlotEvent. */
+        pthread_mutex_t ev_lock;
+        pthread_cond_t ev_cond;
+        CK_SLOT_ID ev_queue[EVENT_QUEUE_MAX];
+        size_t ev_n;
+        unsigned ev_waiters;
+};
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
+static struct module *g_mod;
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+static netca_transport_factory g_factory;
+static void *g_factory_userdata;
+static bool g_autostart = true;
+
+void netca_module_set_transport_factory(netca_transport_factory f, void *userdata) {
+        pthread_mutex_lock(&g_lock);
+        g_factory = f;
+        g_factory_userdata = userdata;
+        pthread_mutex_unlock(&g_lock);
+}
+
+void netca_module_set_autostart(bool on) {
+        pthread_mutex_lock(&g_lock);
+        g_autostart = on;
+        pthread_mutex_unlock(&g_lock);
+}
+
+/* ---- tracing ---- */
+
+static CK_RV trace(const char *fn, CK_RV rv) {
+        /* nc_Sign -> C_Sign */
+        if (strncmp(fn, "nc_", 3) == 0)
+                log_debug(LOG_SUB_TRACE, "C_%s = 0x%lx", fn + 3, (unsigned long)rv);
+        else
+                log_debug(LOG_SUB_TRACE, "%s = 0x%lx", fn, (unsigned long)rv);
+        return rv;
+}
+
+#define RETURN(rv) return trace(__func__, (rv))
+
+/* ---- lifecycle ---- */
+
+static void atfork_child(void) {
+        /* Only this thread exists in the child; the locks may have been
+         * held by threads that do not.  Abandon the parent's module: its
+         * memory is leaked on purpose, its socket fd is closed (the parent's
+         * connection is unaffected). */
+        if (g_mod) {
+                if (g_mod->rpc)
+                        rpc_client_forget(g_mod->rpc);
+                g_mod = NULL;
+        }
+        pthread_mutex_init(&g_lock, NULL);
+        pthread_cond_init(&g_cond, NULL);
+}
+
+static void atfork_register(void) {
+        pthread_atfork(NULL, NULL, atfork_child);
+}
+
+static struct module *enter(void) {
+        pthread_mutex_lock(&g_lock);
+        struct module *m = g_mod;
+        if (m && (m->finalizing || m->pid != getpid()))
+                m = NULL;
+        if (m)
+                m->inflight++;
+        pthread_mutex_unlock(&g_lock);
+        return m;
+}
+
+static void leave(struct module *m) {
+        pthread_mutex_lock(&g_lock);
+        if (--m->inflight == 0)
+                pthread_cond_broadcast(&g_cond);
+        pthread_mutex_unlock(&g_lock);
+}
+
+static void sess_lock(struct module *m) {
+        if (m->app_locking)
+                m->app.LockMutex(m->app_mutex);
+        else
+                pthread_mutex_lock(&m->sess_mutex);
+}
+
+static void sess_unlock(struct module *m) {
+        if (m->app_locking)
+                m->app.UnlockMutex(m->app_mutex);
+        else
+                pthread_mutex_unlock(&m->sess_mutex);
+}
+
+static void on_event(void *userdata, uint64_t kind, uint64_t slot, uint64_t aux) {
+        struct module *m = userdata;
+        if (kind != WIRE_EV_SLOT_ADDED && kind != WIRE_EV_SLOT_REMOVED)
+                return;
+        pthread_mutex_lock(&m->ev_lock);
+        bool queued = false;
+        for (size_t i = 0; i < m->ev_n; i++)
+                if (m->ev_queue[i] == slot)
+                        queued = true;
+        if (!queued && m->ev_n < EVENT_QUEUE_MAX)
+                m->ev_queue[m->ev_n++] = (CK_SLOT_ID)slot;
+        pthread_cond_broadcast(&m->ev_cond);
+        pthread_mutex_unlock(&m->ev_lock);
+}
+
+static int default_factory(void *userdata, struct rpc_transport **ret) {
+        return rpc_transport_unix_new(NULL, *(bool *)userdata, ret);
+}
+
+static void module_free(struct module *m) {
+        if (!m)
+                return;
+        rpc_client_free(m->rpc);
+        if (m->app_locking)
+                m->app.DestroyMutex(m->app_mutex);
+        pthread_mutex_destroy(&m->sess_mutex);
+        pthread_mutex_destroy(&m->ev_lock);
+        pthread_cond_destroy(&m->ev_cond);
+        free(m->sessions);
+        free(m);
+}
+
+static CK_RV nc_Initialize(CK_VOID_PTR init_args) {
+        CK_C_INITIALIZE_ARGS_PTR args = init_args;
+        bool app_locking = false;
+
+        log_setup("netca-pkcs11");
+        log_set_quiet(true);
+        pthread_once(&g_atfork_once, atfork_register);
+
+        if (args) {
+                bool all = args->CreateMutex && args->DestroyMutex && args->LockMutex && args->UnlockMutex;
+                bool none = !args->CreateMutex && !args->DestroyMutex && !args->LockMutex && !args->UnlockMutex;
+                if (args->pReserved || (!all && !none))
+                        RETURN(CKR_ARGUMENTS_BAD);
+                if (args->flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS)
+                        RETURN(CKR_NEED_TO_CREATE_THREADS);
+                app_locking = all && !(args->flags & CKF_OS_LOCKING_OK);
+        }
+
+        pthread_mutex_lock(&g_lock);
+        if (g_mod && g_mod->pid == getpid()) {
+                pthread_mutex_unlock(&g_lock);
+                RETURN(CKR_CRYPTOKI_ALREADY_INITIALIZED);
+        }
+        if (g_mod) {
+                /* Left over from before a fork (no atfork handler ran). */
+                rpc_client_forget(g_mod->rpc);
+                g_mod = NULL;
+        }
+        netca_transport_factory factory = g_factory;
+        void *factory_ud = g_factory_userdata;
+        bool autostart = g_autostart;
+        pthread_mutex_unlock(&g_lock);
+
+        struct module *m = calloc(1, sizeof *m);
+        if (!m)
+                RETURN(CKR_HOST_MEMORY);
+        m->pid = getpid();
+        m->next_handle = 1;
+        pthread_mutex_init(&m->sess_mutex, NULL);
+        pthread_mutex_init(&m->ev_lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&m->ev_cond, &ca);
+        pthread_condattr_destroy(&ca);
+        if (app_locking) {
+                m->app = *args;
+                if (m->app.CreateMutex(&m->app_mutex) != CKR_OK) {
+                        m->app_locking = false;
+                        module_free(m);
+                        RETURN(CKR_CANT_LOCK);
+                }
+                m->app_locking = true;
+        }
+
+        struct rpc_transport *t = NULL;
+        int r = factory ? factory(factory_ud, &t) : default_factory(&autostart, &t);
+        if (r >= 0) {
+                t->on_event = on_event;
+                t->event_userdata = m;
+                r = rpc_client_new(t, &m->rpc);
+        }
+        if (r < 0) {
+                module_free(m);
+                RETURN(r == -ENOMEM ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR);
+        }
+
+        pthread_mutex_lock(&g_lock);
+        if (g_mod) {
+                /* Lost a race with another C_Initialize. */
+                pthread_mutex_unlock(&g_lock);
+                module_free(m);
+                RETURN(CKR_CRYPTOKI_ALREADY_INITIALIZED);
+        }
+        g_mod = m;
+        pthread_mutex_unlock(&g_lock);
+
+        /* Connect now (and start the daemon if asked) so that events flow;
+         * no daemon is fine: there are just no slots. */
+        r = rpc_client_connect(m->rpc);
+        if (r < 0)
+                log_debug(LOG_SUB_MODULE, "no daemon yet: %s", strerror(-r));
+        RETURN(CKR_OK);
+}
+
+static CK_RV nc_Finalize(CK_VOID_PTR reserved) {
+        if (reserved)
+                RETURN(CKR_ARGUMENTS_BAD);
+        pthread_mutex_lock(&g_lock);
+        struct module *m = g_mod;
+        if (!m || m->pid != getpid() || m->finalizing) {
+                pthread_mutex_unlock(&g_lock);
+                RETURN(CKR_CRYPTOKI_NOT_INITIALIZED);
+        }
+        m->finalizing = true;
+        g_mod = NULL;
+        pthread_mutex_unlock(&g_lock);
+
+        /* Wake C_WaitForSlotEvent waiters. */
+        pthread_mutex_lock(&m->ev_lock);
+        pthread_cond_broadcast(&m->ev_cond);
+        pthread_mutex_unlock(&m->ev_lock);
+
+        /* Let the calls in flight finish, then disconnect. */
+        pthread_mutex_lock(&g_lock);
+        while (m->inflight > 0)
+                pthread_cond_wait(&g_cond, &g_lock);
+        pthread_mutex_unlock(&g_lock);
+        module_free(m);
+        RETURN(CKR_OK);
+}
+
+static void version_from_string(const char *s, CK_VERSION *v) {
+        unsigned major = 0, minor = 0;
+        char *end;
+        unsigned long x = strtoul(s, &end, 10);
+        if (end != s && x < 256)
+                major = (unsigned)x;
+        if (*end == '.') {
+                const char *p = end + 1;
+                x = strtoul(p, &end, 10);
+                if (end != p && x < 256)
+                        minor = (unsigned)x;
+        }
+        v->major = (CK_BYTE)major;
+        v->minor = (CK_BYTE)minor;
+}
+
+static CK_RV nc_GetInfo(CK_INFO_PTR info) {
+        struct module *m = enter();
+        if (!m)
+                RETURN(CKR_CRYPTOKI_NOT_INITIALIZED);
+        leave(m);
+        if (!info)
+                RETURN(CKR_ARGUMENTS_BAD);
+        memset(info, 0, sizeof *info);
+        info->cryptokiVersion.major = 2;
+        info->cryptokiVersion.minor = 40;
+        pad_field(info->manufacturerID, sizeof info->manufacturerID, MODULE_MANUFACTURER);
+        pad_field(info->libraryDescription, sizeof info->libraryDescription, MODULE_DESCRIPTION);
+        version_from_string(NETCA_VERSION, &info->libraryVersion);
+        info->flags = 0;
+        RETURN(CKR_OK);
+}
+
+static CK_FUNCTION_LIST function_list;
+
+EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ret) {
+        if (!ret)
+                RETURN(CKR_ARGUMENTS_BAD);
+        *ret = &function_list;
+        RETURN(CKR_OK);
+}
+
+/* ---- slots and tokens ---- */
+
+#define ENTER(m)                                                        \
+        struct module *m = enter();                                     \
+        if (!m)                                                         \
+                RETURN(CKR_CRYPTOKI_NOT_INITIALIZED)
+
+#define LEAVE_RETURN(m, rv)                                             \
+        do {                                                            \
+                CK_RV rv_ = (rv);                                       \
+                leave(m);                                               \
+                RETURN(rv_);                                            \
+        } while (0)
+
+static CK_RV nc_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count) {
+        ENTER(m);
+        if (!count)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        LEAVE_RETURN(m, rpc_get_slot_list(m->rpc, present, list, count));
+}
+
+static CK_RV nc_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info) {
+        ENTER(m);
+        if (!info)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        LEAVE_RETURN(m, rpc_get_slot_info(m->rpc, slot, info));
+}
+
+static CK_RV nc_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
+        ENTER(m);
+        if (!info)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        LEAVE_RETURN(m, rpc_get_token_info(m->rpc, slot, info));
+}
+
+static CK_RV nc_GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count) {
+        ENTER(m);
+        if (!count)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        LEAVE_RETURN(m, rpc_get_mechanism_list(m->rpc, slot, list, count));
+}
+
+static CK_RV nc_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info) {
+        ENTER(m);
+        if (!info)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        LEAVE_RETURN(m, rpc_get_mechanism_info(m->rpc, slot, type, info));
+}
+
+static CK_RV nc_InitToken(CK_SLOT_ID slot, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len, CK_UTF8CHAR_PTR label) {
+        ENTER(m);
+        if (!label)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        LEAVE_RETURN(m, rpc_init_token(m->rpc, slot, pin, pin_len, label));
+}
+
+static CK_RV nc_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PTR reserved) {
+        ENTER(m);
+        if (!slot || reserved)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        CK_RV rv;
+        pthread_mutex_lock(&m->ev_lock);
+        m->ev_waiters++;
+        for (;;) {
+                if (m->finalizing) {
+                        rv = CKR_CRYPTOKI_NOT_INITIALIZED;
+                        break;
+                }
+                if (m->ev_n > 0) {
+                        *slot = m->ev_queue[0];
+                        memmove(m->ev_queue, m->ev_queue + 1, (m->ev_n - 1) * sizeof m->ev_queue[0]);
+                        m->ev_n--;
+                        rv = CKR_OK;
+                        break;
+                }
+                if (flags & CKF_DONT_BLOCK) {
+                        rv = CKR_NO_EVENT;
+                        break;
+                }
+                pthread_cond_wait(&m->ev_cond, &m->ev_lock);
+        }
+        m->ev_waiters--;
+        pthread_mutex_unlock(&m->ev_lock);
+        LEAVE_RETURN(m, rv);
+}
+
+/* ---- sessions ---- */
+
+static CK_RV sess_add(struct module *m, CK_SESSION_HANDLE dh, uint64_t gen, CK_SLOT_ID slot,
+                      CK_SESSION_HANDLE *ret) {
+        CK_RV rv = CKR_OK;
+        sess_lock(m);
+        if (m->n_sessions == m->cap_sessions) {
+                size_t nc = m->cap_sessions ? m->cap_sessions * 2 : 16;
+                struct msession *v = realloc(m->sessions, nc * sizeof *v);
+                if (!v) {
+                        rv = CKR_HOST_MEMORY;
+                        goto out;
+                }
+                m->sessions = v;
+                m->cap_sessions = nc;
+        }
+        struct msession *s = &m->sessions[m->n_sessions++];
+        s->handle = m->next_handle++;
+        s->dh = dh;
+        s->gen = gen;
+        s->slot = slot;
+        *ret = s->handle;
+out:
+        sess_unlock(m);
+        return rv;
+}
+
+/* Finds our handle: false when unknown. */
+static bool sess_find(struct module *m, CK_SESSION_HANDLE h, CK_SESSION_HANDLE *ret_dh, uint64_t *ret_gen,
+                      CK_SLOT_ID *ret_slot) {
+        bool found = false;
+        sess_lock(m);
+        for (size_t i = 0; i < m->n_sessions; i++)
+                if (m->sessions[i].handle == h) {
+                        *ret_dh = m->sessions[i].dh;
+                        *ret_gen = m->sessions[i].gen;
+                        if (ret_slot)
+                                *ret_slot = m->sessions[i].slot;
+                        found = true;
+                        break;
+                }
+        sess_unlock(m);
+        return found;
+}
+
+static void sess_remove(struct module *m, CK_SESSION_HANDLE h) {
+        sess_lock(m);
+        for (size_t i = 0; i < m->n_sessions; i++)
+                if (m->sessions[i].handle == h) {
+                        m->sessions[i] = m->sessions[--m->n_sessions];
+                        break;
+                }
+        sess_unlock(m);
+}
+
+static void sess_remove_slot(struct module *m, CK_SLOT_ID slot) {
+        sess_lock(m);
+        for (size_t i = 0; i < m->n_sessions;)
+                if (m->sessions[i].slot == slot)
+                        m->sessions[i] = m->sessions[--m->n_sessions];
+                else
+                        i++;
+        sess_unlock(m);
+}
+
+/* Resolve a session handle: declares dh_ and gen_ in the caller. */
+#define SESSION(m, h)                                                           \
+        CK_SESSION_HANDLE dh_;                                                  \
+        uint64_t gen_;                                                          \
+        if (!sess_find(m, h, &dh_, &gen_, NULL))                                \
+                LEAVE_RETURN(m, CKR_SESSION_HANDLE_INVALID)
+
+/* A session the daemon no longer knows is dropped from the table. */
+static CK_RV sess_check(struct module *m, CK_SESSION_HANDLE h, CK_RV rv) {
+        if (rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED)
+                sess_remove(m, h);
+        return rv;
+}
+
+#define SESSION_RETURN(m, h, rv) LEAVE_RETURN(m, sess_check(m, h, (rv)))
+
+static CK_RV nc_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
+                            CK_SESSION_HANDLE_PTR ret) {
+        ENTER(m);
+        if (!ret)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        if (!(flags & CKF_SERIAL_SESSION))
+                LEAVE_RETURN(m, CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+        CK_SESSION_HANDLE dh;
+        uint64_t gen = 0;
+        CK_RV rv = rpc_open_session(m->rpc, slot, flags, &dh, &gen);
+        if (rv == CKR_OK) {
+                rv = sess_add(m, dh, gen, slot, ret);
+                if (rv != CKR_OK)
+                        (void)rpc_close_session(m->rpc, gen, dh);
+        }
+        LEAVE_RETURN(m, rv);
+}
+
+static CK_RV nc_CloseSession(CK_SESSION_HANDLE h) {
+        ENTER(m);
+        SESSION(m, h);
+        CK_RV rv = rpc_close_session(m->rpc, gen_, dh_);
+        if (rv == CKR_OK)
+                sess_remove(m, h);
+        SESSION_RETURN(m, h, rv);
+}
+
+static CK_RV nc_CloseAllSessions(CK_SLOT_ID slot) {
+        ENTER(m);
+        CK_RV rv = rpc_close_all_sessions(m->rpc, slot);
+        if (rv == CKR_OK)
+                sess_remove_slot(m, slot);
+        LEAVE_RETURN(m, rv);
+}
+
+static CK_RV nc_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info) {
+        ENTER(m);
+        if (!info)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION(m, h);
+        SESSION_RETURN(m, h, rpc_get_session_info(m->rpc, gen_, dh_, info));
+}
+
+static CK_RV nc_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG len) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!pin && len)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_init_pin(m->rpc, gen_, dh_, pin, len));
+}
+
+static CK_RV nc_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len, CK_UTF8CHAR_PTR new_pin,
+                       CK_ULONG new_len) {
+        ENTER(m);
+        SESSION(m, h);
+        if ((!old_pin && old_len) || (!new_pin && new_len))
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_set_pin(m->rpc, gen_, dh_, old_pin, old_len, new_pin, new_len));
+}
+
+static CK_RV nc_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG len) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!pin && len)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_login(m->rpc, gen_, dh_, user, pin, len));
+}
+
+static CK_RV nc_Logout(CK_SESSION_HANDLE h) {
+        ENTER(m);
+        SESSION(m, h);
+        SESSION_RETURN(m, h, rpc_logout(m->rpc, gen_, dh_));
+}
+
+/* ---- objects ---- */
+
+static bool template_ok(CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+        if (n && !t)
+                return false;
+        for (CK_ULONG i = 0; i < n; i++)
+                if (!t[i].pValue && t[i].ulValueLen)
+                        return false;
+        return true;
+}
+
+static CK_RV nc_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!ret || !template_ok(t, n))
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_create_object(m->rpc, gen_, dh_, t, n, ret));
+}
+
+static CK_RV nc_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
+        ENTER(m);
+        SESSION(m, h);
+        SESSION_RETURN(m, h, rpc_destroy_object(m->rpc, gen_, dh_, obj));
+}
+
+static CK_RV nc_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+        ENTER(m);
+        SESSION(m, h);
+        if (n && !t)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_get_attribute_value(m->rpc, gen_, dh_, obj, t, n));
+}
+
+static CK_RV nc_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!template_ok(t, n))
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_set_attribute_value(m->rpc, gen_, dh_, obj, t, n));
+}
+
+static CK_RV nc_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!template_ok(t, n))
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_find_objects_init(m->rpc, gen_, dh_, t, n));
+}
+
+static CK_RV nc_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR ret, CK_ULONG max, CK_ULONG_PTR count) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!count || (!ret && max))
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_find_objects(m->rpc, gen_, dh_, ret, max, count));
+}
+
+static CK_RV nc_FindObjectsFinal(CK_SESSION_HANDLE h) {
+        ENTER(m);
+        SESSION(m, h);
+        SESSION_RETURN(m, h, rpc_find_objects_final(m->rpc, gen_, dh_));
+}
+
+/* ---- crypto ---- */
+
+static CK_RV crypt_init(uint16_t op, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!mech)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_crypt_init(m->rpc, op, gen_, dh_, mech, key));
+}
+
+static CK_RV data_out(uint16_t op, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out,
+                      CK_ULONG_PTR out_len) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!out_len || (!data && len))
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_data_out(m->rpc, op, gen_, dh_, data, len, out, out_len));
+}
+
+static CK_RV final_out(uint16_t op, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!out_len)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_final_out(m->rpc, op, gen_, dh_, out, out_len));
+}
+
+static CK_RV data_in(uint16_t op, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!data && len)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_data_in(m->rpc, op, gen_, dh_, data, len));
+}
+
+static CK_RV nc_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+        return crypt_init(WIRE_OP_ENCRYPT_INIT, h, mech, key);
+}
+
+static CK_RV nc_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        return data_out(WIRE_OP_ENCRYPT, h, data, len, out, out_len);
+}
+
+static CK_RV nc_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out,
+                              CK_ULONG_PTR out_len) {
+        return data_out(WIRE_OP_ENCRYPT_UPDATE, h, data, len, out, out_len);
+}
+
+static CK_RV nc_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        return final_out(WIRE_OP_ENCRYPT_FINAL, h, out, out_len);
+}
+
+static CK_RV nc_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+        return crypt_init(WIRE_OP_DECRYPT_INIT, h, mech, key);
+}
+
+static CK_RV nc_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        return data_out(WIRE_OP_DECRYPT, h, data, len, out, out_len);
+}
+
+static CK_RV nc_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out,
+                              CK_ULONG_PTR out_len) {
+        return data_out(WIRE_OP_DECRYPT_UPDATE, h, data, len, out, out_len);
+}
+
+static CK_RV nc_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        return final_out(WIRE_OP_DECRYPT_FINAL, h, out, out_len);
+}
+
+static CK_RV nc_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!mech)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_digest_init(m->rpc, gen_, dh_, mech));
+}
+
+static CK_RV nc_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        return data_out(WIRE_OP_DIGEST, h, data, len, out, out_len);
+}
+
+static CK_RV nc_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len) {
+        return data_in(WIRE_OP_DIGEST_UPDATE, h, data, len);
+}
+
+static CK_RV nc_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        return final_out(WIRE_OP_DIGEST_FINAL, h, out, out_len);
+}
+
+static CK_RV nc_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+        return crypt_init(WIRE_OP_SIGN_INIT, h, mech, key);
+}
+
+static CK_RV nc_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len) {
+        return data_out(WIRE_OP_SIGN, h, data, len, sig, sig_len);
+}
+
+static CK_RV nc_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len) {
+        return data_in(WIRE_OP_SIGN_UPDATE, h, data, len);
+}
+
+static CK_RV nc_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len) {
+        return final_out(WIRE_OP_SIGN_FINAL, h, sig, sig_len);
+}
+
+static CK_RV nc_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+        return crypt_init(WIRE_OP_VERIFY_INIT, h, mech, key);
+}
+
+static CK_RV nc_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG sig_len) {
+        ENTER(m);
+        SESSION(m, h);
+        if ((!data && len) || (!sig && sig_len))
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_verify(m->rpc, gen_, dh_, data, len, sig, sig_len));
+}
+
+static CK_RV nc_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len) {
+        return data_in(WIRE_OP_VERIFY_UPDATE, h, data, len);
+}
+
+static CK_RV nc_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len) {
+        return data_in(WIRE_OP_VERIFY_FINAL, h, sig, sig_len);
+}
+
+static CK_RV nc_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pub, CK_ULONG pub_n,
+                                CK_ATTRIBUTE_PTR priv, CK_ULONG priv_n, CK_OBJECT_HANDLE_PTR ret_pub,
+                                CK_OBJECT_HANDLE_PTR ret_priv) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!mech || !ret_pub || !ret_priv || !template_ok(pub, pub_n) || !template_ok(priv, priv_n))
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h,
+                       rpc_generate_key_pair(m->rpc, gen_, dh_, mech, pub, pub_n, priv, priv_n, ret_pub, ret_priv));
+}
+
+static CK_RV nc_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG len) {
+        return data_in(WIRE_OP_SEED_RANDOM, h, seed, len);
+}
+
+static CK_RV nc_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!out && len)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_generate_random(m->rpc, gen_, dh_, out, len));
+}
+
+/* ---- not supported ---- */
+
+/* Checks initialization, then answers rv: a function of the 2.40 list the
+ * module does not implement. */
+static CK_RV unsupported(const char *fn, CK_RV rv) {
+        struct module *m = enter();
+        if (!m)
+                return trace(fn, CKR_CRYPTOKI_NOT_INITIALIZED);
+        leave(m);
+        return trace(fn, rv);
+}
+
+#define UNSUPPORTED() return unsupported(__func__, CKR_FUNCTION_NOT_SUPPORTED)
+
+static CK_RV nc_GetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG_PTR len) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_SetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG len, CK_OBJECT_HANDLE ekey,
+                                  CK_OBJECT_HANDLE akey) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                           CK_OBJECT_HANDLE_PTR ret) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ULONG_PTR size) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_SignRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_SignRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                            CK_ULONG_PTR sig_len) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_VerifyRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len, CK_BYTE_PTR data,
+                              CK_ULONG_PTR len) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_DigestEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
+                                    CK_ULONG_PTR out_len) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_DecryptDigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
+                                    CK_ULONG_PTR out_len) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_SignEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
+                                  CK_ULONG_PTR out_len) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_DecryptVerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
+                                    CK_ULONG_PTR out_len) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                            CK_OBJECT_HANDLE_PTR key) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey, CK_OBJECT_HANDLE key,
+                        CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ukey, CK_BYTE_PTR in,
+                          CK_ULONG in_len, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t,
+                          CK_ULONG n, CK_OBJECT_HANDLE_PTR key) {
+        UNSUPPORTED();
+}
+
+static CK_RV nc_GetFunctionStatus(CK_SESSION_HANDLE h) {
+        return unsupported(__func__, CKR_FUNCTION_NOT_PARALLEL);
+}
+
+static CK_RV nc_CancelFunction(CK_SESSION_HANDLE h) {
+        return unsupported(__func__, CKR_FUNCTION_NOT_PARALLEL);
+}
+
+static CK_FUNCTION_LIST function_list = {
+        .version = { 2, 40 },
+        .C_Initialize = nc_Initialize,
+        .C_Finalize = nc_Finalize,
+        .C_GetInfo = nc_GetInfo,
+        .C_GetFunctionList = C_GetFunctionList,
+        .C_GetSlotList = nc_GetSlotList,
+        .C_GetSlotInfo = nc_GetSlotInfo,
+        .C_GetTokenInfo = nc_GetTokenInfo,
+        .C_GetMechanismList = nc_GetMechanismList,
+        .C_GetMechanismInfo = nc_GetMechanismInfo,
+        .C_InitToken = nc_InitToken,
+        .C_InitPIN = nc_InitPIN,
+        .C_SetPIN = nc_SetPIN,
+        .C_OpenSession = nc_OpenSession,
+        .C_CloseSession = nc_CloseSession,
+        .C_CloseAllSessions = nc_CloseAllSessions,
+        .C_GetSessionInfo = nc_GetSessionInfo,
+        .C_GetOperationState = nc_GetOperationState,
+        .C_SetOperationState = nc_SetOperationState,
+        .C_Login = nc_Login,
+        .C_Logout = nc_Logout,
+        .C_CreateObject = nc_CreateObject,
+        .C_CopyObject = nc_CopyObject,
+        .C_DestroyObject = nc_DestroyObject,
+        .C_GetObjectSize = nc_GetObjectSize,
+        .C_GetAttributeValue = nc_GetAttributeValue,
+        .C_SetAttributeValue = nc_SetAttributeValue,
+        .C_FindObjectsInit = nc_FindObjectsInit,
+        .C_FindObjects = nc_FindObjects,
+        .C_FindObjectsFinal = nc_FindObjectsFinal,
+        .C_EncryptInit = nc_EncryptInit,
+        .C_Encrypt = nc_Encrypt,
+        .C_EncryptUpdate = nc_EncryptUpdate,
+        .C_EncryptFinal = nc_EncryptFinal,
+        .C_DecryptInit = nc_DecryptInit,
+        .C_Decrypt = nc_Decrypt,
+        .C_DecryptUpdate = nc_DecryptUpdate,
+        .C_DecryptFinal = nc_DecryptFinal,
+        .C_DigestInit = nc_DigestInit,
+        .C_Digest = nc_Digest,
+        .C_DigestUpdate = nc_DigestUpdate,
+        .C_DigestKey = nc_DigestKey,
+        .C_DigestFinal = nc_DigestFinal,
+        .C_SignInit = nc_SignInit,
+        .C_Sign = nc_Sign,
+        .C_SignUpdate = nc_SignUpdate,
+        .C_SignFinal = nc_SignFinal,
+        .C_SignRecoverInit = nc_SignRecoverInit,
+        .C_SignRecover = nc_SignRecover,
+        .C_VerifyInit = nc_VerifyInit,
+        .C_Verify = nc_Verify,
+        .C_VerifyUpdate = nc_VerifyUpdate,
+        .C_VerifyFinal = nc_VerifyFinal,
+        .C_VerifyRecoverInit = nc_VerifyRecoverInit,
+        .C_VerifyRecover = nc_VerifyRecover,
+        .C_DigestEncryptUpdate = nc_DigestEncryptUpdate,
+        .C_DecryptDigestUpdate = nc_DecryptDigestUpdate,
+        .C_SignEncryptUpdate = nc_SignEncryptUpdate,
+        .C_DecryptVerifyUpdate = nc_DecryptVerifyUpdate,
+        .C_GenerateKey = nc_GenerateKey,
+        .C_GenerateKeyPair = nc_GenerateKeyPair,
+        .C_WrapKey = nc_WrapKey,
+        .C_UnwrapKey = nc_UnwrapKey,
+        .C_DeriveKey = nc_DeriveKey,
+        .C_SeedRandom = nc_SeedRandom,
+        .C_GenerateRandom = nc_GenerateRandom,
+        .C_GetFunctionStatus = nc_GetFunctionStatus,
+        .C_CancelFunction = nc_CancelFunction,
+        .C_WaitForSlotEvent = nc_WaitForSlotEvent,
+};

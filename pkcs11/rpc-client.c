@@ -1,0 +1,705 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "rpc-client.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "mechparam.h"
+
+/* Random bytes asked for in one request (the daemon caps near the frame
+ * size; stay well under it). */
+#define RANDOM_CHUNK 65536
+
+/* call_run's answer for "there is no daemon" on calls without session. */
+#define RV_NO_DAEMON ((CK_RV)(CKR_VENDOR_DEFINED | 0x4e430001UL))
+
+int rpc_client_new(struct rpc_transport *t, struct rpc_client **ret) {
+        if (!t || !ret)
+                return -EINVAL;
+        struct rpc_client *c = calloc(1, sizeof *c);
+        if (!c) {
+                t->ops->free(t);
+                return -ENOMEM;
+        }
+        pthread_rwlockattr_t attr;
+        pthread_rwlockattr_init(&attr);
+        /* A reconnect must not starve behind a stream of failing calls. */
+        pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        int r = pthread_rwlock_init(&c->lock, &attr);
+        pthread_rwlockattr_destroy(&attr);
+        if (r != 0) {
+                t->ops->free(t);
+                free(c);
+                return -r;
+        }
+        c->t = t;
+        *ret = c;
+        return 0;
+}
+
+struct rpc_client *rpc_client_free(struct rpc_client *c) {
+        if (!c)
+                return NULL;
+        pthread_rwlock_wrlock(&c->lock);
+        if (c->connected)
+                c->t->ops->close(c->t);
+        c->connected = false;
+        pthread_rwlock_unlock(&c->lock);
+        c->t->ops->free(c->t);
+        pthread_rwlock_destroy(&c->lock);
+        free(c);
+        return NULL;
+}
+
+void rpc_client_forget(struct rpc_client *c) {
+        if (c && c->t)
+                c->t->ops->forget(c->t);
+}
+
+/* With the write lock held. */
+static int connect_locked(struct rpc_client *c) {
+        if (c->connected)
+                return 0;
+        c->t->ops->close(c->t);
+        int r = c->t->ops->connect(c->t);
+        if (r < 0) {
+                c->last_error = r;
+                log_debug(LOG_SUB_MODULE, "connecting to netcad failed: %s", strerror(-r));
+                return r;
+        }
+        c->connected = true;
+        c->gen++;
+        log_debug(LOG_SUB_MODULE, "connected to netcad (generation %llu)", (unsigned long long)c->gen);
+        return 0;
+}
+
+int rpc_client_connect(struct rpc_client *c) {
+        pthread_rwlock_wrlock(&c->lock);
+        int r = connect_locked(c);
+        pthread_rwlock_unlock(&c->lock);
+        return r;
+}
+
+uint64_t rpc_client_generation(struct rpc_client *c) {
+        pthread_rwlock_rdlock(&c->lock);
+        uint64_t g = c->connected ? c->gen : 0;
+        pthread_rwlock_unlock(&c->lock);
+        return g;
+}
+
+/* The connection of generation gen broke: mark it so, once. */
+static void mark_broken(struct rpc_client *c, uint64_t gen) {
+        pthread_rwlock_wrlock(&c->lock);
+        if (c->connected && c->gen == gen) {
+                c->t->ops->close(c->t);
+                c->connected = false;
+        }
+        pthread_rwlock_unlock(&c->lock);
+}
+
+/* Sends frame, returns the reply frame.  want_gen 0: any connection,
+ * connect (once more after a broken one) as needed; else only on that
+ * generation (-ESTALE otherwise). */
+static int transact(struct rpc_client *c, uint64_t want_gen, struct nbuf *frame, uint8_t **ret, size_t *ret_len,
+                    uint64_t *ret_gen) {
+        bool retried = false;
+        for (;;) {
+                pthread_rwlock_rdlock(&c->lock);
+                if (!c->connected) {
+                        pthread_rwlock_unlock(&c->lock);
+                        if (want_gen != 0)
+                                return -ESTALE;
+                        pthread_rwlock_wrlock(&c->lock);
+                        int r = connect_locked(c);
+                        pthread_rwlock_unlock(&c->lock);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (want_gen != 0 && c->gen != want_gen) {
+                        pthread_rwlock_unlock(&c->lock);
+                        return -ESTALE;
+                }
+                uint64_t gen = c->gen;
+                int r = c->t->ops->call(c->t, frame, ret, ret_len);
+                pthread_rwlock_unlock(&c->lock);
+                *ret_gen = gen;
+                if (r == -ENOTCONN || r == -ECONNRESET) {
+                        mark_broken(c, gen);
+                        /* Nothing was processed: a call without session
+                         * may go to a new connection (once); a session is
+                         * gone with its connection. */
+                        if (r == -ENOTCONN && want_gen == 0 && !retried) {
+                                retried = true;
+                                continue;
+                        }
+                        return r == -ENOTCONN && want_gen != 0 ? -ESTALE : r;
+                }
+                return r;
+        }
+}
+
+/* One call in progress. */
+struct call {
+        struct wire_msg req;
+        struct wire_msg rep;
+        uint8_t *frame;
+        size_t frame_len;
+        bool has_reply;  /* rep is positioned after the CK_RV */
+        uint64_t gen;    /* generation of the connection the call went on */
+};
+
+static void call_start(struct call *k, uint16_t op, bool secret) {
+        memset(k, 0, sizeof *k);
+        wire_msg_init_write(&k->req, op, 0, 0);
+        /* PINs: wiped on every reallocation and when done. */
+        if (secret)
+                k->req.buf.secure = true;
+}
+
+static void call_end(struct call *k) {
+        wire_msg_done(&k->req);
+        if (k->frame) {
+                /* Replies may hold decrypted data or attribute values. */
+                explicit_bzero(k->frame, k->frame_len);
+                free(k->frame);
+        }
+        k->frame = NULL;
+}
+
+/* Runs the call.  Returns the reply's CK_RV (k->has_reply set: the reply's
+ * fields follow), or the CK_RV for a failure to talk to the daemon:
+ * no_daemon_rv when there is no daemon, CKR_SESSION_HANDLE_INVALID when the
+ * session's connection is gone, CKR_DEVICE_ERROR otherwise. */
+static CK_RV call_run(struct rpc_client *c, struct call *k, uint64_t gen, CK_RV no_daemon_rv) {
+        int r = wire_msg_finish(&k->req);
+        if (r < 0) {
+                log_debug(LOG_SUB_MODULE, "cannot encode %s: %s", wire_op_name(k->req.opnum), strerror(-r));
+                return r == -EMSGSIZE ? CKR_DATA_LEN_RANGE : CKR_ARGUMENTS_BAD;
+        }
+        r = transact(c, gen, &k->req.buf, &k->frame, &k->frame_len, &k->gen);
+        if (r < 0) {
+                log_debug(LOG_SUB_MODULE, "%s: %s", wire_op_name(k->req.opnum), strerror(-r));
+                switch (r) {
+                case -ESTALE:
+                        return CKR_SESSION_HANDLE_INVALID;
+                case -ENOENT:
+                case -ECONNREFUSED:
+                case -EACCES:
+                case -ENOTCONN:
+                        return gen ? CKR_SESSION_HANDLE_INVALID : no_daemon_rv;
+                case -ENOMEM:
+                        return CKR_HOST_MEMORY;
+                default:
+                        return CKR_DEVICE_ERROR;
+                }
+        }
+        r = wire_msg_init_read(&k->rep, k->frame, k->frame_len);
+        if (r < 0 || k->rep.opnum != k->req.opnum || !(k->rep.flags & WIRE_F_REPLY)) {
+                log_debug(LOG_SUB_MODULE, "%s: malformed reply", wire_op_name(k->req.opnum));
+                return CKR_DEVICE_ERROR;
+        }
+        uint64_t rv;
+        if (!wire_get_u64(&k->rep, &rv)) {
+                log_debug(LOG_SUB_MODULE, "%s: malformed reply", wire_op_name(k->req.opnum));
+                return CKR_DEVICE_ERROR;
+        }
+        if (k->rep.flags & WIRE_F_ERROR) {
+                log_debug(LOG_SUB_MODULE, "%s: refused by the daemon (0x%llx)", wire_op_name(k->req.opnum),
+                          (unsigned long long)rv);
+                return rv == CKR_OK || wire_msg_read_done(&k->rep) < 0 ? CKR_DEVICE_ERROR : (CK_RV)rv;
+        }
+        k->has_reply = true;
+        return (CK_RV)rv;
+}
+
+/* After reading the last field. */
+static bool call_done(struct call *k) {
+        return wire_msg_read_done(&k->rep) == 0;
+}
+
+/* Reads an 'L' reply field into the caller's list (capacity *count). */
+static CK_RV get_outlist(struct call *k, CK_RV rv, CK_ULONG *list, CK_ULONG_PTR count) {
+        uint64_t n;
+        _cleanup_free_ CK_ULONG *v = NULL;
+        size_t nv;
+        if (!k->has_reply || (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL))
+                return rv;
+        if (!wire_get_outlist(&k->rep, &n, &v, &nv) || !call_done(k))
+                return CKR_DEVICE_ERROR;
+        if (rv == CKR_OK && list) {
+                if (!v || nv != n || n > *count)
+                        return CKR_DEVICE_ERROR;
+                memcpy(list, v, nv * sizeof *v);
+        }
+        *count = (CK_ULONG)n;
+        return rv;
+}
+
+/* Reads a 'Z' reply field into the caller's buffer (capacity cap). */
+static CK_RV get_outbytes(struct call *k, CK_RV rv, CK_BYTE_PTR out, CK_ULONG cap, CK_ULONG_PTR out_len) {
+        uint64_t len;
+        const uint8_t *p;
+        size_t n;
+        if (!k->has_reply || (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL))
+                return rv;
+        if (!wire_get_outbytes(&k->rep, &len, &p, &n) || !call_done(k))
+                return CKR_DEVICE_ERROR;
+        if (rv == CKR_OK && out) {
+                if (!p || len > cap)
+                        return CKR_DEVICE_ERROR;
+                memcpy(out, p, n);
+        }
+        *out_len = (CK_ULONG)len;
+        return rv;
+}
+
+/* Info structs ('I', 'T', 'S', 'N') are only read on success. */
+#define GET_INFO(k, rv, getter, out)                                     \
+        do {                                                             \
+                if ((rv) == CKR_OK) {                                    \
+                        __typeof__(*(out)) tmp_;                         \
+                        if (!getter(&(k)->rep, &tmp_) || !call_done(k))  \
+                                (rv) = CKR_DEVICE_ERROR;                 \
+                        else                                             \
+                                *(out) = tmp_;                           \
+                }                                                        \
+        } while (0)
+
+CK_RV rpc_get_slot_list(struct rpc_client *c, CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count) {
+        struct call k;
+        call_start(&k, WIRE_OP_GET_SLOT_LIST, false);
+        wire_put_u8(&k.req, present ? 1 : 0);
+        wire_put_outreq(&k.req, list == NULL, list ? *count : 0);
+        CK_RV rv = call_run(c, &k, 0, RV_NO_DAEMON);
+        if (rv == RV_NO_DAEMON) {
+                /* No daemon: no slots. */
+                *count = 0;
+                rv = CKR_OK;
+        } else
+                rv = get_outlist(&k, rv, list, count);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_get_slot_info(struct rpc_client *c, CK_SLOT_ID slot, CK_SLOT_INFO_PTR info) {
+        struct call k;
+        call_start(&k, WIRE_OP_GET_SLOT_INFO, false);
+        wire_put_u64(&k.req, slot);
+        CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
+        if (k.has_reply)
+                GET_INFO(&k, rv, wire_get_slot_info, info);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_get_token_info(struct rpc_client *c, CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
+        struct call k;
+        call_start(&k, WIRE_OP_GET_TOKEN_INFO, false);
+        wire_put_u64(&k.req, slot);
+        CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
+        if (k.has_reply)
+                GET_INFO(&k, rv, wire_get_token_info, info);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_get_mechanism_list(struct rpc_client *c, CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list,
+                             CK_ULONG_PTR count) {
+        struct call k;
+        call_start(&k, WIRE_OP_GET_MECHANISM_LIST, false);
+        wire_put_u64(&k.req, slot);
+        wire_put_outreq(&k.req, list == NULL, list ? *count : 0);
+        CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
+        rv = get_outlist(&k, rv, list, count);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_get_mechanism_info(struct rpc_client *c, CK_SLOT_ID slot, CK_MECHANISM_TYPE type,
+                             CK_MECHANISM_INFO_PTR info) {
+        struct call k;
+        call_start(&k, WIRE_OP_GET_MECHANISM_INFO, false);
+        wire_put_u64(&k.req, slot);
+        wire_put_u64(&k.req, type);
+        CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
+        if (k.has_reply)
+                GET_INFO(&k, rv, wire_get_mech_info, info);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_init_token(struct rpc_client *c, CK_SLOT_ID slot, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len,
+                     CK_UTF8CHAR_PTR label) {
+        struct call k;
+        call_start(&k, WIRE_OP_INIT_TOKEN, true);
+        wire_put_u64(&k.req, slot);
+        wire_put_blob(&k.req, pin, pin ? pin_len : 0);
+        wire_put_blob(&k.req, label, label ? 32 : 0);
+        CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_open_session(struct rpc_client *c, CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE_PTR ret,
+                       uint64_t *ret_gen) {
+        struct call k;
+        call_start(&k, WIRE_OP_OPEN_SESSION, false);
+        wire_put_u64(&k.req, slot);
+        wire_put_u64(&k.req, flags);
+        CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
+        if (rv == CKR_OK && k.has_reply) {
+                uint64_t h;
+                if (!wire_get_u64(&k.rep, &h) || !call_done(&k))
+                        rv = CKR_DEVICE_ERROR;
+                else {
+                        *ret = (CK_SESSION_HANDLE)h;
+                        *ret_gen = k.gen;
+                }
+        }
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_close_all_sessions(struct rpc_client *c, CK_SLOT_ID slot) {
+        struct call k;
+        call_start(&k, WIRE_OP_CLOSE_ALL_SESSIONS, false);
+        wire_put_u64(&k.req, slot);
+        CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+/* Ops "u" -> "u" on a session. */
+static CK_RV session_only(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HANDLE s) {
+        struct call k;
+        call_start(&k, op, false);
+        wire_put_u64(&k.req, s);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_init_pin(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR pin, CK_ULONG len) {
+        struct call k;
+        call_start(&k, WIRE_OP_INIT_PIN, true);
+        wire_put_u64(&k.req, s);
+        wire_put_blob(&k.req, pin, pin ? len : 0);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_set_pin(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR old_pin,
+                  CK_ULONG old_len, CK_UTF8CHAR_PTR new_pin, CK_ULONG new_len) {
+        struct call k;
+        call_start(&k, WIRE_OP_SET_PIN, true);
+        wire_put_u64(&k.req, s);
+        wire_put_blob(&k.req, old_pin, old_pin ? old_len : 0);
+        wire_put_blob(&k.req, new_pin, new_pin ? new_len : 0);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_close_session(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s) {
+        return session_only(c, WIRE_OP_CLOSE_SESSION, gen, s);
+}
+
+CK_RV rpc_get_session_info(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_SESSION_INFO_PTR info) {
+        struct call k;
+        call_start(&k, WIRE_OP_GET_SESSION_INFO, false);
+        wire_put_u64(&k.req, s);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        if (k.has_reply)
+                GET_INFO(&k, rv, wire_get_session_info, info);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_login(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin,
+                CK_ULONG pin_len) {
+        struct call k;
+        call_start(&k, WIRE_OP_LOGIN, true);
+        wire_put_u64(&k.req, s);
+        wire_put_u64(&k.req, user);
+        wire_put_blob(&k.req, pin, pin ? pin_len : 0);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_logout(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s) {
+        return session_only(c, WIRE_OP_LOGOUT, gen, s);
+}
+
+CK_RV rpc_create_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                        CK_OBJECT_HANDLE_PTR ret) {
+        struct call k;
+        /* A template may hold a private key value. */
+        call_start(&k, WIRE_OP_CREATE_OBJECT, true);
+        wire_put_u64(&k.req, s);
+        wire_put_attrs(&k.req, t, n);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        if (rv == CKR_OK && k.has_reply) {
+                uint64_t h;
+                if (!wire_get_u64(&k.rep, &h) || !call_done(&k))
+                        rv = CKR_DEVICE_ERROR;
+                else
+                        *ret = (CK_OBJECT_HANDLE)h;
+        }
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_destroy_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj) {
+        struct call k;
+        call_start(&k, WIRE_OP_DESTROY_OBJECT, false);
+        wire_put_u64(&k.req, s);
+        wire_put_u64(&k.req, obj);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_get_attribute_value(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
+                              CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+        struct call k;
+        call_start(&k, WIRE_OP_GET_ATTRIBUTE_VALUE, false);
+        wire_put_u64(&k.req, s);
+        wire_put_u64(&k.req, obj);
+        wire_put_attr_query(&k.req, t, n);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        if (k.has_reply && (rv == CKR_OK || rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID ||
+                            rv == CKR_BUFFER_TOO_SMALL)) {
+                _cleanup_free_ CK_ATTRIBUTE *res = NULL;
+                CK_ULONG rn;
+                if (!wire_get_attr_result(&k.rep, &res, &rn) || !call_done(&k) || rn != n) {
+                        rv = CKR_DEVICE_ERROR;
+                        goto out;
+                }
+                /* Check everything before touching the caller's template. */
+                for (CK_ULONG i = 0; i < n; i++) {
+                        if (res[i].type != t[i].type) {
+                                rv = CKR_DEVICE_ERROR;
+                                goto out;
+                        }
+                        if (res[i].pValue && (!t[i].pValue || res[i].ulValueLen > t[i].ulValueLen)) {
+                                rv = CKR_DEVICE_ERROR;
+                                goto out;
+                        }
+                }
+                for (CK_ULONG i = 0; i < n; i++) {
+                        if (res[i].pValue && res[i].ulValueLen)
+                                memcpy(t[i].pValue, res[i].pValue, res[i].ulValueLen);
+                        t[i].ulValueLen = res[i].ulValueLen;
+                }
+        }
+out:
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_set_attribute_value(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
+                              CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+        struct call k;
+        call_start(&k, WIRE_OP_SET_ATTRIBUTE_VALUE, true);
+        wire_put_u64(&k.req, s);
+        wire_put_u64(&k.req, obj);
+        wire_put_attrs(&k.req, t, n);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_find_objects_init(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t,
+                            CK_ULONG n) {
+        struct call k;
+        call_start(&k, WIRE_OP_FIND_OBJECTS_INIT, false);
+        wire_put_u64(&k.req, s);
+        wire_put_attrs(&k.req, t, n);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_find_objects(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR ret,
+                       CK_ULONG max, CK_ULONG_PTR ret_count) {
+        struct call k;
+        call_start(&k, WIRE_OP_FIND_OBJECTS, false);
+        wire_put_u64(&k.req, s);
+        wire_put_u64(&k.req, max > WIRE_MAX_LIST ? WIRE_MAX_LIST : max);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        if (rv == CKR_OK && k.has_reply) {
+                _cleanup_free_ CK_ULONG *v = NULL;
+                size_t n;
+                if (!wire_get_u64_array(&k.rep, &v, &n) || !call_done(&k) || n > max)
+                        rv = CKR_DEVICE_ERROR;
+                else {
+                        if (n)
+                                memcpy(ret, v, n * sizeof *v);
+                        *ret_count = n;
+                }
+        }
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_find_objects_final(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s) {
+        return session_only(c, WIRE_OP_FIND_OBJECTS_FINAL, gen, s);
+}
+
+static bool put_mechanism(struct wire_msg *m, const CK_MECHANISM *mech, struct nbuf *param) {
+        CK_MECHANISM enc;
+        nbuf_init(param, 4096);
+        if (!mechparam_encode(mech, param, &enc))
+                return false;
+        wire_put_mechanism(m, &enc);
+        return true;
+}
+
+CK_RV rpc_crypt_init(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                     CK_OBJECT_HANDLE key) {
+        struct call k;
+        struct nbuf param;
+        call_start(&k, op, false);
+        wire_put_u64(&k.req, s);
+        if (!put_mechanism(&k.req, mech, &param)) {
+                nbuf_done(&param);
+                call_end(&k);
+                return CKR_MECHANISM_PARAM_INVALID;
+        }
+        nbuf_done(&param);
+        wire_put_u64(&k.req, key);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_digest_init(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech) {
+        struct call k;
+        struct nbuf param;
+        call_start(&k, WIRE_OP_DIGEST_INIT, false);
+        wire_put_u64(&k.req, s);
+        bool ok = put_mechanism(&k.req, mech, &param);
+        nbuf_done(&param);
+        if (!ok) {
+                call_end(&k);
+                return CKR_MECHANISM_PARAM_INVALID;
+        }
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+static bool op_input_secret(uint16_t op) {
+        /* Encrypt input is plaintext. */
+        return op == WIRE_OP_ENCRYPT || op == WIRE_OP_ENCRYPT_UPDATE;
+}
+
+CK_RV rpc_data_out(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HANDLE s, CK_BYTE_PTR data,
+                   CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        struct call k;
+        call_start(&k, op, op_input_secret(op));
+        wire_put_u64(&k.req, s);
+        wire_put_blob(&k.req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
+        CK_ULONG cap = out ? *out_len : 0;
+        wire_put_outreq(&k.req, out == NULL, cap);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        rv = get_outbytes(&k, rv, out, cap, out_len);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_final_out(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HANDLE s, CK_BYTE_PTR out,
+                    CK_ULONG_PTR out_len) {
+        struct call k;
+        call_start(&k, op, false);
+        wire_put_u64(&k.req, s);
+        CK_ULONG cap = out ? *out_len : 0;
+        wire_put_outreq(&k.req, out == NULL, cap);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        rv = get_outbytes(&k, rv, out, cap, out_len);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_data_in(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HANDLE s, CK_BYTE_PTR data,
+                  CK_ULONG len) {
+        struct call k;
+        call_start(&k, op, false);
+        wire_put_u64(&k.req, s);
+        wire_put_blob(&k.req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_verify(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len,
+                 CK_BYTE_PTR sig, CK_ULONG sig_len) {
+        struct call k;
+        call_start(&k, WIRE_OP_VERIFY, false);
+        wire_put_u64(&k.req, s);
+        wire_put_blob(&k.req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
+        wire_put_blob(&k.req, sig ? sig : (CK_BYTE_PTR) "", sig ? sig_len : 0);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_generate_key_pair(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                            CK_ATTRIBUTE_PTR pub, CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv, CK_ULONG priv_n,
+                            CK_OBJECT_HANDLE_PTR ret_pub, CK_OBJECT_HANDLE_PTR ret_priv) {
+        struct call k;
+        struct nbuf param;
+        call_start(&k, WIRE_OP_GENERATE_KEY_PAIR, false);
+        wire_put_u64(&k.req, s);
+        bool ok = put_mechanism(&k.req, mech, &param);
+        nbuf_done(&param);
+        if (!ok) {
+                call_end(&k);
+                return CKR_MECHANISM_PARAM_INVALID;
+        }
+        wire_put_attrs(&k.req, pub, pub_n);
+        wire_put_attrs(&k.req, priv, priv_n);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        if (rv == CKR_OK && k.has_reply) {
+                uint64_t hp, hk;
+                if (!wire_get_u64(&k.rep, &hp) || !wire_get_u64(&k.rep, &hk) || !call_done(&k))
+                        rv = CKR_DEVICE_ERROR;
+                else {
+                        *ret_pub = (CK_OBJECT_HANDLE)hp;
+                        *ret_priv = (CK_OBJECT_HANDLE)hk;
+                }
+        }
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_generate_random(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG len) {
+        CK_ULONG done = 0;
+        do {
+                CK_ULONG chunk = len - done > RANDOM_CHUNK ? RANDOM_CHUNK : len - done;
+                struct call k;
+                call_start(&k, WIRE_OP_GENERATE_RANDOM, false);
+                wire_put_u64(&k.req, s);
+                wire_put_u64(&k.req, chunk);
+                CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+                if (rv == CKR_OK && k.has_reply) {
+                        const uint8_t *p;
+                        size_t n;
+                        if (!wire_get_blob(&k.rep, &p, &n) || !call_done(&k) || !p || n != chunk)
+                                rv = CKR_DEVICE_ERROR;
+                        else if (n)
+                                memcpy(out + done, p, n);
+                }
+                call_end(&k);
+                if (rv != CKR_OK)
+                        return rv;
+                done += chunk;
+        } while (done < len);
+        return CKR_OK;
+}

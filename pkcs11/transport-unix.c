@@ -1,0 +1,547 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The Unix socket transport to netcad.
+ *
+ * One connection, many calls in flight: each call registers a pending entry
+ * under a fresh request id, writes its frame (writes are serialized), and
+ * sleeps on its own condition variable.  A reader thread reads every frame
+ * and hands replies to the pending entry with the same id; events (id 0,
+ * WIRE_F_EVENT) go to the event callback.  When the connection breaks, the
+ * reader fails every pending call with -ECONNRESET and exits.
+ *
+ * A guest in someone else's process: no signal handler is touched (sends use
+ * MSG_NOSIGNAL; the reader thread blocks every signal), every fd is
+ * O_CLOEXEC, nothing is printed.  After fork() the child only closes its copy
+ * of the fd (forget), which leaves the parent's connection alone. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "rpc-client.h"
+
+#define HELLO_TIMEOUT_MS 10000
+#define AUTOSTART_WAIT_MS 3000
+#define AUTOSTART_RETRY_MS 10000
+#define CLIENT_NAME "netca-pkcs11"
+
+struct pending {
+        uint32_t id;
+        bool done;
+        int error;
+        uint8_t *frame;
+        size_t len;
+        pthread_cond_t cond;
+        struct pending *next;
+};
+
+struct unix_transport {
+        struct rpc_transport base;
+        char *path;
+        bool autostart;
+        int64_t last_autostart_ms;   /* a failed start is not retried at once */
+
+        pthread_mutex_t lock;    /* fd state, pending list, next_id */
+        pthread_mutex_t wlock;   /* one writer at a time */
+        int fd;
+        bool dead;               /* reader saw the end, or a write failed */
+        bool reader_started;
+        pthread_t reader;
+        uint32_t next_id;
+        struct pending *pending;
+};
+
+char *rpc_default_socket_path(void) {
+        const char *e = secure_getenv("NETCA_SOCKET");
+        char *p = NULL;
+        if (e && *e)
+                return strdup(e);
+        e = secure_getenv("XDG_RUNTIME_DIR");
+        if (e && *e && e[0] == '/') {
+                if (asprintf(&p, "%s/netca/netcad.sock", e) < 0)
+                        return NULL;
+                return p;
+        }
+        if (asprintf(&p, "/run/user/%u/netca/netcad.sock", (unsigned)getuid()) < 0)
+                return NULL;
+        return p;
+}
+
+static int sock_connect(const char *path, int *ret_fd) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(path) >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n) {
+        while (n > 0) {
+                ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += w;
+                n -= (size_t)w;
+        }
+        return 0;
+}
+
+/* Reads exactly n bytes; timeout_ms < 0 waits forever.  -ECONNRESET on
+ * EOF. */
+static int read_all(int fd, uint8_t *p, size_t n, int timeout_ms) {
+        while (n > 0) {
+                if (timeout_ms >= 0) {
+                        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                        int r = poll(&pfd, 1, timeout_ms);
+                        if (r < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                return -errno;
+                        }
+                        if (r == 0)
+                                return -ETIMEDOUT;
+                }
+                ssize_t got = recv(fd, p, n, 0);
+                if (got < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (got == 0)
+                        return -ECONNRESET;
+                p += got;
+                n -= (size_t)got;
+        }
+        return 0;
+}
+
+/* Reads one whole frame (checked against the cap before allocating). */
+static int read_frame(int fd, int timeout_ms, uint8_t **ret, size_t *ret_len) {
+        uint8_t hdr[WIRE_HDR_SIZE];
+        struct wire_hdr h;
+        int r = read_all(fd, hdr, sizeof hdr, timeout_ms);
+        if (r < 0)
+                return r;
+        r = wire_hdr_parse(hdr, &h);
+        if (r < 0)
+                return r;
+        size_t len = (size_t)h.len + 4;
+        uint8_t *f = malloc(len);
+        if (!f)
+                return -ENOMEM;
+        memcpy(f, hdr, sizeof hdr);
+        r = read_all(fd, f + sizeof hdr, len - sizeof hdr, timeout_ms);
+        if (r < 0) {
+                free(f);
+                return r;
+        }
+        *ret = f;
+        *ret_len = len;
+        return 0;
+}
+
+/* With t->lock held. */
+static void fail_pending_locked(struct unix_transport *t, int error) {
+        for (struct pending *p = t->pending; p; p = p->next) {
+                if (p->done)
+                        continue;
+                p->done = true;
+                p->error = error;
+                pthread_cond_signal(&p->cond);
+        }
+}
+
+static void handle_event(struct unix_transport *t, const uint8_t *frame, size_t len) {
+        struct wire_msg m;
+        uint64_t kind, slot, aux;
+        if (wire_msg_init_read(&m, frame, len) < 0 || m.opnum != WIRE_OP_EVENT || !wire_get_u64(&m, &kind) ||
+            !wire_get_u64(&m, &slot) || !wire_get_u64(&m, &aux) || wire_msg_read_done(&m) < 0) {
+                log_debug(LOG_SUB_MODULE, "malformed event ignored");
+                return;
+        }
+        log_debug(LOG_SUB_MODULE, "event %llu slot %llu", (unsigned long long)kind, (unsigned long long)slot);
+        if (t->base.on_event)
+                t->base.on_event(t->base.event_userdata, kind, slot, aux);
+}
+
+static void *reader_main(void *userdata) {
+        struct unix_transport *t = userdata;
+        int fd = t->fd;   /* stable while the reader runs */
+        int r;
+        for (;;) {
+                uint8_t *f = NULL;
+                size_t len = 0;
+                r = read_frame(fd, -1, &f, &len);
+                if (r < 0)
+                        break;
+                struct wire_hdr h;
+                (void)wire_hdr_parse(f, &h);
+                if (h.flags & WIRE_F_EVENT) {
+                        handle_event(t, f, len);
+                        free(f);
+                        continue;
+                }
+                if (!(h.flags & WIRE_F_REPLY)) {
+                        free(f);
+                        continue;
+                }
+                pthread_mutex_lock(&t->lock);
+                struct pending *p = t->pending;
+                while (p && p->id != h.id)
+                        p = p->next;
+                if (p && !p->done) {
+                        p->frame = f;
+                        p->len = len;
+                        p->done = true;
+                        pthread_cond_signal(&p->cond);
+                        f = NULL;
+                }
+                pthread_mutex_unlock(&t->lock);
+                if (f) {
+                        log_debug(LOG_SUB_MODULE, "reply for unknown request id %u dropped", h.id);
+                        explicit_bzero(f, len);
+                        free(f);
+                }
+        }
+        log_debug(LOG_SUB_MODULE, "connection to netcad ended: %s", strerror(-r));
+        pthread_mutex_lock(&t->lock);
+        t->dead = true;
+        fail_pending_locked(t, -ECONNRESET);
+        pthread_mutex_unlock(&t->lock);
+        return NULL;
+}
+
+static int hello(int fd) {
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_HELLO, 1, 0);
+        wire_put_u64(&m, WIRE_VERSION);
+        wire_put_u64(&m, WIRE_CAP_EVENTS);
+        wire_put_string(&m, CLIENT_NAME);
+        int r = wire_msg_finish(&m);
+        if (r >= 0)
+                r = write_all(fd, m.buf.data, m.buf.len);
+        wire_msg_done(&m);
+        if (r < 0)
+                return r == -EPIPE ? -ECONNREFUSED : r;
+
+        _cleanup_free_ uint8_t *f = NULL;
+        size_t len;
+        r = read_frame(fd, HELLO_TIMEOUT_MS, &f, &len);
+        if (r == -ECONNRESET || r == -EPIPE) {
+                /* Closed without an answer: the daemon refused us. */
+                log_debug(LOG_SUB_MODULE, "netcad closed the connection at HELLO");
+                return -ECONNREFUSED;
+        }
+        if (r < 0)
+                return r;
+        uint64_t rv, version, caps;
+        if (wire_msg_init_read(&m, f, len) < 0 || m.opnum != WIRE_OP_HELLO || !(m.flags & WIRE_F_REPLY)) {
+                log_debug(LOG_SUB_MODULE, "netcad: malformed HELLO reply");
+                return -EPROTO;
+        }
+        if (m.flags & WIRE_F_ERROR) {
+                if (wire_get_u64(&m, &rv))
+                        log_debug(LOG_SUB_MODULE, "netcad refused HELLO (0x%llx)", (unsigned long long)rv);
+                return -EPROTO;
+        }
+        char *name = NULL;
+        if (!wire_get_u64(&m, &rv) || !wire_get_u64(&m, &version) || !wire_get_u64(&m, &caps) ||
+            !wire_get_string(&m, &name) || wire_msg_read_done(&m) < 0) {
+                free(name);
+                log_debug(LOG_SUB_MODULE, "netcad: malformed HELLO reply");
+                return -EPROTO;
+        }
+        log_debug(LOG_SUB_MODULE, "netcad %s: protocol %llu.%llu caps 0x%llx rv 0x%llx", name ? name : "?",
+                  (unsigned long long)(version >> 16), (unsigned long long)(version & 0xffff),
+                  (unsigned long long)caps, (unsigned long long)rv);
+        free(name);
+        if (rv != CKR_OK || (version >> 16) != WIRE_VERSION_MAJOR) {
+                log_debug(LOG_SUB_MODULE, "protocol version mismatch: module %u.%u", WIRE_VERSION_MAJOR,
+                          WIRE_VERSION_MINOR);
+                return -EPROTO;
+        }
+        return 0;
+}
+
+static bool autostart_enabled(const struct unix_transport *t) {
+        const char *e = secure_getenv("NETCA_AUTOSTART");
+        if (e && (strcmp(e, "0") == 0 || strcmp(e, "no") == 0 || strcmp(e, "false") == 0))
+                return false;
+        return t->autostart;
+}
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Starts netcad detached (double fork, new session, stdio on /dev/null).
+ * Only async-signal-safe calls between fork and exec. */
+static int spawn_daemon(const char *sock_path) {
+        const char *daemon = secure_getenv("NETCA_DAEMON");
+        if (!daemon || !*daemon)
+                daemon = NETCA_BINDIR "/netcad";
+        if (access(daemon, X_OK) < 0) {
+                log_debug(LOG_SUB_MODULE, "autostart: %s: %s", daemon, strerror(errno));
+                return -errno;
+        }
+        const char *data_dir = secure_getenv("NETCA_DATA_DIR");
+        const char *argv[8];
+        size_t i = 0;
+        argv[i++] = daemon;
+        argv[i++] = "--foreground";
+        argv[i++] = "--socket";
+        argv[i++] = sock_path;
+        if (data_dir && *data_dir) {
+                argv[i++] = "--data-dir";
+                argv[i++] = data_dir;
+        }
+        argv[i] = NULL;
+
+        /* The socket directory, private to the user. */
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", sock_path);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+                *slash = '\0';
+                (void)mkdir(dir, 0700);
+        }
+
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull < 0)
+                return -errno;
+        pid_t pid = fork();
+        if (pid < 0) {
+                int r = -errno;
+                close(devnull);
+                return r;
+        }
+        if (pid == 0) {
+                sigset_t none;
+                struct sigaction dfl = { .sa_handler = SIG_DFL };
+                (void)setsid();
+                pid_t pid2 = fork();
+                if (pid2 != 0)
+                        _exit(pid2 < 0 ? 1 : 0);
+                /* The daemon starts with a clean signal state, not the
+                 * application's. */
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+                sigaction(SIGTERM, &dfl, NULL);
+                sigaction(SIGINT, &dfl, NULL);
+                sigaction(SIGHUP, &dfl, NULL);
+                dup2(devnull, 0);
+                dup2(devnull, 1);
+                dup2(devnull, 2);
+                close_range(3, ~0U, 0);
+                execv(daemon, (char *const *)argv);
+                _exit(127);
+        }
+        close(devnull);
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                ;
+        log_debug(LOG_SUB_MODULE, "autostart: started %s --socket %s", daemon, sock_path);
+        return 0;
+}
+
+static int ut_connect(struct rpc_transport *base) {
+        struct unix_transport *t = (struct unix_transport *)base;
+        int fd = -1, r;
+
+        r = sock_connect(t->path, &fd);
+        if ((r == -ENOENT || r == -ECONNREFUSED) && autostart_enabled(t) &&
+            (t->last_autostart_ms == 0 || now_ms() - t->last_autostart_ms > AUTOSTART_RETRY_MS)) {
+                t->last_autostart_ms = now_ms();
+                if (spawn_daemon(t->path) == 0) {
+                        int64_t end = now_ms() + AUTOSTART_WAIT_MS;
+                        do {
+                                struct timespec ts = { 0, 50 * 1000 * 1000 };
+                                nanosleep(&ts, NULL);
+                                r = sock_connect(t->path, &fd);
+                        } while ((r == -ENOENT || r == -ECONNREFUSED) && now_ms() < end);
+                }
+        }
+        if (r < 0)
+                return r;
+
+        r = hello(fd);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+
+        pthread_mutex_lock(&t->lock);
+        t->fd = fd;
+        t->dead = false;
+        pthread_mutex_unlock(&t->lock);
+
+        /* The reader takes no signal meant for the application. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        r = -pthread_create(&t->reader, NULL, reader_main, t);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r < 0) {
+                pthread_mutex_lock(&t->lock);
+                t->fd = -1;
+                t->dead = true;
+                pthread_mutex_unlock(&t->lock);
+                close(fd);
+                return r;
+        }
+        t->reader_started = true;
+        return 0;
+}
+
+static int ut_call(struct rpc_transport *base, struct nbuf *frame, uint8_t **ret, size_t *ret_len) {
+        struct unix_transport *t = (struct unix_transport *)base;
+        struct pending p = { .done = false };
+        pthread_cond_init(&p.cond, NULL);
+
+        pthread_mutex_lock(&t->lock);
+        if (t->fd < 0 || t->dead) {
+                pthread_mutex_unlock(&t->lock);
+                pthread_cond_destroy(&p.cond);
+                return -ENOTCONN;
+        }
+        do
+                p.id = ++t->next_id;
+        while (p.id == 0);
+        p.next = t->pending;
+        t->pending = &p;
+        int fd = t->fd;
+        pthread_mutex_unlock(&t->lock);
+
+        nbuf_set_u32_at(frame, 4, p.id);
+        pthread_mutex_lock(&t->wlock);
+        int r = write_all(fd, frame->data, frame->len);
+        pthread_mutex_unlock(&t->wlock);
+
+        pthread_mutex_lock(&t->lock);
+        if (r < 0) {
+                /* The peer is gone: wake the reader so that it fails the
+                 * others and exits. */
+                log_debug(LOG_SUB_MODULE, "send failed: %s", strerror(-r));
+                t->dead = true;
+                shutdown(fd, SHUT_RDWR);
+                r = -ENOTCONN;
+        } else {
+                while (!p.done)
+                        pthread_cond_wait(&p.cond, &t->lock);
+                r = p.error;
+        }
+        /* Unlink. */
+        for (struct pending **pp = &t->pending; *pp; pp = &(*pp)->next)
+                if (*pp == &p) {
+                        *pp = p.next;
+                        break;
+                }
+        pthread_mutex_unlock(&t->lock);
+        pthread_cond_destroy(&p.cond);
+
+        if (r < 0) {
+                if (p.frame) {
+                        explicit_bzero(p.frame, p.len);
+                        free(p.frame);
+                }
+                return r;
+        }
+        *ret = p.frame;
+        *ret_len = p.len;
+        return 0;
+}
+
+static void ut_close(struct rpc_transport *base) {
+        struct unix_transport *t = (struct unix_transport *)base;
+        pthread_mutex_lock(&t->lock);
+        int fd = t->fd;
+        if (fd >= 0)
+                shutdown(fd, SHUT_RDWR);
+        t->dead = true;
+        pthread_mutex_unlock(&t->lock);
+        if (t->reader_started) {
+                pthread_join(t->reader, NULL);
+                t->reader_started = false;
+        }
+        pthread_mutex_lock(&t->lock);
+        fail_pending_locked(t, -ECONNRESET);
+        if (t->fd >= 0)
+                close(t->fd);
+        t->fd = -1;
+        pthread_mutex_unlock(&t->lock);
+}
+
+static void ut_forget(struct rpc_transport *base) {
+        struct unix_transport *t = (struct unix_transport *)base;
+        /* In the child: the reader thread does not exist here, the locks may
+         * be held by threads that do not exist either. */
+        if (t->fd >= 0)
+                close(t->fd);
+        t->fd = -1;
+}
+
+static void ut_free(struct rpc_transport *base) {
+        struct unix_transport *t = (struct unix_transport *)base;
+        if (!t)
+                return;
+        ut_close(base);
+        pthread_mutex_destroy(&t->lock);
+        pthread_mutex_destroy(&t->wlock);
+        free(t->path);
+        free(t);
+}
+
+static const struct rpc_transport_ops unix_ops = {
+        .connect = ut_connect,
+        .call = ut_call,
+        .close = ut_close,
+        .forget = ut_forget,
+        .free = ut_free,
+};
+
+int rpc_transport_unix_new(const char *path, bool autostart, struct rpc_transport **ret) {
+        struct unix_transport *t = calloc(1, sizeof *t);
+        if (!t)
+                return -ENOMEM;
+        t->path = path ? strdup(path) : rpc_default_socket_path();
+        if (!t->path) {
+                free(t);
+                return -ENOMEM;
+        }
+        t->base.ops = &unix_ops;
+        t->autostart = autostart;
+        t->fd = -1;
+        t->dead = true;
+        pthread_mutex_init(&t->lock, NULL);
+        pthread_mutex_init(&t->wlock, NULL);
+        *ret = &t->base;
+        return 0;
+}

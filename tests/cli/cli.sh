@@ -1,0 +1,402 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# netca-tool against a real netcad and netca-pkcs11.so (tests/lib/fixture.sh
+# starts the daemon and creates the soft token "netca-test").  One case per
+# meson test: cli.sh CASE.  OpenSSL is the judge of what the tool writes and
+# reads (certificates, requests, PKCS#12, signatures made with imported keys).
+
+CASE=${1:?usage: cli.sh CASE}
+: "${NETCA_SOURCE_ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+export P11_TEST_MODULE=netca
+# shellcheck source=../lib/fixture.sh
+. "$NETCA_SOURCE_ROOT/tests/lib/fixture.sh"
+
+fixture_setup
+export NETCA_PKCS11_MODULE="$MODULE"
+PY=/usr/bin/python3
+[[ -x $PY ]] || PY=python3
+
+# tool ARGS...: netca-tool; stdout in $T/out, stderr in $T/err, status in $RC.
+RC=0
+tool() {
+        RC=0
+        # A hang is a failure, not a stuck test.
+        timeout 60 "$NETCA_TOOL" "$@" >"$T/out" 2>"$T/err" || RC=$?
+        [[ $RC -ne 124 ]] || fail "netca-tool $* did not finish within 60 s"
+}
+
+# ok ARGS...: netca-tool must succeed.
+ok() {
+        tool "$@"
+        if [[ $RC -ne 0 ]]; then
+                cat "$T/out" "$T/err" >&2
+                fail "netca-tool $* exited $RC"
+        fi
+}
+
+# expect_rc N ARGS...: netca-tool must exit with N.
+expect_rc() {
+        local want=$1
+        shift
+        tool "$@"
+        if [[ $RC -ne $want ]]; then
+                cat "$T/out" "$T/err" >&2
+                fail "netca-tool $* exited $RC, expected $want"
+        fi
+}
+
+# json EXPR: evaluates a Python expression on the JSON in $T/out (as j).
+json() {
+        $PY -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$T/out" "$1"
+}
+
+assert_eq() {
+        [[ "$1" == "$2" ]] || fail "${3:-value}: got '$1', expected '$2'"
+}
+
+P="--pin $USER_PIN"
+
+# A test CA (for certificates issued to token keys) in $T/ca.*
+make_ca() {
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/ca.key" -out "$T/ca.pem" \
+                -subj "/CN=NETCA Test CA/O=NETCA test" -days 30 2>/dev/null
+}
+
+# issue CSR OUT KEYUSAGE: a certificate for the request, from the test CA.
+issue() {
+        printf 'keyUsage=critical,%s\n' "$3" >"$T/ext.cnf"
+        openssl x509 -req -in "$1" -CA "$T/ca.pem" -CAkey "$T/ca.key" -set_serial "0x$(openssl rand -hex 8)" \
+                -days 10 -extfile "$T/ext.cnf" -out "$2" 2>"$T/x509.err" || {
+                cat "$T/x509.err" >&2
+                fail "openssl x509 -req failed"
+        }
+}
+
+case_create_soft() {
+        assert_file_contains "$T/create-soft.out" "Created soft token \"$TOKEN_LABEL\" in slot [0-9]+" "create-soft output"
+        ok token create-soft --label second --pin 11112222 --so-pin 33334444 --max-tries 3 --json
+        assert_eq "$(json 'j["label"]')" second "created label"
+        local path
+        path=$(json 'j["path"]')
+        [[ -f "$path" ]] || fail "token file $path does not exist"
+        [[ "$path" == "$NETCA_DATA_DIR"/* ]] || fail "token file $path is outside the data dir"
+
+        ok list --json
+        assert_eq "$(json 'sorted(t["label"] for t in j["tokens"])')" "['netca-test', 'second']" "tokens listed"
+
+        # Bad requests: no label, PIN too short, label too long, bad max-tries.
+        expect_rc 1 token create-soft --pin 11112222 --so-pin 33334444
+        expect_rc 1 token create-soft --label x --pin 12 --so-pin 33334444
+        assert_file_contains "$T/err" "4 to 64" "short PIN message"
+        expect_rc 1 token create-soft --label 0123456789012345678901234567890123 --pin 11112222 --so-pin 33334444
+        expect_rc 1 token create-soft --label x --pin 11112222 --so-pin 33334444 --max-tries 0
+        # No PIN and no terminal: a usage error, not a hang.
+        expect_rc 1 token create-soft --label x </dev/null
+
+        # Two tokens: a command without --token names them.
+        expect_rc 1 pin status
+        assert_file_contains "$T/err" "second" "token list in the error"
+
+        # Deleting needs --yes without a terminal; then the file is gone.
+        expect_rc 1 token delete --token second </dev/null
+        [[ -f "$path" ]] || fail "token deleted without --yes"
+        ok token delete --token second --yes
+        [[ ! -e "$path" ]] || fail "token file $path still exists after delete"
+        ok list --json
+        assert_eq "$(json 'len(j["tokens"])')" 1 "tokens after delete"
+        expect_rc 4 token delete --token second --yes
+}
+
+case_daemon_status() {
+        ok daemon status
+        assert_file_contains "$T/out" "netcad 0\\.1\\.0 \\(pid $NETCAD_PID\\) is running" "daemon status"
+        assert_file_contains "$T/out" "socket: +$NETCA_SOCKET" "socket in status"
+        ok daemon status --json
+        assert_eq "$(json 'j["pid"]')" "$NETCAD_PID" "pid"
+        assert_eq "$(json 'j["tokens"]')" 1 "token count"
+        assert_eq "$(json 'j["data_dir"]')" "$NETCA_DATA_DIR" "data dir"
+        assert_eq "$(json 'j["version"]')" 0.1.0 "version"
+
+        # No daemon: exit 2 with a message naming the socket.
+        NETCA_SOCKET="$T/nowhere.sock" expect_rc 2 daemon status
+        assert_file_contains "$T/err" "nowhere\\.sock" "unreachable message"
+        NETCA_SOCKET="$T/nowhere.sock" expect_rc 2 pin status
+        NETCA_SOCKET="$T/nowhere.sock" expect_rc 2 token create-soft --label x --pin 11112222 --so-pin 33334444
+}
+
+case_usage() {
+        expect_rc 1
+        expect_rc 1 frobnicate
+        expect_rc 1 key gen $P
+        expect_rc 1 key gen --type dsa1024 $P
+        expect_rc 1 cert export
+        expect_rc 1 --no-such-option list
+        expect_rc 0 --help
+        assert_file_contains "$T/out" "Exit codes" "help"
+        expect_rc 4 cert show
+        assert_file_contains "$T/err" "holds no certificate" "no certificate message"
+        expect_rc 4 list --token nosuchtoken
+        expect_rc 4 import "$T/does-not-exist.pem" $P
+}
+
+case_keygen() {
+        local type id
+        for type in ec-p256 ec-p384 rsa2048; do
+                ok key gen --type "$type" --label "k-$type" $P --json
+                id=$(json 'j["id"]')
+                [[ ${#id} -eq 40 ]] || fail "key id '$id' is not a SHA-1"
+                # The token has the pair under that id.  (pkcs11-tool 0.23 cannot
+                # export a P-384 public key, so it lists the objects instead.)
+                p11 -O --type pubkey --id "$id" >"$T/pub.txt" 2>&1
+                assert_file_contains "$T/pub.txt" "label: +k-$type" "public key $type"
+                p11 --login --pin "$USER_PIN" -O --type privkey --id "$id" >"$T/priv.txt" 2>&1
+                assert_file_contains "$T/priv.txt" "label: +k-$type" "private key $type"
+        done
+        ok key gen --type ec-p256 --label fixed --id 0a0b0c $P
+        assert_file_contains "$T/out" "id 0a0b0c" "key gen with --id"
+        ok list
+        assert_file_contains "$T/out" "public +key +EC P-384 +id [0-9a-f]{40} +label \"k-ec-p384\"" "list shows keys"
+        assert_file_contains "$T/out" "RSA 2048" "list shows the RSA key"
+}
+
+case_import_pem() {
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/ec.key" -out "$T/ec.pem" \
+                -subj "/CN=PEM Import/O=NETCA test" -days 30 -addext keyUsage=critical,digitalSignature 2>/dev/null
+        ok import "$T/ec.pem" --key "$T/ec.key" $P
+        assert_file_contains "$T/out" "Imported EC private key" "import output"
+        assert_file_contains "$T/out" "Imported certificate \"PEM Import\" \\(sign\\)" "import output"
+        ok list --json
+        assert_eq "$(json '[c["cn"] for c in j["tokens"][0]["certificates"]]')" "['PEM Import']" "certs"
+        assert_eq "$(json 'j["tokens"][0]["certificates"][0]["kind"]')" sign "kind"
+        local id
+        id=$(json 'j["tokens"][0]["certificates"][0]["id"]')
+
+        # The imported key signs, and OpenSSL verifies with the certificate's key.
+        head -c 1000 /dev/urandom >"$T/data"
+        p11 --login --pin "$USER_PIN" --sign -m ECDSA-SHA256 --id "$id" --signature-format openssl \
+                -i "$T/data" -o "$T/sig" >/dev/null 2>&1 || fail "signing with the imported EC key failed"
+        openssl x509 -in "$T/ec.pem" -pubkey -noout >"$T/ec.pub"
+        openssl dgst -sha256 -verify "$T/ec.pub" -signature "$T/sig" "$T/data" >/dev/null ||
+                fail "signature by the imported key does not verify with the certificate"
+
+        # Importing again adds nothing.
+        ok import "$T/ec.pem" --key "$T/ec.key" $P
+        assert_file_contains "$T/out" "already on the token" "second import"
+        ok list --json
+        assert_eq "$(json 'len(j["tokens"][0]["certificates"])')" 1 "certs after second import"
+
+        # A DER certificate alone, and a combined PEM (RSA, keyEncipherment).
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/r.key" -out "$T/r.pem" \
+                -subj "/CN=RSA Combined" -days 30 -addext keyUsage=keyEncipherment 2>/dev/null
+        openssl x509 -in "$T/r.pem" -outform DER -out "$T/r.der"
+        cat "$T/r.pem" "$T/r.key" >"$T/combined.pem"
+        ok import "$T/combined.pem" $P
+        assert_file_contains "$T/out" "Imported RSA private key" "combined import"
+        assert_file_contains "$T/out" "\\(encrypt\\)" "encrypt kind"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes -keyout /dev/null \
+                -out "$T/only.pem" -subj "/CN=Only Cert" -days 30 2>/dev/null
+        openssl x509 -in "$T/only.pem" -outform DER -out "$T/only.der"
+        ok import "$T/only.der" $P
+        ok list
+        assert_file_contains "$T/out" "CN \"Only Cert\" +sign\\+encrypt" "DER-only import"
+
+        # Garbage is refused.
+        head -c 300 /dev/urandom >"$T/junk.bin"
+        expect_rc 5 import "$T/junk.bin" $P
+}
+
+# import_p12 LEGACY(0|1)
+import_p12() {
+        local legacy=$1 args=() id
+        [[ $legacy = 1 ]] && args=(-legacy)
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/p.key" -out "$T/p.pem" \
+                -subj "/CN=P12 User/O=NETCA test" -days 30 \
+                -addext keyUsage=critical,digitalSignature,keyEncipherment 2>/dev/null
+        make_ca
+        openssl pkcs12 -export "${args[@]}" -in "$T/p.pem" -inkey "$T/p.key" -certfile "$T/ca.pem" \
+                -name "p12 key" -out "$T/p.p12" -passout pass:p12secret || fail "openssl pkcs12 -export failed"
+        if [[ $legacy = 1 ]]; then
+                openssl pkcs12 -in "$T/p.p12" -info -noout -passin pass:p12secret -legacy 2>&1 |
+                        grep -q "RC2\|3DES\|TripleDES" || fail "the -legacy file does not use the legacy PBEs"
+        else
+                openssl pkcs12 -in "$T/p.p12" -info -noout -passin pass:p12secret 2>&1 | grep -q "AES-256-CBC" ||
+                        fail "the default file does not use PBES2/AES-256-CBC"
+        fi
+
+        # Wrong password: exit 3, nothing imported.
+        expect_rc 3 import "$T/p.p12" --password wrong $P
+        assert_file_contains "$T/err" "wrong password" "wrong password message"
+        ok list --json
+        assert_eq "$(json 'len(j["tokens"][0]["certificates"])')" 0 "certs after wrong password"
+
+        printf 'p12secret\n' >"$T/pw"
+        ok import "$T/p.p12" --password-file "$T/pw" $P
+        assert_file_contains "$T/out" "Imported RSA private key \"p12 key\"" "p12 key import"
+        assert_file_contains "$T/out" "Imported certificate \"P12 User\" \\(sign\\+encrypt\\)" "p12 cert import"
+        assert_file_contains "$T/out" "Imported certificate \"NETCA Test CA\"" "p12 CA cert import"
+        ok cert show --cert "P12 User" --json
+        id=$(json 'j["id"]')
+        assert_eq "$(json 'j["sha256"]')" "$(openssl x509 -in "$T/p.pem" -noout -fingerprint -sha256 | cut -d= -f2)" \
+                "fingerprint of the imported certificate"
+
+        # The imported private key is the certificate's: sign, verify with OpenSSL.
+        head -c 1000 /dev/urandom >"$T/data"
+        p11 --login --pin "$USER_PIN" --sign -m SHA256-RSA-PKCS --id "$id" -i "$T/data" -o "$T/sig" \
+                >/dev/null 2>&1 || fail "signing with the imported RSA key failed"
+        openssl x509 -in "$T/p.pem" -pubkey -noout >"$T/p.pub"
+        openssl dgst -sha256 -verify "$T/p.pub" -signature "$T/sig" "$T/data" >/dev/null ||
+                fail "signature by the imported key does not verify with the certificate"
+        # And it is stored sensitive.
+        p11 --login --pin "$USER_PIN" -O --type privkey --id "$id" >"$T/priv.txt" 2>&1
+        assert_file_contains "$T/priv.txt" "Access: +sensitive" "imported key sensitivity"
+}
+
+case_import_p12() { import_p12 0; }
+case_import_p12_legacy() { import_p12 1; }
+
+case_cert_show_export() {
+        make_ca
+        ok key gen --type rsa2048 --label signer $P --json
+        ok csr --label signer --subject "CN=Zhang San,O=NETCA test,C=CN" -o "$T/req.pem" $P
+        issue "$T/req.pem" "$T/cert.pem" "digitalSignature,nonRepudiation"
+        ok import "$T/cert.pem" $P
+        ok cert show
+        assert_file_contains "$T/out" "^Subject: +CN=Zhang San, O=NETCA test, C=CN$" "subject"
+        assert_file_contains "$T/out" "^Issuer: +CN=NETCA Test CA, O=NETCA test$" "issuer"
+        assert_file_contains "$T/out" "^Key: +RSA 2048 bits$" "key"
+        assert_file_contains "$T/out" "^Key usage: +digitalSignature, nonRepudiation$" "key usage"
+        assert_file_contains "$T/out" "^Kind: +sign$" "kind"
+        ok cert show --json
+        assert_eq "$(json 'j["sha256"]')" "$(openssl x509 -in "$T/cert.pem" -noout -fingerprint -sha256 | cut -d= -f2)" sha256
+        assert_eq "$(json 'j["sha1"]')" "$(openssl x509 -in "$T/cert.pem" -noout -fingerprint -sha1 | cut -d= -f2)" sha1
+        local serial want
+        serial=$(json 'j["serial"].replace(":", "").lstrip("0")')
+        want=$(openssl x509 -in "$T/cert.pem" -noout -serial | cut -d= -f2 | sed 's/^0*//')
+        assert_eq "$serial" "$want" serial
+        want=$(date -u -d "$(openssl x509 -in "$T/cert.pem" -noout -enddate | cut -d= -f2)" +%Y-%m-%dT%H:%M:%SZ)
+        assert_eq "$(json 'j["not_after"]')" "$want" "not after"
+        assert_eq "$(json 'j["key_bits"]')" 2048 "key bits"
+
+        ok cert export --der -o "$T/out.der"
+        openssl x509 -in "$T/cert.pem" -outform DER | cmp -s - "$T/out.der" || fail "DER export differs"
+        ok cert export --pem --cert "Zhang San"
+        openssl x509 -in "$T/out" -noout -fingerprint -sha256 >"$T/fp1"
+        openssl x509 -in "$T/cert.pem" -noout -fingerprint -sha256 >"$T/fp2"
+        cmp -s "$T/fp1" "$T/fp2" || fail "PEM export differs"
+        expect_rc 1 cert export --pem --der
+        expect_rc 4 cert show --cert "Nobody"
+
+        # cert delete asks for the PIN: a wrong one keeps the certificate.
+        expect_rc 3 cert delete --pin 000000
+        ok list --json
+        assert_eq "$(json 'len(j["tokens"][0]["certificates"])')" 1 "certs after failed delete"
+        ok cert delete --with-key $P
+        ok list --json
+        assert_eq "$(json 'len(j["tokens"][0]["certificates"])')" 0 "certs after delete"
+        assert_eq "$(json 'len(j["tokens"][0]["keys"])')" 0 "keys after delete --with-key"
+}
+
+case_csr() {
+        local type
+        for type in ec-p256 ec-p384 rsa2048; do
+                ok key gen --type "$type" --label "csr-$type" $P
+                ok csr --label "csr-$type" --subject "/CN=CSR $type/O=NETCA test/C=CN" -o "$T/$type.csr" $P
+                openssl req -in "$T/$type.csr" -verify -noout 2>"$T/verify.txt" ||
+                        fail "openssl req -verify rejects the $type request"
+                assert_file_contains "$T/verify.txt" "verify OK" "$type request signature"
+                assert_eq "$(openssl req -in "$T/$type.csr" -noout -subject)" "subject=CN = CSR $type, O = NETCA test, C = CN" \
+                        "$type subject"
+        done
+        # The request carries the token's key.
+        ok list --json
+        local id
+        id=$(json '[k["id"] for k in j["tokens"][0]["keys"] if k["label"] == "csr-ec-p256"][0]')
+        p11 --read-object --type pubkey --id "$id" --output-file "$T/pub.der" >/dev/null 2>&1
+        openssl pkey -pubin -inform DER -in "$T/pub.der" -outform PEM >"$T/pub.pem"
+        openssl req -in "$T/ec-p256.csr" -noout -pubkey >"$T/req-pub.pem"
+        cmp -s "$T/pub.pem" "$T/req-pub.pem" || fail "the request's public key is not the token's"
+
+        # Renewal: a certificate for the key, then a request from it without --subject.
+        make_ca
+        issue "$T/ec-p256.csr" "$T/cert.pem" "digitalSignature"
+        ok import "$T/cert.pem" $P
+        ok csr --cert "CSR ec-p256" -o "$T/renew.csr" $P
+        openssl req -in "$T/renew.csr" -verify -noout 2>/dev/null || fail "renewal request does not verify"
+        assert_eq "$(openssl req -in "$T/renew.csr" -noout -subject)" \
+                "$(openssl x509 -in "$T/cert.pem" -noout -subject)" "renewal subject"
+        openssl req -in "$T/renew.csr" -noout -pubkey | cmp -s - "$T/pub.pem" || fail "renewal changed the key"
+        # Without subject and certificate: a usage error.
+        ok key gen --type ec-p256 --label lonely $P
+        expect_rc 1 csr --label lonely $P
+}
+
+case_pin_change() {
+        ok pin change --pin "$USER_PIN" --new-pin 24682468
+        assert_file_contains "$T/out" "PIN changed" "pin change output"
+        expect_rc 3 key gen --type ec-p256 $P
+        ok key gen --type ec-p256 --pin 24682468
+        printf '24682468\n' >"$T/pinfile"
+        ok pin change --pin-file "$T/pinfile" --new-pin "$USER_PIN"
+        ok key gen --type ec-p256 $P
+        # Wrong current PIN: exit 3.
+        expect_rc 3 pin change --pin 99999999 --new-pin 13571357
+        # SO PIN change and back.
+        ok pin change --so --so-pin "$SO_PIN" --new-pin 87654321
+        ok pin change --so --so-pin 87654321 --new-pin "$SO_PIN"
+        ok pin status --json
+        assert_eq "$(json 'j["user"]["locked"]')" False "locked"
+}
+
+case_wrong_pin() {
+        ok token create-soft --label three --pin 11112222 --so-pin 33334444 --max-tries 3
+        ok pin status --token three --json
+        assert_eq "$(json 'j["user"]["tries_left"]')" 3 "tries at start"
+        assert_eq "$(json 'j["user"]["tries_max"]')" 3 "max tries"
+
+        expect_rc 3 key gen --token three --type ec-p256 --pin 00000000
+        assert_file_contains "$T/err" "wrong PIN for token \"three\": 2 tries left" "first wrong PIN"
+        ok pin status --token three
+        assert_file_contains "$T/out" "user PIN: +2 of 3 tries left" "pin status after a wrong PIN"
+        expect_rc 3 key gen --token three --type ec-p256 --pin 00000000
+        assert_file_contains "$T/err" "1 try left" "second wrong PIN"
+        expect_rc 3 key gen --token three --type ec-p256 --pin 00000000
+        assert_file_contains "$T/err" "locked.*netca-tool pin unblock" "locked message"
+        # Now even the right PIN is refused, with the unblock hint.
+        expect_rc 3 key gen --token three --type ec-p256 --pin 11112222
+        assert_file_contains "$T/err" "pin unblock" "locked message with the right PIN"
+        ok pin status --token three --json
+        assert_eq "$(json 'j["user"]["locked"]')" True "locked in pin status"
+        ok list --json
+        assert_eq "$(json '[t["pin_locked"] for t in j["tokens"] if t["label"] == "three"][0]')" True "list shows locked"
+        # A success resets the counter (on the other token).
+        expect_rc 3 key gen --type ec-p256 --token "$TOKEN_LABEL" --pin 00000000
+        ok key gen --type ec-p256 --token "$TOKEN_LABEL" $P
+        ok pin status --token "$TOKEN_LABEL" --json
+        [[ "$(json 'j["user"]["tries_left"]')" == "$(json 'j["user"]["tries_max"]')" ]] ||
+                fail "a good PIN did not reset the tries"
+}
+
+case_pin_unblock() {
+        ok token create-soft --label blocked --pin 11112222 --so-pin 33334444 --max-tries 2
+        expect_rc 3 key gen --token blocked --type ec-p256 --pin 00000000
+        expect_rc 3 key gen --token blocked --type ec-p256 --pin 00000000
+        ok pin status --token blocked --json
+        assert_eq "$(json 'j["user"]["locked"]')" True "locked"
+        # A wrong SO PIN does not unblock.
+        expect_rc 3 pin unblock --token blocked --so-pin 99999999 --new-pin 55556666
+        ok pin status --token blocked --json
+        assert_eq "$(json 'j["user"]["locked"]')" True "still locked"
+        ok pin unblock --token blocked --so-pin 33334444 --new-pin 55556666
+        assert_file_contains "$T/out" "unblocked" "unblock output"
+        ok pin status --token blocked --json
+        assert_eq "$(json 'j["user"]["locked"]')" False "unlocked"
+        assert_eq "$(json 'j["user"]["tries_left"]')" 2 "tries after unblock"
+        ok key gen --token blocked --type ec-p256 --pin 55556666
+        expect_rc 3 key gen --token blocked --type ec-p256 --pin 11112222
+}
+
+fn="case_${CASE//-/_}"
+declare -F "$fn" >/dev/null || fail "unknown case $CASE"
+"$fn"
+log "$CASE: ok"

@@ -1,0 +1,32 @@
+#!/bin/bash
+# --change-pin and back; a wrong PIN gives CKR_PIN_INCORRECT; the old PIN no
+# longer works after a change.
+set -euo pipefail
+. "$(dirname "$0")/../lib/fixture.sh"
+fixture_setup
+NEW_PIN=24681357
+
+# A wrong PIN.
+if p11 --login --pin 99999999 -O >"$T/wrong.out" 2>&1; then
+        cat "$T/wrong.out"
+        fail "login with a wrong PIN succeeded"
+fi
+assert_file_contains "$T/wrong.out" "CKR_PIN_INCORRECT" "wrong PIN output"
+
+p11 --login --pin "$USER_PIN" --change-pin --new-pin "$NEW_PIN" >"$T/c1.out" 2>&1 ||
+        { cat "$T/c1.out"; fail "--change-pin"; }
+p11 --login --pin "$NEW_PIN" -O >"$T/n.out" 2>&1 || { cat "$T/n.out"; fail "login with the new PIN"; }
+if p11 --login --pin "$USER_PIN" -O >"$T/old.out" 2>&1; then
+        fail "the old PIN still works after --change-pin"
+fi
+assert_file_contains "$T/old.out" "CKR_PIN_INCORRECT" "old PIN output"
+
+p11 --login --pin "$NEW_PIN" --change-pin --new-pin "$USER_PIN" >"$T/c2.out" 2>&1 ||
+        { cat "$T/c2.out"; fail "--change-pin back"; }
+p11 --login --pin "$USER_PIN" -O >"$T/back.out" 2>&1 || { cat "$T/back.out"; fail "login with the original PIN"; }
+
+# The SO PIN sets a new user PIN (C_InitPIN); needs --login --login-type so.
+p11 --login --login-type so --so-pin "$SO_PIN" --init-pin --new-pin "$NEW_PIN" >"$T/i.out" 2>&1 ||
+        { cat "$T/i.out"; fail "--init-pin with the SO PIN"; }
+p11 --login --pin "$NEW_PIN" -O >"$T/i2.out" 2>&1 || { cat "$T/i2.out"; fail "login with the PIN set by the SO"; }
+echo "ok"

@@ -1,0 +1,800 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Robustness of netca-pkcs11.so with a real netcad: one executable, one
+ * scenario per argument (each is its own meson test):
+ *
+ *   fork       the child gets CKR_CRYPTOKI_NOT_INITIALIZED, then works after
+ *              its own C_Initialize; the parent's session and login survive
+ *   restart    netcad killed and started again: the next call works, old
+ *              sessions are CKR_SESSION_HANDLE_INVALID, the slot id stays
+ *   nodaemon   NETCA_AUTOSTART=0 and no daemon: zero slots; then autostart
+ *              (NETCA_DAEMON) brings a daemon and the slot appears
+ *   uid        another uid (setpriv to nobody) is refused; root still served
+ *   killed     a client killed with SIGKILL holding sessions and a login:
+ *              its sessions are closed and its login dropped
+ *   finalize   C_Finalize wakes a thread blocked in C_WaitForSlotEvent
+ *   threads    many threads with calls in flight on one connection
+ *   events     a token created through the management ops wakes a blocked
+ *              C_WaitForSlotEvent with its new slot id
+ *   version    a daemon speaking another protocol major version (or
+ *              garbage) gives a clear CK_RV, never a crash or a hang
+ *
+ * Environment (from meson): NETCA_PKCS11_MODULE, NETCA_NETCAD. */
+#include <cjson/cJSON.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "common/wire.h"
+#include "testutil.h"
+
+#define LABEL "robust"
+#define PIN(s) (CK_UTF8CHAR_PTR)(s), (CK_ULONG)strlen(s)
+
+static const char *so_path, *netcad_path;
+static char *dir, *data_dir, *sock;
+static pid_t daemon_pid = -1;
+static void *module;
+static CK_FUNCTION_LIST_PTR f;
+
+static void sleep_ms(unsigned ms) {
+        struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+/* Temp dir with a token; the daemon is started by the scenario. */
+static void setup_dirs(void) {
+        dir = tu_mkdtemp("robust");
+        if (asprintf(&data_dir, "%s/data", dir) < 0 || asprintf(&sock, "%s/netcad.sock", dir) < 0)
+                exit(1);
+        if (tu_create_token(data_dir, LABEL) < 0)
+                exit(1);
+        setenv("NETCA_SOCKET", sock, 1);
+        setenv("NETCA_AUTOSTART", "0", 1);
+}
+
+static bool start_daemon(void) {
+        daemon_pid = tu_start_daemon(netcad_path, sock, data_dir);
+        return daemon_pid > 0;
+}
+
+static bool load(void) {
+        if (!module)
+                f = tu_load_module(so_path, &module);
+        return f != NULL;
+}
+
+static void cleanup(void) {
+        if (f)
+                (void)f->C_Finalize(NULL);
+        tu_stop_daemon(daemon_pid);
+        daemon_pid = -1;
+        tu_rmrf(dir);
+}
+
+static bool init_and_find(CK_SLOT_ID *slot) {
+        CK_RV rv = f->C_Initialize(NULL);
+        if (rv != CKR_OK) {
+                fprintf(stderr, "FATAL: C_Initialize = %s\n", tu_rv_name(rv));
+                tu_failures++;
+                return false;
+        }
+        if (!tu_find_slot(f, LABEL, slot)) {
+                fprintf(stderr, "FATAL: token '%s' not found\n", LABEL);
+                tu_failures++;
+                return false;
+        }
+        return true;
+}
+
+/* ---- a raw wire client (for what PKCS#11 cannot show) ---- */
+
+static int raw_connect(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+/* Reads one frame with a deadline: 0, -ECONNRESET (EOF), -ETIMEDOUT. */
+static int raw_read(int fd, uint8_t **ret, size_t *ret_len) {
+        uint8_t hdr[WIRE_HDR_SIZE];
+        size_t got = 0, need = sizeof hdr;
+        uint8_t *frame = NULL;
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                if (poll(&p, 1, 20000) <= 0) {
+                        free(frame);
+                        return -ETIMEDOUT;
+                }
+                uint8_t *dst = frame ? frame + got : hdr + got;
+                ssize_t n = recv(fd, dst, need - got, 0);
+                if (n <= 0) {
+                        free(frame);
+                        return n == 0 ? -ECONNRESET : -errno;
+                }
+                got += (size_t)n;
+                if (got < need)
+                        continue;
+                if (frame)
+                        break;
+                struct wire_hdr h;
+                if (wire_hdr_parse(hdr, &h) < 0)
+                        return -EBADMSG;
+                need = (size_t)h.len + 4;
+                frame = malloc(need);
+                if (!frame)
+                        return -ENOMEM;
+                memcpy(frame, hdr, sizeof hdr);
+                if (got == need)
+                        break;
+        }
+        *ret = frame;
+        *ret_len = need;
+        return 0;
+}
+
+static int raw_send(int fd, struct wire_msg *m) {
+        if (wire_msg_finish(m) < 0)
+                return -EBADMSG;
+        ssize_t n = send(fd, m->buf.data, m->buf.len, MSG_NOSIGNAL);
+        return n == (ssize_t)m->buf.len ? 0 : -EPIPE;
+}
+
+/* HELLO: 0 accepted, -EPERM refused (closed or error reply). */
+static int raw_hello(int fd) {
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_HELLO, 1, 0);
+        wire_put_u64(&m, WIRE_VERSION);
+        wire_put_u64(&m, 0);
+        wire_put_string(&m, "robustness");
+        int r = raw_send(fd, &m);
+        wire_msg_done(&m);
+        if (r < 0)
+                return -EPERM;
+        uint8_t *frame;
+        size_t len;
+        r = raw_read(fd, &frame, &len);
+        if (r == -ECONNRESET)
+                return -EPERM;
+        if (r < 0)
+                return r;
+        uint64_t rv = 1;
+        r = wire_msg_init_read(&m, frame, len);
+        bool ok = r == 0 && !(m.flags & WIRE_F_ERROR) && wire_get_u64(&m, &rv) && rv == CKR_OK;
+        free(frame);
+        return ok ? 0 : -EPERM;
+}
+
+/* MGMT_TOKEN_LIST: the token's "sessions" and "logged_in" counts. */
+static int raw_token_counts(const char *path, double *ret_sessions, double *ret_logged_in) {
+        int fd = raw_connect(path);
+        if (fd < 0)
+                return fd;
+        int r = raw_hello(fd);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_MGMT_TOKEN_LIST, 2, 0);
+        wire_put_json(&m, "{}");
+        r = raw_send(fd, &m);
+        wire_msg_done(&m);
+        uint8_t *frame = NULL;
+        size_t len;
+        if (r == 0)
+                r = raw_read(fd, &frame, &len);
+        close(fd);
+        if (r < 0)
+                return r;
+        uint64_t status;
+        char *json = NULL;
+        r = -EBADMSG;
+        if (wire_msg_init_read(&m, frame, len) == 0 && wire_get_u64(&m, &status) && status == 0 &&
+            wire_get_json(&m, &json) && json) {
+                cJSON *o = cJSON_Parse(json);
+                cJSON *toks = cJSON_GetObjectItem(o, "tokens");
+                cJSON *t;
+                cJSON_ArrayForEach(t, toks) {
+                        cJSON *l = cJSON_GetObjectItem(t, "label");
+                        if (!cJSON_IsString(l) || strcmp(l->valuestring, LABEL) != 0)
+                                continue;
+                        cJSON *s = cJSON_GetObjectItem(t, "sessions");
+                        cJSON *li = cJSON_GetObjectItem(t, "logged_in");
+                        if (cJSON_IsNumber(s) && cJSON_IsNumber(li)) {
+                                *ret_sessions = s->valuedouble;
+                                *ret_logged_in = li->valuedouble;
+                                r = 0;
+                        }
+                }
+                cJSON_Delete(o);
+        }
+        free(json);
+        free(frame);
+        return r;
+}
+
+/* ---- scenarios ---- */
+
+static void scenario_fork(void) {
+        CK_SLOT_ID slot;
+        CK_SESSION_HANDLE h;
+        CK_SESSION_INFO si;
+        CK_BYTE rnd[16];
+
+        if (!start_daemon() || !load() || !init_and_find(&slot))
+                return;
+        REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h), CKR_OK);
+        REQUIRE_RV(f->C_Login(h, CKU_USER, PIN(TU_USER_PIN)), CKR_OK);
+
+        /* Twice: a child that exits without a word, and one that
+         * initializes, works and finalizes. */
+        for (int round = 0; round < 2; round++) {
+                pid_t pid = fork();
+                if (pid < 0) {
+                        tu_failures++;
+                        return;
+                }
+                if (pid == 0) {
+                        CK_ULONG n = 0;
+                        CK_SESSION_HANDLE ch;
+                        CK_SLOT_ID cs;
+                        tu_failures = 0;
+                        CHECK_RV(f->C_GetSlotList(CK_TRUE, NULL, &n), CKR_CRYPTOKI_NOT_INITIALIZED);
+                        CHECK_RV(f->C_GetSessionInfo(h, &si), CKR_CRYPTOKI_NOT_INITIALIZED);
+                        CHECK_RV(f->C_Finalize(NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
+                        if (round == 1) {
+                                CHECK_RV(f->C_Initialize(NULL), CKR_OK);
+                                CHECK(tu_find_slot(f, LABEL, &cs) && cs == slot);
+                                CHECK_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &ch), CKR_OK);
+                                CHECK_RV(f->C_GetSessionInfo(ch, &si), CKR_OK);
+                                /* The parent's login is the parent's. */
+                                CHECK(si.state == CKS_RO_PUBLIC_SESSION);
+                                CHECK_RV(f->C_GenerateRandom(ch, rnd, sizeof rnd), CKR_OK);
+                                CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+                        }
+                        _exit(tu_failures ? 1 : 0);
+                }
+                int st;
+                waitpid(pid, &st, 0);
+                if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                        tu_failures++;
+                        fprintf(stderr, "FAIL: fork child (round %d) status 0x%x\n", round, st);
+                }
+                /* The parent is unaffected. */
+                CHECK_RV(f->C_GetSessionInfo(h, &si), CKR_OK);
+                CHECK(si.state == CKS_RW_USER_FUNCTIONS);
+                CHECK_RV(f->C_GenerateRandom(h, rnd, sizeof rnd), CKR_OK);
+        }
+        CHECK_RV(f->C_Logout(h), CKR_OK);
+        CHECK_RV(f->C_CloseSession(h), CKR_OK);
+}
+
+static void scenario_restart(void) {
+        CK_SLOT_ID slot, slot2 = (CK_SLOT_ID)-1;
+        CK_SESSION_HANDLE h, h2;
+        CK_SESSION_INFO si;
+
+        if (!start_daemon() || !load() || !init_and_find(&slot))
+                return;
+        REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h), CKR_OK);
+        REQUIRE_RV(f->C_Login(h, CKU_USER, PIN(TU_USER_PIN)), CKR_OK);
+
+        for (int round = 0; round < 2; round++) {
+                /* Round 0: a crash (SIGKILL); round 1: a clean stop. */
+                if (round == 0) {
+                        kill(daemon_pid, SIGKILL);
+                        waitpid(daemon_pid, NULL, 0);
+                } else
+                        tu_stop_daemon(daemon_pid);
+                daemon_pid = -1;
+                if (!start_daemon()) {
+                        tu_failures++;
+                        return;
+                }
+                CHECK(tu_find_slot(f, LABEL, &slot2));
+                CHECK(slot2 == slot);
+                CHECK_RV(f->C_GetSessionInfo(h, &si), CKR_SESSION_HANDLE_INVALID);
+                CHECK_RV(f->C_Login(h, CKU_USER, PIN(TU_USER_PIN)), CKR_SESSION_HANDLE_INVALID);
+                REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h2), CKR_OK);
+                /* Never the old handle, even if the new daemon reuses its number. */
+                CHECK(h2 != h);
+                CHECK_RV(f->C_GetSessionInfo(h2, &si), CKR_OK);
+                CHECK(si.state == CKS_RW_PUBLIC_SESSION);
+                CHECK_RV(f->C_Login(h2, CKU_USER, PIN(TU_USER_PIN)), CKR_OK);
+                CHECK_RV(f->C_GetSessionInfo(h, &si), CKR_SESSION_HANDLE_INVALID);
+                h = h2;
+        }
+        CHECK_RV(f->C_CloseSession(h), CKR_OK);
+}
+
+static pid_t socket_peer_pid(const char *path) {
+        int fd = raw_connect(path);
+        if (fd < 0)
+                return -1;
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        pid_t pid = -1;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+                pid = cred.pid;
+        close(fd);
+        return pid;
+}
+
+static void scenario_nodaemon(void) {
+        CK_ULONG n = 99;
+        CK_SLOT_INFO si;
+        CK_TOKEN_INFO ti;
+        CK_SESSION_HANDLE h;
+        CK_SLOT_ID slot;
+
+        if (!load())
+                return;
+        /* No daemon, no autostart: initializes, zero slots. */
+        REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+        CHECK_RV(f->C_GetSlotList(CK_FALSE, NULL, &n), CKR_OK);
+        CHECK(n == 0);
+        CHECK_RV(f->C_GetSlotInfo(0, &si), CKR_SLOT_ID_INVALID);
+        CHECK_RV(f->C_GetTokenInfo(0, &ti), CKR_SLOT_ID_INVALID);
+        CHECK_RV(f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_SLOT_ID_INVALID);
+        CHECK_RV(f->C_GetSessionInfo(1, NULL), CKR_ARGUMENTS_BAD);
+        CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+        CHECK(!tu_socket_alive(sock));
+
+        /* Autostart: the module starts netcad itself. */
+        setenv("NETCA_AUTOSTART", "1", 1);
+        setenv("NETCA_DAEMON", netcad_path, 1);
+        setenv("NETCA_DATA_DIR", data_dir, 1);
+        REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+        CHECK(tu_find_slot(f, LABEL, &slot));
+        CHECK_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_OK);
+        CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+        pid_t pid = socket_peer_pid(sock);
+        CHECK(pid > 0);
+        if (pid > 0) {
+                /* Not our child: stop it and wait for it to go. */
+                kill(pid, SIGTERM);
+                for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
+                        sleep_ms(50);
+                if (kill(pid, 0) == 0)
+                        kill(pid, SIGKILL);
+        }
+}
+
+static int uid_child(const char *path) {
+        /* Running as nobody: the connection must not get anywhere. */
+        int fd = raw_connect(path);
+        if (fd < 0) {
+                fprintf(stderr, "uid child: connect refused: %s\n", strerror(-fd));
+                return 0;
+        }
+        int r = raw_hello(fd);
+        close(fd);
+        if (r == 0) {
+                fprintf(stderr, "FAIL: uid %u was served by the daemon\n", (unsigned)getuid());
+                return 1;
+        }
+        fprintf(stderr, "uid child: refused (%s)\n", strerror(-r));
+        return 0;
+}
+
+static void scenario_uid(void) {
+        CK_SLOT_ID slot;
+        if (geteuid() != 0) {
+                fprintf(stderr, "SKIP: needs root\n");
+                exit(77);
+        }
+        if (access("/usr/bin/setpriv", X_OK) < 0) {
+                fprintf(stderr, "SKIP: no setpriv\n");
+                exit(77);
+        }
+        if (!start_daemon())
+                return;
+        /* Let others reach the socket: only the uid check stands. */
+        chmod(dir, 0755);
+        chmod(sock, 0777);
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n < 0)
+                return;
+        self[n] = '\0';
+        /* The nobody child needs to read our executable. */
+        pid_t pid = fork();
+        if (pid == 0) {
+                execl("/usr/bin/setpriv", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", self,
+                      "uid-child", sock, (char *)NULL);
+                _exit(127);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        if (WIFEXITED(st) && (WEXITSTATUS(st) == 126 || WEXITSTATUS(st) == 127)) {
+                /* nobody cannot run this executable (e.g. a private build dir). */
+                fprintf(stderr, "SKIP: setpriv could not run %s as nobody\n", self);
+                cleanup();
+                exit(77);
+        }
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: uid child status 0x%x\n", st);
+        }
+        /* The daemon still serves its own user. */
+        CHECK(tu_socket_alive(sock));
+        if (!load() || !init_and_find(&slot))
+                return;
+        CK_SESSION_HANDLE h;
+        CHECK_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_OK);
+}
+
+static void scenario_killed(void) {
+        CK_SLOT_ID slot;
+        CK_TOKEN_INFO ti;
+        int ready[2];
+        double sessions = -1, logged_in = -1;
+
+        if (!start_daemon() || pipe2(ready, O_CLOEXEC) < 0)
+                return;
+        pid_t pid = fork();
+        if (pid == 0) {
+                /* The victim: sessions and a login, then wait to be killed. */
+                CK_SESSION_HANDLE h;
+                close(ready[0]);
+                if (!load() || !init_and_find(&slot))
+                        _exit(1);
+                for (int i = 0; i < 3; i++)
+                        if (f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h) != CKR_OK)
+                                _exit(1);
+                if (f->C_Login(h, CKU_USER, PIN(TU_USER_PIN)) != CKR_OK)
+                        _exit(1);
+                if (write(ready[1], "r", 1) != 1)
+                        _exit(1);
+                for (;;)
+                        pause();
+        }
+        close(ready[1]);
+        char c;
+        if (read(ready[0], &c, 1) != 1) {
+                tu_failures++;
+                fprintf(stderr, "FATAL: the victim did not get ready\n");
+                waitpid(pid, NULL, 0);
+                return;
+        }
+        close(ready[0]);
+
+        if (!load() || !init_and_find(&slot)) {
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                return;
+        }
+        CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+        CHECK(ti.ulSessionCount == 3);
+        CHECK(raw_token_counts(sock, &sessions, &logged_in) == 0);
+        CHECK(sessions == 3 && logged_in == 1);
+
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+
+        /* The daemon notices the disconnect on its own time: wait for it
+         * (bounded), then check. */
+        for (int i = 0; i < 200; i++) {
+                if (f->C_GetTokenInfo(slot, &ti) == CKR_OK && ti.ulSessionCount == 0)
+                        break;
+                sleep_ms(50);
+        }
+        CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+        CHECK(ti.ulSessionCount == 0);
+        CHECK(raw_token_counts(sock, &sessions, &logged_in) == 0);
+        CHECK(sessions == 0 && logged_in == 0);
+}
+
+static volatile CK_RV waiter_rv = CKR_GENERAL_ERROR;
+static volatile int waiter_started;
+
+static void *waiter_main(void *arg) {
+        CK_SLOT_ID s;
+        (void)arg;
+        __atomic_store_n(&waiter_started, 1, __ATOMIC_SEQ_CST);
+        waiter_rv = f->C_WaitForSlotEvent(0, &s, NULL);
+        return NULL;
+}
+
+static void scenario_finalize(void) {
+        CK_SLOT_ID slot, s;
+        if (!start_daemon() || !load() || !init_and_find(&slot))
+                return;
+        CHECK_RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &s, NULL), CKR_NO_EVENT);
+        CHECK_RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, NULL, NULL), CKR_ARGUMENTS_BAD);
+
+        for (int round = 0; round < 2; round++) {
+                pthread_t t;
+                waiter_rv = CKR_GENERAL_ERROR;
+                waiter_started = 0;
+                if (round == 1)
+                        REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+                if (pthread_create(&t, NULL, waiter_main, NULL) != 0) {
+                        tu_failures++;
+                        return;
+                }
+                while (!__atomic_load_n(&waiter_started, __ATOMIC_SEQ_CST))
+                        sleep_ms(10);
+                /* Give it time to block (if it has not, it still must get
+                 * CKR_CRYPTOKI_NOT_INITIALIZED). */
+                sleep_ms(200);
+                CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+                struct timespec deadline;
+                clock_gettime(CLOCK_REALTIME, &deadline);
+                deadline.tv_sec += 30;
+                if (pthread_timedjoin_np(t, NULL, &deadline) != 0) {
+                        tu_failures++;
+                        fprintf(stderr, "FAIL: C_Finalize did not wake the C_WaitForSlotEvent waiter\n");
+                        return;
+                }
+                CHECK_RV(waiter_rv, CKR_CRYPTOKI_NOT_INITIALIZED);
+        }
+        f = NULL;   /* finalized */
+        dlclose(module);
+        module = NULL;
+}
+
+#define N_THREADS 8
+#define N_ITER 25
+
+static CK_SLOT_ID thr_slot;
+
+static void *worker_main(void *arg) {
+        unsigned *fails = arg;
+        CK_SESSION_HANDLE h;
+        CK_MECHANISM m = { CKM_SHA256, NULL, 0 };
+        static const char abc_hash[] = "\xba\x78\x16\xbf\x8f\x01\xcf\xea\x41\x41\x40\xde\x5d\xae\x22\x23"
+                                       "\xb0\x03\x61\xa3\x96\x17\x7a\x9c\xb4\x10\xff\x61\xf2\x00\x15\xad";
+        if (f->C_OpenSession(thr_slot, CKF_SERIAL_SESSION, NULL, NULL, &h) != CKR_OK) {
+                (*fails)++;
+                return NULL;
+        }
+        for (int i = 0; i < N_ITER; i++) {
+                CK_BYTE out[32], rnd[64];
+                CK_ULONG len = sizeof out;
+                if (f->C_DigestInit(h, &m) != CKR_OK ||
+                    f->C_Digest(h, (CK_BYTE_PTR) "abc", 3, out, &len) != CKR_OK || len != 32 ||
+                    memcmp(out, abc_hash, 32) != 0)
+                        (*fails)++;
+                if (f->C_GenerateRandom(h, rnd, sizeof rnd) != CKR_OK)
+                        (*fails)++;
+                CK_SESSION_INFO si;
+                if (f->C_GetSessionInfo(h, &si) != CKR_OK || si.slotID != thr_slot)
+                        (*fails)++;
+        }
+        if (f->C_CloseSession(h) != CKR_OK)
+                (*fails)++;
+        return NULL;
+}
+
+static void scenario_threads(void) {
+        pthread_t t[N_THREADS];
+        unsigned fails[N_THREADS] = { 0 };
+        CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
+
+        if (!start_daemon() || !load())
+                return;
+        REQUIRE_RV(f->C_Initialize(&args), CKR_OK);
+        if (!tu_find_slot(f, LABEL, &thr_slot)) {
+                tu_failures++;
+                return;
+        }
+        for (int i = 0; i < N_THREADS; i++)
+                pthread_create(&t[i], NULL, worker_main, &fails[i]);
+        for (int i = 0; i < N_THREADS; i++) {
+                pthread_join(t[i], NULL);
+                if (fails[i]) {
+                        tu_failures++;
+                        fprintf(stderr, "FAIL: thread %d: %u failed calls\n", i, fails[i]);
+                }
+        }
+        CK_TOKEN_INFO ti;
+        CHECK_RV(f->C_GetTokenInfo(thr_slot, &ti), CKR_OK);
+        CHECK(ti.ulSessionCount == 0);
+}
+
+/* A management op through the raw wire; returns the status (0 ok). */
+static int raw_mgmt(uint16_t op, const char *json) {
+        int fd = raw_connect(sock);
+        if (fd < 0)
+                return fd;
+        int r = raw_hello(fd);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        struct wire_msg m;
+        wire_msg_init_write(&m, op, 2, 0);
+        wire_put_json(&m, json);
+        r = raw_send(fd, &m);
+        wire_msg_done(&m);
+        uint8_t *frame = NULL;
+        size_t len;
+        if (r == 0)
+                r = raw_read(fd, &frame, &len);
+        close(fd);
+        if (r < 0)
+                return r;
+        uint64_t status = 1;
+        if (wire_msg_init_read(&m, frame, len) < 0 || !wire_get_u64(&m, &status))
+                r = -EBADMSG;
+        else
+                r = (int)status;
+        free(frame);
+        return r;
+}
+
+static volatile CK_SLOT_ID event_slot;
+
+static void *event_waiter_main(void *arg) {
+        CK_SLOT_ID s = (CK_SLOT_ID)-1;
+        (void)arg;
+        __atomic_store_n(&waiter_started, 1, __ATOMIC_SEQ_CST);
+        waiter_rv = f->C_WaitForSlotEvent(0, &s, NULL);
+        event_slot = s;
+        return NULL;
+}
+
+static void scenario_events(void) {
+        CK_SLOT_ID slot, s, second = (CK_SLOT_ID)-1;
+        pthread_t t;
+        if (!start_daemon() || !load() || !init_and_find(&slot))
+                return;
+        CHECK_RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &s, NULL), CKR_NO_EVENT);
+        waiter_rv = CKR_GENERAL_ERROR;
+        waiter_started = 0;
+        if (pthread_create(&t, NULL, event_waiter_main, NULL) != 0) {
+                tu_failures++;
+                return;
+        }
+        while (!__atomic_load_n(&waiter_started, __ATOMIC_SEQ_CST))
+                sleep_ms(10);
+        CHECK(raw_mgmt(WIRE_OP_MGMT_TOKEN_CREATE_SOFT,
+                       "{\"label\": \"second\", \"pin\": \"123456\", \"so_pin\": \"12345678\"}") == 0);
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 30;
+        if (pthread_timedjoin_np(t, NULL, &deadline) != 0) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: no slot event for the new token\n");
+                (void)f->C_Finalize(NULL);   /* wakes the waiter */
+                pthread_join(t, NULL);
+                f = NULL;
+                return;
+        }
+        CHECK_RV(waiter_rv, CKR_OK);
+        CHECK(tu_find_slot(f, "second", &second));
+        CHECK(event_slot == second && second != slot);
+}
+
+/* A fake daemon: answers HELLO with the given version (0: sends a frame
+ * header claiming an oversized frame instead), then serves nothing. */
+struct fake {
+        int lfd;
+        uint64_t version;
+};
+
+static void *fake_main(void *arg) {
+        struct fake *fk = arg;
+        for (int i = 0; i < 64; i++) {
+                int fd = accept4(fk->lfd, NULL, NULL, SOCK_CLOEXEC);
+                if (fd < 0)
+                        return NULL;
+                uint8_t *frame = NULL;
+                size_t len;
+                if (raw_read(fd, &frame, &len) == 0) {
+                        if (fk->version == 0) {
+                                uint8_t bad[WIRE_HDR_SIZE] = { 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0, WIRE_OP_HELLO, 0,
+                                                               WIRE_F_REPLY };
+                                (void)!send(fd, bad, sizeof bad, MSG_NOSIGNAL);
+                        } else {
+                                struct wire_msg m;
+                                wire_msg_init_write(&m, WIRE_OP_HELLO, 1, WIRE_F_REPLY);
+                                wire_put_u64(&m, CKR_OK);
+                                wire_put_u64(&m, fk->version);
+                                wire_put_u64(&m, WIRE_CAP_EVENTS);
+                                wire_put_string(&m, "fake");
+                                if (wire_msg_finish(&m) == 0)
+                                        (void)!send(fd, m.buf.data, m.buf.len, MSG_NOSIGNAL);
+                                wire_msg_done(&m);
+                        }
+                        free(frame);
+                }
+                close(fd);
+        }
+        return NULL;
+}
+
+static void scenario_version(void) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        const uint64_t versions[] = { (uint64_t)(WIRE_VERSION_MAJOR + 1) << 16, 0 };
+        if (!load())
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(versions); i++) {
+                struct fake fk = { .version = versions[i] };
+                pthread_t t;
+                unlink(sock);
+                snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+                fk.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fk.lfd < 0 || bind(fk.lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fk.lfd, 8) < 0) {
+                        tu_failures++;
+                        return;
+                }
+                pthread_create(&t, NULL, fake_main, &fk);
+                CK_ULONG n = 0;
+                CK_SLOT_INFO si;
+                CHECK_RV(f->C_Initialize(NULL), CKR_OK);
+                CHECK_RV(f->C_GetSlotList(CK_TRUE, NULL, &n), CKR_DEVICE_ERROR);
+                CHECK_RV(f->C_GetSlotInfo(1, &si), CKR_DEVICE_ERROR);
+                CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+                shutdown(fk.lfd, SHUT_RDWR);
+                close(fk.lfd);
+                pthread_join(t, NULL);
+        }
+}
+
+int main(int argc, char **argv) {
+        if (argc == 3 && strcmp(argv[1], "uid-child") == 0)
+                return uid_child(argv[2]);
+        if (argc != 2) {
+                fprintf(stderr, "usage: %s fork|restart|nodaemon|uid|killed|finalize|threads|events|version\n", argv[0]);
+                return 2;
+        }
+        so_path = tu_env_path("NETCA_PKCS11_MODULE");
+        netcad_path = tu_env_path("NETCA_NETCAD");
+        setup_dirs();
+
+        const char *s = argv[1];
+        if (strcmp(s, "fork") == 0)
+                scenario_fork();
+        else if (strcmp(s, "restart") == 0)
+                scenario_restart();
+        else if (strcmp(s, "nodaemon") == 0)
+                scenario_nodaemon();
+        else if (strcmp(s, "uid") == 0)
+                scenario_uid();
+        else if (strcmp(s, "killed") == 0)
+                scenario_killed();
+        else if (strcmp(s, "finalize") == 0)
+                scenario_finalize();
+        else if (strcmp(s, "threads") == 0)
+                scenario_threads();
+        else if (strcmp(s, "events") == 0)
+                scenario_events();
+        else if (strcmp(s, "version") == 0)
+                scenario_version();
+        else {
+                fprintf(stderr, "unknown scenario %s\n", s);
+                cleanup();
+                return 2;
+        }
+        cleanup();
+        if (tu_failures) {
+                fprintf(stderr, "robustness %s: %u check(s) failed\n", s, tu_failures);
+                return 1;
+        }
+        fprintf(stderr, "robustness %s: passed\n", s);
+        return 0;
+}

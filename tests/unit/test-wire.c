@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The wire: message round trips checked against the op table, and the
+ * failure cases (signature mismatch, truncated frame, over-cap length,
+ * unknown op, trailing bytes, NULL marker vs empty blob). */
+#include "unit.h"
+
+#include "common/wire.h"
+
+static void test_sign_roundtrip(void) {
+        struct wire_msg m, r;
+        const uint8_t data[] = { 1, 2, 3, 4 };
+        wire_msg_init_write(&m, WIRE_OP_SIGN, 42, 0);
+        wire_put_u64(&m, 7);                 /* session */
+        wire_put_blob(&m, data, sizeof data);
+        wire_put_outreq(&m, false, 256);
+        CHECK_OK(wire_msg_finish(&m));
+        CHECK(m.buf.len > WIRE_HDR_SIZE);
+
+        struct wire_hdr h;
+        CHECK_OK(wire_hdr_parse(m.buf.data, &h));
+        CHECK(h.len + 4 == m.buf.len && h.id == 42 && h.op == WIRE_OP_SIGN && h.flags == 0);
+
+        CHECK_OK(wire_msg_init_read(&r, m.buf.data, m.buf.len));
+        uint64_t sess, cap;
+        const uint8_t *p;
+        size_t n;
+        bool is_null;
+        CHECK(wire_get_u64(&r, &sess) && sess == 7);
+        CHECK(wire_get_blob(&r, &p, &n) && n == 4 && memcmp(p, data, 4) == 0);
+        CHECK(wire_get_outreq(&r, &is_null, &cap) && !is_null && cap == 256);
+        CHECK_OK(wire_msg_read_done(&r));
+        wire_msg_done(&r);
+
+        /* Reading it back with the wrong type fails the message. */
+        CHECK_OK(wire_msg_init_read(&r, m.buf.data, m.buf.len));
+        CHECK(!wire_get_blob(&r, &p, &n));
+        CHECK(wire_msg_failed(&r));
+        CHECK_RC(wire_msg_read_done(&r), -EBADMSG);
+        wire_msg_done(&r);
+
+        /* Not reading everything is an error too. */
+        CHECK_OK(wire_msg_init_read(&r, m.buf.data, m.buf.len));
+        CHECK(wire_get_u64(&r, &sess));
+        CHECK_RC(wire_msg_read_done(&r), -EBADMSG);
+        wire_msg_done(&r);
+
+        /* Truncated frame: one byte short. */
+        CHECK_RC(wire_msg_init_read(&r, m.buf.data, m.buf.len - 1), -EBADMSG);
+        wire_msg_done(&r);
+        wire_msg_done(&m);
+}
+
+static void test_signature_mismatch_write(void) {
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_SIGN, 1, 0);
+        wire_put_blob(&m, "x", 1); /* SIGN starts with 'u' */
+        CHECK(wire_msg_failed(&m));
+        CHECK(wire_msg_finish(&m) < 0);
+        wire_msg_done(&m);
+
+        /* Missing fields: finish refuses. */
+        wire_msg_init_write(&m, WIRE_OP_SIGN, 1, 0);
+        wire_put_u64(&m, 1);
+        CHECK_RC(wire_msg_finish(&m), -EBADMSG);
+        wire_msg_done(&m);
+
+        /* Unknown op. */
+        wire_msg_init_write(&m, 9999, 1, 0);
+        CHECK(wire_msg_finish(&m) < 0);
+        wire_msg_done(&m);
+}
+
+static void test_header_limits(void) {
+        struct wire_hdr h;
+        uint8_t hdr[WIRE_HDR_SIZE] = { 0 };
+        /* Length under 8: malformed. */
+        hdr[3] = 4;
+        CHECK_RC(wire_hdr_parse(hdr, &h), -EBADMSG);
+        /* Over the cap: refused before any allocation. */
+        hdr[0] = 0x7f;
+        hdr[1] = 0xff;
+        hdr[2] = 0xff;
+        hdr[3] = 0xff;
+        CHECK_RC(wire_hdr_parse(hdr, &h), -EMSGSIZE);
+        uint32_t just = WIRE_FRAME_MAX - 4;
+        hdr[0] = (uint8_t) (just >> 24);
+        hdr[1] = (uint8_t) (just >> 16);
+        hdr[2] = (uint8_t) (just >> 8);
+        hdr[3] = (uint8_t) just;
+        CHECK_OK(wire_hdr_parse(hdr, &h));
+        just++;
+        hdr[3] = (uint8_t) just;
+        hdr[2] = (uint8_t) (just >> 8);
+        hdr[1] = (uint8_t) (just >> 16);
+        CHECK_RC(wire_hdr_parse(hdr, &h), -EMSGSIZE);
+
+        /* A frame whose declared length disagrees with its size. */
+        struct wire_msg m, r;
+        wire_msg_init_write(&m, WIRE_OP_PING, 3, 0);
+        CHECK_OK(wire_msg_finish(&m));
+        m.buf.data[3] += 1;
+        CHECK_RC(wire_msg_init_read(&r, m.buf.data, m.buf.len), -EBADMSG);
+        wire_msg_done(&r);
+        wire_msg_done(&m);
+
+        /* Unknown op read: id and op kept for the error reply. */
+        wire_msg_init_write(&m, WIRE_OP_PING, 77, 0);
+        CHECK_OK(wire_msg_finish(&m));
+        m.buf.data[8] = 0x7f;
+        CHECK_RC(wire_msg_init_read(&r, m.buf.data, m.buf.len), -ENOTSUP);
+        CHECK(r.id == 77 && r.opnum == 0x7f00 + WIRE_OP_PING);
+        wire_msg_done(&r);
+        wire_msg_done(&m);
+}
+
+static void test_null_vs_empty(void) {
+        struct wire_msg m, r;
+        /* GENERATE_RANDOM reply "uz": NULL blob vs empty blob stay distinct. */
+        for (int pass = 0; pass < 2; pass++) {
+                wire_msg_init_write(&m, WIRE_OP_GENERATE_RANDOM, 5, WIRE_F_REPLY);
+                wire_put_u64(&m, CKR_OK);
+                wire_put_blob(&m, pass ? "" : NULL, 0);
+                CHECK_OK(wire_msg_finish(&m));
+                CHECK_OK(wire_msg_init_read(&r, m.buf.data, m.buf.len));
+                uint64_t rv;
+                const uint8_t *p = (const uint8_t *) "sentinel";
+                size_t n = 99;
+                CHECK(wire_get_u64(&r, &rv) && rv == CKR_OK);
+                CHECK(wire_get_blob(&r, &p, &n));
+                CHECK(n == 0);
+                CHECK(pass ? p != NULL : p == NULL);
+                CHECK_OK(wire_msg_read_done(&r));
+                wire_msg_done(&r);
+                wire_msg_done(&m);
+        }
+}
+
+static void test_attrs_and_mechanism(void) {
+        struct wire_msg m, r;
+        CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+        CK_BBOOL tru = CK_TRUE;
+        CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &cls, sizeof cls },
+                { CKA_SIGN, &tru, sizeof tru },
+                { CKA_LABEL, NULL, 0 },
+        };
+        CK_RSA_PKCS_PSS_PARAMS pss = { CKM_SHA256, CKG_MGF1_SHA256, 32 };
+        CK_MECHANISM mech = { CKM_RSA_PKCS_PSS, &pss, sizeof pss };
+
+        wire_msg_init_write(&m, WIRE_OP_SIGN_INIT, 9, 0);
+        wire_put_u64(&m, 1);
+        wire_put_mechanism(&m, &mech);
+        wire_put_u64(&m, 2);
+        CHECK_OK(wire_msg_finish(&m));
+        CHECK_OK(wire_msg_init_read(&r, m.buf.data, m.buf.len));
+        uint64_t a, b;
+        CK_MECHANISM got;
+        CHECK(wire_get_u64(&r, &a) && a == 1);
+        CHECK(wire_get_mechanism(&r, &got));
+        CHECK(got.mechanism == CKM_RSA_PKCS_PSS && got.ulParameterLen == sizeof pss);
+        CHECK(memcmp(got.pParameter, &pss, sizeof pss) == 0);
+        CHECK(wire_get_u64(&r, &b) && b == 2);
+        CHECK_OK(wire_msg_read_done(&r));
+        wire_msg_done(&r);
+        wire_msg_done(&m);
+
+        wire_msg_init_write(&m, WIRE_OP_CREATE_OBJECT, 10, 0);
+        wire_put_u64(&m, 1);
+        wire_put_attrs(&m, t, 3);
+        CHECK_OK(wire_msg_finish(&m));
+        CHECK_OK(wire_msg_init_read(&r, m.buf.data, m.buf.len));
+        CK_ATTRIBUTE *gt = NULL;
+        CK_ULONG gn = 0;
+        CHECK(wire_get_u64(&r, &a));
+        CHECK(wire_get_attrs(&r, &gt, &gn));
+        CHECK(gn == 3);
+        CHECK(gt[0].type == CKA_CLASS && gt[0].ulValueLen == sizeof cls &&
+              memcmp(gt[0].pValue, &cls, sizeof cls) == 0);
+        CHECK(gt[1].type == CKA_SIGN && gt[1].ulValueLen == 1);
+        CHECK(gt[2].type == CKA_LABEL && gt[2].ulValueLen == 0);
+        CHECK_OK(wire_msg_read_done(&r));
+        free(gt);
+        wire_msg_done(&r);
+        wire_msg_done(&m);
+}
+
+int main(void) {
+        test_sign_roundtrip();
+        test_signature_mismatch_write();
+        test_header_limits();
+        test_null_vs_empty();
+        test_attrs_and_mechanism();
+        return 0;
+}
