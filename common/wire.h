@@ -25,7 +25,8 @@
  *     A   attribute template  u32 count + count (u64 type, blob value)
  *     G   attribute query     u32 count + count (u64 type, u8 is_null, u64 capacity)
  *     R   attribute result    u32 count + count (u64 type, u64 ulValueLen, blob value)
- *     M   mechanism           u64 type + blob parameter
+ *     M   mechanism           u64 type + blob parameter (struct parameters such as
+ *                             PSS and OAEP in the explicit form of common/mechparam.h)
  *     I   CK_SLOT_INFO        T CK_TOKEN_INFO   S CK_SESSION_INFO
  *     N   CK_MECHANISM_INFO
  *

@@ -22,7 +22,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core.h"
-#include "pkcs11/mechparam.h"
+#include "common/mechparam.h"
 
 /* Decoding failed: the handler returns this and dispatch_p11 builds the
  * error reply. */

@@ -7,7 +7,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "mechparam.h"
+#include "common/mechparam.h"
 
 /* Random bytes asked for in one request (the daemon caps near the frame
  * size; stay well under it). */
