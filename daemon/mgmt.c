@@ -34,28 +34,6 @@
 #include "daemon/netcad.h"
 #include "drivers/soft/soft.h"
 
-#define MGMT_JSON_MAX (64u * 1024u)
-#define MGMT_MAX_TRIES_LIMIT 100
-#define MGMT_PIN_MAX 64
-#define MGMT_LABEL_MAX 32
-
-/* A parsed request.  Exposed (non-static) for the fuzz target, which
- * declares these itself; not part of the daemon's contract. */
-struct mgmt_request {
-        uint16_t op;
-        bool has_slot;
-        CK_SLOT_ID slot;
-        char label[MGMT_LABEL_MAX + 1];
-        char *pin;          /* secure memory */
-        size_t pin_len;
-        char *so_pin;       /* secure memory */
-        size_t so_pin_len;
-        unsigned max_tries; /* 0: the default */
-};
-
-void mgmt_request_done(struct mgmt_request *req);
-int mgmt_parse_request(uint16_t op, const char *json, struct mgmt_request *ret, const char **ret_error);
-
 bool mgmt_is_op(uint16_t op) {
         switch (op) {
         case WIRE_OP_MGMT_STATUS:

@@ -10,6 +10,33 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/p11.h"
+
+#define MGMT_JSON_MAX (64u * 1024u)
+#define MGMT_MAX_TRIES_LIMIT 100
+#define MGMT_PIN_MAX 64
+#define MGMT_LABEL_MAX 32
+
+/* A request after parsing and validation (the fields an op uses). */
+struct mgmt_request {
+        uint16_t op;
+        bool has_slot;
+        CK_SLOT_ID slot;
+        char label[MGMT_LABEL_MAX + 1];
+        char *pin;          /* secure memory */
+        size_t pin_len;
+        char *so_pin;       /* secure memory */
+        size_t so_pin_len;
+        unsigned max_tries; /* 0: the default */
+};
+
+/* Parses and validates the JSON text of a request for op; touches nothing
+ * else (the fuzz target runs it on any bytes).  0, or -errno with
+ * *ret_error a static message for the user.  Free with mgmt_request_done(). */
+int mgmt_parse_request(uint16_t op, const char *json, struct mgmt_request *ret, const char **ret_error);
+/* Wipes and frees the secrets of a parsed request. */
+void mgmt_request_done(struct mgmt_request *req);
+
 struct netcad;
 struct core_client;
 

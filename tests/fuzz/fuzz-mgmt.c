@@ -21,21 +21,6 @@
 #include "daemon/mgmt.h"
 #include "daemon/netcad.h"
 
-/* Not in mgmt.h: the parser's internals, exposed for this target. */
-struct mgmt_request {
-        uint16_t op;
-        bool has_slot;
-        CK_SLOT_ID slot;
-        char label[33];
-        char *pin;
-        size_t pin_len;
-        char *so_pin;
-        size_t so_pin_len;
-        unsigned max_tries;
-};
-void mgmt_request_done(struct mgmt_request *req);
-int mgmt_parse_request(uint16_t op, const char *json, struct mgmt_request *ret, const char **ret_error);
-
 static const uint16_t ops[] = {
         WIRE_OP_MGMT_STATUS,       WIRE_OP_MGMT_TOKEN_LIST, WIRE_OP_MGMT_TOKEN_CREATE_SOFT,
         WIRE_OP_MGMT_PIN_STATUS,   WIRE_OP_MGMT_TOKEN_DELETE, WIRE_OP_GET_SLOT_LIST,
