@@ -27,7 +27,7 @@ NETCAD=$ROOT/build/daemon/netcad
 say() { echo "==> $*"; }
 
 say "installing packages"
-./scripts/install-deps.sh
+bash ./scripts/install-deps.sh
 
 say "building build/"
 if [[ ! -f build/build.ninja ]]; then

@@ -24,7 +24,7 @@ PY=/usr/bin/python3
 [[ -x $PY ]] || PY=python3
 
 if [[ "${NETCA_SKIP_DEPS:-0}" != 1 ]]; then
-        ./scripts/install-deps.sh || { echo "install-deps.sh failed"; echo "0 passed, 1 failed"; exit 1; }
+        bash ./scripts/install-deps.sh || { echo "install-deps.sh failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
 build_failures=0

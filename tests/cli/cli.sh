@@ -312,10 +312,15 @@ case_csr() {
         ok list --json
         local id
         id=$(json '[k["id"] for k in j["tokens"][0]["keys"] if k["label"] == "csr-ec-p256"][0]')
-        p11 --read-object --type pubkey --id "$id" --output-file "$T/pub.der" >/dev/null 2>&1
-        openssl pkey -pubin -inform DER -in "$T/pub.der" -outform PEM >"$T/pub.pem"
-        openssl req -in "$T/ec-p256.csr" -noout -pubkey >"$T/req-pub.pem"
-        cmp -s "$T/pub.pem" "$T/req-pub.pem" || fail "the request's public key is not the token's"
+        # (pkcs11-tool 0.23's --read-object of an EC key reads freed memory under
+        # ASan, so the point is taken from its object listing instead.)
+        p11 -O --type pubkey --id "$id" >"$T/pub.txt" 2>&1
+        local point req_point
+        point=$(sed -n 's/^ *EC_POINT: *0441\([0-9a-f]*\)$/\1/p' "$T/pub.txt")
+        [[ ${#point} -eq 130 ]] || { cat "$T/pub.txt" >&2; fail "no EC point for key $id"; }
+        req_point=$(openssl req -in "$T/ec-p256.csr" -noout -pubkey | openssl pkey -pubin -outform DER |
+                tail -c 65 | od -An -v -tx1 | tr -d ' \n')
+        assert_eq "$req_point" "$point" "the request's public key"
 
         # Renewal: a certificate for the key, then a request from it without --subject.
         make_ca
@@ -325,7 +330,8 @@ case_csr() {
         openssl req -in "$T/renew.csr" -verify -noout 2>/dev/null || fail "renewal request does not verify"
         assert_eq "$(openssl req -in "$T/renew.csr" -noout -subject)" \
                 "$(openssl x509 -in "$T/cert.pem" -noout -subject)" "renewal subject"
-        openssl req -in "$T/renew.csr" -noout -pubkey | cmp -s - "$T/pub.pem" || fail "renewal changed the key"
+        openssl req -in "$T/renew.csr" -noout -pubkey | cmp -s - <(openssl req -in "$T/ec-p256.csr" -noout -pubkey) ||
+                fail "renewal changed the key"
         # Without subject and certificate: a usage error.
         ok key gen --type ec-p256 --label lonely $P
         expect_rc 1 csr --label lonely $P

@@ -12,6 +12,14 @@ if p11 --login --pin 99999999 -O >"$T/wrong.out" 2>&1; then
         fail "login with a wrong PIN succeeded"
 fi
 assert_file_contains "$T/wrong.out" "CKR_PIN_INCORRECT" "wrong PIN output"
+# The token now says a wrong PIN was entered (CKF_USER_PIN_COUNT_LOW)...
+p11 -L >"$T/L1.out" 2>&1 || { cat "$T/L1.out"; fail "pkcs11-tool -L"; }
+assert_file_contains "$T/L1.out" "token flags .*user PIN count low" "-L after a wrong PIN"
+assert_file_not_contains "$T/L1.out" "user PIN locked|final user PIN try" "-L after one wrong PIN"
+# ...until the right PIN is given.
+p11 --login --pin "$USER_PIN" -O >"$T/right.out" 2>&1 || { cat "$T/right.out"; fail "login with the PIN"; }
+p11 -L >"$T/L2.out" 2>&1 || { cat "$T/L2.out"; fail "pkcs11-tool -L"; }
+assert_file_not_contains "$T/L2.out" "user PIN count low" "-L after a good login"
 
 p11 --login --pin "$USER_PIN" --change-pin --new-pin "$NEW_PIN" >"$T/c1.out" 2>&1 ||
         { cat "$T/c1.out"; fail "--change-pin"; }

@@ -311,13 +311,63 @@ fixture_add_ec() {
         fixture_read_pubkey "$id" "$T/$label.pub"
 }
 
+# der_len N: a DER length field for N bytes, in hex.
+der_len() {
+        if (($1 < 128)); then
+                printf '%02x' "$1"
+        elif (($1 < 256)); then
+                printf '81%02x' "$1"
+        else
+                printf '82%04x' "$1"
+        fi
+}
+
+# der_tlv TAG-HEX CONTENT-HEX
+der_tlv() {
+        printf '%s%s%s' "$1" "$(der_len $((${#2} / 2)))" "$2"
+}
+
+hex_to_file() { # HEX FILE
+        printf '%b' "$(printf '%s' "$1" | sed 's/../\\x&/g')" >"$2"
+}
+
 # fixture_read_pubkey ID OUT.pem: the public key object with that ID, as PEM.
+# RSA keys come from pkcs11-tool --read-object.  EC keys are rebuilt here from
+# CKA_EC_PARAMS and CKA_EC_POINT as listed by pkcs11-tool -O: OpenSC 0.23's
+# --read-object of an EC public key reads freed memory (an ASan report in
+# pkcs11-tool itself, and "cannot create EVP_PKEY" for P-384 without ASan).
 fixture_read_pubkey() {
-        local id=$1 out=$2
-        p11 --read-object --type pubkey --id "$id" --output-file "$out.der" >"$out.log" 2>&1 || {
-                cat "$out.log" >&2
-                fail "reading public key $id from the token failed"
-        }
+        local id=$1 out=$2 kind point params
+        p11 --type pubkey -O >"$out.list" 2>&1 || { cat "$out.list" >&2; fail "pkcs11-tool -O --type pubkey"; }
+        read -r kind point params < <(awk -v id="$id" '
+                function flush() { if (found) { print kind, (pt == "" ? "-" : pt), (pa == "" ? "-" : pa); done = 1 } }
+                /^[A-Z][A-Za-z ]* Object/ { if (!done) flush(); kind = ($0 ~ /; EC/) ? "ec" : "other"; pt = pa = ""; found = 0 }
+                /^  EC_POINT:/ { pt = $2 }
+                /^  EC_PARAMS:/ { pa = $2 }
+                /^  ID:/ { if ($2 == id) found = 1 }
+                END { if (!done) flush() }' "$out.list")
+        [[ -n "${kind:-}" ]] || { cat "$out.list" >&2; fail "no public key object with ID $id"; }
+        if [[ $kind != ec ]]; then
+                p11 --read-object --type pubkey --id "$id" --output-file "$out.der" >"$out.log" 2>&1 || {
+                        cat "$out.log" >&2
+                        fail "reading public key $id from the token failed"
+                }
+        else
+                [[ $point != - && $params != - ]] || { cat "$out.list" >&2; fail "EC key $id lacks EC_POINT/EC_PARAMS"; }
+                # CKA_EC_POINT is a DER OCTET STRING holding the point (some
+                # tokens give the bare point): unwrap it.
+                if [[ ${point:0:2} = 04 && ${#point} -gt 4 ]]; then
+                        local n=$((16#${point:2:2})) skip=4
+                        if ((n == 0x81)); then
+                                n=$((16#${point:4:2})) skip=6
+                        fi
+                        ((${#point} == skip + 2 * n)) && point=${point:skip}
+                fi
+                local algid spki
+                algid=$(der_tlv 30 "06072a8648ce3d0201$params")
+                spki=$(der_tlv 30 "$algid$(der_tlv 03 "00$point")")
+                hex_to_file "$spki" "$out.der"
+        fi
         openssl pkey -pubin -inform DER -in "$out.der" -out "$out" 2>"$out.log" || {
                 cat "$out.log" >&2
                 fail "public key $id read from the token is not a valid SubjectPublicKeyInfo"
