@@ -15,9 +15,11 @@
  *
  * Locking: the session table is guarded by the application's mutex
  * callbacks when C_Initialize gets them without CKF_OS_LOCKING_OK, else by a
- * pthread mutex.  The module needs a thread of its own (the socket reader):
- * with CKF_LIBRARY_CANT_CREATE_OS_THREADS, C_Initialize answers
- * CKR_NEED_TO_CREATE_THREADS.
+ * pthread mutex.  The module normally runs a thread of its own (the socket
+ * reader); with CKF_LIBRARY_CANT_CREATE_OS_THREADS it runs none: callers
+ * read their replies themselves (transport-unix.c), slot events arrive while
+ * calls are in flight, and a blocking C_WaitForSlotEvent answers
+ * CKR_FUNCTION_NOT_SUPPORTED (CKF_DONT_BLOCK works).
  *
  * fork(): the child sees CKR_CRYPTOKI_NOT_INITIALIZED (pid check, and a
  * pthread_atfork child handler that drops the parent's state without
@@ -72,6 +74,7 @@ struct module {
         CK_SLOT_ID ev_queue[EVENT_QUEUE_MAX];
         size_t ev_n;
         unsigned ev_waiters;
+        bool no_threads;         /* CKF_LIBRARY_CANT_CREATE_OS_THREADS */
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -205,8 +208,6 @@ static CK_RV nc_Initialize(CK_VOID_PTR init_args) {
                 bool none = !args->CreateMutex && !args->DestroyMutex && !args->LockMutex && !args->UnlockMutex;
                 if (args->pReserved || (!all && !none))
                         RETURN(CKR_ARGUMENTS_BAD);
-                if (args->flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS)
-                        RETURN(CKR_NEED_TO_CREATE_THREADS);
                 app_locking = all && !(args->flags & CKF_OS_LOCKING_OK);
         }
 
@@ -249,6 +250,9 @@ static CK_RV nc_Initialize(CK_VOID_PTR init_args) {
 
         struct rpc_transport *t = NULL;
         int r = factory ? factory(factory_ud, &t) : default_factory(&autostart, &t);
+        m->no_threads = args && (args->flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS);
+        if (r >= 0 && !factory && m->no_threads)
+                rpc_transport_unix_set_threaded(t, false);
         if (r >= 0) {
                 t->on_event = on_event;
                 t->event_userdata = m;
@@ -423,6 +427,10 @@ static CK_RV nc_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PT
                 }
                 if (flags & CKF_DONT_BLOCK) {
                         rv = CKR_NO_EVENT;
+                        break;
+                }
+                if (m->no_threads) {
+                        rv = CKR_FUNCTION_NOT_SUPPORTED; /* nothing would read the event */
                         break;
                 }
                 pthread_cond_wait(&m->ev_cond, &m->ev_lock);

@@ -65,6 +65,9 @@ struct rpc_transport {
  * With autostart, a missing daemon is started (NETCA_DAEMON, else the
  * installed netcad) and waited for (about 3 s). */
 int rpc_transport_unix_new(const char *path, bool autostart, struct rpc_transport **ret);
+/* threaded false: no reader thread; callers read for each other (for
+ * applications that forbid library threads).  Before the first connect. */
+void rpc_transport_unix_set_threaded(struct rpc_transport *t, bool threaded);
 /* The socket path the module uses by default (malloc'd), or NULL. */
 char *rpc_default_socket_path(void);
 

@@ -8,6 +8,13 @@
  * WIRE_F_EVENT) go to the event callback.  When the connection breaks, the
  * reader fails every pending call with -ECONNRESET and exits.
  *
+ * Without threads (the application said CKF_LIBRARY_CANT_CREATE_OS_THREADS,
+ * as GnuTLS does through p11-kit): no reader thread.  A caller waiting for
+ * its reply becomes the reader while nobody else reads, hands the frames it
+ * reads to their callers (events to the event callback), and passes the
+ * reading on to another waiter once its own reply has come.  Events then
+ * arrive only while calls are in flight.
+ *
  * A guest in someone else's process: no signal handler is touched (sends use
  * MSG_NOSIGNAL; the reader thread blocks every signal), every fd is
  * O_CLOEXEC, nothing is printed.  After fork() the child only closes its copy
@@ -60,6 +67,8 @@ struct unix_transport {
         int fd;
         bool dead;               /* reader saw the end, or a write failed */
         bool reader_started;
+        bool threaded;           /* false: callers read (see above) */
+        bool reading;            /* threadless: a caller is reading */
         pthread_t reader;
         uint32_t next_id;
         struct pending *pending;
@@ -190,6 +199,46 @@ static void handle_event(struct unix_transport *t, const uint8_t *frame, size_t 
                 t->base.on_event(t->base.event_userdata, kind, slot, aux);
 }
 
+/* Hands one frame read from the socket to its destination; takes f. */
+static void route_frame(struct unix_transport *t, uint8_t *f, size_t len) {
+        struct wire_hdr h;
+        (void)wire_hdr_parse(f, &h);
+        if (h.flags & WIRE_F_EVENT) {
+                handle_event(t, f, len);
+                free(f);
+                return;
+        }
+        if (!(h.flags & WIRE_F_REPLY)) {
+                free(f);
+                return;
+        }
+        pthread_mutex_lock(&t->lock);
+        struct pending *p = t->pending;
+        while (p && p->id != h.id)
+                p = p->next;
+        if (p && !p->done) {
+                p->frame = f;
+                p->len = len;
+                p->done = true;
+                pthread_cond_signal(&p->cond);
+                f = NULL;
+        }
+        pthread_mutex_unlock(&t->lock);
+        if (f) {
+                log_debug(LOG_SUB_MODULE, "reply for unknown request id %u dropped", h.id);
+                explicit_bzero(f, len);
+                free(f);
+        }
+}
+
+static void connection_ended(struct unix_transport *t, int r) {
+        log_debug(LOG_SUB_MODULE, "connection to netcad ended: %s", strerror(-r));
+        pthread_mutex_lock(&t->lock);
+        t->dead = true;
+        fail_pending_locked(t, -ECONNRESET);
+        pthread_mutex_unlock(&t->lock);
+}
+
 static void *reader_main(void *userdata) {
         struct unix_transport *t = userdata;
         int fd = t->fd;   /* stable while the reader runs */
@@ -200,41 +249,41 @@ static void *reader_main(void *userdata) {
                 r = read_frame(fd, -1, &f, &len);
                 if (r < 0)
                         break;
-                struct wire_hdr h;
-                (void)wire_hdr_parse(f, &h);
-                if (h.flags & WIRE_F_EVENT) {
-                        handle_event(t, f, len);
-                        free(f);
-                        continue;
-                }
-                if (!(h.flags & WIRE_F_REPLY)) {
-                        free(f);
-                        continue;
-                }
-                pthread_mutex_lock(&t->lock);
-                struct pending *p = t->pending;
-                while (p && p->id != h.id)
-                        p = p->next;
-                if (p && !p->done) {
-                        p->frame = f;
-                        p->len = len;
-                        p->done = true;
-                        pthread_cond_signal(&p->cond);
-                        f = NULL;
-                }
-                pthread_mutex_unlock(&t->lock);
-                if (f) {
-                        log_debug(LOG_SUB_MODULE, "reply for unknown request id %u dropped", h.id);
-                        explicit_bzero(f, len);
-                        free(f);
-                }
+                route_frame(t, f, len);
         }
-        log_debug(LOG_SUB_MODULE, "connection to netcad ended: %s", strerror(-r));
-        pthread_mutex_lock(&t->lock);
-        t->dead = true;
-        fail_pending_locked(t, -ECONNRESET);
-        pthread_mutex_unlock(&t->lock);
+        connection_ended(t, r);
         return NULL;
+}
+
+/* Threadless: wait for p's reply, reading for everybody while nobody else
+ * does.  Called and returns with t->lock held. */
+static void wait_reading(struct unix_transport *t, struct pending *p, int fd) {
+        while (!p->done) {
+                if (t->reading || t->dead) {
+                        if (t->dead && !t->reading)
+                                fail_pending_locked(t, -ECONNRESET);
+                        else
+                                pthread_cond_wait(&p->cond, &t->lock);
+                        continue;
+                }
+                t->reading = true;
+                pthread_mutex_unlock(&t->lock);
+                uint8_t *f = NULL;
+                size_t len = 0;
+                int r = read_frame(fd, -1, &f, &len);
+                if (r < 0)
+                        connection_ended(t, r);
+                else
+                        route_frame(t, f, len);
+                pthread_mutex_lock(&t->lock);
+                t->reading = false;
+        }
+        /* Pass the reading on to a caller still waiting. */
+        for (struct pending *o = t->pending; o; o = o->next)
+                if (o != p && !o->done) {
+                        pthread_cond_signal(&o->cond);
+                        break;
+                }
 }
 
 static int hello(int fd) {
@@ -401,7 +450,10 @@ static int ut_connect(struct rpc_transport *base) {
         pthread_mutex_lock(&t->lock);
         t->fd = fd;
         t->dead = false;
+        t->reading = false;
         pthread_mutex_unlock(&t->lock);
+        if (!t->threaded)
+                return 0;
 
         /* The reader takes no signal meant for the application. */
         sigset_t all, old;
@@ -454,8 +506,11 @@ static int ut_call(struct rpc_transport *base, struct nbuf *frame, uint8_t **ret
                 shutdown(fd, SHUT_RDWR);
                 r = -ENOTCONN;
         } else {
-                while (!p.done)
-                        pthread_cond_wait(&p.cond, &t->lock);
+                if (t->threaded)
+                        while (!p.done)
+                                pthread_cond_wait(&p.cond, &t->lock);
+                else
+                        wait_reading(t, &p, fd);
                 r = p.error;
         }
         /* Unlink. */
@@ -538,10 +593,16 @@ int rpc_transport_unix_new(const char *path, bool autostart, struct rpc_transpor
         }
         t->base.ops = &unix_ops;
         t->autostart = autostart;
+        t->threaded = true;
         t->fd = -1;
         t->dead = true;
         pthread_mutex_init(&t->lock, NULL);
         pthread_mutex_init(&t->wlock, NULL);
         *ret = &t->base;
         return 0;
+}
+
+void rpc_transport_unix_set_threaded(struct rpc_transport *base, bool threaded) {
+        struct unix_transport *t = (struct unix_transport *)base;
+        t->threaded = threaded;
 }

@@ -21,6 +21,7 @@
  * Environment (from meson): NETCA_PKCS11_MODULE, NETCA_NETCAD. */
 #include <cjson/cJSON.h>
 #include <dlfcn.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -589,18 +590,43 @@ static void *worker_main(void *arg) {
         return NULL;
 }
 
-static void scenario_threads(void) {
+static unsigned count_threads(void) {
+        unsigned n = 0;
+        DIR *d = opendir("/proc/self/task");
+        struct dirent *e;
+        while (d && (e = readdir(d)))
+                if (e->d_name[0] != '.')
+                        n++;
+        if (d)
+                closedir(d);
+        return n;
+}
+
+/* Application threads share one connection.  no_threads: the application
+ * forbids library threads (CKF_LIBRARY_CANT_CREATE_OS_THREADS, as GnuTLS
+ * says through p11-kit): the module must work without any thread of its
+ * own, its callers reading replies for each other. */
+static void run_threads(bool no_threads) {
         pthread_t t[N_THREADS];
         unsigned fails[N_THREADS] = { 0 };
         CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
+        if (no_threads)
+                args.flags |= CKF_LIBRARY_CANT_CREATE_OS_THREADS;
 
         if (!start_daemon() || !load())
                 return;
+        unsigned before = count_threads();
         REQUIRE_RV(f->C_Initialize(&args), CKR_OK);
         if (!tu_find_slot(f, LABEL, &thr_slot)) {
                 tu_failures++;
                 return;
         }
+        if (no_threads) {
+                CHECK(count_threads() == before);
+                CK_SLOT_ID ev;
+                CHECK_RV(f->C_WaitForSlotEvent(0, &ev, NULL), CKR_FUNCTION_NOT_SUPPORTED);
+        } else
+                CHECK(count_threads() > before);
         for (int i = 0; i < N_THREADS; i++)
                 pthread_create(&t[i], NULL, worker_main, &fails[i]);
         for (int i = 0; i < N_THREADS; i++) {
@@ -613,6 +639,16 @@ static void scenario_threads(void) {
         CK_TOKEN_INFO ti;
         CHECK_RV(f->C_GetTokenInfo(thr_slot, &ti), CKR_OK);
         CHECK(ti.ulSessionCount == 0);
+        if (no_threads)
+                CHECK(count_threads() == before);
+}
+
+static void scenario_threads(void) {
+        run_threads(false);
+}
+
+static void scenario_nothreads(void) {
+        run_threads(true);
 }
 
 /* A management op through the raw wire; returns the status (0 ok). */
@@ -759,7 +795,7 @@ int main(int argc, char **argv) {
         if (argc == 3 && strcmp(argv[1], "uid-child") == 0)
                 return uid_child(argv[2]);
         if (argc != 2) {
-                fprintf(stderr, "usage: %s fork|restart|nodaemon|uid|killed|finalize|threads|events|version\n", argv[0]);
+                fprintf(stderr, "usage: %s fork|restart|nodaemon|uid|killed|finalize|threads|nothreads|events|version\n", argv[0]);
                 return 2;
         }
         so_path = tu_env_path("NETCA_PKCS11_MODULE");
@@ -781,6 +817,8 @@ int main(int argc, char **argv) {
                 scenario_finalize();
         else if (strcmp(s, "threads") == 0)
                 scenario_threads();
+        else if (strcmp(s, "nothreads") == 0)
+                scenario_nothreads();
         else if (strcmp(s, "events") == 0)
                 scenario_events();
         else if (strcmp(s, "version") == 0)
