@@ -459,7 +459,11 @@ bool wire_get_attrs(struct wire_msg *m, CK_ATTRIBUTE **ret, CK_ULONG *n) {
         for (uint32_t i = 0; i < cnt; i++) {
                 const uint8_t *p;
                 size_t len;
-                if (!get_ulong(&m->buf, &t[i].type) || !nbuf_get_blob(&m->buf, &p, &len)) {
+                if (!get_ulong(&m->buf, &t[i].type) || !nbuf_get_blob(&m->buf, &p, &len) ||
+                    (t[i].type & CKF_ARRAY_ATTRIBUTE)) {
+                        /* Nested templates are refused both ways: their value
+                         * would be taken for an array of CK_ATTRIBUTE. */
+                        nbuf_fail(&m->buf);
                         free(t);
                         return false;
                 }

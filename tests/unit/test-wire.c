@@ -184,11 +184,50 @@ static void test_attrs_and_mechanism(void) {
         wire_msg_done(&m);
 }
 
+/* Nested templates (CKA_WRAP_TEMPLATE...) are refused by both sides: the
+ * decoder must not hand a byte blob to code that expects CK_ATTRIBUTEs. */
+static void test_array_attribute_refused(void) {
+        struct wire_msg m, r;
+        uint8_t junk[16] = { 0 };
+        CK_ATTRIBUTE t[] = { { CKA_WRAP_TEMPLATE, junk, sizeof junk } };
+
+        wire_msg_init_write(&m, WIRE_OP_CREATE_OBJECT, 11, 0);
+        wire_put_u64(&m, 1);
+        wire_put_attrs(&m, t, 1);
+        CHECK(wire_msg_finish(&m) < 0);
+        wire_msg_done(&m);
+
+        /* Hand-made frame carrying one: CREATE_OBJECT "uA". */
+        struct nbuf b;
+        nbuf_init(&b, 256);
+        nbuf_put_u32(&b, 0);
+        nbuf_put_u32(&b, 12);
+        nbuf_put_u16(&b, WIRE_OP_CREATE_OBJECT);
+        nbuf_put_u16(&b, 0);
+        nbuf_put_u64(&b, 1);
+        nbuf_put_u32(&b, 1);
+        nbuf_put_u64(&b, CKA_WRAP_TEMPLATE);
+        nbuf_put_blob(&b, junk, sizeof junk);
+        nbuf_set_u32_at(&b, 0, (uint32_t)(b.len - 4));
+        CHECK(!nbuf_failed(&b));
+        CHECK_OK(wire_msg_init_read(&r, b.data, b.len));
+        uint64_t a;
+        CK_ATTRIBUTE *gt = NULL;
+        CK_ULONG gn = 0;
+        CHECK(wire_get_u64(&r, &a));
+        CHECK(!wire_get_attrs(&r, &gt, &gn));
+        CHECK(gt == NULL);
+        CHECK(wire_msg_failed(&r));
+        wire_msg_done(&r);
+        nbuf_done(&b);
+}
+
 int main(void) {
         test_sign_roundtrip();
         test_signature_mismatch_write();
         test_header_limits();
         test_null_vs_empty();
         test_attrs_and_mechanism();
+        test_array_attribute_refused();
         return 0;
 }
