@@ -1948,6 +1948,24 @@ static CK_RV op_update(struct op *o, const uint8_t *part, size_t len) {
         return nbuf_failed(&o->data) ? CKR_DATA_LEN_RANGE : CKR_OK;
 }
 
+/* C_*Update: feeds the operation; out_len (encrypt/decrypt) is set to 0,
+ * as RSA gives all its output with the final call.  An error ends it. */
+static CK_RV update_run(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kind kind, const uint8_t *part,
+                        size_t len, CK_ULONG_PTR out_len) {
+        struct session *s;
+        struct op *o;
+        CK_RV rv = op_get(cl, h, kind, &s, &o);
+        if (rv != CKR_OK)
+                return rv;
+        rv = op_update(o, part, len);
+        if (rv != CKR_OK)
+                op_reset(o);
+        else if (out_len)
+                *out_len = 0;
+        session_put(s);
+        return rv;
+}
+
 /* Runs a private-key operation (sign or decrypt) in the driver. */
 static int drv_private_op(struct tok *k, enum op_kind kind, struct op *o, const uint8_t *in, size_t in_len,
                           uint8_t *out, size_t *outlen) {
@@ -2053,16 +2071,7 @@ CK_RV core_sign(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data, C
 }
 
 CK_RV core_sign_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len) {
-        struct session *s;
-        struct op *o;
-        CK_RV rv = op_get(cl, h, OP_SIGN, &s, &o);
-        if (rv != CKR_OK)
-                return rv;
-        rv = op_update(o, part, len);
-        if (rv != CKR_OK)
-                op_reset(o);
-        session_put(s);
-        return rv;
+        return update_run(cl, h, OP_SIGN, part, len, NULL);
 }
 
 CK_RV core_sign_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len) {
@@ -2084,18 +2093,7 @@ CK_RV core_decrypt_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_P
                           CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
         if (!out_len)
                 return CKR_ARGUMENTS_BAD;
-        struct session *s;
-        struct op *o;
-        CK_RV rv = op_get(cl, h, OP_DECRYPT, &s, &o);
-        if (rv != CKR_OK)
-                return rv;
-        rv = op_update(o, part, len);
-        if (rv != CKR_OK)
-                op_reset(o);
-        else
-                *out_len = 0; /* RSA: all output comes with the final call */
-        session_put(s);
-        return rv;
+        return update_run(cl, h, OP_DECRYPT, part, len, out_len);
 }
 
 CK_RV core_decrypt_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
@@ -2146,16 +2144,7 @@ CK_RV core_verify(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data,
 }
 
 CK_RV core_verify_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len) {
-        struct session *s;
-        struct op *o;
-        CK_RV rv = op_get(cl, h, OP_VERIFY, &s, &o);
-        if (rv != CKR_OK)
-                return rv;
-        rv = op_update(o, part, len);
-        if (rv != CKR_OK)
-                op_reset(o);
-        session_put(s);
-        return rv;
+        return update_run(cl, h, OP_VERIFY, part, len, NULL);
 }
 
 CK_RV core_verify_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len) {
@@ -2210,18 +2199,7 @@ CK_RV core_encrypt_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_P
                           CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
         if (!out_len)
                 return CKR_ARGUMENTS_BAD;
-        struct session *s;
-        struct op *o;
-        CK_RV rv = op_get(cl, h, OP_ENCRYPT, &s, &o);
-        if (rv != CKR_OK)
-                return rv;
-        rv = op_update(o, part, len);
-        if (rv != CKR_OK)
-                op_reset(o);
-        else
-                *out_len = 0;
-        session_put(s);
-        return rv;
+        return update_run(cl, h, OP_ENCRYPT, part, len, out_len);
 }
 
 CK_RV core_encrypt_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
@@ -2275,16 +2253,7 @@ CK_RV core_digest(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data,
 }
 
 CK_RV core_digest_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len) {
-        struct session *s;
-        struct op *o;
-        CK_RV rv = op_get(cl, h, OP_DIGEST, &s, &o);
-        if (rv != CKR_OK)
-                return rv;
-        rv = op_update(o, part, len);
-        if (rv != CKR_OK)
-                op_reset(o);
-        session_put(s);
-        return rv;
+        return update_run(cl, h, OP_DIGEST, part, len, NULL);
 }
 
 CK_RV core_digest_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
