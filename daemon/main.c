@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,30 @@ static char *default_data_dir(void) {
         if (asprintf(&r, "%s/.local/share/netca", home) < 0)
                 return NULL;
         return r;
+}
+
+/* libevent's buffers carry request frames, some with PINs: its memory is
+ * wiped when freed or moved. */
+static void *ev_malloc(size_t n) {
+        return malloc(n);
+}
+
+static void ev_free(void *p) {
+        if (p)
+                explicit_bzero(p, malloc_usable_size(p));
+        free(p);
+}
+
+static void *ev_realloc(void *p, size_t n) {
+        if (!p)
+                return malloc(n);
+        size_t old = malloc_usable_size(p);
+        void *q = malloc(n ? n : 1);
+        if (!q)
+                return NULL;
+        memcpy(q, p, old < n ? old : n);
+        ev_free(p);
+        return q;
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
@@ -221,6 +246,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "netcad: cannot detach: %s\n", strerror(-r));
                 return 1;
         }
+        event_set_mem_functions(ev_malloc, ev_realloc, ev_free);
         evthread_use_pthreads();
         signal(SIGPIPE, SIG_IGN);
         d.base = event_base_new();
