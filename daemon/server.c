@@ -34,6 +34,7 @@ struct conn {
         bool hello;
         bool events;
         bool reading_paused;
+        bool partial;             /* a frame has begun but not ended (loop thread) */
         struct core_peer peer;
         struct conn *next;        /* srv->conns, guarded by srv->lock */
 };
@@ -56,6 +57,7 @@ struct server {
         bool stopping;
         pthread_t *threads;
         unsigned nthreads;
+        struct timeval frame_timeout; /* a begun frame must end within this */
 };
 
 /* ------------------------------------------------------------------ jobs */
@@ -267,15 +269,31 @@ static bool handle_inline(struct conn *c, const uint8_t *frame, size_t len, uint
                 }
                 free(name);
         } else { /* PING */
-                struct wire_msg r;
-                wire_msg_init_write(&r, WIRE_OP_PING, m.id, WIRE_F_REPLY);
-                wire_put_u64(&r, CKR_OK);
-                if (wire_msg_read_done(&m) == 0 && wire_msg_finish(&r) == 0)
-                        conn_send(c, r.buf.data, r.buf.len);
-                wire_msg_done(&r);
+                /* A PING carries nothing; one with a payload is answered
+                 * with an error rather than left unanswered. */
+                if (wire_msg_read_done(&m) < 0) {
+                        send_error(c, m.id, WIRE_OP_PING, CKR_ARGUMENTS_BAD);
+                } else {
+                        struct wire_msg r;
+                        wire_msg_init_write(&r, WIRE_OP_PING, m.id, WIRE_F_REPLY);
+                        wire_put_u64(&r, CKR_OK);
+                        if (wire_msg_finish(&r) == 0)
+                                conn_send(c, r.buf.data, r.buf.len);
+                        wire_msg_done(&r);
+                }
         }
         wire_msg_done(&m);
         return ok;
+}
+
+/* A client may stay idle between frames for as long as it likes, but one
+ * that begins a frame and stops sending holds a buffer of up to the frame
+ * cap: it gets frame_timeout to finish, then it is dropped.  Loop thread. */
+static void conn_set_partial(struct conn *c, bool partial) {
+        if (partial == c->partial)
+                return;
+        c->partial = partial;
+        bufferevent_set_timeouts(c->bev, partial ? &c->srv->frame_timeout : NULL, NULL);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg) {
@@ -291,8 +309,10 @@ static void read_cb(struct bufferevent *bev, void *arg) {
                 if (full)
                         return;
                 uint8_t hdr[WIRE_HDR_SIZE];
-                if (evbuffer_copyout(in, hdr, sizeof hdr) < (ssize_t)sizeof hdr)
+                if (evbuffer_copyout(in, hdr, sizeof hdr) < (ssize_t)sizeof hdr) {
+                        conn_set_partial(c, evbuffer_get_length(in) > 0);
                         return;
+                }
                 struct wire_hdr h;
                 int r = wire_hdr_parse(hdr, &h);
                 if (r < 0 || (h.flags & (WIRE_F_REPLY | WIRE_F_EVENT))) {
@@ -302,8 +322,10 @@ static void read_cb(struct bufferevent *bev, void *arg) {
                         return;
                 }
                 size_t len = (size_t)h.len + 4;
-                if (evbuffer_get_length(in) < len)
+                if (evbuffer_get_length(in) < len) {
+                        conn_set_partial(c, true);
                         return;
+                }
                 uint8_t *frame = malloc(len);
                 if (!frame) {
                         conn_close(c);
@@ -359,7 +381,12 @@ static void write_cb(struct bufferevent *bev, void *arg) {
 
 static void event_cb(struct bufferevent *bev, short what, void *arg) {
         struct conn *c = arg;
-        if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        if (what & BEV_EVENT_TIMEOUT) {
+                log_warning("client pid %d began a frame and sent nothing more for %ld ms: dropped",
+                            (int)c->peer.pid,
+                            (long)c->srv->frame_timeout.tv_sec * 1000 + c->srv->frame_timeout.tv_usec / 1000);
+                conn_close(c);
+        } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
                 conn_close(c);
 }
 
@@ -503,6 +530,20 @@ int server_new(struct netcad *d, int listen_fd, unsigned workers, struct server 
         if (!s)
                 return -ENOMEM;
         s->d = d;
+        unsigned long ms = 10000;
+        const char *e = getenv("NETCA_FRAME_TIMEOUT_MS");
+        if (e && *e) {
+                char *end;
+                unsigned long v = strtoul(e, &end, 10);
+                if (*end == '\0' && v > 0 && v <= 3600000)
+                        ms = v;
+                else
+                        log_warning("NETCA_FRAME_TIMEOUT_MS=%s is not a number of milliseconds in 1..3600000: "
+                                    "using %lu",
+                                    e, ms);
+        }
+        s->frame_timeout.tv_sec = (time_t)(ms / 1000);
+        s->frame_timeout.tv_usec = (suseconds_t)(ms % 1000) * 1000;
         pthread_mutex_init(&s->lock, NULL);
         pthread_cond_init(&s->cond, NULL);
         int fd = listen_fd, r;

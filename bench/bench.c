@@ -1,0 +1,793 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* bench: throughput and latency of any PKCS#11 module, plus two limits.
+ *
+ * Not a test: it asserts nothing about timings.  bench/run.sh drives it
+ * against netca, SoftHSM2 and SoftHSM2 behind p11-kit server, and prints a
+ * table.  Every measuring mode prints one line per metric:
+ *
+ *     RESULT <metric> <unit> <min> <median> <max> <repetitions>
+ *
+ * Modes (options first, then the mode):
+ *   prepare CERT.DER   log in, generate an EC P-256 and an RSA-2048 key pair
+ *                      and store the certificate: 5 objects (skipped when the
+ *                      token already holds 5)
+ *   p11 METRIC...      sessinfo tokeninfo slotlist enum ecdsa ecdsa2 rsa
+ *   fresh              spawns itself N times (mode fresh-child) and times
+ *                      each process from fork to exit (ms)
+ *   fresh-child        C_Initialize + C_GetSlotList + C_GetTokenInfo + C_Finalize
+ *   sessions           opens -n sessions, prints "ready", waits for a line on
+ *                      stdin, closes them (the script reads the daemon's RSS)
+ *   pingpong           64-byte round trips over a Unix stream socket pair
+ *                      between two processes
+ *   mbedtls            in-process mbedTLS ECDSA P-256 signatures, -t threads
+ */
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecdsa.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/x509_crt.h>
+
+#include "common/p11.h"
+
+#define MAX_THREADS 8
+#define P11_THREADS 2 /* sessions opened by mode p11: one per thread */
+#define MAX_OBJECTS 64
+
+static const char *opt_module;
+static const char *opt_label;
+static const char *opt_pin;
+static double opt_duration = 1.0;
+static unsigned opt_reps = 5;
+static unsigned opt_count = 1000;
+static unsigned opt_threads = 1;
+static const char *self_path;
+
+static CK_FUNCTION_LIST_PTR p11;
+static CK_SLOT_ID slot;
+
+static double now(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static _Noreturn void die(const char *what, CK_RV rv) {
+        fprintf(stderr, "bench: %s failed: CKR 0x%lx\n", what, (unsigned long)rv);
+        exit(EXIT_FAILURE);
+}
+
+#define CHECK(call)                      \
+        do {                             \
+                CK_RV _rv = (call);      \
+                if (_rv != CKR_OK)       \
+                        die(#call, _rv); \
+        } while (0)
+
+static int cmp_double(const void *a, const void *b) {
+        double x = *(const double *)a, y = *(const double *)b;
+
+        return (x > y) - (x < y);
+}
+
+static void report(const char *metric, const char *unit, double *v, unsigned n) {
+        qsort(v, n, sizeof(double), cmp_double);
+        double med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+        printf("RESULT %s %s %.6g %.6g %.6g %u\n", metric, unit, v[0], med, v[n - 1], n);
+        fflush(stdout);
+}
+
+/* ---- module loading ---- */
+
+static void load_module(void) {
+        CK_C_GetFunctionList get;
+        void *h;
+
+        h = dlopen(opt_module, RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+                fprintf(stderr, "bench: dlopen %s: %s\n", opt_module, dlerror());
+                exit(EXIT_FAILURE);
+        }
+        get = (CK_C_GetFunctionList)dlsym(h, "C_GetFunctionList");
+        if (!get) {
+                fprintf(stderr, "bench: %s has no C_GetFunctionList\n", opt_module);
+                exit(EXIT_FAILURE);
+        }
+        CHECK(get(&p11));
+}
+
+static void initialize(void) {
+        CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
+
+        CHECK(p11->C_Initialize(&args));
+}
+
+static bool label_matches(const CK_UTF8CHAR label[32]) {
+        size_t n = strlen(opt_label);
+
+        if (n > 32 || memcmp(label, opt_label, n) != 0)
+                return false;
+        for (size_t i = n; i < 32; i++)
+                if (label[i] != ' ')
+                        return false;
+        return true;
+}
+
+/* Finds the slot holding the token labelled opt_label. */
+static void find_slot(void) {
+        CK_SLOT_ID slots[64];
+        CK_ULONG n = 64;
+        CK_TOKEN_INFO ti;
+
+        CHECK(p11->C_GetSlotList(CK_TRUE, slots, &n));
+        for (CK_ULONG i = 0; i < n; i++) {
+                if (p11->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
+                        continue;
+                if (label_matches(ti.label)) {
+                        slot = slots[i];
+                        return;
+                }
+        }
+        fprintf(stderr, "bench: no token labelled '%s' in %s\n", opt_label, opt_module);
+        exit(EXIT_FAILURE);
+}
+
+static CK_SESSION_HANDLE open_session(void) {
+        CK_SESSION_HANDLE s;
+
+        CHECK(p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s));
+        return s;
+}
+
+static void login(CK_SESSION_HANDLE s) {
+        CK_RV rv;
+
+        if (!opt_pin) {
+                fprintf(stderr, "bench: this mode needs --pin\n");
+                exit(EXIT_FAILURE);
+        }
+        rv = p11->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)opt_pin, strlen(opt_pin));
+        if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
+                die("C_Login", rv);
+}
+
+static CK_ULONG find_all(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *objs, CK_ULONG max) {
+        CK_ULONG n = 0;
+
+        CHECK(p11->C_FindObjectsInit(s, NULL, 0));
+        CHECK(p11->C_FindObjects(s, objs, max, &n));
+        CHECK(p11->C_FindObjectsFinal(s));
+        return n;
+}
+
+static CK_OBJECT_HANDLE find_key(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt) {
+        CK_ATTRIBUTE tmpl[] = {
+                { CKA_CLASS, &cls, sizeof(cls) },
+                { CKA_KEY_TYPE, &kt, sizeof(kt) },
+        };
+        CK_OBJECT_HANDLE o;
+        CK_ULONG n = 0;
+
+        CHECK(p11->C_FindObjectsInit(s, tmpl, 2));
+        CHECK(p11->C_FindObjects(s, &o, 1, &n));
+        CHECK(p11->C_FindObjectsFinal(s));
+        if (n != 1) {
+                fprintf(stderr, "bench: key (class %lu, type %lu) not found; run prepare\n", (unsigned long)cls,
+                        (unsigned long)kt);
+                exit(EXIT_FAILURE);
+        }
+        return o;
+}
+
+/* ---- prepare ---- */
+
+static void *read_file(const char *path, size_t *ret_len) {
+        FILE *f = fopen(path, "rbe");
+        unsigned char *buf = NULL;
+        size_t len = 0, cap = 0;
+
+        if (!f) {
+                fprintf(stderr, "bench: %s: %s\n", path, strerror(errno));
+                exit(EXIT_FAILURE);
+        }
+        for (;;) {
+                if (len == cap) {
+                        cap = cap ? cap * 2 : 4096;
+                        buf = realloc(buf, cap);
+                        if (!buf)
+                                abort();
+                }
+                size_t k = fread(buf + len, 1, cap - len, f);
+                if (k == 0)
+                        break;
+                len += k;
+        }
+        fclose(f);
+        *ret_len = len;
+        return buf;
+}
+
+static void prepare(const char *cert_path) {
+        static const CK_BYTE p256_oid[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+        CK_BBOOL t = CK_TRUE;
+        CK_BYTE id_ec[] = { 0x01 }, id_rsa[] = { 0x02 };
+        CK_ULONG bits = 2048;
+        CK_BYTE e[] = { 0x01, 0x00, 0x01 };
+        CK_OBJECT_HANDLE objs[MAX_OBJECTS], pub, priv, cert;
+        CK_SESSION_HANDLE s;
+        CK_ULONG n;
+
+        load_module();
+        initialize();
+        find_slot();
+        s = open_session();
+        login(s);
+
+        n = find_all(s, objs, MAX_OBJECTS);
+        if (n == 5) {
+                fprintf(stderr, "bench: token '%s' already holds 5 objects\n", opt_label);
+                goto out;
+        }
+        if (n != 0) {
+                fprintf(stderr, "bench: token '%s' holds %lu objects, expected 0 or 5\n", opt_label, (unsigned long)n);
+                exit(EXIT_FAILURE);
+        }
+
+        {
+                CK_MECHANISM mech = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+                CK_ATTRIBUTE pubt[] = {
+                        { CKA_TOKEN, &t, sizeof(t) },
+                        { CKA_VERIFY, &t, sizeof(t) },
+                        { CKA_EC_PARAMS, (void *)p256_oid, sizeof(p256_oid) },
+                        { CKA_ID, id_ec, sizeof(id_ec) },
+                        { CKA_LABEL, "bench-ec", 8 },
+                };
+                CK_ATTRIBUTE privt[] = {
+                        { CKA_TOKEN, &t, sizeof(t) },     { CKA_PRIVATE, &t, sizeof(t) },
+                        { CKA_SENSITIVE, &t, sizeof(t) }, { CKA_SIGN, &t, sizeof(t) },
+                        { CKA_ID, id_ec, sizeof(id_ec) }, { CKA_LABEL, "bench-ec", 8 },
+                };
+                CHECK(p11->C_GenerateKeyPair(s, &mech, pubt, 5, privt, 6, &pub, &priv));
+        }
+        {
+                CK_MECHANISM mech = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
+                CK_ATTRIBUTE pubt[] = {
+                        { CKA_TOKEN, &t, sizeof(t) },
+                        { CKA_VERIFY, &t, sizeof(t) },
+                        { CKA_MODULUS_BITS, &bits, sizeof(bits) },
+                        { CKA_PUBLIC_EXPONENT, e, sizeof(e) },
+                        { CKA_ID, id_rsa, sizeof(id_rsa) },
+                        { CKA_LABEL, "bench-rsa", 9 },
+                };
+                CK_ATTRIBUTE privt[] = {
+                        { CKA_TOKEN, &t, sizeof(t) },       { CKA_PRIVATE, &t, sizeof(t) },
+                        { CKA_SENSITIVE, &t, sizeof(t) },   { CKA_SIGN, &t, sizeof(t) },
+                        { CKA_ID, id_rsa, sizeof(id_rsa) }, { CKA_LABEL, "bench-rsa", 9 },
+                };
+                CHECK(p11->C_GenerateKeyPair(s, &mech, pubt, 6, privt, 6, &pub, &priv));
+        }
+        {
+                mbedtls_x509_crt crt;
+                CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+                CK_CERTIFICATE_TYPE ct = CKC_X_509;
+                size_t len;
+                void *der = read_file(cert_path, &len);
+
+                mbedtls_x509_crt_init(&crt);
+                if (mbedtls_x509_crt_parse_der(&crt, der, len) != 0) {
+                        fprintf(stderr, "bench: %s is not a DER X.509 certificate\n", cert_path);
+                        exit(EXIT_FAILURE);
+                }
+                CK_ATTRIBUTE certt[] = {
+                        { CKA_CLASS, &cls, sizeof(cls) },
+                        { CKA_CERTIFICATE_TYPE, &ct, sizeof(ct) },
+                        { CKA_TOKEN, &t, sizeof(t) },
+                        { CKA_ID, id_rsa, sizeof(id_rsa) },
+                        { CKA_LABEL, "bench-rsa", 9 },
+                        { CKA_SUBJECT, crt.subject_raw.p, crt.subject_raw.len },
+                        { CKA_ISSUER, crt.issuer_raw.p, crt.issuer_raw.len },
+                        { CKA_VALUE, der, len },
+                };
+                CHECK(p11->C_CreateObject(s, certt, sizeof(certt) / sizeof(certt[0]), &cert));
+                mbedtls_x509_crt_free(&crt);
+                free(der);
+        }
+        n = find_all(s, objs, MAX_OBJECTS);
+        fprintf(stderr, "bench: token '%s' now holds %lu objects\n", opt_label, (unsigned long)n);
+        if (n != 5)
+                exit(EXIT_FAILURE);
+out:
+        p11->C_CloseSession(s);
+        p11->C_Finalize(NULL);
+}
+
+/* ---- the PKCS#11 loops ---- */
+
+enum metric {
+        M_SESSINFO,
+        M_TOKENINFO,
+        M_SLOTLIST,
+        M_ENUM,
+        M_ECDSA,
+        M_RSA,
+};
+
+struct worker {
+        pthread_t thread;
+        enum metric metric;
+        CK_SESSION_HANDLE session;
+        CK_OBJECT_HANDLE key;
+        double duration;
+        uint64_t ops;
+        pthread_barrier_t *barrier;
+};
+
+static void one_op(struct worker *w) {
+        switch (w->metric) {
+        case M_SESSINFO: {
+                CK_SESSION_INFO si;
+                CHECK(p11->C_GetSessionInfo(w->session, &si));
+                break;
+        }
+        case M_TOKENINFO: {
+                CK_TOKEN_INFO ti;
+                CHECK(p11->C_GetTokenInfo(slot, &ti));
+                break;
+        }
+        case M_SLOTLIST: {
+                CK_SLOT_ID slots[64];
+                CK_ULONG n = 64;
+                CHECK(p11->C_GetSlotList(CK_TRUE, slots, &n));
+                break;
+        }
+        case M_ENUM: {
+                CK_OBJECT_HANDLE objs[MAX_OBJECTS];
+                CK_ULONG n = find_all(w->session, objs, MAX_OBJECTS);
+
+                if (n != 5) {
+                        fprintf(stderr, "bench: enumeration found %lu objects, expected 5\n", (unsigned long)n);
+                        exit(EXIT_FAILURE);
+                }
+                for (CK_ULONG i = 0; i < n; i++) {
+                        CK_OBJECT_CLASS cls;
+                        CK_BYTE id[64];
+                        CK_UTF8CHAR label[128];
+                        CK_ATTRIBUTE a[] = {
+                                { CKA_CLASS, &cls, sizeof(cls) },
+                                { CKA_ID, id, sizeof(id) },
+                                { CKA_LABEL, label, sizeof(label) },
+                        };
+                        CHECK(p11->C_GetAttributeValue(w->session, objs[i], a, 3));
+                }
+                break;
+        }
+        case M_ECDSA: {
+                CK_MECHANISM mech = { CKM_ECDSA, NULL, 0 };
+                CK_BYTE hash[32] = { 1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
+                                     17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32 };
+                CK_BYTE sig[132];
+                CK_ULONG len = sizeof(sig);
+                CHECK(p11->C_SignInit(w->session, &mech, w->key));
+                CHECK(p11->C_Sign(w->session, hash, sizeof(hash), sig, &len));
+                break;
+        }
+        case M_RSA: {
+                CK_MECHANISM mech = { CKM_SHA256_RSA_PKCS, NULL, 0 };
+                CK_BYTE data[32] = { 42 };
+                CK_BYTE sig[512];
+                CK_ULONG len = sizeof(sig);
+                CHECK(p11->C_SignInit(w->session, &mech, w->key));
+                CHECK(p11->C_Sign(w->session, data, sizeof(data), sig, &len));
+                break;
+        }
+        }
+}
+
+static void *worker_run(void *userdata) {
+        struct worker *w = userdata;
+        /* Read the clock every `batch` operations: cheap calls would
+         * otherwise measure clock_gettime too. */
+        unsigned batch = w->metric <= M_SLOTLIST ? 32 : 1;
+        double start, end;
+
+        pthread_barrier_wait(w->barrier);
+        start = now();
+        end = start + w->duration;
+        w->ops = 0;
+        for (;;) {
+                for (unsigned i = 0; i < batch; i++)
+                        one_op(w);
+                w->ops += batch;
+                if (now() >= end)
+                        break;
+        }
+        w->duration = now() - start;
+        return NULL;
+}
+
+/* Runs the metric on nthreads threads, one session each, and returns the
+ * total operations per second. */
+static double run_once(enum metric m, unsigned nthreads, CK_SESSION_HANDLE *sessions, CK_OBJECT_HANDLE key) {
+        struct worker w[MAX_THREADS] = {};
+        pthread_barrier_t barrier;
+        double rate = 0;
+
+        pthread_barrier_init(&barrier, NULL, nthreads);
+        for (unsigned i = 0; i < nthreads; i++) {
+                w[i] = (struct worker){
+                        .metric = m,
+                        .session = sessions[i],
+                        .key = key,
+                        .duration = opt_duration,
+                        .barrier = &barrier,
+                };
+                if (pthread_create(&w[i].thread, NULL, worker_run, &w[i]) != 0) {
+                        fprintf(stderr, "bench: pthread_create failed\n");
+                        exit(EXIT_FAILURE);
+                }
+        }
+        for (unsigned i = 0; i < nthreads; i++) {
+                pthread_join(w[i].thread, NULL);
+                rate += (double)w[i].ops / w[i].duration;
+        }
+        pthread_barrier_destroy(&barrier);
+        return rate;
+}
+
+static const struct {
+        const char *name;
+        enum metric metric;
+        unsigned threads;
+} metrics[] = {
+        { "sessinfo", M_SESSINFO, 1 }, { "tokeninfo", M_TOKENINFO, 1 }, { "slotlist", M_SLOTLIST, 1 },
+        { "enum", M_ENUM, 1 },         { "ecdsa", M_ECDSA, 1 },         { "ecdsa2", M_ECDSA, 2 },
+        { "rsa", M_RSA, 1 },
+};
+
+static void bench_p11(int argc, char **argv) {
+        CK_SESSION_HANDLE sessions[P11_THREADS];
+        CK_OBJECT_HANDLE ec_key, rsa_key;
+        double v[opt_reps];
+
+        load_module();
+        initialize();
+        find_slot();
+        for (unsigned i = 0; i < P11_THREADS; i++)
+                sessions[i] = open_session();
+        login(sessions[0]);
+        ec_key = find_key(sessions[0], CKO_PRIVATE_KEY, CKK_EC);
+        rsa_key = find_key(sessions[0], CKO_PRIVATE_KEY, CKK_RSA);
+
+        for (int a = 0; a < argc; a++) {
+                size_t k;
+
+                for (k = 0; k < sizeof(metrics) / sizeof(metrics[0]); k++)
+                        if (strcmp(metrics[k].name, argv[a]) == 0)
+                                break;
+                if (k == sizeof(metrics) / sizeof(metrics[0])) {
+                        fprintf(stderr, "bench: unknown metric '%s'\n", argv[a]);
+                        exit(EXIT_FAILURE);
+                }
+                CK_OBJECT_HANDLE key = metrics[k].metric == M_RSA ? rsa_key : ec_key;
+                /* A short warm-up, not counted. */
+                double saved = opt_duration;
+                opt_duration = 0.1;
+                run_once(metrics[k].metric, metrics[k].threads, sessions, key);
+                opt_duration = saved;
+                for (unsigned r = 0; r < opt_reps; r++)
+                        v[r] = run_once(metrics[k].metric, metrics[k].threads, sessions, key);
+                report(metrics[k].name, "ops/s", v, opt_reps);
+        }
+        for (unsigned i = 0; i < P11_THREADS; i++)
+                p11->C_CloseSession(sessions[i]);
+        p11->C_Finalize(NULL);
+}
+
+/* ---- fresh process ---- */
+
+static int fresh_child(void) {
+        CK_SLOT_ID slots[64];
+        CK_ULONG n = 64;
+        CK_TOKEN_INFO ti;
+        bool found = false;
+
+        if (strcmp(opt_module, "none") == 0)
+                return 0;
+        load_module();
+        initialize();
+        CHECK(p11->C_GetSlotList(CK_TRUE, slots, &n));
+        for (CK_ULONG i = 0; i < n && !found; i++)
+                if (p11->C_GetTokenInfo(slots[i], &ti) == CKR_OK && label_matches(ti.label))
+                        found = true;
+        p11->C_Finalize(NULL);
+        return found ? 0 : 2;
+}
+
+static void bench_fresh(void) {
+        double v[opt_count];
+
+        for (unsigned i = 0; i < opt_count; i++) {
+                double start = now();
+                int status;
+                pid_t pid = fork();
+
+                if (pid < 0) {
+                        perror("bench: fork");
+                        exit(EXIT_FAILURE);
+                }
+                if (pid == 0) {
+                        execl(self_path, self_path, "-m", opt_module, "-l", opt_label, "fresh-child", (char *)NULL);
+                        _exit(127);
+                }
+                if (waitpid(pid, &status, 0) < 0) {
+                        perror("bench: waitpid");
+                        exit(EXIT_FAILURE);
+                }
+                v[i] = (now() - start) * 1000;
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                        fprintf(stderr, "bench: fresh-child failed (status 0x%x)\n", status);
+                        exit(EXIT_FAILURE);
+                }
+        }
+        report(strcmp(opt_module, "none") == 0 ? "fresh-exec-only" : "fresh", "ms", v, opt_count);
+}
+
+/* ---- many sessions ---- */
+
+static void bench_sessions(void) {
+        CK_SESSION_HANDLE *s = calloc(opt_count, sizeof(*s));
+        char line[16];
+
+        if (!s)
+                abort();
+        load_module();
+        initialize();
+        find_slot();
+        for (unsigned i = 0; i < opt_count; i++)
+                s[i] = open_session();
+        if (opt_pin)
+                login(s[0]);
+        printf("ready %u\n", opt_count);
+        fflush(stdout);
+        (void)fgets(line, sizeof(line), stdin);
+        for (unsigned i = 0; i < opt_count; i++)
+                p11->C_CloseSession(s[i]);
+        p11->C_Finalize(NULL);
+        free(s);
+}
+
+/* ---- limit: Unix socket ping-pong ---- */
+
+static int full_io(int fd, unsigned char *buf, size_t len, bool wr) {
+        size_t done = 0;
+
+        while (done < len) {
+                ssize_t k = wr ? write(fd, buf + done, len - done) : read(fd, buf + done, len - done);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return -1;
+                done += (size_t)k;
+        }
+        return 0;
+}
+
+static void bench_pingpong(void) {
+        unsigned char buf[64] = { 7 };
+        double v[opt_reps];
+        int sv[2];
+        pid_t pid;
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+                perror("bench: socketpair");
+                exit(EXIT_FAILURE);
+        }
+        pid = fork();
+        if (pid < 0) {
+                perror("bench: fork");
+                exit(EXIT_FAILURE);
+        }
+        if (pid == 0) {
+                close(sv[0]);
+                while (full_io(sv[1], buf, sizeof(buf), false) == 0)
+                        if (full_io(sv[1], buf, sizeof(buf), true) < 0)
+                                break;
+                _exit(0);
+        }
+        close(sv[1]);
+        for (unsigned r = 0; r < opt_reps; r++) {
+                double start = now(), end = start + opt_duration, t;
+                uint64_t n = 0;
+
+                do {
+                        for (unsigned i = 0; i < 64; i++)
+                                if (full_io(sv[0], buf, sizeof(buf), true) < 0 ||
+                                    full_io(sv[0], buf, sizeof(buf), false) < 0) {
+                                        fprintf(stderr, "bench: ping-pong I/O failed\n");
+                                        exit(EXIT_FAILURE);
+                                }
+                        n += 64;
+                        t = now();
+                } while (t < end);
+                v[r] = (double)n / (t - start);
+        }
+        close(sv[0]);
+        waitpid(pid, NULL, 0);
+        report("pingpong", "rt/s", v, opt_reps);
+}
+
+/* ---- limit: in-process mbedTLS ECDSA ---- */
+
+struct mworker {
+        pthread_t thread;
+        mbedtls_ecdsa_context key;
+        mbedtls_ctr_drbg_context drbg;
+        mbedtls_entropy_context entropy;
+        pthread_barrier_t *barrier;
+        double duration;
+        uint64_t ops;
+};
+
+static void *mworker_run(void *userdata) {
+        struct mworker *w = userdata;
+        unsigned char hash[32] = { 1, 2, 3 };
+        mbedtls_mpi r, s;
+        double start, end;
+
+        mbedtls_mpi_init(&r);
+        mbedtls_mpi_init(&s);
+        pthread_barrier_wait(w->barrier);
+        start = now();
+        end = start + w->duration;
+        w->ops = 0;
+        do {
+                if (mbedtls_ecdsa_sign(&w->key.grp, &r, &s, &w->key.d, hash, sizeof(hash), mbedtls_ctr_drbg_random,
+                                       &w->drbg) != 0) {
+                        fprintf(stderr, "bench: mbedtls_ecdsa_sign failed\n");
+                        exit(EXIT_FAILURE);
+                }
+                w->ops++;
+        } while (now() < end);
+        w->duration = now() - start;
+        mbedtls_mpi_free(&r);
+        mbedtls_mpi_free(&s);
+        return NULL;
+}
+
+static void bench_mbedtls(void) {
+        struct mworker w[MAX_THREADS] = {};
+        unsigned nt = opt_threads;
+        double v[opt_reps];
+        char name[32];
+
+        for (unsigned i = 0; i < nt; i++) {
+                mbedtls_entropy_init(&w[i].entropy);
+                mbedtls_ctr_drbg_init(&w[i].drbg);
+                mbedtls_ecdsa_init(&w[i].key);
+                if (mbedtls_ctr_drbg_seed(&w[i].drbg, mbedtls_entropy_func, &w[i].entropy,
+                                          (const unsigned char *)"bench", 5) != 0 ||
+                    mbedtls_ecdsa_genkey(&w[i].key, MBEDTLS_ECP_DP_SECP256R1, mbedtls_ctr_drbg_random, &w[i].drbg) !=
+                            0) {
+                        fprintf(stderr, "bench: mbedTLS setup failed\n");
+                        exit(EXIT_FAILURE);
+                }
+        }
+        for (int r = -1; r < (int)opt_reps; r++) {
+                pthread_barrier_t barrier;
+                double rate = 0;
+
+                pthread_barrier_init(&barrier, NULL, nt);
+                for (unsigned i = 0; i < nt; i++) {
+                        w[i].barrier = &barrier;
+                        w[i].duration = r < 0 ? 0.1 : opt_duration; /* r = -1: warm-up */
+                        pthread_create(&w[i].thread, NULL, mworker_run, &w[i]);
+                }
+                for (unsigned i = 0; i < nt; i++) {
+                        pthread_join(w[i].thread, NULL);
+                        rate += (double)w[i].ops / w[i].duration;
+                }
+                pthread_barrier_destroy(&barrier);
+                if (r >= 0)
+                        v[r] = rate;
+        }
+        for (unsigned i = 0; i < nt; i++) {
+                mbedtls_ecdsa_free(&w[i].key);
+                mbedtls_ctr_drbg_free(&w[i].drbg);
+                mbedtls_entropy_free(&w[i].entropy);
+        }
+        snprintf(name, sizeof(name), nt == 1 ? "mbedtls-ecdsa" : "mbedtls-ecdsa%u", nt);
+        report(name, "ops/s", v, opt_reps);
+}
+
+/* ---- main ---- */
+
+static _Noreturn void usage(int rc) {
+        fprintf(rc ? stderr : stdout, "usage: bench [OPTIONS] MODE [ARGS...]\n"
+                                      "  -m, --module PATH    PKCS#11 module\n"
+                                      "  -l, --label LABEL    token label\n"
+                                      "  -p, --pin PIN        user PIN (also from $BENCH_PIN)\n"
+                                      "  -d, --duration SEC   length of one repetition (default 1)\n"
+                                      "  -r, --reps N         repetitions (default 5)\n"
+                                      "  -n, --count N        fresh: processes; sessions: sessions (default 1000)\n"
+                                      "  -t, --threads N      mbedtls: threads (default 1)\n"
+                                      "modes: prepare CERT.DER | p11 METRIC... | fresh | fresh-child | sessions |\n"
+                                      "       pingpong | mbedtls\n"
+                                      "metrics: sessinfo tokeninfo slotlist enum ecdsa ecdsa2 rsa\n");
+        exit(rc);
+}
+
+int main(int argc, char **argv) {
+        static const struct option opts[] = { { "module", required_argument, NULL, 'm' },
+                                              { "label", required_argument, NULL, 'l' },
+                                              { "pin", required_argument, NULL, 'p' },
+                                              { "duration", required_argument, NULL, 'd' },
+                                              { "reps", required_argument, NULL, 'r' },
+                                              { "count", required_argument, NULL, 'n' },
+                                              { "threads", required_argument, NULL, 't' },
+                                              { "help", no_argument, NULL, 'h' },
+                                              {} };
+        const char *mode;
+        int c;
+
+        self_path = "/proc/self/exe";
+        opt_pin = getenv("BENCH_PIN");
+        while ((c = getopt_long(argc, argv, "+m:l:p:d:r:n:t:h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'm': opt_module = optarg; break;
+                case 'l': opt_label = optarg; break;
+                case 'p': opt_pin = optarg; break;
+                case 'd': opt_duration = strtod(optarg, NULL); break;
+                case 'r': opt_reps = (unsigned)strtoul(optarg, NULL, 10); break;
+                case 'n': opt_count = (unsigned)strtoul(optarg, NULL, 10); break;
+                case 't': opt_threads = (unsigned)strtoul(optarg, NULL, 10); break;
+                case 'h': usage(0);
+                default: usage(2);
+                }
+        }
+        if (optind >= argc)
+                usage(2);
+        if (opt_reps < 1 || opt_reps > 1000 || opt_count < 1 || opt_count > 100000 || opt_threads < 1 ||
+            opt_threads > MAX_THREADS || !(opt_duration > 0))
+                usage(2);
+        mode = argv[optind++];
+
+        if (strcmp(mode, "pingpong") == 0) {
+                bench_pingpong();
+                return 0;
+        }
+        if (strcmp(mode, "mbedtls") == 0) {
+                bench_mbedtls();
+                return 0;
+        }
+        if (!opt_module || !opt_label)
+                usage(2);
+        if (strcmp(mode, "fresh-child") == 0)
+                return fresh_child();
+        if (strcmp(mode, "fresh") == 0)
+                bench_fresh();
+        else if (strcmp(mode, "sessions") == 0)
+                bench_sessions();
+        else if (strcmp(mode, "prepare") == 0 && optind < argc)
+                prepare(argv[optind]);
+        else if (strcmp(mode, "p11") == 0 && optind < argc)
+                bench_p11(argc - optind, argv + optind);
+        else
+                usage(2);
+        return 0;
+}

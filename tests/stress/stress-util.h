@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Helpers for the stress suite: the daemon's resources as /proc shows them,
+ * a raw wire client, pipes with deadlines, the scale factor. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/p11.h"
+#include "common/wire.h"
+
+/* Were we (and so, with the same build options, the daemon) built with
+ * AddressSanitizer?  Its quarantine keeps freed memory resident, so RSS
+ * bounds are reported but not asserted then. */
+#if defined(__SANITIZE_ADDRESS__)
+#define STRESS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STRESS_ASAN 1
+#endif
+#endif
+#ifndef STRESS_ASAN
+#define STRESS_ASAN 0
+#endif
+
+/* NETCA_STRESS_SCALE (default 1.0, clamped to 0.01..10): multiplies loop
+ * counts.  Returns max(lo, round(n * scale)). */
+unsigned stress_scaled(unsigned n, unsigned lo);
+/* NETCA_STRESS_SEED or the time; printed so a run can be replayed. */
+uint64_t stress_seed(void);
+uint64_t stress_rand(uint64_t *state);
+
+void stress_sleep_ms(unsigned ms);
+uint64_t stress_now_ms(void);
+
+/* /proc/PID/fd entries, or -1.  VmRSS in kB, or -1. */
+long proc_fd_count(pid_t pid);
+long proc_rss_kb(pid_t pid);
+
+/* Raw wire client.  All reads have a deadline. */
+int raw_connect(const char *path);
+int raw_send_all(int fd, const void *p, size_t n);
+int raw_send_msg(int fd, struct wire_msg *m);
+/* One frame (malloc'd, header included): 0, -ECONNRESET (EOF or reset),
+ * -ETIMEDOUT, -EBADMSG (bad header). */
+int raw_read_frame(int fd, unsigned timeout_ms, uint8_t **ret, size_t *ret_len);
+/* 0 when the peer closed the connection within timeout_ms (reading and
+ * discarding whatever came first), -ETIMEDOUT otherwise. */
+int raw_wait_closed(int fd, unsigned timeout_ms);
+/* HELLO with our version: 0 accepted. */
+int raw_hello(int fd);
+/* PING round trip: 0 ok. */
+int raw_ping(int fd, uint32_t id);
+/* MGMT_STATUS "clients" (includes the asking connection), or -errno. */
+int raw_status_clients(const char *sock);
+
+/* Pipes: one line ("X...\n") with a deadline.  0, -ETIMEDOUT, -EPIPE (EOF). */
+int pipe_read_line(int fd, unsigned timeout_ms, char *buf, size_t size);
+int pipe_write_line(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ECDSA P-256 key pair on the token (CKA_TOKEN, label, id 0x42). */
+CK_RV stress_gen_p256(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE h, const char *label,
+                      CK_OBJECT_HANDLE *ret_pub, CK_OBJECT_HANDLE *ret_priv);
+/* The one object of class cls with this label: CKR_OK, or
+ * CKR_GENERAL_ERROR when there is not exactly one. */
+CK_RV stress_find_one(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls, const char *label,
+                      CK_OBJECT_HANDLE *ret);
