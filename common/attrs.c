@@ -118,6 +118,48 @@ bool nattrs_match(const struct nattrs *a, const CK_ATTRIBUTE *t, CK_ULONG n) {
         return true;
 }
 
+bool nattrs_is_sensitive(const struct nattrs *a, CK_ATTRIBUTE_TYPE type) {
+        static const CK_ATTRIBUTE_TYPE secret_parts[] = {
+                CKA_VALUE,      CKA_PRIVATE_EXPONENT, CKA_PRIME_1,     CKA_PRIME_2,
+                CKA_EXPONENT_1, CKA_EXPONENT_2,       CKA_COEFFICIENT,
+        };
+        CK_ULONG cls;
+        if (!nattrs_get_ulong(a, CKA_CLASS, &cls) || (cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY))
+                return false;
+        for (size_t i = 0; i < sizeof secret_parts / sizeof secret_parts[0]; i++)
+                if (secret_parts[i] == type)
+                        return true;
+        return false;
+}
+
+CK_RV nattrs_answer(const struct nattrs *a, CK_ATTRIBUTE *t, CK_ULONG n) {
+        CK_RV rv = CKR_OK;
+        for (CK_ULONG i = 0; i < n; i++) {
+                const struct nattr *e = NULL;
+                bool sensitive = nattrs_is_sensitive(a, t[i].type);
+                if (sensitive || !(e = find(a, t[i].type))) {
+                        t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                        if (sensitive)
+                                rv = CKR_ATTRIBUTE_SENSITIVE;
+                        else if (rv == CKR_OK)
+                                rv = CKR_ATTRIBUTE_TYPE_INVALID;
+                        continue;
+                }
+                if (!t[i].pValue)
+                        t[i].ulValueLen = e->len;
+                else if (t[i].ulValueLen >= e->len) {
+                        if (e->len)
+                                memcpy(t[i].pValue, e->value, e->len);
+                        t[i].ulValueLen = e->len;
+                } else {
+                        t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                        if (rv == CKR_OK)
+                                rv = CKR_BUFFER_TOO_SMALL;
+                }
+        }
+        return rv;
+}
+
 int nattrs_from_template(struct nattrs *a, const CK_ATTRIBUTE *t, CK_ULONG n) {
         struct nattrs tmp;
         nattrs_init(&tmp);

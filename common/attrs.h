@@ -47,6 +47,18 @@ bool nattrs_match(const struct nattrs *a, const CK_ATTRIBUTE *t, CK_ULONG n);
  * non-zero length. */
 int nattrs_from_template(struct nattrs *a, const CK_ATTRIBUTE *t, CK_ULONG n);
 int nattrs_copy(struct nattrs *dst, const struct nattrs *src);
+/* Whether an attribute of this object is sensitive: never given out (the
+ * secret parts of private and secret keys).  Depends only on CKA_CLASS and
+ * the type, so that the module can apply the same rule to its copies. */
+bool nattrs_is_sensitive(const struct nattrs *a, CK_ATTRIBUTE_TYPE type);
+/* C_GetAttributeValue on this object, with PKCS#11's per-attribute rules:
+ * sensitive -> CK_UNAVAILABLE_INFORMATION and CKR_ATTRIBUTE_SENSITIVE (which
+ * wins over the others); absent -> CK_UNAVAILABLE_INFORMATION and
+ * CKR_ATTRIBUTE_TYPE_INVALID; NULL pValue -> the length; too small ->
+ * CK_UNAVAILABLE_INFORMATION and CKR_BUFFER_TOO_SMALL.  Every attribute of
+ * the template is answered whatever the others give.  One implementation for
+ * the daemon and the module's copies, so that both answer alike. */
+CK_RV nattrs_answer(const struct nattrs *a, CK_ATTRIBUTE *t, CK_ULONG n);
 /* Storage form: u32 count, then (u64 type, blob value) per attribute. */
 void nattrs_serialize(const struct nattrs *a, struct nbuf *out);
 int nattrs_parse(struct nattrs *a, const uint8_t *p, size_t n);

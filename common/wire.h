@@ -121,6 +121,7 @@ enum wire_event {
         X(GENERATE_KEY_PAIR, 57, "uMAA", "uuu")                             \
         X(GENERATE_RANDOM, 58, "uu", "uz")                                  \
         X(SEED_RANDOM, 59, "uz", "u")                                       \
+        X(GET_OBJECTS, 60, "u", "uz")                                       \
         X(MGMT_STATUS, 256, "j", "uj")                                      \
         X(MGMT_TOKEN_LIST, 257, "j", "uj")                                  \
         X(MGMT_TOKEN_CREATE_SOFT, 258, "j", "uj")                           \

@@ -122,10 +122,6 @@ struct core {
         void *event_ud;
 };
 
-static const CK_ATTRIBUTE_TYPE sensitive_types[] = {
-        CKA_VALUE,     CKA_PRIVATE_EXPONENT, CKA_PRIME_1,     CKA_PRIME_2,
-        CKA_EXPONENT_1, CKA_EXPONENT_2,      CKA_COEFFICIENT,
-};
 
 /* ---------------------------------------------------------------- errors */
 
@@ -944,15 +940,18 @@ CK_RV core_get_token_info(struct core_client *cl, CK_SLOT_ID slot, CK_TOKEN_INFO
         pad_field(info->model, sizeof info->model, d.model);
         pad_field(info->serialNumber, sizeof info->serialNumber, d.serial);
         info->flags = d.flags;
+        /* PKCS#11: "the number of sessions that this application currently
+         * has open with the token" -- this client's, not everybody's (which
+         * also keeps the answer free of other processes' activity, so that
+         * the module may keep it). */
         CK_ULONG ns = 0, nrw = 0;
         core_lock(c);
-        for (struct core_client *o = c->clients; o; o = o->next)
-                for (struct session *s = o->sessions; s; s = s->next)
-                        if (s->tok == k) {
-                                ns++;
-                                if (s->flags & CKF_RW_SESSION)
-                                        nrw++;
-                        }
+        for (struct session *s = cl->sessions; s; s = s->next)
+                if (s->tok == k) {
+                        ns++;
+                        if (s->flags & CKF_RW_SESSION)
+                                nrw++;
+                }
         core_unlock(c);
         info->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
         info->ulSessionCount = ns;
@@ -1376,18 +1375,6 @@ static void destroy_session_objects(struct core *c, struct tok *k, struct core_c
         }
 }
 
-static bool is_sensitive(const struct cobj *o, CK_ATTRIBUTE_TYPE type) {
-        CK_ULONG cls;
-        if (!nattrs_get_ulong(&o->attrs, CKA_CLASS, &cls))
-                return false;
-        if (cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY)
-                return false;
-        for (size_t i = 0; i < ELEMENTSOF(sensitive_types); i++)
-                if (sensitive_types[i] == type)
-                        return true;
-        return false;
-}
-
 CK_RV core_get_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
                                CK_ATTRIBUTE_PTR tmpl, CK_ULONG n) {
         if (!tmpl && n)
@@ -1404,31 +1391,7 @@ CK_RV core_get_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_O
         bool user = is_user(cl, k);
         core_lock(cl->core);
         struct cobj *o = obj_find_locked(k, obj, cl, user);
-        if (!o)
-                rv = CKR_OBJECT_HANDLE_INVALID;
-        else
-                for (CK_ULONG i = 0; i < n; i++) {
-                        const struct nattr *a;
-                        if (is_sensitive(o, tmpl[i].type) || !(a = nattrs_get(&o->attrs, tmpl[i].type))) {
-                                CK_RV e = is_sensitive(o, tmpl[i].type) ? CKR_ATTRIBUTE_SENSITIVE
-                                                                        : CKR_ATTRIBUTE_TYPE_INVALID;
-                                tmpl[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
-                                if (rv == CKR_OK || e == CKR_ATTRIBUTE_SENSITIVE)
-                                        rv = e;
-                                continue;
-                        }
-                        if (!tmpl[i].pValue)
-                                tmpl[i].ulValueLen = a->len;
-                        else if (tmpl[i].ulValueLen >= a->len) {
-                                if (a->len)
-                                        memcpy(tmpl[i].pValue, a->value, a->len);
-                                tmpl[i].ulValueLen = a->len;
-                        } else {
-                                tmpl[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
-                                if (rv == CKR_OK)
-                                        rv = CKR_BUFFER_TOO_SMALL;
-                        }
-                }
+        rv = o ? nattrs_answer(&o->attrs, tmpl, n) : CKR_OBJECT_HANDLE_INVALID;
         core_unlock(cl->core);
         session_put(s);
         return rv;
@@ -1504,6 +1467,57 @@ CK_RV core_find_objects_final(struct core_client *cl, CK_SESSION_HANDLE h) {
         s->nfound = s->found_pos = 0;
         s->finding = false;
         session_put(s);
+        return rv;
+}
+
+CK_RV core_get_objects(struct core_client *cl, CK_SESSION_HANDLE h, size_t max_bytes, struct nbuf *out) {
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        if ((rv = tok_load(k)) != CKR_OK) {
+                session_put(s);
+                return rv;
+        }
+        bool user = is_user(cl, k);
+        struct nattrs pub;
+        nattrs_init(&pub);
+        core_lock(cl->core);
+        uint32_t n = 0;
+        for (size_t i = 0; i < k->nobjs; i++)
+                if (obj_visible(k->objs[i], cl, user))
+                        n++;
+        nbuf_put_u32(out, n);
+        for (size_t i = 0; i < k->nobjs && !nbuf_failed(out); i++) {
+                const struct cobj *o = k->objs[i];
+                if (!obj_visible(o, cl, user))
+                        continue;
+                /* The object as C_GetAttributeValue shows it: without the
+                 * sensitive attributes. */
+                nattrs_done(&pub);
+                for (size_t j = 0; j < o->attrs.n; j++)
+                        if (!nattrs_is_sensitive(&o->attrs, o->attrs.v[j].type) &&
+                            nattrs_set(&pub, o->attrs.v[j].type, o->attrs.v[j].value, o->attrs.v[j].len) < 0)
+                                nbuf_fail(out);
+                struct nbuf one;
+                nbuf_init(&one, WIRE_FRAME_MAX);
+                nattrs_serialize(&pub, &one);
+                nbuf_put_u64(out, o->handle);
+                nbuf_put_blob(out, one.data, one.len);
+                if (nbuf_failed(&one))
+                        nbuf_fail(out);
+                nbuf_done(&one);
+                if (out->len > max_bytes) {
+                        rv = CKR_DATA_LEN_RANGE;
+                        break;
+                }
+        }
+        core_unlock(cl->core);
+        nattrs_done(&pub);
+        session_put(s);
+        if (rv == CKR_OK && nbuf_failed(out))
+                rv = CKR_HOST_MEMORY;
         return rv;
 }
 

@@ -112,6 +112,11 @@ CK_RV core_find_objects_init(struct core_client *cl, CK_SESSION_HANDLE s, CK_ATT
 CK_RV core_find_objects(struct core_client *cl, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR ret, CK_ULONG max,
                         CK_ULONG_PTR ret_count);
 CK_RV core_find_objects_final(struct core_client *cl, CK_SESSION_HANDLE s);
+/* Every object the session can see, as C_GetAttributeValue would show it
+ * (sensitive attributes left out), for the module's copy: appended to out as
+ * u32 count + count * (u64 handle, blob: nattrs_serialize form).
+ * CKR_DATA_LEN_RANGE when that would exceed max_bytes. */
+CK_RV core_get_objects(struct core_client *cl, CK_SESSION_HANDLE s, size_t max_bytes, struct nbuf *out);
 CK_RV core_sign_init(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key);
 CK_RV core_sign(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
                 CK_ULONG_PTR sig_len);

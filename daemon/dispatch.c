@@ -84,7 +84,7 @@ static void outbuf_put(struct wire_msg *rep, CK_RV rv, const struct outbuf *o) {
 static bool op_is_secret(uint16_t op) {
         /* Replies that may carry plaintext or key material. */
         return op == WIRE_OP_DECRYPT || op == WIRE_OP_DECRYPT_UPDATE || op == WIRE_OP_DECRYPT_FINAL ||
-               op == WIRE_OP_GET_ATTRIBUTE_VALUE || op == WIRE_OP_GENERATE_RANDOM;
+               op == WIRE_OP_GET_ATTRIBUTE_VALUE || op == WIRE_OP_GET_OBJECTS || op == WIRE_OP_GENERATE_RANDOM;
 }
 
 static void reply_start(struct wire_msg *req, struct wire_msg *rep, CK_RV rv) {
@@ -525,6 +525,23 @@ static int h_generate_random(struct core_client *cl, struct wire_msg *req, struc
         return 0;
 }
 
+static int h_get_objects(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s;
+        if (!wire_get_ulong(req, &s) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        struct nbuf objs;
+        nbuf_init(&objs, WIRE_FRAME_MAX);
+        /* Room for the header, the CK_RV and the blob's length. */
+        CK_RV rv = core_get_objects(cl, s, WIRE_FRAME_MAX - 64, &objs);
+        reply_start(req, rep, rv);
+        if (rv == CKR_OK)
+                wire_put_blob(rep, objs.data, objs.len);
+        else
+                wire_put_blob(rep, NULL, 0);
+        nbuf_done(&objs);
+        return 0;
+}
+
 static int dispatch_op(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
         switch (req->opnum) {
         case WIRE_OP_GET_SLOT_LIST:
@@ -615,6 +632,8 @@ static int dispatch_op(struct core_client *cl, struct wire_msg *req, struct wire
                 return h_generate_random(cl, req, rep);
         case WIRE_OP_SEED_RANDOM:
                 return h_data_in(cl, req, rep, core_seed_random);
+        case WIRE_OP_GET_OBJECTS:
+                return h_get_objects(cl, req, rep);
         default:
                 return BAD_REQUEST;
         }
@@ -631,7 +650,14 @@ static int error_reply(struct wire_msg *req, struct wire_msg *rep, CK_RV rv) {
         return 0;
 }
 
+static uint64_t n_dispatched;
+
+uint64_t dispatch_p11_count(void) {
+        return __atomic_load_n(&n_dispatched, __ATOMIC_RELAXED);
+}
+
 int dispatch_p11(struct core_client *cl, struct wire_msg *req, struct wire_msg *reply) {
+        __atomic_add_fetch(&n_dispatched, 1, __ATOMIC_RELAXED);
         struct wire_msg rep;
         memset(&rep, 0, sizeof rep);
 

@@ -26,3 +26,6 @@ bool dispatch_is_p11_op(uint16_t op);
  * also with return 0.  Negative errno only when no reply could be built
  * (-ENOMEM). */
 int dispatch_p11(struct core_client *cl, struct wire_msg *req, struct wire_msg *reply);
+/* PKCS#11 requests dispatched since the start (for `daemon status`: shows
+ * how many calls the modules answered without asking). */
+uint64_t dispatch_p11_count(void);

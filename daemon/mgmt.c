@@ -31,6 +31,7 @@
 #include "common/util.h"
 #include "common/wire.h"
 #include "daemon/core.h"
+#include "daemon/dispatch.h"
 #include "daemon/netcad.h"
 #include "drivers/soft/soft.h"
 
@@ -411,6 +412,7 @@ static int op_status(struct netcad *d, char **ret_json) {
         cJSON_AddNumberToObject(o, "clients", clients);
         cJSON_AddNumberToObject(o, "sessions", sessions);
         cJSON_AddNumberToObject(o, "tokens", ntok);
+        cJSON_AddNumberToObject(o, "p11_requests", (double)dispatch_p11_count());
         return reply_ok(o, ret_json);
 }
 

@@ -37,6 +37,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -46,11 +47,24 @@
 #define MODULE_DESCRIPTION "NETCA PKCS#11 module"
 #define EVENT_QUEUE_MAX 64
 
+enum find_state {
+        FIND_NONE,
+        FIND_LOCAL,                 /* answered from the module's copy */
+        FIND_DAEMON,                /* run by the daemon */
+};
+
 struct msession {
         CK_SESSION_HANDLE handle;   /* ours */
         CK_SESSION_HANDLE dh;       /* the daemon's */
         uint64_t gen;
         CK_SLOT_ID slot;
+        /* C_GetSessionInfo's last answer, valid while its stamp holds. */
+        bool info_ok;
+        struct mcache_stamp info_st;
+        CK_SESSION_INFO info;
+        enum find_state find;
+        CK_OBJECT_HANDLE *found;    /* FIND_LOCAL */
+        size_t nfound, found_pos;
 };
 
 struct module {
@@ -75,6 +89,9 @@ struct module {
         size_t ev_n;
         unsigned ev_waiters;
         bool no_threads;         /* CKF_LIBRARY_CANT_CREATE_OS_THREADS */
+
+        /* What is kept of the daemon's answers (cache.h); NULL: nothing. */
+        struct mcache *cache;
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -165,6 +182,18 @@ static void sess_unlock(struct module *m) {
 
 static void on_event(void *userdata, uint64_t kind, uint64_t slot, uint64_t aux) {
         struct module *m = userdata;
+        if (m->cache)
+                switch (kind) {
+                case WIRE_EV_TOKEN_CHANGED:
+                        mcache_bump_token(m->cache, (CK_SLOT_ID)slot);
+                        break;
+                case WIRE_EV_OBJECTS_CHANGED:
+                        mcache_bump_objects(m->cache, (CK_SLOT_ID)slot);
+                        break;
+                default: /* slots come and go, the connection was made or lost */
+                        mcache_bump_all(m->cache);
+                        break;
+                }
         if (kind != WIRE_EV_SLOT_ADDED && kind != WIRE_EV_SLOT_REMOVED)
                 return;
         pthread_mutex_lock(&m->ev_lock);
@@ -191,7 +220,10 @@ static void module_free(struct module *m) {
         pthread_mutex_destroy(&m->sess_mutex);
         pthread_mutex_destroy(&m->ev_lock);
         pthread_cond_destroy(&m->ev_cond);
+        for (size_t i = 0; i < m->n_sessions; i++)
+                free(m->sessions[i].found);
         free(m->sessions);
+        mcache_free(m->cache);
         free(m);
 }
 
@@ -256,6 +288,9 @@ static CK_RV nc_Initialize(CK_VOID_PTR init_args) {
         if (r >= 0) {
                 t->on_event = on_event;
                 t->event_userdata = m;
+                const char *e = getenv("NETCA_MODULE_CACHE");
+                if (t->live_events && !(e && strcmp(e, "0") == 0) && mcache_new(&m->cache) < 0)
+                        m->cache = NULL; /* no memory for it: forward everything */
                 r = rpc_client_new(t, &m->rpc);
         }
         if (r < 0) {
@@ -364,25 +399,105 @@ EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ret) {
                 RETURN(rv_);                                            \
         } while (0)
 
+/* Starts keeping an answer: the stamp to keep it under, taken before the
+ * question is sent.  False when nothing may be kept (no cache, or no
+ * connection: an answer made without the daemon must not hide it when it
+ * comes). */
+static bool keep_begin(struct module *m, CK_SLOT_ID slot, uint64_t *ret_gen, struct mcache_stamp *ret) {
+        if (!m->cache)
+                return false;
+        *ret_gen = rpc_client_generation(m->rpc);
+        if (*ret_gen == 0)
+                return false;
+        *ret = mcache_stamp(m->cache, slot);
+        return true;
+}
+
+/* The answer came over the connection the stamp was taken on. */
+static bool keep_ok(struct module *m, uint64_t gen) {
+        return rpc_client_generation(m->rpc) == gen;
+}
+
+/* Fills the caller's list from a whole list, with C_GetSlotList's rules. */
+static CK_RV answer_slot_list(const CK_SLOT_ID *all, CK_ULONG n, CK_SLOT_ID_PTR list, CK_ULONG_PTR count) {
+        CK_RV rv = CKR_OK;
+        if (list) {
+                if (*count < n)
+                        rv = CKR_BUFFER_TOO_SMALL;
+                else if (n)
+                        memcpy(list, all, n * sizeof *list);
+        }
+        *count = n;
+        return rv;
+}
+
 static CK_RV nc_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count) {
         ENTER(m);
         if (!count)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
-        LEAVE_RETURN(m, rpc_get_slot_list(m->rpc, present, list, count));
+        CK_RV rv;
+        if (m->cache && mcache_get_slot_list(m->cache, present, list, count, &rv))
+                LEAVE_RETURN(m, rv);
+        uint64_t gen;
+        struct mcache_stamp st;
+        if (!keep_begin(m, 0, &gen, &st))
+                LEAVE_RETURN(m, rpc_get_slot_list(m->rpc, present, list, count));
+        /* Fetch the whole list to keep it, whatever the caller asked. */
+        CK_ULONG n = 0;
+        rv = rpc_get_slot_list(m->rpc, present, NULL, &n);
+        if (rv != CKR_OK)
+                LEAVE_RETURN(m, rv);
+        CK_SLOT_ID *all = calloc(n + 1, sizeof *all);
+        if (!all)
+                LEAVE_RETURN(m, CKR_HOST_MEMORY);
+        CK_ULONG got = n + 1;
+        rv = rpc_get_slot_list(m->rpc, present, all, &got);
+        if (rv == CKR_OK) {
+                if (keep_ok(m, gen))
+                        mcache_put_slot_list(m->cache, &st, present, all, got);
+                rv = answer_slot_list(all, got, list, count);
+        } else if (rv == CKR_BUFFER_TOO_SMALL) {
+                /* Slots came while asking: just ask for the caller. */
+                rv = rpc_get_slot_list(m->rpc, present, list, count);
+        }
+        free(all);
+        LEAVE_RETURN(m, rv);
 }
 
 static CK_RV nc_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info) {
         ENTER(m);
         if (!info)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
-        LEAVE_RETURN(m, rpc_get_slot_info(m->rpc, slot, info));
+        if (m->cache && mcache_get_slot_info(m->cache, slot, info))
+                LEAVE_RETURN(m, CKR_OK);
+        uint64_t gen;
+        struct mcache_stamp st;
+        bool keep = keep_begin(m, slot, &gen, &st);
+        CK_RV rv = rpc_get_slot_info(m->rpc, slot, info);
+        if (rv == CKR_OK && keep && keep_ok(m, gen))
+                mcache_put_slot_info(m->cache, slot, &st, info);
+        LEAVE_RETURN(m, rv);
 }
 
 static CK_RV nc_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
         ENTER(m);
         if (!info)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
-        LEAVE_RETURN(m, rpc_get_token_info(m->rpc, slot, info));
+        if (m->cache && mcache_get_token_info(m->cache, slot, info))
+                LEAVE_RETURN(m, CKR_OK);
+        uint64_t gen;
+        struct mcache_stamp st;
+        bool keep = keep_begin(m, slot, &gen, &st);
+        CK_RV rv = rpc_get_token_info(m->rpc, slot, info);
+        if (rv == CKR_OK && keep && keep_ok(m, gen))
+                mcache_put_token_info(m->cache, slot, &st, info);
+        LEAVE_RETURN(m, rv);
+}
+
+/* After a call of this process that may have changed the slot's state. */
+static void changed_slot(struct module *m, CK_SLOT_ID slot) {
+        if (m->cache)
+                mcache_bump_slot(m->cache, slot);
 }
 
 static CK_RV nc_GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count) {
@@ -403,7 +518,9 @@ static CK_RV nc_InitToken(CK_SLOT_ID slot, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len
         ENTER(m);
         if (!label)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
-        LEAVE_RETURN(m, rpc_init_token(m->rpc, slot, pin, pin_len, label));
+        CK_RV rv = rpc_init_token(m->rpc, slot, pin, pin_len, label);
+        changed_slot(m, slot);
+        LEAVE_RETURN(m, rv);
 }
 
 static CK_RV nc_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PTR reserved) {
@@ -457,6 +574,7 @@ static CK_RV sess_add(struct module *m, CK_SESSION_HANDLE dh, uint64_t gen, CK_S
                 m->cap_sessions = nc;
         }
         struct msession *s = &m->sessions[m->n_sessions++];
+        memset(s, 0, sizeof *s);
         s->handle = m->next_handle++;
         s->dh = dh;
         s->gen = gen;
@@ -485,11 +603,24 @@ static bool sess_find(struct module *m, CK_SESSION_HANDLE h, CK_SESSION_HANDLE *
         return found;
 }
 
+/* Session lock held. */
+static struct msession *sess_get_locked(struct module *m, CK_SESSION_HANDLE h) {
+        for (size_t i = 0; i < m->n_sessions; i++)
+                if (m->sessions[i].handle == h)
+                        return &m->sessions[i];
+        return NULL;
+}
+
+static void sess_drop_locked(struct module *m, size_t i) {
+        free(m->sessions[i].found);
+        m->sessions[i] = m->sessions[--m->n_sessions];
+}
+
 static void sess_remove(struct module *m, CK_SESSION_HANDLE h) {
         sess_lock(m);
         for (size_t i = 0; i < m->n_sessions; i++)
                 if (m->sessions[i].handle == h) {
-                        m->sessions[i] = m->sessions[--m->n_sessions];
+                        sess_drop_locked(m, i);
                         break;
                 }
         sess_unlock(m);
@@ -499,27 +630,40 @@ static void sess_remove_slot(struct module *m, CK_SLOT_ID slot) {
         sess_lock(m);
         for (size_t i = 0; i < m->n_sessions;)
                 if (m->sessions[i].slot == slot)
-                        m->sessions[i] = m->sessions[--m->n_sessions];
+                        sess_drop_locked(m, i);
                 else
                         i++;
         sess_unlock(m);
 }
 
-/* Resolve a session handle: declares dh_ and gen_ in the caller. */
+/* Resolve a session handle: declares dh_, gen_ and slot_ in the caller. */
 #define SESSION(m, h)                                                           \
         CK_SESSION_HANDLE dh_;                                                  \
         uint64_t gen_;                                                          \
-        if (!sess_find(m, h, &dh_, &gen_, NULL))                                \
+        CK_SLOT_ID slot_;                                                       \
+        if (!sess_find(m, h, &dh_, &gen_, &slot_))                              \
                 LEAVE_RETURN(m, CKR_SESSION_HANDLE_INVALID)
 
-/* A session the daemon no longer knows is dropped from the table. */
-static CK_RV sess_check(struct module *m, CK_SESSION_HANDLE h, CK_RV rv) {
-        if (rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED)
+/* A session the daemon no longer knows is dropped from the table; a token
+ * gone or a session lost means what is kept of the slot is stale. */
+static CK_RV sess_check(struct module *m, CK_SESSION_HANDLE h, CK_SLOT_ID slot, CK_RV rv) {
+        if (rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED) {
                 sess_remove(m, h);
+                changed_slot(m, slot);
+        } else if (rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT)
+                changed_slot(m, slot);
         return rv;
 }
 
-#define SESSION_RETURN(m, h, rv) LEAVE_RETURN(m, sess_check(m, h, (rv)))
+#define SESSION_RETURN(m, h, rv) LEAVE_RETURN(m, sess_check(m, h, slot_, (rv)))
+
+/* For calls that may change the token's state (login, objects, PINs). */
+#define CHANGING_RETURN(m, h, rv)                                               \
+        do {                                                                    \
+                CK_RV crv_ = (rv);                                              \
+                changed_slot(m, slot_);                                         \
+                SESSION_RETURN(m, h, crv_);                                     \
+        } while (0)
 
 static CK_RV nc_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
                             CK_SESSION_HANDLE_PTR ret) {
@@ -536,6 +680,8 @@ static CK_RV nc_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK
                 if (rv != CKR_OK)
                         (void)rpc_close_session(m->rpc, gen, dh);
         }
+        /* The token's session counts changed. */
+        changed_slot(m, slot);
         LEAVE_RETURN(m, rv);
 }
 
@@ -545,7 +691,8 @@ static CK_RV nc_CloseSession(CK_SESSION_HANDLE h) {
         CK_RV rv = rpc_close_session(m->rpc, gen_, dh_);
         if (rv == CKR_OK)
                 sess_remove(m, h);
-        SESSION_RETURN(m, h, rv);
+        /* Counts, and the last session's close logs out. */
+        CHANGING_RETURN(m, h, rv);
 }
 
 static CK_RV nc_CloseAllSessions(CK_SLOT_ID slot) {
@@ -553,6 +700,7 @@ static CK_RV nc_CloseAllSessions(CK_SLOT_ID slot) {
         CK_RV rv = rpc_close_all_sessions(m->rpc, slot);
         if (rv == CKR_OK)
                 sess_remove_slot(m, slot);
+        changed_slot(m, slot);
         LEAVE_RETURN(m, rv);
 }
 
@@ -560,8 +708,34 @@ static CK_RV nc_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info) {
         ENTER(m);
         if (!info)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        if (m->cache) {
+                bool hit = false;
+                sess_lock(m);
+                struct msession *s = sess_get_locked(m, h);
+                if (s && s->info_ok && mcache_stamp_valid(m->cache, s->slot, &s->info_st)) {
+                        *info = s->info;
+                        hit = true;
+                }
+                sess_unlock(m);
+                if (hit)
+                        LEAVE_RETURN(m, CKR_OK);
+        }
         SESSION(m, h);
-        SESSION_RETURN(m, h, rpc_get_session_info(m->rpc, gen_, dh_, info));
+        uint64_t gen;
+        struct mcache_stamp st;
+        bool keep = keep_begin(m, slot_, &gen, &st) && gen == gen_;
+        CK_RV rv = rpc_get_session_info(m->rpc, gen_, dh_, info);
+        if (rv == CKR_OK && keep && keep_ok(m, gen)) {
+                sess_lock(m);
+                struct msession *s = sess_get_locked(m, h);
+                if (s && mcache_stamp_valid(m->cache, slot_, &st)) {
+                        s->info = *info;
+                        s->info_st = st;
+                        s->info_ok = true;
+                }
+                sess_unlock(m);
+        }
+        SESSION_RETURN(m, h, rv);
 }
 
 static CK_RV nc_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG len) {
@@ -569,7 +743,7 @@ static CK_RV nc_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG len) 
         SESSION(m, h);
         if (!pin && len)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
-        SESSION_RETURN(m, h, rpc_init_pin(m->rpc, gen_, dh_, pin, len));
+        CHANGING_RETURN(m, h, rpc_init_pin(m->rpc, gen_, dh_, pin, len));
 }
 
 static CK_RV nc_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len, CK_UTF8CHAR_PTR new_pin,
@@ -578,7 +752,7 @@ static CK_RV nc_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old_pin, CK_ULONG ol
         SESSION(m, h);
         if ((!old_pin && old_len) || (!new_pin && new_len))
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
-        SESSION_RETURN(m, h, rpc_set_pin(m->rpc, gen_, dh_, old_pin, old_len, new_pin, new_len));
+        CHANGING_RETURN(m, h, rpc_set_pin(m->rpc, gen_, dh_, old_pin, old_len, new_pin, new_len));
 }
 
 static CK_RV nc_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG len) {
@@ -586,13 +760,13 @@ static CK_RV nc_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pi
         SESSION(m, h);
         if (!pin && len)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
-        SESSION_RETURN(m, h, rpc_login(m->rpc, gen_, dh_, user, pin, len));
+        CHANGING_RETURN(m, h, rpc_login(m->rpc, gen_, dh_, user, pin, len));
 }
 
 static CK_RV nc_Logout(CK_SESSION_HANDLE h) {
         ENTER(m);
         SESSION(m, h);
-        SESSION_RETURN(m, h, rpc_logout(m->rpc, gen_, dh_));
+        CHANGING_RETURN(m, h, rpc_logout(m->rpc, gen_, dh_));
 }
 
 /* ---- objects ---- */
@@ -611,13 +785,71 @@ static CK_RV nc_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n
         SESSION(m, h);
         if (!ret || !template_ok(t, n))
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
-        SESSION_RETURN(m, h, rpc_create_object(m->rpc, gen_, dh_, t, n, ret));
+        CHANGING_RETURN(m, h, rpc_create_object(m->rpc, gen_, dh_, t, n, ret));
 }
 
 static CK_RV nc_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
         ENTER(m);
         SESSION(m, h);
-        SESSION_RETURN(m, h, rpc_destroy_object(m->rpc, gen_, dh_, obj));
+        CHANGING_RETURN(m, h, rpc_destroy_object(m->rpc, gen_, dh_, obj));
+}
+
+/* Fetches the module's copy of the slot's objects through session dh (of
+ * connection gen).  CKR_OK also when the copy could not be kept (the caller
+ * asks again and then goes to the daemon); the session's errors else. */
+static CK_RV fetch_objects(struct module *m, CK_SLOT_ID slot, uint64_t gen, CK_SESSION_HANDLE dh) {
+        uint64_t g;
+        struct mcache_stamp st;
+        if (!keep_begin(m, slot, &g, &st) || g != gen)
+                return CKR_OK;
+        uint8_t *list = NULL;
+        size_t len = 0;
+        CK_RV rv = rpc_get_objects(m->rpc, gen, dh, &list, &len);
+        if (rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED || rv == CKR_DEVICE_REMOVED ||
+            rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_DEVICE_ERROR || rv == CKR_HOST_MEMORY) {
+                free(list);
+                return rv;
+        }
+        if (keep_ok(m, gen))
+                mcache_put_objects(m->cache, slot, &st, rv, list, len);
+        if (list) {
+                explicit_bzero(list, len);
+                free(list);
+        }
+        return CKR_OK;
+}
+
+/* A question for the module's copy of a slot's objects: a search (find)
+ * or C_GetAttributeValue on obj. */
+struct copy_query {
+        bool find;
+        CK_OBJECT_HANDLE obj;
+        CK_ATTRIBUTE *t;
+        CK_ULONG n;
+        CK_RV arv;                  /* C_GetAttributeValue's answer */
+        CK_OBJECT_HANDLE *found;    /* the search's (malloc'd) */
+        size_t nfound;
+};
+
+static enum mcache_answer ask_once(struct module *m, CK_SLOT_ID slot, struct copy_query *q) {
+        if (q->find)
+                return mcache_find(m->cache, slot, q->t, q->n, &q->found, &q->nfound);
+        return mcache_get_attributes(m->cache, slot, q->obj, q->t, q->n, &q->arv);
+}
+
+/* Asks the copy, fetching it once if needed.  MCACHE_HIT: answered; else
+ * the daemon must be asked (*rv CKR_OK), or fetching failed with *rv. */
+static enum mcache_answer ask_copy(struct module *m, CK_SLOT_ID slot, uint64_t gen, CK_SESSION_HANDLE dh,
+                                   struct copy_query *q, CK_RV *rv) {
+        *rv = CKR_OK;
+        if (!m->cache || rpc_client_generation(m->rpc) != gen)
+                return MCACHE_DAEMON;
+        enum mcache_answer a = ask_once(m, slot, q);
+        if (a == MCACHE_MISS) {
+                *rv = fetch_objects(m, slot, gen, dh);
+                a = *rv == CKR_OK ? ask_once(m, slot, q) : MCACHE_DAEMON;
+        }
+        return a == MCACHE_MISS ? MCACHE_DAEMON : a;
 }
 
 static CK_RV nc_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
@@ -625,6 +857,12 @@ static CK_RV nc_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_
         SESSION(m, h);
         if (n && !t)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        CK_RV rv;
+        struct copy_query q = { .obj = obj, .t = t, .n = n };
+        if (ask_copy(m, slot_, gen_, dh_, &q, &rv) == MCACHE_HIT)
+                LEAVE_RETURN(m, q.arv);
+        if (rv != CKR_OK)
+                SESSION_RETURN(m, h, rv);
         SESSION_RETURN(m, h, rpc_get_attribute_value(m->rpc, gen_, dh_, obj, t, n));
 }
 
@@ -633,15 +871,55 @@ static CK_RV nc_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_
         SESSION(m, h);
         if (!template_ok(t, n))
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
-        SESSION_RETURN(m, h, rpc_set_attribute_value(m->rpc, gen_, dh_, obj, t, n));
+        CHANGING_RETURN(m, h, rpc_set_attribute_value(m->rpc, gen_, dh_, obj, t, n));
 }
 
+/* The session's search state; FIND_NONE for an unknown session. */
+static enum find_state find_state(struct module *m, CK_SESSION_HANDLE h) {
+        sess_lock(m);
+        struct msession *s = sess_get_locked(m, h);
+        enum find_state f = s ? s->find : FIND_NONE;
+        sess_unlock(m);
+        return f;
+}
+
+static void set_find(struct module *m, CK_SESSION_HANDLE h, enum find_state f, CK_OBJECT_HANDLE *found,
+                     size_t n) {
+        sess_lock(m);
+        struct msession *s = sess_get_locked(m, h);
+        if (s) {
+                free(s->found);
+                s->find = f;
+                s->found = found;
+                s->nfound = n;
+                s->found_pos = 0;
+                found = NULL;
+        }
+        sess_unlock(m);
+        free(found);
+}
+
+/* Searches run in the module when its copy of the objects can answer them
+ * (the daemon's session then never sees the search), else in the daemon. */
 static CK_RV nc_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
         ENTER(m);
         SESSION(m, h);
         if (!template_ok(t, n))
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
-        SESSION_RETURN(m, h, rpc_find_objects_init(m->rpc, gen_, dh_, t, n));
+        if (find_state(m, h) != FIND_NONE)
+                LEAVE_RETURN(m, CKR_OPERATION_ACTIVE);
+        CK_RV rv;
+        struct copy_query q = { .find = true, .t = t, .n = n };
+        if (ask_copy(m, slot_, gen_, dh_, &q, &rv) == MCACHE_HIT) {
+                set_find(m, h, FIND_LOCAL, q.found, q.nfound);
+                LEAVE_RETURN(m, CKR_OK);
+        }
+        if (rv != CKR_OK)
+                SESSION_RETURN(m, h, rv);
+        rv = rpc_find_objects_init(m->rpc, gen_, dh_, t, n);
+        if (rv == CKR_OK)
+                set_find(m, h, FIND_DAEMON, NULL, 0);
+        SESSION_RETURN(m, h, rv);
 }
 
 static CK_RV nc_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR ret, CK_ULONG max, CK_ULONG_PTR count) {
@@ -649,12 +927,29 @@ static CK_RV nc_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR ret, CK_UL
         SESSION(m, h);
         if (!count || (!ret && max))
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        bool local = false;
+        sess_lock(m);
+        struct msession *s = sess_get_locked(m, h);
+        if (s && s->find == FIND_LOCAL && s->gen == gen_) {
+                CK_ULONG k = 0;
+                while (k < max && s->found_pos < s->nfound)
+                        ret[k++] = s->found[s->found_pos++];
+                *count = k;
+                local = true;
+        }
+        sess_unlock(m);
+        if (local && rpc_client_generation(m->rpc) == gen_)
+                LEAVE_RETURN(m, CKR_OK);
         SESSION_RETURN(m, h, rpc_find_objects(m->rpc, gen_, dh_, ret, max, count));
 }
 
 static CK_RV nc_FindObjectsFinal(CK_SESSION_HANDLE h) {
         ENTER(m);
         SESSION(m, h);
+        enum find_state f = find_state(m, h);
+        set_find(m, h, FIND_NONE, NULL, 0);
+        if (f == FIND_LOCAL && rpc_client_generation(m->rpc) == gen_)
+                LEAVE_RETURN(m, CKR_OK);
         SESSION_RETURN(m, h, rpc_find_objects_final(m->rpc, gen_, dh_));
 }
 
@@ -790,8 +1085,8 @@ static CK_RV nc_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_A
         SESSION(m, h);
         if (!mech || !ret_pub || !ret_priv || !template_ok(pub, pub_n) || !template_ok(priv, priv_n))
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
-        SESSION_RETURN(m, h,
-                       rpc_generate_key_pair(m->rpc, gen_, dh_, mech, pub, pub_n, priv, priv_n, ret_pub, ret_priv));
+        CHANGING_RETURN(m, h,
+                        rpc_generate_key_pair(m->rpc, gen_, dh_, mech, pub, pub_n, priv, priv_n, ret_pub, ret_priv));
 }
 
 static CK_RV nc_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG len) {

@@ -72,6 +72,8 @@ static int connect_locked(struct rpc_client *c) {
         }
         c->connected = true;
         c->gen++;
+        if (c->t->on_event)
+                c->t->on_event(c->t->event_userdata, RPC_EV_CONNECTION, 0, 0);
         log_debug(LOG_SUB_MODULE, "connected to netcad (generation %llu)", (unsigned long long)c->gen);
         return 0;
 }
@@ -93,11 +95,14 @@ uint64_t rpc_client_generation(struct rpc_client *c) {
 /* The connection of generation gen broke: mark it so, once. */
 static void mark_broken(struct rpc_client *c, uint64_t gen) {
         pthread_rwlock_wrlock(&c->lock);
-        if (c->connected && c->gen == gen) {
+        bool was = c->connected && c->gen == gen;
+        if (was) {
                 c->t->ops->close(c->t);
                 c->connected = false;
         }
         pthread_rwlock_unlock(&c->lock);
+        if (was && c->t->on_event)
+                c->t->on_event(c->t->event_userdata, RPC_EV_CONNECTION, 0, 0);
 }
 
 /* Sends frame, returns the reply frame.  want_gen 0: any connection,
@@ -702,4 +707,27 @@ CK_RV rpc_generate_random(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE 
                 done += chunk;
         } while (done < len);
         return CKR_OK;
+}
+
+CK_RV rpc_get_objects(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, uint8_t **ret, size_t *ret_len) {
+        struct call k;
+        call_start(&k, WIRE_OP_GET_OBJECTS, false);
+        wire_put_u64(&k.req, s);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        *ret = NULL;
+        *ret_len = 0;
+        if (rv == CKR_OK && k.has_reply) {
+                const uint8_t *p;
+                size_t n;
+                if (!wire_get_blob(&k.rep, &p, &n) || !call_done(&k) || !p)
+                        rv = CKR_DEVICE_ERROR;
+                else if (!(*ret = malloc(n ? n : 1)))
+                        rv = CKR_HOST_MEMORY;
+                else {
+                        memcpy(*ret, p, n);
+                        *ret_len = n;
+                }
+        }
+        call_end(&k);
+        return rv;
 }

@@ -29,8 +29,12 @@
 
 struct rpc_transport;
 
-/* Called from the transport's reader thread for each event frame. */
+/* Called from the transport's reader thread for each event frame (kind is a
+ * WIRE_EV_*), and with kind RPC_EV_CONNECTION when a connection to the daemon
+ * is made or found lost (from the thread that notices): whatever the module
+ * knew of the daemon's state may have changed. */
 typedef void (*rpc_event_fn)(void *userdata, uint64_t kind, uint64_t slot, uint64_t aux);
+#define RPC_EV_CONNECTION 0
 
 struct rpc_transport_ops {
         /* Connects and negotiates (HELLO).  Returns 0, -ENOENT or
@@ -58,6 +62,10 @@ struct rpc_transport {
         const struct rpc_transport_ops *ops;
         rpc_event_fn on_event;   /* set before connect; may be NULL */
         void *event_userdata;
+        /* Events (and the loss of the connection) reach on_event as soon as
+         * they arrive, not only while a call is in flight: what the module
+         * keeps from the daemon's answers can then be kept exact. */
+        bool live_events;
 };
 
 /* The Unix socket transport.  path NULL: NETCA_SOCKET, else
@@ -149,3 +157,6 @@ CK_RV rpc_generate_key_pair(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDL
                             CK_ATTRIBUTE_PTR pub, CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv, CK_ULONG priv_n,
                             CK_OBJECT_HANDLE_PTR ret_pub, CK_OBJECT_HANDLE_PTR ret_priv);
 CK_RV rpc_generate_random(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG len);
+/* Every object the session sees, sensitive attributes left out (WIRE_OP_GET_OBJECTS):
+ * *ret is a malloc'd copy of the daemon's list (core_get_objects' form). */
+CK_RV rpc_get_objects(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, uint8_t **ret, size_t *ret_len);

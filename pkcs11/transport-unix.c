@@ -237,6 +237,8 @@ static void connection_ended(struct unix_transport *t, int r) {
         t->dead = true;
         fail_pending_locked(t, -ECONNRESET);
         pthread_mutex_unlock(&t->lock);
+        if (t->base.on_event)
+                t->base.on_event(t->base.event_userdata, RPC_EV_CONNECTION, 0, 0);
 }
 
 static void *reader_main(void *userdata) {
@@ -594,6 +596,7 @@ int rpc_transport_unix_new(const char *path, bool autostart, struct rpc_transpor
         t->base.ops = &unix_ops;
         t->autostart = autostart;
         t->threaded = true;
+        t->base.live_events = true;
         t->fd = -1;
         t->dead = true;
         pthread_mutex_init(&t->lock, NULL);
@@ -605,4 +608,6 @@ int rpc_transport_unix_new(const char *path, bool autostart, struct rpc_transpor
 void rpc_transport_unix_set_threaded(struct rpc_transport *base, bool threaded) {
         struct unix_transport *t = (struct unix_transport *)base;
         t->threaded = threaded;
+        /* Without a reader, events are read only while a call is. */
+        t->base.live_events = threaded;
 }

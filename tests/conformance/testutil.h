@@ -38,6 +38,15 @@ const char *tu_rv_name(CK_RV rv);
         } while (0)
 
 /* A check whose failure makes the rest pointless. */
+#define REQUIRE(cond)                                                                         \
+        do {                                                                                  \
+                if (!(cond)) {                                                                \
+                        fprintf(stderr, "FATAL %s:%d: %s\n", __FILE__, __LINE__, #cond);      \
+                        tu_failures++;                                                        \
+                        return;                                                               \
+                }                                                                             \
+        } while (0)
+
 #define REQUIRE_RV(expr, want)                                                                \
         do {                                                                                  \
                 CK_RV got_ = (expr);                                                          \

@@ -283,11 +283,16 @@ int main(void) {
         tmpl[1].pValue = &tr;
         CHECK_RV(core_create_object(b, sb, tmpl, 3, &tmp), CKR_SESSION_READ_ONLY);
 
-        /* The token info counts everybody's sessions; objects loaded once. */
+        /* The token info counts the asking client's sessions ("this
+         * application", PKCS#11 2.40): a has one read-write session, b one
+         * read-only.  Objects loaded once. */
         CK_TOKEN_INFO ti;
         CHECK_RV(core_get_token_info(a, slot, &ti), CKR_OK);
-        CHECK(ti.ulSessionCount == 2);
+        CHECK(ti.ulSessionCount == 1);
         CHECK(ti.ulRwSessionCount == 1);
+        CHECK_RV(core_get_token_info(b, slot, &ti), CKR_OK);
+        CHECK(ti.ulSessionCount == 1);
+        CHECK(ti.ulRwSessionCount == 0);
         CHECK(t->loads == 1);
 
         /* Client a goes away: its login is dropped and the token logged out. */

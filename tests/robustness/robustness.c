@@ -17,6 +17,11 @@
  *              C_WaitForSlotEvent with its new slot id
  *   version    a daemon speaking another protocol major version (or
  *              garbage) gives a clear CK_RV, never a crash or a hang
+ *   cache      the module answers repeated info calls and enumerations
+ *              itself (the daemon's request count barely moves), and what
+ *              it keeps follows every change: a login by another session of
+ *              the process, another client's wrong PIN, objects it creates
+ *              and destroys, a token that comes and goes, a daemon restart
  *
  * Environment (from meson): NETCA_PKCS11_MODULE, NETCA_NETCAD. */
 #include <cjson/cJSON.h>
@@ -517,8 +522,9 @@ static void scenario_killed(void) {
                 waitpid(pid, NULL, 0);
                 return;
         }
+        /* Token info counts this process's sessions only (none). */
         CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
-        CHECK(ti.ulSessionCount == 3);
+        CHECK(ti.ulSessionCount == 0);
         CHECK(raw_token_counts(sock, &sessions, &logged_in) == 0);
         CHECK(sessions == 3 && logged_in == 1);
 
@@ -528,12 +534,10 @@ static void scenario_killed(void) {
         /* The daemon notices the disconnect on its own time: wait for it
          * (bounded), then check. */
         for (int i = 0; i < 200; i++) {
-                if (f->C_GetTokenInfo(slot, &ti) == CKR_OK && ti.ulSessionCount == 0)
+                if (raw_token_counts(sock, &sessions, &logged_in) == 0 && sessions == 0)
                         break;
                 sleep_ms(50);
         }
-        CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
-        CHECK(ti.ulSessionCount == 0);
         CHECK(raw_token_counts(sock, &sessions, &logged_in) == 0);
         CHECK(sessions == 0 && logged_in == 0);
 }
@@ -755,6 +759,324 @@ static void scenario_events(void) {
         CHECK(event_slot == second && second != slot);
 }
 
+/* ---- the module's copy of the daemon's answers (pkcs11/cache.h) ---- */
+
+/* One PKCS#11 request on a raw connection (another client, as far as the
+ * daemon knows): puts are done by fill(); returns the reply's CK_RV, or
+ * CKR_GENERAL_ERROR when no reply came.  *ret_u, if given, gets the first
+ * field after the CK_RV when it is a 'u'. */
+static CK_RV raw_p11(int fd, uint16_t op, void (*fill)(struct wire_msg *m, void *ud), void *ud, uint64_t *ret_u) {
+        static uint32_t id = 100;
+        struct wire_msg m;
+        wire_msg_init_write(&m, op, ++id, 0);
+        fill(&m, ud);
+        int r = raw_send(fd, &m);
+        wire_msg_done(&m);
+        uint8_t *frame = NULL;
+        size_t len;
+        if (r < 0 || raw_read(fd, &frame, &len) < 0)
+                return CKR_GENERAL_ERROR;
+        uint64_t rv = CKR_GENERAL_ERROR;
+        if (wire_msg_init_read(&m, frame, len) == 0 && wire_get_u64(&m, &rv) && ret_u && m.sigp && *m.sigp == 'u')
+                (void)wire_get_u64(&m, ret_u);
+        free(frame);
+        return (CK_RV)rv;
+}
+
+struct raw_args {
+        uint64_t a, b;
+        const char *pin;
+        CK_ATTRIBUTE *t;
+        CK_ULONG n;
+};
+
+static void fill_open(struct wire_msg *m, void *ud) {
+        struct raw_args *a = ud;
+        wire_put_u64(m, a->a);
+        wire_put_u64(m, CKF_SERIAL_SESSION | CKF_RW_SESSION);
+}
+
+static void fill_login(struct wire_msg *m, void *ud) {
+        struct raw_args *a = ud;
+        wire_put_u64(m, a->a);
+        wire_put_u64(m, CKU_USER);
+        wire_put_blob(m, a->pin, strlen(a->pin));
+}
+
+static void fill_create(struct wire_msg *m, void *ud) {
+        struct raw_args *a = ud;
+        wire_put_u64(m, a->a);
+        wire_put_attrs(m, a->t, a->n);
+}
+
+static void fill_two(struct wire_msg *m, void *ud) {
+        struct raw_args *a = ud;
+        wire_put_u64(m, a->a);
+        wire_put_u64(m, a->b);
+}
+
+/* The daemon's count of PKCS#11 requests served (management status). */
+static double daemon_p11_requests(void) {
+        int fd = raw_connect(sock);
+        double v = -1;
+        if (fd < 0 || raw_hello(fd) < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return -1;
+        }
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_MGMT_STATUS, 2, 0);
+        wire_put_json(&m, "{}");
+        int r = raw_send(fd, &m);
+        wire_msg_done(&m);
+        uint8_t *frame = NULL;
+        size_t len;
+        if (r == 0 && raw_read(fd, &frame, &len) == 0) {
+                uint64_t st;
+                char *json = NULL;
+                if (wire_msg_init_read(&m, frame, len) == 0 && wire_get_u64(&m, &st) && st == 0 &&
+                    wire_get_json(&m, &json) && json) {
+                        cJSON *o = cJSON_Parse(json);
+                        cJSON *n = cJSON_GetObjectItem(o, "p11_requests");
+                        if (cJSON_IsNumber(n))
+                                v = n->valuedouble;
+                        cJSON_Delete(o);
+                }
+                free(json);
+                free(frame);
+        }
+        close(fd);
+        return v;
+}
+
+/* All objects by label, through FindObjects; CK_INVALID_HANDLE if none. */
+static CK_OBJECT_HANDLE module_find_label(CK_SESSION_HANDLE h, const char *label) {
+        CK_ATTRIBUTE t = { CKA_LABEL, (void *)label, strlen(label) };
+        CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
+        CK_ULONG n = 0;
+        if (f->C_FindObjectsInit(h, &t, 1) != CKR_OK)
+                return CK_INVALID_HANDLE;
+        if (f->C_FindObjects(h, &o, 1, &n) != CKR_OK || n != 1)
+                o = CK_INVALID_HANDLE;
+        (void)f->C_FindObjectsFinal(h);
+        return o;
+}
+
+/* One enumeration as a browser does it: every object, three attributes. */
+static bool enumerate_once(CK_SESSION_HANDLE h, CK_ULONG *ret_n) {
+        CK_OBJECT_HANDLE v[64];
+        CK_ULONG n = 0;
+        if (f->C_FindObjectsInit(h, NULL, 0) != CKR_OK)
+                return false;
+        bool ok = f->C_FindObjects(h, v, 64, &n) == CKR_OK;
+        ok = f->C_FindObjectsFinal(h) == CKR_OK && ok;
+        for (CK_ULONG i = 0; ok && i < n; i++) {
+                CK_OBJECT_CLASS cls;
+                uint8_t id[64], label[64];
+                CK_ATTRIBUTE t[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_ID, id, sizeof id },
+                                     { CKA_LABEL, label, sizeof label } };
+                CK_RV rv = f->C_GetAttributeValue(h, v[i], t, 3);
+                ok = rv == CKR_OK || rv == CKR_ATTRIBUTE_TYPE_INVALID;
+        }
+        *ret_n = n;
+        return ok;
+}
+
+/* A round trip that nothing answers from memory: once it returns, every
+ * event the daemon sent before answering it has been read. */
+static void sync_with_daemon(CK_SESSION_HANDLE h) {
+        uint8_t b[8];
+        CHECK_RV(f->C_GenerateRandom(h, b, sizeof b), CKR_OK);
+}
+
+static void scenario_cache(void) {
+        CK_SLOT_ID slot;
+        if (!start_daemon() || !load() || !init_and_find(&slot))
+                return;
+        CK_SESSION_HANDLE ro, rw;
+        REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &ro), CKR_OK);
+        REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &rw), CKR_OK);
+
+        /* Objects to see: a P-256 key pair (the private key needs a login
+         * to be seen) and a public data object. */
+        static const uint8_t p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+        CK_MECHANISM gen = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+        CK_BBOOL tru = CK_TRUE;
+        CK_ATTRIBUTE pubt[] = { { CKA_EC_PARAMS, (void *)p256, sizeof p256 }, { CKA_TOKEN, &tru, 1 },
+                                { CKA_LABEL, "cachekey", 8 }, { CKA_ID, "\x01", 1 } };
+        CK_ATTRIBUTE privt[] = { { CKA_TOKEN, &tru, 1 }, { CKA_PRIVATE, &tru, 1 }, { CKA_SIGN, &tru, 1 },
+                                 { CKA_LABEL, "cachekey", 8 }, { CKA_ID, "\x01", 1 } };
+        CK_OBJECT_HANDLE pub, priv, data;
+        CK_OBJECT_CLASS dcls = CKO_DATA;
+        CK_ATTRIBUTE datat[] = { { CKA_CLASS, &dcls, sizeof dcls }, { CKA_TOKEN, &tru, 1 },
+                                 { CKA_LABEL, "cachedata", 9 }, { CKA_VALUE, "hello", 5 } };
+        REQUIRE_RV(f->C_Login(rw, CKU_USER, PIN(TU_USER_PIN)), CKR_OK);
+        REQUIRE_RV(f->C_GenerateKeyPair(rw, &gen, pubt, 4, privt, 5, &pub, &priv), CKR_OK);
+        REQUIRE_RV(f->C_CreateObject(rw, datat, 4, &data), CKR_OK);
+        REQUIRE_RV(f->C_Logout(rw), CKR_OK);
+
+        /* 1. Repeated info calls and enumerations are answered by the
+         *    module: the daemon sees (almost) none of them. */
+        CK_TOKEN_INFO ti;
+        CK_SESSION_INFO si;
+        CK_SLOT_INFO sl;
+        CK_SLOT_ID slots[16];
+        CK_ULONG ns, nobj = 0;
+        CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+        CHECK(ti.ulSessionCount == 2 && ti.ulRwSessionCount == 1);
+        CHECK(enumerate_once(ro, &nobj));
+        double r0 = daemon_p11_requests();
+        for (int i = 0; i < 1000; i++) {
+                ns = 16;
+                CHECK_RV(f->C_GetSlotList(CK_TRUE, slots, &ns), CKR_OK);
+                CHECK_RV(f->C_GetSlotInfo(slot, &sl), CKR_OK);
+                CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+                CHECK_RV(f->C_GetSessionInfo(ro, &si), CKR_OK);
+                CK_ULONG n2 = 0;
+                CHECK(enumerate_once(ro, &n2) && n2 == nobj);
+                if (tu_failures)
+                        break;
+        }
+        double r1 = daemon_p11_requests();
+        fprintf(stderr, "5000 info calls and 1000 enumerations of %lu objects: %.0f requests reached the daemon\n",
+                (unsigned long)nobj, r1 - r0);
+        CHECK(r0 >= 0 && r1 >= r0 && r1 - r0 < 10);
+        CHECK(nobj == 2);
+        /* The private key is hidden while logged out. */
+        CHECK(module_find_label(ro, "cachedata") == data);
+        CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY;
+        CK_ATTRIBUTE pq = { CKA_CLASS, &pc, sizeof pc };
+        CHECK_RV(f->C_GetAttributeValue(ro, priv, &pq, 1), CKR_OBJECT_HANDLE_INVALID);
+        /* Length queries and short buffers keep PKCS#11's rules. */
+        ns = 0;
+        CHECK_RV(f->C_GetSlotList(CK_TRUE, NULL, &ns), CKR_OK);
+        CHECK(ns >= 1);
+        CK_ULONG small = 0;
+        CHECK_RV(f->C_GetSlotList(CK_TRUE, slots, &small), CKR_BUFFER_TOO_SMALL);
+        CHECK(small == ns);
+
+        /* 2. A login-state change by another session of this process shows
+         *    at once, and so does its undoing. */
+        CHECK_RV(f->C_GetSessionInfo(ro, &si), CKR_OK);
+        CHECK(si.state == CKS_RO_PUBLIC_SESSION);
+        CHECK_RV(f->C_Login(rw, CKU_USER, PIN(TU_USER_PIN)), CKR_OK);
+        CHECK_RV(f->C_GetSessionInfo(ro, &si), CKR_OK);
+        CHECK(si.state == CKS_RO_USER_FUNCTIONS);
+        CHECK_RV(f->C_GetSessionInfo(rw, &si), CKR_OK);
+        CHECK(si.state == CKS_RW_USER_FUNCTIONS);
+        /* Logged in, the private key objects are found too. */
+        CK_ULONG nlogged = 0;
+        CHECK(enumerate_once(ro, &nlogged));
+        CHECK(nlogged == 3);
+        /* Its secret parts stay secret, its public ones are given. */
+        uint8_t secret[128];
+        CK_ULONG klen = 0;
+        CK_ATTRIBUTE sq[] = { { CKA_VALUE, secret, sizeof secret }, { CKA_KEY_TYPE, &klen, sizeof klen } };
+        CHECK_RV(f->C_GetAttributeValue(ro, priv, sq, 2), CKR_ATTRIBUTE_SENSITIVE);
+        CHECK(sq[0].ulValueLen == CK_UNAVAILABLE_INFORMATION && sq[1].ulValueLen == sizeof klen && klen == CKK_EC);
+        /* A search naming a sensitive attribute is the daemon's to answer. */
+        CK_ATTRIBUTE byval = { CKA_VALUE, "hello", 5 };
+        CK_OBJECT_HANDLE hv[4];
+        CK_ULONG nhv = 0;
+        CHECK_RV(f->C_FindObjectsInit(ro, &byval, 1), CKR_OK);
+        CHECK_RV(f->C_FindObjects(ro, hv, 4, &nhv), CKR_OK);
+        CHECK_RV(f->C_FindObjectsFinal(ro), CKR_OK);
+        CHECK(nhv == 1 && hv[0] == data);
+        CHECK_RV(f->C_Logout(rw), CKR_OK);
+        CHECK_RV(f->C_GetSessionInfo(ro, &si), CKR_OK);
+        CHECK(si.state == CKS_RO_PUBLIC_SESSION);
+        CK_ULONG nafter = 0;
+        CHECK(enumerate_once(ro, &nafter));
+        CHECK(nafter == nobj);
+        fprintf(stderr, "objects: %lu public, %lu when logged in\n", (unsigned long)nobj, (unsigned long)nlogged);
+
+        /* 3. Another client's wrong PIN changes the token's flags: seen
+         *    after any round trip, and soon without one. */
+        int fd = raw_connect(sock);
+        REQUIRE(fd >= 0 && raw_hello(fd) == 0);
+        uint64_t rh = 0;
+        struct raw_args a = { .a = slot };
+        REQUIRE_RV(raw_p11(fd, WIRE_OP_OPEN_SESSION, fill_open, &a, &rh), CKR_OK);
+        CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+        CHECK(!(ti.flags & CKF_USER_PIN_COUNT_LOW));
+        a = (struct raw_args){ .a = rh, .pin = "000000" };
+        CHECK_RV(raw_p11(fd, WIRE_OP_LOGIN, fill_login, &a, NULL), CKR_PIN_INCORRECT);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        bool seen = false;
+        for (int i = 0; i < 2000 && !seen; i++) {
+                CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+                seen = (ti.flags & CKF_USER_PIN_COUNT_LOW) != 0;
+                if (!seen)
+                        sleep_ms(1);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        fprintf(stderr, "another client's wrong PIN seen in the token flags after %.2f ms\n",
+                (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+        CHECK(seen);
+        a = (struct raw_args){ .a = rh, .pin = TU_USER_PIN };
+        CHECK_RV(raw_p11(fd, WIRE_OP_LOGIN, fill_login, &a, NULL), CKR_OK);
+        sync_with_daemon(ro);
+        CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+        CHECK(!(ti.flags & CKF_USER_PIN_COUNT_LOW));
+
+        /* 4. Objects created and destroyed by another client: found and
+         *    gone (after a round trip, so deterministically). */
+        CK_OBJECT_CLASS cls = CKO_DATA;
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        CK_ATTRIBUTE tmpl[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_TOKEN, &yes, 1 }, { CKA_PRIVATE, &no, 1 },
+                                { CKA_LABEL, "pushed", 6 }, { CKA_VALUE, "v1", 2 } };
+        uint64_t obj = 0;
+        CHECK(module_find_label(ro, "pushed") == CK_INVALID_HANDLE);
+        a = (struct raw_args){ .a = rh, .t = tmpl, .n = 5 };
+        CHECK_RV(raw_p11(fd, WIRE_OP_CREATE_OBJECT, fill_create, &a, &obj), CKR_OK);
+        sync_with_daemon(ro);
+        CK_OBJECT_HANDLE found = module_find_label(ro, "pushed");
+        CHECK(found == obj && obj != 0);
+        char val[8] = { 0 };
+        CK_ATTRIBUTE q = { CKA_VALUE, val, sizeof val };
+        CHECK_RV(f->C_GetAttributeValue(ro, found, &q, 1), CKR_OK);
+        CHECK(q.ulValueLen == 2 && memcmp(val, "v1", 2) == 0);
+        a = (struct raw_args){ .a = rh, .b = obj };
+        CHECK_RV(raw_p11(fd, WIRE_OP_DESTROY_OBJECT, fill_two, &a, NULL), CKR_OK);
+        sync_with_daemon(ro);
+        CHECK(module_find_label(ro, "pushed") == CK_INVALID_HANDLE);
+        q.ulValueLen = sizeof val;
+        CHECK_RV(f->C_GetAttributeValue(ro, found, &q, 1), CKR_OBJECT_HANDLE_INVALID);
+
+        /* 5. A token that comes and goes: in the slot list, then gone with
+         *    its sessions. */
+        CHECK(raw_mgmt(WIRE_OP_MGMT_TOKEN_CREATE_SOFT,
+                       "{\"label\": \"transient\", \"pin\": \"123456\", \"so_pin\": \"12345678\"}") == 0);
+        sync_with_daemon(ro);
+        CK_SLOT_ID other;
+        REQUIRE(tu_find_slot(f, "transient", &other));
+        CK_SESSION_HANDLE oh;
+        REQUIRE_RV(f->C_OpenSession(other, CKF_SERIAL_SESSION, NULL, NULL, &oh), CKR_OK);
+        CHECK_RV(f->C_GetSessionInfo(oh, &si), CKR_OK);
+        CHECK_RV(f->C_GetTokenInfo(other, &ti), CKR_OK);
+        char json[64];
+        snprintf(json, sizeof json, "{\"slot\": %lu}", (unsigned long)other);
+        CHECK(raw_mgmt(WIRE_OP_MGMT_TOKEN_DELETE, json) == 0);
+        sync_with_daemon(ro);
+        CHECK_RV(f->C_GetSessionInfo(oh, &si), CKR_SESSION_HANDLE_INVALID);
+        CHECK(f->C_GetTokenInfo(other, &ti) != CKR_OK);
+        ns = 16;
+        CHECK_RV(f->C_GetSlotList(CK_TRUE, slots, &ns), CKR_OK);
+        for (CK_ULONG i = 0; i < ns; i++)
+                CHECK(slots[i] != other);
+        close(fd);
+
+        /* 6. The daemon restarted: nothing kept survives it. */
+        tu_stop_daemon(daemon_pid);
+        daemon_pid = -1;
+        REQUIRE(start_daemon());
+        CHECK_RV(f->C_GetSessionInfo(ro, &si), CKR_SESSION_HANDLE_INVALID);
+        CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+        CHECK(ti.ulSessionCount == 0);
+        CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+}
+
 /* A fake daemon: answers HELLO with the given version (0: sends a frame
  * header claiming an oversized frame instead), then serves nothing. */
 struct fake {
@@ -851,6 +1173,8 @@ int main(int argc, char **argv) {
                 scenario_nothreads();
         else if (strcmp(s, "events") == 0)
                 scenario_events();
+        else if (strcmp(s, "cache") == 0)
+                scenario_cache();
         else if (strcmp(s, "version") == 0)
                 scenario_version();
         else {
