@@ -45,6 +45,10 @@ struct cli_opts {
         const char *module;
         const char *socket;
         const char *cert;       /* --cert: CN, label or id of a certificate */
+        /* pin-cache set */
+        const char *ttl, *max, *scope;
+        int cache_on;           /* 1 --on, 0 --off, -1 not given */
+        int always_auth;        /* 1 yes, 0 no, -1 not given */
 };
 
 extern struct cli_opts arg;
@@ -64,6 +68,16 @@ int mgmt_call(uint16_t op, cJSON *request, int *ret_status, cJSON **ret_reply);
 /* As mgmt_call, but prints errors and returns an exit code; *ret_reply set
  * only for CLI_EXIT_OK. */
 int mgmt_call_checked(uint16_t op, cJSON *request, cJSON **ret_reply);
+/* Reading management replies: missing or mistyped members give "", dflt,
+ * false. */
+void print_json(const cJSON *o);
+const char *jstr(const cJSON *o, const char *name);
+double jnum(const cJSON *o, const char *name, double dflt);
+bool jbool(const cJSON *o, const char *name);
+/* Selects a present token from a MGMT_TOKEN_LIST reply by --token (label,
+ * serial, slot) or the only one (*ret points into list); CLI_EXIT_OK or an
+ * exit code, the problem reported. */
+int mgmt_select(const cJSON *list, const cJSON **ret);
 /* Deletes a request that may hold PINs: wipes its strings first. */
 void cjson_delete_wiped(cJSON *o);
 int exit_from_errno(int err);
@@ -129,6 +143,10 @@ int cmd_cert_delete(void);
 int cmd_import(const char *file);
 int cmd_key_gen(void);
 int cmd_csr(void);
+/* pincache.c: pin-cache set|status|clear */
+int cmd_pin_cache_set(void);
+int cmd_pin_cache_status(void);
+int cmd_pin_cache_clear(void);
 
 /* Looks up a token in the daemon's list matching a PKCS#11 token (serial and
  * label); *ret_slot is the daemon's slot id.  -ENOENT, or the mgmt error. */

@@ -10,31 +10,9 @@
 #include "cli.h"
 #include "common/secmem.h"
 
-static void print_json(const cJSON *o) {
-        char *s = cJSON_Print(o);
-        if (s) {
-                puts(s);
-                free(s);
-        }
-}
-
-static const char *jstr(const cJSON *o, const char *name) {
-        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
-        return cJSON_IsString(it) && it->valuestring ? it->valuestring : "";
-}
-
-static double jnum(const cJSON *o, const char *name, double dflt) {
-        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
-        return cJSON_IsNumber(it) ? it->valuedouble : dflt;
-}
-
-static bool jbool(const cJSON *o, const char *name) {
-        return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, name));
-}
-
 /* Selects a present token from the daemon's list by --token (label, serial,
  * slot) or the only one.  *ret points into list. */
-static int mgmt_select(const cJSON *list, const cJSON **ret) {
+int mgmt_select(const cJSON *list, const cJSON **ret) {
         const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(list, "tokens"), *t, *found = NULL;
         unsigned present = 0, matches = 0;
 

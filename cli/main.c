@@ -16,7 +16,7 @@
 #include "common/log.h"
 #include "common/secmem.h"
 
-struct cli_opts arg = { .max_tries = -1 };
+struct cli_opts arg = { .max_tries = -1, .cache_on = -1, .always_auth = -1 };
 
 void cli_error(const char *fmt, ...) {
         va_list ap;
@@ -35,6 +35,11 @@ static void help(FILE *f) {
               "  token create-soft --label L [--pin P --so-pin S] [--max-tries N]\n"
               "  token delete [--token T] [--yes]   delete a soft token file\n"
               "  daemon status                      netcad version, uptime, clients\n"
+              "PIN cache (密码缓存):\n"
+              "  pin-cache status                   policy, and each cached PIN's token and expiry\n"
+              "  pin-cache set [--on|--off] [--ttl 30m] [--max 8h] [--scope process|session]\n"
+              "                [--always-authenticate yes|no]\n"
+              "  pin-cache clear [--token T]        forget the cached PINs (of one token)\n"
               "Certificates and keys:\n"
               "  cert show [--cert C]               subject, issuer, validity, key, fingerprints\n"
               "  cert export [--cert C] --pem|--der [-o FILE]\n"
@@ -87,6 +92,12 @@ enum {
         OPT_MODULE,
         OPT_SOCKET,
         OPT_CERT,
+        OPT_TTL,
+        OPT_MAX,
+        OPT_SCOPE,
+        OPT_ON,
+        OPT_OFF,
+        OPT_ALWAYS_AUTH,
         OPT_VERSION,
 };
 
@@ -118,6 +129,12 @@ static const struct option options[] = {
         { "module", required_argument, NULL, OPT_MODULE },
         { "socket", required_argument, NULL, OPT_SOCKET },
         { "cert", required_argument, NULL, OPT_CERT },
+        { "ttl", required_argument, NULL, OPT_TTL },
+        { "max", required_argument, NULL, OPT_MAX },
+        { "scope", required_argument, NULL, OPT_SCOPE },
+        { "on", no_argument, NULL, OPT_ON },
+        { "off", no_argument, NULL, OPT_OFF },
+        { "always-authenticate", required_argument, NULL, OPT_ALWAYS_AUTH },
         {}
 };
 
@@ -179,6 +196,21 @@ static int parse_argv(int argc, char *argv[]) {
                 case OPT_MODULE: arg.module = optarg; break;
                 case OPT_SOCKET: arg.socket = optarg; break;
                 case OPT_CERT: arg.cert = optarg; break;
+                case OPT_TTL: arg.ttl = optarg; break;
+                case OPT_MAX: arg.max = optarg; break;
+                case OPT_SCOPE: arg.scope = optarg; break;
+                case OPT_ON: arg.cache_on = 1; break;
+                case OPT_OFF: arg.cache_on = 0; break;
+                case OPT_ALWAYS_AUTH:
+                        if (strcmp(optarg, "yes") == 0)
+                                arg.always_auth = 1;
+                        else if (strcmp(optarg, "no") == 0)
+                                arg.always_auth = 0;
+                        else {
+                                cli_error("--always-authenticate takes yes or no");
+                                return -EINVAL;
+                        }
+                        break;
                 default:
                         return -EINVAL;
                 }
@@ -242,12 +274,19 @@ static int run(int argc, char *argv[]) {
                         return cmd_pin_change();
                 if (strcmp(sub, "unblock") == 0)
                         return cmd_pin_unblock();
+        } else if (strcmp(cmd, "pin-cache") == 0 && sub) {
+                if (strcmp(sub, "set") == 0)
+                        return cmd_pin_cache_set();
+                if (strcmp(sub, "status") == 0)
+                        return cmd_pin_cache_status();
+                if (strcmp(sub, "clear") == 0)
+                        return cmd_pin_cache_clear();
         } else if (strcmp(cmd, "daemon") == 0 && sub) {
                 if (strcmp(sub, "status") == 0)
                         return cmd_daemon_status();
         }
         cli_error("unknown command: %s%s%s", cmd, sub ? " " : "", sub ? sub : "");
-        return usage_error("try one of: list, token, cert, import, key, csr, pin, daemon");
+        return usage_error("try one of: list, token, cert, import, key, csr, pin, pin-cache, daemon");
 }
 
 int main(int argc, char *argv[]) {

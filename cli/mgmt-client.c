@@ -282,6 +282,28 @@ int exit_from_errno(int err) {
         }
 }
 
+void print_json(const cJSON *o) {
+        char *s = cJSON_Print(o);
+        if (s) {
+                puts(s);
+                free(s);
+        }
+}
+
+const char *jstr(const cJSON *o, const char *name) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
+        return cJSON_IsString(it) && it->valuestring ? it->valuestring : "";
+}
+
+double jnum(const cJSON *o, const char *name, double dflt) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
+        return cJSON_IsNumber(it) ? it->valuedouble : dflt;
+}
+
+bool jbool(const cJSON *o, const char *name) {
+        return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, name));
+}
+
 int mgmt_call_checked(uint16_t op, cJSON *request, cJSON **ret_reply) {
         cJSON *reply = NULL;
         int status = 0, r;

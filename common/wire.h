@@ -126,7 +126,10 @@ enum wire_event {
         X(MGMT_TOKEN_LIST, 257, "j", "uj")                                  \
         X(MGMT_TOKEN_CREATE_SOFT, 258, "j", "uj")                           \
         X(MGMT_PIN_STATUS, 259, "j", "uj")                                  \
-        X(MGMT_TOKEN_DELETE, 260, "j", "uj")
+        X(MGMT_TOKEN_DELETE, 260, "j", "uj")                                \
+        X(MGMT_PIN_CACHE_SET, 261, "j", "uj")                               \
+        X(MGMT_PIN_CACHE_STATUS, 262, "j", "uj")                            \
+        X(MGMT_PIN_CACHE_CLEAR, 263, "j", "uj")
 
 enum wire_op_code {
 #define WIRE_ENUM(name, num, req, rep) WIRE_OP_##name = num,

@@ -17,9 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-login.h>
 
 #include "common/log.h"
 #include "common/pkcrypto.h"
+#include "common/secmem.h"
+#include "pincache.h"
 #include "common/secmem.h"
 #include "common/util.h"
 
@@ -46,6 +49,7 @@ struct tok {
         size_t nobjs;
         unsigned user_logins;
         unsigned so_logins;
+        char key[128];            /* the slot key: the PIN cache's name for it */
         CK_MECHANISM_INFO *mech_info;
         CK_MECHANISM_TYPE *mech_types;
         size_t nmechs;
@@ -120,6 +124,7 @@ struct core {
         CK_OBJECT_HANDLE next_object;
         core_event_fn event_fn;
         void *event_ud;
+        struct pincache *pins;    /* daemon/pincache.h; never NULL after core_new */
 };
 
 
@@ -180,8 +185,24 @@ int core_new(struct core **ret) {
         pthread_mutex_init(&c->lock, NULL);
         c->next_session = 1;
         c->next_object = 1;
+        int r = pincache_new(NULL, NULL, &c->pins);
+        if (r < 0) {
+                pthread_mutex_destroy(&c->lock);
+                free(c);
+                return r;
+        }
         *ret = c;
         return 0;
+}
+
+struct pincache *core_pin_cache(struct core *c) {
+        return c->pins;
+}
+
+void core_sweep(struct core *c) {
+        unsigned n = pincache_sweep(c->pins, pincache_process_alive);
+        if (n)
+                log_debug(LOG_SUB_CORE, "dropped %u cached PIN(s) of processes that are gone", n);
 }
 
 void core_set_event_sink(struct core *c, core_event_fn fn, void *userdata) {
@@ -366,6 +387,7 @@ int core_add_token(struct core *c, const struct driver_ops *ops, struct token *t
         k->ops = ops;
         k->t = t;
         k->refs = 1;
+        snprintf(k->key, sizeof k->key, "%s", slot_key);
         pthread_mutex_init(&k->lock, NULL);
         int r = tok_build_mechs(k);
         if (r < 0) {
@@ -488,6 +510,7 @@ int core_remove_token(struct core *c, CK_SLOT_ID id) {
         struct tok *k = s->tok;
         s->tok = NULL;
         k->removed = true;
+        pincache_flush_token(c->pins, k->key);
         /* Close every session on it and drop every login. */
         struct session *to_free = NULL;
         for (struct core_client *cl = c->clients; cl; cl = cl->next) {
@@ -574,6 +597,43 @@ void core_stats(struct core *c, unsigned *ret_clients, unsigned *ret_sessions) {
 
 /* --------------------------------------------------------------- clients */
 
+/* The login session of process pid: logind's, else the XDG_SESSION_ID of its
+ * environment (which logind sets in a session; readable for our own uid). */
+static void peer_session(pid_t pid, char *buf, size_t cap) {
+        char *sess = NULL;
+        buf[0] = '\0';
+        if (pid <= 0)
+                return;
+        if (sd_pid_get_session(pid, &sess) >= 0 && sess) {
+                snprintf(buf, cap, "%s", sess);
+                free(sess);
+                return;
+        }
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return;
+        char var[4096];
+        size_t n = 0;
+        int ch;
+        /* NUL-separated NAME=value strings. */
+        while ((ch = getc(f)) != EOF) {
+                if (ch != '\0') {
+                        if (n < sizeof var - 1)
+                                var[n++] = (char)ch;
+                        continue;
+                }
+                var[n] = '\0';
+                if (strncmp(var, "XDG_SESSION_ID=", 15) == 0 && var[15] && strlen(var + 15) < cap) {
+                        memcpy(buf, var + 15, strlen(var + 15) + 1);
+                        break;
+                }
+                n = 0;
+        }
+        fclose(f);
+}
+
 int core_client_new(struct core *c, const struct core_peer *peer, struct core_client **ret) {
         struct core_client *cl = calloc(1, sizeof *cl);
         if (!cl)
@@ -581,6 +641,8 @@ int core_client_new(struct core *c, const struct core_peer *peer, struct core_cl
         cl->core = c;
         if (peer)
                 cl->peer = *peer;
+        if (!cl->peer.session[0])
+                peer_session(cl->peer.pid, cl->peer.session, sizeof cl->peer.session);
         core_lock(c);
         cl->next = c->clients;
         c->clients = cl;
@@ -657,6 +719,7 @@ struct core_client *core_client_free(struct core_client *cl) {
                 }
         core_unlock(c);
         free(cl);
+        core_sweep(c);
         return NULL;
 }
 
@@ -669,6 +732,8 @@ struct core *core_free(struct core *c) {
                 if (c->slots[i].tok)
                         core_remove_token(c, c->slots[i].id);
         free(c->slots);
+        /* Daemon stop: every cached PIN is wiped. */
+        c->pins = pincache_free(c->pins);
         pthread_mutex_destroy(&c->lock);
         free(c);
         return NULL;
@@ -1082,8 +1147,11 @@ CK_RV core_init_pin(struct core_client *cl, CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR
                 pthread_mutex_lock(&k->lock);
                 rv = rv_from_errno(k->ops->init_pin(k->t, (const char *)pin, pin_len));
                 pthread_mutex_unlock(&k->lock);
-                if (rv == CKR_OK)
+                if (rv == CKR_OK) {
+                        /* Unblocked or reset: no cached PIN outlives it. */
+                        pincache_flush_token(cl->core->pins, k->key);
                         emit(cl->core, WIRE_EV_TOKEN_CHANGED, s->slot);
+                }
         }
         session_put(s);
         return rv;
@@ -1112,10 +1180,54 @@ CK_RV core_set_pin(struct core_client *cl, CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR 
                 rv = rv_from_errno(k->ops->set_pin(k->t, u, (const char *)old_pin, old_len,
                                                    (const char *)new_pin, new_len));
                 pthread_mutex_unlock(&k->lock);
+                if (rv == CKR_OK && u == CKU_USER)
+                        pincache_flush_token(cl->core->pins, k->key);
                 emit(cl->core, WIRE_EV_TOKEN_CHANGED, s->slot);
         }
         session_put(s);
         return rv;
+}
+
+static void pin_owner(const struct core_client *cl, struct pincache_owner *o) {
+        memset(o, 0, sizeof *o);
+        o->pid = cl->peer.pid;
+        o->start_time = cl->peer.start_time;
+        snprintf(o->session, sizeof o->session, "%s", cl->peer.session);
+}
+
+#define CACHED_PIN_MAX 256
+
+/* A NULL PIN: the cached one for this client on k, into secure memory
+ * (*ret, free with secure_free).  CKR_OK or the answer to give. */
+static CK_RV cached_pin(struct core_client *cl, struct tok *k, char **ret, size_t *ret_len) {
+        struct pincache_owner o;
+        pin_owner(cl, &o);
+        char *buf = secure_alloc(CACHED_PIN_MAX);
+        if (!buf)
+                return CKR_HOST_MEMORY;
+        if (pincache_get(cl->core->pins, k->key, &o, buf, CACHED_PIN_MAX, ret_len) < 0) {
+                secure_free(buf);
+                /* No PIN from the caller and none cached for it (the
+                 * protected authentication path is a later step). */
+                return CKR_ARGUMENTS_BAD;
+        }
+        *ret = buf;
+        return CKR_OK;
+}
+
+/* After the token judged a PIN: keep a good one the client gave, drop a
+ * cached one the token refused. */
+static void pin_judged(struct core_client *cl, struct tok *k, int r, bool from_cache, const char *pin,
+                       size_t pin_len) {
+        struct pincache_owner o;
+        pin_owner(cl, &o);
+        if (r == 0 && !from_cache)
+                pincache_put(cl->core->pins, k->key, &o, pin, pin_len);
+        else if (from_cache && r < 0 && r != -ENOMEM && r != -EIO && r != -ETIMEDOUT)
+                pincache_flush_entry(cl->core->pins, k->key, &o);
+        if (from_cache)
+                log_debug(LOG_SUB_CORE, "slot %lu: cached PIN for pid %d %s", (unsigned long)k->slot,
+                          (int)cl->peer.pid, r == 0 ? "accepted" : "refused: dropped");
 }
 
 CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin,
@@ -1142,14 +1254,28 @@ CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user,
                         rv = CKR_OPERATION_NOT_INITIALIZED;
                 else if (cur != CKU_USER)
                         rv = CKR_USER_NOT_LOGGED_IN;
-                else if (!pin)
-                        rv = CKR_ARGUMENTS_BAD;
                 else {
-                        pthread_mutex_lock(&k->lock);
-                        rv = rv_from_errno(k->ops->login(k->t, CKU_CONTEXT_SPECIFIC, (const char *)pin, pin_len));
-                        pthread_mutex_unlock(&k->lock);
-                        if (rv == CKR_OK)
-                                o->context_ok = true;
+                        /* Keys that want the PIN for each use are served from
+                         * the cache only when the policy says so. */
+                        struct pincache_policy pol;
+                        pincache_get_policy(c->pins, &pol);
+                        char *cpin = NULL;
+                        size_t clen = 0;
+                        if (!pin)
+                                rv = pol.always_authenticate ? cached_pin(cl, k, &cpin, &clen) : CKR_ARGUMENTS_BAD;
+                        if (rv == CKR_OK) {
+                                const char *p = cpin ? cpin : (const char *)pin;
+                                size_t n = cpin ? clen : pin_len;
+                                pthread_mutex_lock(&k->lock);
+                                int r = k->ops->login(k->t, CKU_CONTEXT_SPECIFIC, p, n);
+                                pthread_mutex_unlock(&k->lock);
+                                if (cpin)
+                                        pin_judged(cl, k, r, true, NULL, 0);
+                                rv = rv_from_errno(r);
+                                if (rv == CKR_OK)
+                                        o->context_ok = true;
+                        }
+                        secure_free(cpin);
                 }
                 session_put(s);
                 return rv;
@@ -1174,13 +1300,24 @@ CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user,
                         return CKR_SESSION_READ_ONLY_EXISTS;
                 }
         }
+        /* A NULL PIN: the cached one (user logins only; the SO PIN is
+         * never cached). */
+        char *cpin = NULL;
+        size_t clen = 0;
         if (!pin) {
-                /* No PIN cache or protected path yet (later issue). */
-                session_put(s);
-                return CKR_ARGUMENTS_BAD;
+                rv = user == CKU_USER ? cached_pin(cl, k, &cpin, &clen) : CKR_ARGUMENTS_BAD;
+                if (rv != CKR_OK) {
+                        session_put(s);
+                        return rv;
+                }
         }
+        const char *use_pin = cpin ? cpin : (const char *)pin;
+        size_t use_len = cpin ? clen : pin_len;
         pthread_mutex_lock(&k->lock);
-        int r = k->ops->login(k->t, user, (const char *)pin, pin_len);
+        int r = k->ops->login(k->t, user, use_pin, use_len);
+        if (user == CKU_USER)
+                pin_judged(cl, k, r, cpin != NULL, use_pin, use_len);
+        secure_free(cpin);
         if (r == 0) {
                 struct login *l = calloc(1, sizeof *l);
                 if (!l)

@@ -39,9 +39,16 @@ struct core_peer {
         gid_t gid;
         uint64_t start_time;  /* process start time (/proc/pid/stat field 22), 0 unknown */
         char exe[256];        /* executable path, "" unknown */
+        char session[64];     /* login session (logind, else the client's XDG_SESSION_ID), "" none;
+                                 filled by core_client_new when empty */
 };
 
 int core_new(struct core **ret);
+/* The daemon's PIN cache (daemon/pincache.h), owned by the core. */
+struct pincache *core_pin_cache(struct core *c);
+/* Drops what belongs to processes that are gone (cached PINs of process
+ * scope).  Called on a timer and when a client leaves. */
+void core_sweep(struct core *c);
 /* Closes every session, logs every token out, frees every token. NULL ok. */
 struct core *core_free(struct core *c);
 void core_set_event_sink(struct core *c, core_event_fn fn, void *userdata);

@@ -21,6 +21,7 @@
 #include "core.h"
 #include "drivers/soft/soft.h"
 #include "netcad.h"
+#include "mgmt.h"
 #include "server.h"
 #include "state.h"
 
@@ -144,6 +145,15 @@ static int load_soft_tokens(struct netcad *d) {
         return 0;
 }
 
+#define SWEEP_SECONDS 2
+
+static void sweep_cb(evutil_socket_t fd, short what, void *userdata) {
+        struct netcad *d = userdata;
+        (void)fd;
+        (void)what;
+        core_sweep(d->core);
+}
+
 /* Without --foreground: fork, and let the parent exit once the child is
  * serving (or report its failure). */
 static int detach(int *ret_notify_fd) {
@@ -262,6 +272,13 @@ int main(int argc, char **argv) {
                 log_error("out of memory");
                 return 1;
         }
+        (void)mgmt_apply_settings(&d);
+        /* What belongs to processes that are gone (their cached PINs) is
+         * dropped within SWEEP_SECONDS. */
+        struct timeval sweep_tv = { SWEEP_SECONDS, 0 };
+        struct event *sweep = event_new(d.base, -1, EV_PERSIST, sweep_cb, &d);
+        if (sweep)
+                event_add(sweep, &sweep_tv);
         load_soft_tokens(&d);
         struct server *srv = NULL;
         if ((r = server_new(&d, listen_fd, workers, &srv)) < 0) {
@@ -294,6 +311,8 @@ int main(int argc, char **argv) {
         d.state = state_close(d.state);
         event_free(sigterm);
         event_free(sigint);
+        if (sweep)
+                event_free(sweep);
         event_base_free(d.base);
         free(d.socket_path);
         free(d.data_dir);

@@ -33,6 +33,8 @@
 #include "daemon/core.h"
 #include "daemon/dispatch.h"
 #include "daemon/netcad.h"
+#include "daemon/pincache.h"
+#include "daemon/state.h"
 #include "drivers/soft/soft.h"
 
 bool mgmt_is_op(uint16_t op) {
@@ -42,6 +44,9 @@ bool mgmt_is_op(uint16_t op) {
         case WIRE_OP_MGMT_TOKEN_CREATE_SOFT:
         case WIRE_OP_MGMT_PIN_STATUS:
         case WIRE_OP_MGMT_TOKEN_DELETE:
+        case WIRE_OP_MGMT_PIN_CACHE_SET:
+        case WIRE_OP_MGMT_PIN_CACHE_STATUS:
+        case WIRE_OP_MGMT_PIN_CACHE_CLEAR:
                 return true;
         default:
                 return false;
@@ -96,6 +101,45 @@ static int get_uint(const cJSON *obj, const char *name, bool required, uint64_t 
         return 1;
 }
 
+/* A duration: a number of seconds or a string such as "30m", "1h30m".
+ * 1 given, 0 absent, -EINVAL. */
+static int get_duration(const cJSON *obj, const char *name, uint64_t *ret, const char **ret_error, const char *msg) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+        if (!it)
+                return 0;
+        uint64_t v = 0;
+        if (cJSON_IsString(it) && it->valuestring) {
+                if (pincache_parse_duration(it->valuestring, &v) < 0)
+                        goto bad;
+        } else if (cJSON_IsNumber(it)) {
+                double d = it->valuedouble;
+                if (!(d >= 0 && d <= (double)UINT32_MAX) || (double)(uint64_t)d != d)
+                        goto bad;
+                v = (uint64_t)d;
+        } else
+                goto bad;
+        /* At least a minute, at most a day. */
+        if (v < 60 || v > 86400)
+                goto bad;
+        *ret = v;
+        return 1;
+bad:
+        *ret_error = msg;
+        return -EINVAL;
+}
+
+static int get_bool(const cJSON *obj, const char *name, bool *ret, const char **ret_error, const char *msg) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+        if (!it)
+                return 0;
+        if (!cJSON_IsBool(it)) {
+                *ret_error = msg;
+                return -EINVAL;
+        }
+        *ret = cJSON_IsTrue(it);
+        return 1;
+}
+
 static int get_pin(const cJSON *obj, const char *name, char **ret, size_t *ret_len, const char **ret_error,
                    const char *missing, const char *badlen) {
         const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
@@ -123,7 +167,7 @@ int mgmt_parse_request(uint16_t op, const char *json, struct mgmt_request *ret, 
         struct mgmt_request req = { .op = op };
         const char *err = NULL;
         cJSON *root = NULL;
-        uint64_t v;
+        uint64_t v = 0;
         size_t len;
         int r = 0;
 
@@ -156,7 +200,54 @@ int mgmt_parse_request(uint16_t op, const char *json, struct mgmt_request *ret, 
         switch (op) {
         case WIRE_OP_MGMT_STATUS:
         case WIRE_OP_MGMT_TOKEN_LIST:
+        case WIRE_OP_MGMT_PIN_CACHE_STATUS:
                 break;
+
+        case WIRE_OP_MGMT_PIN_CACHE_CLEAR:
+                r = get_uint(root, "slot", false, UINT32_MAX, &v, &err, "\"slot\" must be a slot number");
+                if (r < 0)
+                        goto out;
+                req.has_slot = r > 0;
+                req.slot = (CK_SLOT_ID)v;
+                r = 0;
+                break;
+
+        case WIRE_OP_MGMT_PIN_CACHE_SET: {
+                const char *bad_dur = "durations are seconds or text such as \"30m\" or \"1h\", from 1 minute to 24 hours";
+                if ((r = get_bool(root, "enabled", &req.enabled, &err, "\"enabled\" must be true or false")) < 0)
+                        goto out;
+                req.has_enabled = r > 0;
+                if ((r = get_duration(root, "ttl", &req.ttl, &err, bad_dur)) < 0)
+                        goto out;
+                req.has_ttl = r > 0;
+                if ((r = get_duration(root, "max", &req.max, &err, bad_dur)) < 0)
+                        goto out;
+                req.has_max = r > 0;
+                if ((r = get_bool(root, "always_authenticate", &req.always_auth, &err,
+                                  "\"always_authenticate\" must be true or false")) < 0)
+                        goto out;
+                req.has_always_auth = r > 0;
+                const cJSON *sc = cJSON_GetObjectItemCaseSensitive(root, "scope");
+                if (sc) {
+                        if (cJSON_IsString(sc) && sc->valuestring && strcmp(sc->valuestring, "process") == 0)
+                                req.scope = PINCACHE_SCOPE_PROCESS;
+                        else if (cJSON_IsString(sc) && sc->valuestring && strcmp(sc->valuestring, "session") == 0)
+                                req.scope = PINCACHE_SCOPE_SESSION;
+                        else {
+                                err = "\"scope\" must be \"process\" or \"session\"";
+                                r = -EINVAL;
+                                goto out;
+                        }
+                        req.has_scope = true;
+                }
+                if (req.has_ttl && req.has_max && req.max < req.ttl) {
+                        err = "the cap (max) cannot be shorter than the time to live (ttl)";
+                        r = -EINVAL;
+                        goto out;
+                }
+                r = 0;
+                break;
+        }
 
         case WIRE_OP_MGMT_PIN_STATUS:
         case WIRE_OP_MGMT_TOKEN_DELETE:
@@ -416,6 +507,155 @@ static int op_status(struct netcad *d, char **ret_json) {
         return reply_ok(o, ret_json);
 }
 
+/* ---- PIN cache ---- */
+
+#define PIN_CACHE_KEY "pin_cache"
+
+static cJSON *policy_to_json(const struct pincache_policy *p) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+                return NULL;
+        cJSON_AddBoolToObject(o, "enabled", p->enabled);
+        cJSON_AddNumberToObject(o, "ttl", (double)p->ttl);
+        cJSON_AddNumberToObject(o, "max", (double)p->max);
+        cJSON_AddStringToObject(o, "scope", p->scope == PINCACHE_SCOPE_SESSION ? "session" : "process");
+        cJSON_AddBoolToObject(o, "always_authenticate", p->always_authenticate);
+        return o;
+}
+
+int mgmt_apply_settings(struct netcad *d) {
+        _cleanup_free_ char *saved = NULL;
+        if (!d->state || state_get(d->state, PIN_CACHE_KEY, &saved) < 0)
+                return 0; /* nothing saved: the defaults */
+        struct mgmt_request req;
+        const char *err;
+        struct pincache_policy p;
+        pincache_policy_default(&p);
+        int r = mgmt_parse_request(WIRE_OP_MGMT_PIN_CACHE_SET, saved, &req, &err);
+        if (r < 0) {
+                log_warning("saved PIN cache settings are invalid (%s): using the defaults", err);
+                return r;
+        }
+        if (req.has_enabled)
+                p.enabled = req.enabled;
+        if (req.has_ttl)
+                p.ttl = req.ttl;
+        if (req.has_max)
+                p.max = req.max;
+        if (req.has_scope)
+                p.scope = (enum pincache_scope)req.scope;
+        if (req.has_always_auth)
+                p.always_authenticate = req.always_auth;
+        mgmt_request_done(&req);
+        pincache_set_policy(core_pin_cache(d->core), &p);
+        return 0;
+}
+
+static int op_pin_cache_set(struct netcad *d, const struct mgmt_request *req, char **ret_json) {
+        struct pincache *pc = core_pin_cache(d->core);
+        struct pincache_policy p;
+        pincache_get_policy(pc, &p);
+        if (req->has_enabled)
+                p.enabled = req->enabled;
+        if (req->has_ttl) {
+                p.ttl = req->ttl;
+                p.enabled = req->has_enabled ? req->enabled : true;
+        }
+        if (req->has_max)
+                p.max = req->max;
+        if (req->has_scope)
+                p.scope = (enum pincache_scope)req->scope;
+        if (req->has_always_auth)
+                p.always_authenticate = req->always_auth;
+        if (p.max < p.ttl)
+                return reply_error(EINVAL, "the cap (max) cannot be shorter than the time to live (ttl)", ret_json);
+        cJSON *o = policy_to_json(&p);
+        _cleanup_free_ char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+        if (!text) {
+                cJSON_Delete(o);
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        }
+        /* Saved first: a setting that is not kept is not applied either. */
+        int r = d->state ? state_set(d->state, PIN_CACHE_KEY, text) : 0;
+        if (r < 0) {
+                cJSON_Delete(o);
+                return reply_error(r, "cannot save the setting", ret_json);
+        }
+        /* A policy change flushes the cache. */
+        pincache_set_policy(pc, &p);
+        log_notice("PIN cache policy: %s", text);
+        cJSON *reply = cJSON_CreateObject();
+        if (!reply) {
+                cJSON_Delete(o);
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        }
+        cJSON_AddItemToObject(reply, "policy", o);
+        return reply_ok(reply, ret_json);
+}
+
+struct status_ctx {
+        struct netcad *d;
+        cJSON *entries;
+};
+
+static void status_entry(const struct pincache_entry_info *e, void *ud) {
+        struct status_ctx *k = ud;
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+                return;
+        CK_SLOT_ID slot;
+        cJSON_AddStringToObject(o, "token", e->token);
+        if (core_find_slot(k->d->core, e->token, &slot) >= 0)
+                cJSON_AddNumberToObject(o, "slot", (double)slot);
+        cJSON_AddStringToObject(o, "scope", e->scope == PINCACHE_SCOPE_SESSION ? "session" : "process");
+        if (e->scope == PINCACHE_SCOPE_SESSION)
+                cJSON_AddStringToObject(o, "session", e->session);
+        else
+                cJSON_AddNumberToObject(o, "pid", (double)e->pid);
+        cJSON_AddNumberToObject(o, "expires_in", (double)e->expires_in);
+        cJSON_AddNumberToObject(o, "cap_in", (double)e->cap_in);
+        cJSON_AddItemToArray(k->entries, o);
+}
+
+static int op_pin_cache_status(struct netcad *d, char **ret_json) {
+        struct pincache *pc = core_pin_cache(d->core);
+        core_sweep(d->core);
+        struct pincache_policy p;
+        pincache_get_policy(pc, &p);
+        cJSON *o = cJSON_CreateObject();
+        cJSON *pol = policy_to_json(&p);
+        struct status_ctx k = { d, cJSON_CreateArray() };
+        if (!o || !pol || !k.entries) {
+                cJSON_Delete(o);
+                cJSON_Delete(pol);
+                cJSON_Delete(k.entries);
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        }
+        pincache_foreach(pc, status_entry, &k);
+        cJSON_AddItemToObject(o, "policy", pol);
+        cJSON_AddItemToObject(o, "entries", k.entries);
+        return reply_ok(o, ret_json);
+}
+
+static int op_pin_cache_clear(struct netcad *d, const struct mgmt_request *req, char **ret_json) {
+        struct pincache *pc = core_pin_cache(d->core);
+        unsigned n;
+        if (req->has_slot) {
+                struct core_token_summary t;
+                int r = find_token(d->core, req->slot, &t);
+                if (r < 0)
+                        return reply_error(ENOENT, "no token in this slot", ret_json);
+                n = pincache_flush_token(pc, t.slot_key);
+        } else
+                n = pincache_flush_all(pc);
+        log_notice("PIN cache cleared%s: %u entr%s", req->has_slot ? " for one token" : "", n, n == 1 ? "y" : "ies");
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        cJSON_AddNumberToObject(o, "cleared", n);
+        return reply_ok(o, ret_json);
+}
+
 static int op_token_list(struct netcad *d, char **ret_json) {
         _cleanup_free_ struct core_token_summary *v = NULL;
         size_t n = 0;
@@ -578,6 +818,15 @@ int mgmt_handle(struct netcad *d, struct core_client *cl, uint16_t op, const cha
                 break;
         case WIRE_OP_MGMT_TOKEN_DELETE:
                 r = op_token_delete(d, &req, ret_json);
+                break;
+        case WIRE_OP_MGMT_PIN_CACHE_SET:
+                r = op_pin_cache_set(d, &req, ret_json);
+                break;
+        case WIRE_OP_MGMT_PIN_CACHE_STATUS:
+                r = op_pin_cache_status(d, ret_json);
+                break;
+        case WIRE_OP_MGMT_PIN_CACHE_CLEAR:
+                r = op_pin_cache_clear(d, &req, ret_json);
                 break;
         default:
                 r = reply_error(EOPNOTSUPP, "unknown management operation", ret_json);

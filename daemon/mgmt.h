@@ -28,6 +28,11 @@ struct mgmt_request {
         char *so_pin;       /* secure memory */
         size_t so_pin_len;
         unsigned max_tries; /* 0: the default */
+        /* MGMT_PIN_CACHE_SET: which fields were given, and their values. */
+        bool has_enabled, enabled;
+        bool has_ttl, has_max, has_scope, has_always_auth, always_auth;
+        uint64_t ttl, max;  /* seconds */
+        int scope;          /* enum pincache_scope */
 };
 
 /* Parses and validates the JSON text of a request for op; touches nothing
@@ -42,6 +47,11 @@ struct core_client;
 
 /* True for the ops handled here. */
 bool mgmt_is_op(uint16_t op);
+
+/* Reads the saved settings (PIN cache policy) from the state database into
+ * the running daemon; at start.  0 or -errno (bad saved values are logged
+ * and replaced by the defaults). */
+int mgmt_apply_settings(struct netcad *d);
 
 /* Runs one management op.  json is the request text (not trusted: any
  * bytes); *ret_json receives a malloc'd reply text (always set on return 0,

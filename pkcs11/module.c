@@ -95,6 +95,9 @@ struct module {
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+/* This process's pid, refreshed in a fork child: getpid() is a system call,
+ * too dear for every PKCS#11 call. */
+static pid_t g_pid;
 static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
 static struct module *g_mod;
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
@@ -142,6 +145,7 @@ static void atfork_child(void) {
         }
         pthread_mutex_init(&g_lock, NULL);
         pthread_cond_init(&g_cond, NULL);
+        g_pid = getpid();
 }
 
 static void atfork_register(void) {
@@ -151,7 +155,7 @@ static void atfork_register(void) {
 static struct module *enter(void) {
         pthread_mutex_lock(&g_lock);
         struct module *m = g_mod;
-        if (m && (m->finalizing || m->pid != getpid()))
+        if (m && (m->finalizing || m->pid != g_pid))
                 m = NULL;
         if (m)
                 m->inflight++;
@@ -263,6 +267,9 @@ static CK_RV nc_Initialize(CK_VOID_PTR init_args) {
                 RETURN(CKR_HOST_MEMORY);
         m->pid = getpid();
         m->next_handle = 1;
+        pthread_mutex_lock(&g_lock);
+        g_pid = m->pid;
+        pthread_mutex_unlock(&g_lock);
         pthread_mutex_init(&m->sess_mutex, NULL);
         pthread_mutex_init(&m->ev_lock, NULL);
         pthread_condattr_t ca;

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* netca-tool pin-cache set|status|clear: the daemon's PIN cache (密码缓存),
+ * through the management ops.  No PIN ever comes back: status shows the
+ * policy and, per cached entry, the token, the scope and the expiry. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* "1h 30m" from seconds. */
+static void fmt_duration(double secs, char *buf, size_t cap) {
+        unsigned long s = secs > 0 ? (unsigned long)secs : 0;
+        if (s >= 3600 && s % 3600 == 0)
+                snprintf(buf, cap, "%luh", s / 3600);
+        else if (s >= 3600)
+                snprintf(buf, cap, "%luh %lum", s / 3600, (s % 3600) / 60);
+        else if (s >= 60 && s % 60 == 0)
+                snprintf(buf, cap, "%lum", s / 60);
+        else if (s >= 60)
+                snprintf(buf, cap, "%lum %lus", s / 60, s % 60);
+        else
+                snprintf(buf, cap, "%lus", s);
+}
+
+static void print_policy(const cJSON *p) {
+        char ttl[32], max[32];
+        fmt_duration(jnum(p, "ttl", 0), ttl, sizeof ttl);
+        fmt_duration(jnum(p, "max", 0), max, sizeof max);
+        if (!jbool(p, "enabled")) {
+                printf("PIN cache: off\n");
+                return;
+        }
+        printf("PIN cache: on, %s after the last use (at most %s after entry), per %s%s\n", ttl, max,
+               jstr(p, "scope"), jbool(p, "always_authenticate") ? ", also for keys that ask every time" : "");
+}
+
+int cmd_pin_cache_set(void) {
+        cJSON *req = cJSON_CreateObject(), *reply = NULL;
+        if (!req) {
+                cli_error("out of memory");
+                return CLI_EXIT_OTHER;
+        }
+        if (arg.cache_on >= 0)
+                cJSON_AddBoolToObject(req, "enabled", arg.cache_on == 1);
+        if (arg.ttl)
+                cJSON_AddStringToObject(req, "ttl", arg.ttl);
+        if (arg.max)
+                cJSON_AddStringToObject(req, "max", arg.max);
+        if (arg.scope)
+                cJSON_AddStringToObject(req, "scope", arg.scope);
+        if (arg.always_auth >= 0)
+                cJSON_AddBoolToObject(req, "always_authenticate", arg.always_auth == 1);
+        if (!req->child) {
+                cJSON_Delete(req);
+                cli_error("pin-cache set needs --on, --off, --ttl, --max, --scope or --always-authenticate");
+                return CLI_EXIT_USAGE;
+        }
+        int r = mgmt_call_checked(WIRE_OP_MGMT_PIN_CACHE_SET, req, &reply);
+        cJSON_Delete(req);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (arg.json)
+                print_json(reply);
+        else {
+                print_policy(cJSON_GetObjectItemCaseSensitive(reply, "policy"));
+                printf("Cached PINs were cleared (the policy changed).\n");
+        }
+        cJSON_Delete(reply);
+        return CLI_EXIT_OK;
+}
+
+int cmd_pin_cache_status(void) {
+        cJSON *reply = NULL, *list = NULL, *e;
+        int r = mgmt_call_checked(WIRE_OP_MGMT_PIN_CACHE_STATUS, NULL, &reply);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (arg.json) {
+                print_json(reply);
+                cJSON_Delete(reply);
+                return CLI_EXIT_OK;
+        }
+        print_policy(cJSON_GetObjectItemCaseSensitive(reply, "policy"));
+        /* Token labels, for the entries. */
+        (void)mgmt_call_checked(WIRE_OP_MGMT_TOKEN_LIST, NULL, &list);
+        const cJSON *entries = cJSON_GetObjectItemCaseSensitive(reply, "entries");
+        if (cJSON_GetArraySize(entries) == 0)
+                printf("No PIN is cached.\n");
+        cJSON_ArrayForEach(e, entries) {
+                const char *label = "?";
+                const cJSON *t;
+                cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(list, "tokens"))
+                        if (jnum(t, "slot", -1) == jnum(e, "slot", -2))
+                                label = jstr(t, "label");
+                char exp[32], cap[32], who[96];
+                fmt_duration(jnum(e, "expires_in", 0), exp, sizeof exp);
+                fmt_duration(jnum(e, "cap_in", 0), cap, sizeof cap);
+                if (strcmp(jstr(e, "scope"), "session") == 0)
+                        snprintf(who, sizeof who, "login session %s", jstr(e, "session"));
+                else
+                        snprintf(who, sizeof who, "process %.0f", jnum(e, "pid", 0));
+                printf("  token \"%s\" (slot %.0f): for %s, expires in %s (at the latest in %s)\n", label,
+                       jnum(e, "slot", -1), who, exp, cap);
+        }
+        cJSON_Delete(list);
+        cJSON_Delete(reply);
+        return CLI_EXIT_OK;
+}
+
+int cmd_pin_cache_clear(void) {
+        cJSON *req = cJSON_CreateObject(), *reply = NULL, *list = NULL;
+        if (!req) {
+                cli_error("out of memory");
+                return CLI_EXIT_OTHER;
+        }
+        int r;
+        if (arg.token) {
+                const cJSON *t;
+                r = mgmt_call_checked(WIRE_OP_MGMT_TOKEN_LIST, NULL, &list);
+                if (r == CLI_EXIT_OK)
+                        r = mgmt_select(list, &t);
+                if (r != CLI_EXIT_OK) {
+                        cJSON_Delete(list);
+                        cJSON_Delete(req);
+                        return r;
+                }
+                cJSON_AddNumberToObject(req, "slot", jnum(t, "slot", -1));
+        }
+        r = mgmt_call_checked(WIRE_OP_MGMT_PIN_CACHE_CLEAR, req, &reply);
+        cJSON_Delete(req);
+        cJSON_Delete(list);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (arg.json)
+                print_json(reply);
+        else {
+                double n = jnum(reply, "cleared", 0);
+                printf("%.0f cached PIN%s cleared.\n", n, n == 1 ? "" : "s");
+        }
+        cJSON_Delete(reply);
+        return CLI_EXIT_OK;
+}
