@@ -13,8 +13,12 @@ PACKAGES=(
         clang libclang-rt-14-dev
         # real clients and peers used by the tests and the quick start
         p11-kit p11-kit-modules opensc gnutls-bin libengine-pkcs11-openssl
+        # OpenSC reading the virtual PIV card (tests/opensc)
+        opensc-pkcs11 pcscd vsmartcard-vpcd python3
         libnss3-tools poppler-utils openssh-client softhsm2 openssl sqlite3
         util-linux coreutils procps
+        # the emulated USB CCID reader (tests/usb: umockdev + Debian's python3-gi)
+        umockdev gir1.2-umockdev-1.0 python3-gi
 )
 
 missing=()
