@@ -49,6 +49,9 @@ struct cli_opts {
         const char *ttl, *max, *scope;
         int cache_on;           /* 1 --on, 0 --off, -1 not given */
         int always_auth;        /* 1 yes, 0 no, -1 not given */
+        /* log show/export */
+        const char *since, *until;
+        bool failed;
 };
 
 extern struct cli_opts arg;
@@ -147,6 +150,11 @@ int cmd_csr(void);
 int cmd_pin_cache_set(void);
 int cmd_pin_cache_status(void);
 int cmd_pin_cache_clear(void);
+/* log.c: log show|export|clear|enable|disable */
+int cmd_log_show(void);
+int cmd_log_export(const char *file);
+int cmd_log_clear(void);
+int cmd_log_diagnostic(bool on);
 
 /* Looks up a token in the daemon's list matching a PKCS#11 token (serial and
  * label); *ret_slot is the daemon's slot id.  -ENOENT, or the mgmt error. */

@@ -40,6 +40,12 @@ static void help(FILE *f) {
               "  pin-cache set [--on|--off] [--ttl 30m] [--max 8h] [--scope process|session]\n"
               "                [--always-authenticate yes|no]\n"
               "  pin-cache clear [--token T]        forget the cached PINs (of one token)\n"
+              "Usage records (使用记录):\n"
+              "  log show [--since WHEN] [--until WHEN] [--token T] [--failed]\n"
+              "                                     logins, signatures, PIN changes...; failures in red\n"
+              "  log export FILE [filters]          records and diagnostic log as a .tar.gz for support\n"
+              "  log clear [--yes]                  delete every record\n"
+              "  log enable|disable                 the daemon's diagnostic log\n"
               "Certificates and keys:\n"
               "  cert show [--cert C]               subject, issuer, validity, key, fingerprints\n"
               "  cert export [--cert C] --pem|--der [-o FILE]\n"
@@ -98,6 +104,9 @@ enum {
         OPT_ON,
         OPT_OFF,
         OPT_ALWAYS_AUTH,
+        OPT_SINCE,
+        OPT_UNTIL,
+        OPT_FAILED,
         OPT_VERSION,
 };
 
@@ -135,6 +144,9 @@ static const struct option options[] = {
         { "on", no_argument, NULL, OPT_ON },
         { "off", no_argument, NULL, OPT_OFF },
         { "always-authenticate", required_argument, NULL, OPT_ALWAYS_AUTH },
+        { "since", required_argument, NULL, OPT_SINCE },
+        { "until", required_argument, NULL, OPT_UNTIL },
+        { "failed", no_argument, NULL, OPT_FAILED },
         {}
 };
 
@@ -197,6 +209,9 @@ static int parse_argv(int argc, char *argv[]) {
                 case OPT_SOCKET: arg.socket = optarg; break;
                 case OPT_CERT: arg.cert = optarg; break;
                 case OPT_TTL: arg.ttl = optarg; break;
+                case OPT_SINCE: arg.since = optarg; break;
+                case OPT_UNTIL: arg.until = optarg; break;
+                case OPT_FAILED: arg.failed = true; break;
                 case OPT_MAX: arg.max = optarg; break;
                 case OPT_SCOPE: arg.scope = optarg; break;
                 case OPT_ON: arg.cache_on = 1; break;
@@ -248,6 +263,11 @@ static int run(int argc, char *argv[]) {
                         return usage_error("csr takes no arguments");
                 return cmd_csr();
         }
+        if (strcmp(cmd, "log") == 0 && sub && strcmp(sub, "export") == 0) {
+                if (optind + 3 != argc)
+                        return usage_error("log export needs one FILE");
+                return cmd_log_export(argv[optind + 2]);
+        }
         if (sub && optind + 2 < argc)
                 return usage_error("too many arguments");
         if (strcmp(cmd, "token") == 0 && sub) {
@@ -274,6 +294,15 @@ static int run(int argc, char *argv[]) {
                         return cmd_pin_change();
                 if (strcmp(sub, "unblock") == 0)
                         return cmd_pin_unblock();
+        } else if (strcmp(cmd, "log") == 0 && sub) {
+                if (strcmp(sub, "show") == 0)
+                        return cmd_log_show();
+                if (strcmp(sub, "clear") == 0)
+                        return cmd_log_clear();
+                if (strcmp(sub, "enable") == 0)
+                        return cmd_log_diagnostic(true);
+                if (strcmp(sub, "disable") == 0)
+                        return cmd_log_diagnostic(false);
         } else if (strcmp(cmd, "pin-cache") == 0 && sub) {
                 if (strcmp(sub, "set") == 0)
                         return cmd_pin_cache_set();
@@ -286,7 +315,7 @@ static int run(int argc, char *argv[]) {
                         return cmd_daemon_status();
         }
         cli_error("unknown command: %s%s%s", cmd, sub ? " " : "", sub ? sub : "");
-        return usage_error("try one of: list, token, cert, import, key, csr, pin, pin-cache, daemon");
+        return usage_error("try one of: list, token, cert, import, key, csr, pin, pin-cache, log, daemon");
 }
 
 int main(int argc, char *argv[]) {

@@ -8,11 +8,13 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 static unsigned log_mask;
 static bool log_quiet;
 static int log_fd = 2;
+static int diag_fd = -1;   /* atomic: read without a lock on every message */
 static const char *log_prog = "netca";
 
 static const struct {
@@ -60,10 +62,43 @@ void log_set_quiet(bool quiet) {
 
 bool log_enabled(enum log_sub sub) {
         pthread_once(&log_once, log_init_once);
-        return (log_mask & sub) != 0;
+        return (log_mask & sub) != 0 || __atomic_load_n(&diag_fd, __ATOMIC_RELAXED) >= 0;
 }
 
-static void log_vwrite(const char *level, const char *fmt, va_list ap) {
+/* The diagnostic log always uses the same descriptor number once it has
+ * one: a writer that read diag_fd just before a switch then writes to the
+ * old file or to /dev/null, never into a descriptor reused for something
+ * else. */
+static int diag_slot = -1;
+static pthread_mutex_t diag_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void log_set_diagnostic_fd(int fd) {
+        pthread_mutex_lock(&diag_lock);
+        if (fd >= 0) {
+                if (diag_slot < 0)
+                        diag_slot = fd;
+                else if (fd != diag_slot) {
+                        dup3(fd, diag_slot, O_CLOEXEC);
+                        close(fd);
+                }
+                __atomic_store_n(&diag_fd, diag_slot, __ATOMIC_SEQ_CST);
+        } else if (diag_slot >= 0) {
+                __atomic_store_n(&diag_fd, -1, __ATOMIC_SEQ_CST);
+                int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                if (null >= 0) {
+                        dup3(null, diag_slot, O_CLOEXEC);
+                        close(null);
+                }
+        }
+        pthread_mutex_unlock(&diag_lock);
+}
+
+int log_get_diagnostic_fd(void) {
+        return __atomic_load_n(&diag_fd, __ATOMIC_RELAXED);
+}
+
+/* to_main: also to the main log (stderr or NETCA_LOG_FILE). */
+static void log_vwrite(const char *level, bool to_main, const char *fmt, va_list ap) {
         char line[2048];
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -80,17 +115,26 @@ static void log_vwrite(const char *level, const char *fmt, va_list ap) {
         if (len > sizeof line - 2)
                 len = sizeof line - 2;
         line[len++] = '\n';
-        ssize_t w = write(log_fd, line, len);
-        (void)w;
+        ssize_t w;
+        if (to_main) {
+                w = write(log_fd, line, len);
+                (void)w;
+        }
+        int dfd = __atomic_load_n(&diag_fd, __ATOMIC_RELAXED);
+        if (dfd >= 0) {
+                w = write(dfd, line, len);
+                (void)w;
+        }
 }
 
 void log_msg(const char *level, const char *fmt, ...) {
         pthread_once(&log_once, log_init_once);
-        if (log_quiet && log_mask == 0)
+        bool to_main = !(log_quiet && log_mask == 0);
+        if (!to_main && __atomic_load_n(&diag_fd, __ATOMIC_RELAXED) < 0)
                 return;
         va_list ap;
         va_start(ap, fmt);
-        log_vwrite(level, fmt, ap);
+        log_vwrite(level, to_main, fmt, ap);
         va_end(ap);
 }
 
@@ -101,6 +145,6 @@ void log_debug_sub(enum log_sub sub, const char *fmt, ...) {
                         name = subs[i].name;
         va_list ap;
         va_start(ap, fmt);
-        log_vwrite(name, fmt, ap);
+        log_vwrite(name, (log_mask & sub) != 0, fmt, ap);
         va_end(ap);
 }

@@ -33,6 +33,11 @@ enum log_sub {
 void log_setup(const char *progname);
 void log_set_quiet(bool quiet);
 bool log_enabled(enum log_sub sub);
+/* The diagnostic log (netca-tool log enable): every message, debug ones of
+ * all subsystems included, is also written to fd (taken over; -1 stops and
+ * closes it).  Same rule as everywhere: never a PIN, key or signed data. */
+void log_set_diagnostic_fd(int fd);
+int log_get_diagnostic_fd(void);
 
 void log_msg(const char *level, const char *fmt, ...) _printf_(2, 3);
 void log_debug_sub(enum log_sub sub, const char *fmt, ...) _printf_(2, 3);

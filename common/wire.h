@@ -129,7 +129,10 @@ enum wire_event {
         X(MGMT_TOKEN_DELETE, 260, "j", "uj")                                \
         X(MGMT_PIN_CACHE_SET, 261, "j", "uj")                               \
         X(MGMT_PIN_CACHE_STATUS, 262, "j", "uj")                            \
-        X(MGMT_PIN_CACHE_CLEAR, 263, "j", "uj")
+        X(MGMT_PIN_CACHE_CLEAR, 263, "j", "uj")                             \
+        X(MGMT_LOG_SHOW, 264, "j", "uj")                                    \
+        X(MGMT_LOG_CLEAR, 265, "j", "uj")                                   \
+        X(MGMT_LOG_SET, 266, "j", "uj")
 
 enum wire_op_code {
 #define WIRE_ENUM(name, num, req, rep) WIRE_OP_##name = num,

@@ -22,6 +22,8 @@
 #include "common/log.h"
 #include "common/pkcrypto.h"
 #include "common/secmem.h"
+#include "audit.h"
+#include "common/ckr.h"
 #include "pincache.h"
 #include "common/secmem.h"
 #include "common/util.h"
@@ -125,6 +127,8 @@ struct core {
         core_event_fn event_fn;
         void *event_ud;
         struct pincache *pins;    /* daemon/pincache.h; never NULL after core_new */
+        core_audit_fn audit_fn;
+        void *audit_ud;
 };
 
 
@@ -197,6 +201,97 @@ int core_new(struct core **ret) {
 
 struct pincache *core_pin_cache(struct core *c) {
         return c->pins;
+}
+
+void core_set_audit_sink(struct core *c, core_audit_fn fn, void *userdata) {
+        core_lock(c);
+        c->audit_fn = fn;
+        c->audit_ud = userdata;
+        core_unlock(c);
+}
+
+/* One usage record: op on token k by client cl, about the object labelled
+ * object (NULL none), with the call's result; reason NULL: from rv. */
+static void audit(struct core_client *cl, struct tok *k, const char *op, const char *object, CK_RV rv,
+                  const char *reason) {
+        struct core *c = cl->core;
+        core_lock(c);
+        core_audit_fn fn = c->audit_fn;
+        void *ud = c->audit_ud;
+        core_unlock(c);
+        if (!fn)
+                return;
+        struct audit_event e = { .uid = cl->peer.uid, .pid = cl->peer.pid, .op = op, .ok = rv == CKR_OK };
+        snprintf(e.exe, sizeof e.exe, "%s", cl->peer.exe);
+        struct token_desc d;
+        memset(&d, 0, sizeof d);
+        if (k && k->ops->get_info(k->t, &d) == 0) {
+                snprintf(e.serial, sizeof e.serial, "%s", d.serial);
+                snprintf(e.label, sizeof e.label, "%s", d.label);
+        }
+        if (object)
+                snprintf(e.object, sizeof e.object, "%s", object);
+        if (reason)
+                snprintf(e.reason, sizeof e.reason, "%s", reason);
+        else if (rv != CKR_OK)
+                snprintf(e.reason, sizeof e.reason, "%s", ckr_describe(rv));
+        fn(ud, &e);
+}
+
+/* A login's record, with the reason a user understands. */
+static void audit_login(struct core_client *cl, struct tok *k, CK_USER_TYPE user, CK_RV rv, bool from_cache) {
+        char reason[96] = "";
+        if (rv == CKR_PIN_INCORRECT) {
+                struct token_desc d;
+                memset(&d, 0, sizeof d);
+                int left = k->ops->get_info(k->t, &d) == 0 ? (user == CKU_SO ? d.so_tries_left : d.user_tries_left)
+                                                           : -1;
+                if (left >= 0)
+                        snprintf(reason, sizeof reason, "wrong PIN, %d tr%s left", left, left == 1 ? "y" : "ies");
+                else
+                        snprintf(reason, sizeof reason, "wrong PIN");
+        } else if (rv == CKR_PIN_LOCKED)
+                snprintf(reason, sizeof reason, "PIN locked");
+        else if (rv == CKR_FUNCTION_CANCELED)
+                snprintf(reason, sizeof reason, "cancelled");
+        if (from_cache && !reason[0])
+                snprintf(reason, sizeof reason, rv == CKR_OK ? "PIN from the cache" : "cached PIN: %s",
+                         ckr_describe(rv));
+        const char *op = user == CKU_SO ? "login-so" : user == CKU_CONTEXT_SPECIFIC ? "login-context" : "login";
+        audit(cl, k, op, NULL, rv, reason[0] ? reason : NULL);
+}
+
+/* The label of an object (core lock held), "" when none. */
+static void obj_label_locked(struct tok *k, CK_OBJECT_HANDLE h, char *buf, size_t cap) {
+        buf[0] = '\0';
+        for (size_t i = 0; i < k->nobjs; i++)
+                if (k->objs[i]->handle == h) {
+                        const struct nattr *a = nattrs_get(&k->objs[i]->attrs, CKA_LABEL);
+                        if (a && a->len) {
+                                size_t n = a->len < cap - 1 ? a->len : cap - 1;
+                                memcpy(buf, a->value, n);
+                                buf[n] = '\0';
+                        }
+                        return;
+                }
+}
+
+/* A created object's or generated key's record, labelled from the template. */
+static void audit_object(struct core_client *cl, struct tok *k, const CK_ATTRIBUTE *t, CK_ULONG n, bool keygen,
+                         CK_RV rv) {
+        char label[65] = "";
+        CK_ULONG cls = CKO_DATA;
+        for (CK_ULONG i = 0; i < n; i++) {
+                if (t[i].type == CKA_LABEL && t[i].pValue) {
+                        size_t m = t[i].ulValueLen < sizeof label - 1 ? t[i].ulValueLen : sizeof label - 1;
+                        memcpy(label, t[i].pValue, m);
+                        label[m] = '\0';
+                } else if (t[i].type == CKA_CLASS && t[i].pValue && t[i].ulValueLen == sizeof cls)
+                        memcpy(&cls, t[i].pValue, sizeof cls);
+        }
+        const char *op = keygen ? "keygen" : cls == CKO_CERTIFICATE ? "cert-import"
+                                                : cls == CKO_PRIVATE_KEY ? "key-import" : "object-create";
+        audit(cl, k, op, label, rv, NULL);
 }
 
 void core_sweep(struct core *c) {
@@ -1152,6 +1247,7 @@ CK_RV core_init_pin(struct core_client *cl, CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR
                         pincache_flush_token(cl->core->pins, k->key);
                         emit(cl->core, WIRE_EV_TOKEN_CHANGED, s->slot);
                 }
+                audit(cl, k, "pin-unblock", NULL, rv, NULL);
         }
         session_put(s);
         return rv;
@@ -1182,6 +1278,7 @@ CK_RV core_set_pin(struct core_client *cl, CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR 
                 pthread_mutex_unlock(&k->lock);
                 if (rv == CKR_OK && u == CKU_USER)
                         pincache_flush_token(cl->core->pins, k->key);
+                audit(cl, k, u == CKU_SO ? "so-pin-change" : "pin-change", NULL, rv, NULL);
                 emit(cl->core, WIRE_EV_TOKEN_CHANGED, s->slot);
         }
         session_put(s);
@@ -1272,6 +1369,7 @@ CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user,
                                 if (cpin)
                                         pin_judged(cl, k, r, true, NULL, 0);
                                 rv = rv_from_errno(r);
+                                audit_login(cl, k, CKU_CONTEXT_SPECIFIC, rv, cpin != NULL);
                                 if (rv == CKR_OK)
                                         o->context_ok = true;
                         }
@@ -1317,6 +1415,7 @@ CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user,
         int r = k->ops->login(k->t, user, use_pin, use_len);
         if (user == CKU_USER)
                 pin_judged(cl, k, r, cpin != NULL, use_pin, use_len);
+        bool from_cache = cpin != NULL;
         secure_free(cpin);
         if (r == 0) {
                 struct login *l = calloc(1, sizeof *l);
@@ -1340,6 +1439,7 @@ CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user,
         rv = rv_from_errno(r);
         log_debug(LOG_SUB_CORE, "login slot %lu user %lu pid %d: rv 0x%lx", (unsigned long)s->slot,
                   (unsigned long)user, (int)cl->peer.pid, (unsigned long)rv);
+        audit_login(cl, k, user, rv, from_cache);
         CK_SLOT_ID slot = s->slot;
         session_put(s);
         emit(c, WIRE_EV_TOKEN_CHANGED, slot);
@@ -1723,6 +1823,8 @@ CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBU
         rv = rv_from_errno(r);
         if (rv == CKR_OK && persistent)
                 emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+        if (persistent)
+                audit_object(cl, k, tmpl, n, false, rv);
 out:
         session_put(s);
         return rv;
@@ -1743,6 +1845,12 @@ CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT
         uint64_t id = o ? o->id : 0;
         bool persistent = o && !o->owner;
         bool destroyable = o && nattrs_get_bool(&o->attrs, CKA_DESTROYABLE, true);
+        CK_ULONG cls = CKO_DATA;
+        char label[65] = "";
+        if (o) {
+                (void)nattrs_get_ulong(&o->attrs, CKA_CLASS, &cls);
+                obj_label_locked(k, obj, label, sizeof label);
+        }
         core_unlock(cl->core);
         if (!o)
                 rv = CKR_OBJECT_HANDLE_INVALID;
@@ -1765,6 +1873,8 @@ CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT
         pthread_mutex_unlock(&k->lock);
         if (rv == CKR_OK && persistent)
                 emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+        if (persistent)
+                audit(cl, k, cls == CKO_CERTIFICATE ? "cert-delete" : "object-delete", label, rv, NULL);
 out:
         session_put(s);
         return rv;
@@ -1871,6 +1981,7 @@ CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE h, CK_MEC
         rv = rv_from_errno(r);
         if (rv == CKR_OK && persistent)
                 emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+        audit_object(cl, k, priv_tmpl, priv_n, true, rv);
 out:
         session_put(s);
         return rv;
@@ -2210,6 +2321,32 @@ out:
         return rv;
 }
 
+/* private_op, with a usage record for each signature or decryption made or
+ * refused (not for length queries and short buffers, which the caller
+ * repeats). */
+static CK_RV private_op_recorded(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kind kind, const uint8_t *in,
+                                 size_t in_len, bool final, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        char label[65] = "";
+        struct tok *k = NULL;
+        struct session *s;
+        if (session_get(cl, h, &s) == CKR_OK) {
+                core_lock(cl->core);
+                k = s->tok;
+                k->refs++;
+                if (s->ops[kind].active)
+                        obj_label_locked(k, s->ops[kind].key, label, sizeof label);
+                core_unlock(cl->core);
+                session_put(s);
+        }
+        CK_RV rv = private_op(cl, h, kind, in, in_len, final, out, out_len);
+        if (k) {
+                if (out && rv != CKR_BUFFER_TOO_SMALL && rv != CKR_SESSION_HANDLE_INVALID)
+                        audit(cl, k, kind == OP_SIGN ? "sign" : "decrypt", label, rv, NULL);
+                tok_unref(k);
+        }
+        return rv;
+}
+
 CK_RV core_sign_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
         return op_init(cl, h, OP_SIGN, mech, key);
 }
@@ -2218,7 +2355,7 @@ CK_RV core_sign(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data, C
                 CK_ULONG_PTR sig_len) {
         if (!data && len)
                 return CKR_ARGUMENTS_BAD;
-        return private_op(cl, h, OP_SIGN, data ? data : (CK_BYTE_PTR) "", len, false, sig, sig_len);
+        return private_op_recorded(cl, h, OP_SIGN, data ? data : (CK_BYTE_PTR) "", len, false, sig, sig_len);
 }
 
 CK_RV core_sign_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len) {
@@ -2226,7 +2363,7 @@ CK_RV core_sign_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR 
 }
 
 CK_RV core_sign_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len) {
-        return private_op(cl, h, OP_SIGN, NULL, 0, true, sig, sig_len);
+        return private_op_recorded(cl, h, OP_SIGN, NULL, 0, true, sig, sig_len);
 }
 
 CK_RV core_decrypt_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
@@ -2237,7 +2374,7 @@ CK_RV core_decrypt(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data
                    CK_ULONG_PTR out_len) {
         if (!data && len)
                 return CKR_ARGUMENTS_BAD;
-        return private_op(cl, h, OP_DECRYPT, data ? data : (CK_BYTE_PTR) "", len, false, out, out_len);
+        return private_op_recorded(cl, h, OP_DECRYPT, data ? data : (CK_BYTE_PTR) "", len, false, out, out_len);
 }
 
 CK_RV core_decrypt_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len,
@@ -2248,7 +2385,7 @@ CK_RV core_decrypt_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_P
 }
 
 CK_RV core_decrypt_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
-        return private_op(cl, h, OP_DECRYPT, NULL, 0, true, out, out_len);
+        return private_op_recorded(cl, h, OP_DECRYPT, NULL, 0, true, out, out_len);
 }
 
 CK_RV core_verify_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {

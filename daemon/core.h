@@ -49,6 +49,12 @@ struct pincache *core_pin_cache(struct core *c);
 /* Drops what belongs to processes that are gone (cached PINs of process
  * scope).  Called on a timer and when a client leaves. */
 void core_sweep(struct core *c);
+
+/* Usage records (daemon/audit.h): the core reports each security-relevant
+ * event to the sink (from the thread that ran it). */
+struct audit_event;
+typedef void (*core_audit_fn)(void *userdata, const struct audit_event *e);
+void core_set_audit_sink(struct core *c, core_audit_fn fn, void *userdata);
 /* Closes every session, logs every token out, frees every token. NULL ok. */
 struct core *core_free(struct core *c);
 void core_set_event_sink(struct core *c, core_event_fn fn, void *userdata);

@@ -21,6 +21,7 @@
 #include "core.h"
 #include "drivers/soft/soft.h"
 #include "netcad.h"
+#include "audit.h"
 #include "mgmt.h"
 #include "server.h"
 #include "state.h"
@@ -147,6 +148,10 @@ static int load_soft_tokens(struct netcad *d) {
 
 #define SWEEP_SECONDS 2
 
+static void on_audit(void *userdata, const struct audit_event *e) {
+        audit_log(userdata, e);
+}
+
 static void sweep_cb(evutil_socket_t fd, short what, void *userdata) {
         struct netcad *d = userdata;
         (void)fd;
@@ -272,6 +277,10 @@ int main(int argc, char **argv) {
                 log_error("out of memory");
                 return 1;
         }
+        if ((r = audit_open(d.data_dir, &d.audit)) < 0)
+                log_warning("usage records are not kept: %s", strerror(-r));
+        else
+                core_set_audit_sink(d.core, on_audit, d.audit);
         (void)mgmt_apply_settings(&d);
         /* What belongs to processes that are gone (their cached PINs) is
          * dropped within SWEEP_SECONDS. */
@@ -308,6 +317,7 @@ int main(int argc, char **argv) {
         (void)sd_notify(0, "STOPPING=1");
         server_free(srv);            /* clients' sessions closed, logins dropped */
         d.core = core_free(d.core);  /* soft tokens flushed and closed */
+        d.audit = audit_close(d.audit); /* queued usage records written */
         d.state = state_close(d.state);
         event_free(sigterm);
         event_free(sigint);

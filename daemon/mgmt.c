@@ -18,6 +18,7 @@
 #include "mgmt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include "common/secmem.h"
 #include "common/util.h"
 #include "common/wire.h"
+#include "daemon/audit.h"
 #include "daemon/core.h"
 #include "daemon/dispatch.h"
 #include "daemon/netcad.h"
@@ -47,6 +49,9 @@ bool mgmt_is_op(uint16_t op) {
         case WIRE_OP_MGMT_PIN_CACHE_SET:
         case WIRE_OP_MGMT_PIN_CACHE_STATUS:
         case WIRE_OP_MGMT_PIN_CACHE_CLEAR:
+        case WIRE_OP_MGMT_LOG_SHOW:
+        case WIRE_OP_MGMT_LOG_CLEAR:
+        case WIRE_OP_MGMT_LOG_SET:
                 return true;
         default:
                 return false;
@@ -201,6 +206,53 @@ int mgmt_parse_request(uint16_t op, const char *json, struct mgmt_request *ret, 
         case WIRE_OP_MGMT_STATUS:
         case WIRE_OP_MGMT_TOKEN_LIST:
         case WIRE_OP_MGMT_PIN_CACHE_STATUS:
+        case WIRE_OP_MGMT_LOG_CLEAR:
+                break;
+
+        case WIRE_OP_MGMT_LOG_SHOW: {
+                const char *bad_time = "\"since\" and \"until\" are milliseconds since 1970";
+                if ((r = get_uint(root, "since", false, (uint64_t)1 << 52, &v, &err, bad_time)) < 0)
+                        goto out;
+                req.since_ms = r > 0 ? (int64_t)v : 0;
+                if ((r = get_uint(root, "until", false, (uint64_t)1 << 52, &v, &err, bad_time)) < 0)
+                        goto out;
+                req.until_ms = r > 0 ? (int64_t)v : 0;
+                if ((r = get_uint(root, "limit", false, 1000000, &v, &err,
+                                  "\"limit\" must be a number up to 1000000")) < 0)
+                        goto out;
+                req.limit = r > 0 ? (unsigned)v : 0;
+                if ((r = get_bool(root, "failed", &req.failed_only, &err, "\"failed\" must be true or false")) < 0)
+                        goto out;
+                const cJSON *tok = cJSON_GetObjectItemCaseSensitive(root, "token");
+                if (tok) {
+                        if (!cJSON_IsString(tok) || !tok->valuestring || !tok->valuestring[0] ||
+                            strlen(tok->valuestring) > MGMT_LABEL_MAX) {
+                                err = "\"token\" must be a label or serial of 1 to 32 bytes";
+                                r = -EINVAL;
+                                goto out;
+                        }
+                        memcpy(req.token, tok->valuestring, strlen(tok->valuestring) + 1);
+                }
+                r = 0;
+                break;
+        }
+
+        case WIRE_OP_MGMT_LOG_SET:
+                if ((r = get_uint(root, "max_records", false, 10000000, &v, &err,
+                                  "\"max_records\" must be a number from 100 to 10000000")) < 0)
+                        goto out;
+                if (r > 0 && v < 100) {
+                        err = "\"max_records\" must be a number from 100 to 10000000";
+                        r = -EINVAL;
+                        goto out;
+                }
+                req.has_max_records = r > 0;
+                req.max_records = (unsigned)v;
+                if ((r = get_bool(root, "diagnostic", &req.diagnostic, &err,
+                                  "\"diagnostic\" must be true or false")) < 0)
+                        goto out;
+                req.has_diagnostic = r > 0;
+                r = 0;
                 break;
 
         case WIRE_OP_MGMT_PIN_CACHE_CLEAR:
@@ -510,6 +562,9 @@ static int op_status(struct netcad *d, char **ret_json) {
 /* ---- PIN cache ---- */
 
 #define PIN_CACHE_KEY "pin_cache"
+#define LOG_SETTINGS_KEY "log"
+
+static int apply_saved(struct netcad *d, const char *key, uint16_t op);
 
 static cJSON *policy_to_json(const struct pincache_policy *p) {
         cJSON *o = cJSON_CreateObject();
@@ -524,31 +579,9 @@ static cJSON *policy_to_json(const struct pincache_policy *p) {
 }
 
 int mgmt_apply_settings(struct netcad *d) {
-        _cleanup_free_ char *saved = NULL;
-        if (!d->state || state_get(d->state, PIN_CACHE_KEY, &saved) < 0)
-                return 0; /* nothing saved: the defaults */
-        struct mgmt_request req;
-        const char *err;
-        struct pincache_policy p;
-        pincache_policy_default(&p);
-        int r = mgmt_parse_request(WIRE_OP_MGMT_PIN_CACHE_SET, saved, &req, &err);
-        if (r < 0) {
-                log_warning("saved PIN cache settings are invalid (%s): using the defaults", err);
-                return r;
-        }
-        if (req.has_enabled)
-                p.enabled = req.enabled;
-        if (req.has_ttl)
-                p.ttl = req.ttl;
-        if (req.has_max)
-                p.max = req.max;
-        if (req.has_scope)
-                p.scope = (enum pincache_scope)req.scope;
-        if (req.has_always_auth)
-                p.always_authenticate = req.always_auth;
-        mgmt_request_done(&req);
-        pincache_set_policy(core_pin_cache(d->core), &p);
-        return 0;
+        int r = apply_saved(d, PIN_CACHE_KEY, WIRE_OP_MGMT_PIN_CACHE_SET);
+        int r2 = apply_saved(d, LOG_SETTINGS_KEY, WIRE_OP_MGMT_LOG_SET);
+        return r < 0 ? r : r2;
 }
 
 static int op_pin_cache_set(struct netcad *d, const struct mgmt_request *req, char **ret_json) {
@@ -654,6 +687,142 @@ static int op_pin_cache_clear(struct netcad *d, const struct mgmt_request *req, 
                 return reply_error(ENOMEM, "out of memory", ret_json);
         cJSON_AddNumberToObject(o, "cleared", n);
         return reply_ok(o, ret_json);
+}
+
+/* ---- usage records and the diagnostic log ---- */
+
+#define DIAG_LOG_NAME "diagnostic.log"
+
+static int diag_apply(struct netcad *d, bool on) {
+        if (!on) {
+                log_set_diagnostic_fd(-1);
+                return 0;
+        }
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s/%s", d->data_dir, DIAG_LOG_NAME) < 0)
+                return -ENOMEM;
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        log_set_diagnostic_fd(fd);
+        return 0;
+}
+
+static void log_settings_apply(struct netcad *d, const struct mgmt_request *req) {
+        if (req->has_max_records && d->audit)
+                audit_set_max(d->audit, req->max_records);
+        if (req->has_diagnostic) {
+                int r = diag_apply(d, req->diagnostic);
+                if (r < 0)
+                        log_warning("cannot open the diagnostic log: %s", strerror(-r));
+        }
+}
+
+static int apply_saved(struct netcad *d, const char *key, uint16_t op) {
+        _cleanup_free_ char *saved = NULL;
+        if (!d->state || state_get(d->state, key, &saved) < 0)
+                return 0;
+        struct mgmt_request req;
+        const char *err;
+        int r = mgmt_parse_request(op, saved, &req, &err);
+        if (r < 0) {
+                log_warning("saved setting \"%s\" is invalid (%s): using the defaults", key, err);
+                return r;
+        }
+        if (op == WIRE_OP_MGMT_LOG_SET)
+                log_settings_apply(d, &req);
+        else {
+                struct pincache_policy p;
+                pincache_policy_default(&p);
+                if (req.has_enabled)
+                        p.enabled = req.enabled;
+                if (req.has_ttl)
+                        p.ttl = req.ttl;
+                if (req.has_max)
+                        p.max = req.max;
+                if (req.has_scope)
+                        p.scope = (enum pincache_scope)req.scope;
+                if (req.has_always_auth)
+                        p.always_authenticate = req.always_auth;
+                pincache_set_policy(core_pin_cache(d->core), &p);
+        }
+        mgmt_request_done(&req);
+        return 0;
+}
+
+static int op_log_show(struct netcad *d, const struct mgmt_request *req, char **ret_json) {
+        if (!d->audit)
+                return reply_error(EIO, "usage records are not available (see the daemon's log)", ret_json);
+        struct audit_filter f = {
+                .since_ms = req->since_ms,
+                .until_ms = req->until_ms,
+                .token = req->token[0] ? req->token : NULL,
+                .failed_only = req->failed_only,
+                .limit = req->limit,
+        };
+        cJSON *records = NULL;
+        int r = audit_query(d->audit, &f, &records);
+        if (r < 0)
+                return reply_error(r, "cannot read the usage records", ret_json);
+        cJSON *o = cJSON_CreateObject();
+        if (!o) {
+                cJSON_Delete(records);
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        }
+        cJSON_AddItemToObject(o, "records", records);
+        cJSON_AddNumberToObject(o, "max_records", audit_get_max(d->audit));
+        _cleanup_free_ char *diag = NULL;
+        if (asprintf(&diag, "%s/%s", d->data_dir, DIAG_LOG_NAME) >= 0)
+                cJSON_AddStringToObject(o, "diagnostic_log", diag);
+        cJSON_AddBoolToObject(o, "diagnostic", log_get_diagnostic_fd() >= 0);
+        return reply_ok(o, ret_json);
+}
+
+static int op_log_clear(struct netcad *d, char **ret_json) {
+        unsigned n = 0;
+        if (!d->audit)
+                return reply_error(EIO, "usage records are not available (see the daemon's log)", ret_json);
+        int r = audit_clear(d->audit, &n);
+        if (r < 0)
+                return reply_error(r, "cannot clear the usage records", ret_json);
+        log_notice("usage records cleared: %u", n);
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        cJSON_AddNumberToObject(o, "cleared", n);
+        return reply_ok(o, ret_json);
+}
+
+static int op_log_set(struct netcad *d, const struct mgmt_request *req, char **ret_json) {
+        /* The saved settings, with this request's changes. */
+        cJSON *o = NULL;
+        _cleanup_free_ char *saved = NULL;
+        if (d->state && state_get(d->state, LOG_SETTINGS_KEY, &saved) >= 0)
+                o = cJSON_Parse(saved);
+        if (!o)
+                o = cJSON_CreateObject();
+        if (!o)
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        if (req->has_max_records) {
+                cJSON_DeleteItemFromObjectCaseSensitive(o, "max_records");
+                cJSON_AddNumberToObject(o, "max_records", req->max_records);
+        }
+        if (req->has_diagnostic) {
+                cJSON_DeleteItemFromObjectCaseSensitive(o, "diagnostic");
+                cJSON_AddBoolToObject(o, "diagnostic", req->diagnostic);
+        }
+        _cleanup_free_ char *text = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        int r = text && d->state ? state_set(d->state, LOG_SETTINGS_KEY, text) : 0;
+        if (!text || r < 0)
+                return reply_error(r < 0 ? r : ENOMEM, "cannot save the setting", ret_json);
+        log_settings_apply(d, req);
+        cJSON *rep = cJSON_CreateObject();
+        if (!rep)
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        cJSON_AddNumberToObject(rep, "max_records", d->audit ? audit_get_max(d->audit) : 0);
+        cJSON_AddBoolToObject(rep, "diagnostic", log_get_diagnostic_fd() >= 0);
+        return reply_ok(rep, ret_json);
 }
 
 static int op_token_list(struct netcad *d, char **ret_json) {
@@ -827,6 +996,15 @@ int mgmt_handle(struct netcad *d, struct core_client *cl, uint16_t op, const cha
                 break;
         case WIRE_OP_MGMT_PIN_CACHE_CLEAR:
                 r = op_pin_cache_clear(d, &req, ret_json);
+                break;
+        case WIRE_OP_MGMT_LOG_SHOW:
+                r = op_log_show(d, &req, ret_json);
+                break;
+        case WIRE_OP_MGMT_LOG_CLEAR:
+                r = op_log_clear(d, ret_json);
+                break;
+        case WIRE_OP_MGMT_LOG_SET:
+                r = op_log_set(d, &req, ret_json);
                 break;
         default:
                 r = reply_error(EOPNOTSUPP, "unknown management operation", ret_json);

@@ -33,6 +33,14 @@ struct mgmt_request {
         bool has_ttl, has_max, has_scope, has_always_auth, always_auth;
         uint64_t ttl, max;  /* seconds */
         int scope;          /* enum pincache_scope */
+        /* MGMT_LOG_SHOW */
+        int64_t since_ms, until_ms;
+        char token[MGMT_LABEL_MAX + 1];
+        bool failed_only;
+        unsigned limit;
+        /* MGMT_LOG_SET */
+        bool has_max_records, has_diagnostic, diagnostic;
+        unsigned max_records;
 };
 
 /* Parses and validates the JSON text of a request for op; touches nothing

@@ -10,11 +10,13 @@
 struct core;
 struct event_base;
 struct state_db;
+struct audit;
 
 struct netcad {
         struct core *core;
         struct event_base *base;     /* the one libevent loop */
         struct state_db *state;      /* daemon state database (daemon/state.h) */
+        struct audit *audit;         /* usage records (daemon/audit.h), NULL when unavailable */
         char *data_dir;              /* soft tokens and state.db live here (0700) */
         char *socket_path;
         time_t started;              /* wall-clock start time */

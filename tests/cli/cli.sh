@@ -402,6 +402,92 @@ case_pin_unblock() {
         expect_rc 3 key gen --token blocked --type ec-p256 --pin 11112222
 }
 
+# Usage records (suite audit): what a user does shows in `log show`, with
+# reasons, filters, the failed ones marked; never a PIN.
+case_audit_records() {
+        ok token create-soft --label audited --pin 24682468 --so-pin 13571357 --max-tries 5
+        expect_rc 3 key gen --token audited --type ec-p256 --label rec-key --pin 00000000
+        ok key gen --token audited --type ec-p256 --label rec-key --pin 24682468
+        # A signature by a foreign program (pkcs11-tool) through the module.
+        printf 'data to sign' >"$T/data"
+        p11 --token-label audited --login --pin 24682468 --sign --mechanism ECDSA-SHA256 \
+                --label rec-key --input-file "$T/data" --output-file "$T/sig" >/dev/null 2>&1 ||
+                fail "pkcs11-tool --sign failed"
+        ok pin change --token audited --pin 24682468 --new-pin 11223344
+
+        ok log show --token audited --json
+        cp "$T/out" "$T/all.json"
+        local got
+        got=$(json '" | ".join(r["op"] + ":" + r["result"] for r in j)')
+        log "records: $got"
+        [[ $got == *"login:failed"* ]] || fail "the wrong PIN is not recorded: $got"
+        [[ $got == *"keygen:ok"* ]] || fail "the key generation is not recorded: $got"
+        [[ $got == *"sign:ok"* ]] || fail "the signature is not recorded: $got"
+        [[ $got == *"pin-change:ok"* ]] || fail "the PIN change is not recorded: $got"
+        assert_eq "$(json '[r["reason"] for r in j if r["result"] == "failed"][0]')" "wrong PIN, 4 tries left" \
+                "the failure's reason"
+        assert_eq "$(json '[r["object"] for r in j if r["op"] == "sign"][0]')" "rec-key" "the signed-with key"
+        assert_eq "$(json '[r["label"] for r in j if r["op"] == "sign"][0]')" "audited" "the token"
+        [[ "$(json '[r["exe"] for r in j if r["op"] == "sign"][0]')" == *pkcs11-tool ]] ||
+                fail "the signing program is not recorded"
+        assert_eq "$(json '[r["pid"] > 0 for r in j][0]')" True "pid"
+
+        # Filters: failures only; another token; a time window in the future.
+        ok log show --token audited --failed --json
+        assert_eq "$(json 'len(j)')" 1 "failed only"
+        ok log show --token "$TOKEN_LABEL" --json
+        assert_eq "$(json 'len([r for r in j if r["label"] == "audited"])')" 0 "token filter"
+        ok log show --since "$(date -d tomorrow +%Y-%m-%d)" --json
+        assert_eq "$(json 'len(j)')" 0 "since tomorrow"
+        ok log show --since 1h --json
+        [[ "$(json 'len(j)')" -ge 5 ]] || fail "since an hour ago: too few records"
+        expect_rc 1 log show --since yesterday-ish
+
+        # The text form marks failures (no colour when not a terminal).
+        ok log show --token audited
+        assert_file_contains "$T/out" "login +FAILED.*wrong PIN, 4 tries left" "failure line"
+        assert_file_not_contains "$T/out" $'\033' "colour codes off a terminal"
+
+        # No PIN in the state database or its journal, nor in any record.
+        local f
+        for f in "$NETCA_DATA_DIR"/state.db*; do
+                for pin in 24682468 11223344 00000000 13571357; do
+                        ! grep -aq "$pin" "$f" || fail "a PIN is in $f"
+                done
+        done
+        for pin in 24682468 11223344 00000000; do
+                ! grep -q "$pin" "$T/all.json" || fail "a PIN is in the records"
+        done
+
+        ok log clear --yes
+        ok log show
+        assert_file_contains "$T/out" "No usage records" "after clear"
+}
+
+case_audit_export() {
+        expect_rc 3 key gen --type ec-p256 --pin 00000000
+        ok key gen --type ec-p256 $P
+        ok log enable
+        ok key gen --type ec-p256 --label after-enable $P
+        ok log export "$T/support.tar.gz"
+        assert_file_contains "$T/out" "Wrote .*support.tar.gz: [0-9]+ usage records and the diagnostic log" "export"
+        mkdir "$T/x"
+        tar -xzf "$T/support.tar.gz" -C "$T/x" || fail "the export is not a gzip tar archive"
+        [[ -s "$T/x/records.json" && -s "$T/x/records.txt" && -s "$T/x/diagnostic.log" ]] ||
+                fail "the archive lacks records.json, records.txt or diagnostic.log"
+        $PY -c 'import json,sys; j=json.load(open(sys.argv[1])); assert any(r["result"]=="failed" for r in j)' \
+                "$T/x/records.json" || fail "records.json lacks the failed login"
+        assert_file_contains "$T/x/records.txt" "FAILED" "records.txt"
+        # The diagnostic log has the daemon's debug lines, and no PIN.
+        assert_file_contains "$T/x/diagnostic.log" "core: login slot" "diagnostic log content"
+        ! grep -q "$USER_PIN" "$T/x/diagnostic.log" || fail "the PIN is in the diagnostic log"
+        ok log disable
+        local size
+        size=$(stat -c %s "$NETCA_DATA_DIR/diagnostic.log")
+        ok key gen --type ec-p256 $P
+        assert_eq "$(stat -c %s "$NETCA_DATA_DIR/diagnostic.log")" "$size" "diagnostic log after disable"
+}
+
 fn="case_${CASE//-/_}"
 declare -F "$fn" >/dev/null || fail "unknown case $CASE"
 "$fn"
