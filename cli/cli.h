@@ -161,3 +161,6 @@ int cmd_log_diagnostic(bool on);
 int mgmt_slot_for(const struct p11_token *t, uint64_t *ret_slot);
 /* Fills the PIN status (from MGMT_PIN_STATUS) for a token; tries -1 unknown. */
 int mgmt_pin_tries(const struct p11_token *t, bool so, int *ret_left, int *ret_max, bool *ret_locked);
+
+/* usb-dump.c: netca-tool usb dump */
+int cmd_usb_dump(void);

@@ -46,6 +46,7 @@ static void help(FILE *f) {
               "  log export FILE [filters]          records and diagnostic log as a .tar.gz for support\n"
               "  log clear [--yes]                  delete every record\n"
               "  log enable|disable                 the daemon's diagnostic log\n"
+              "  usb dump                           USB CCID readers' descriptors (for bug reports)\n"
               "Certificates and keys:\n"
               "  cert show [--cert C]               subject, issuer, validity, key, fingerprints\n"
               "  cert export [--cert C] --pem|--der [-o FILE]\n"
@@ -313,9 +314,12 @@ static int run(int argc, char *argv[]) {
         } else if (strcmp(cmd, "daemon") == 0 && sub) {
                 if (strcmp(sub, "status") == 0)
                         return cmd_daemon_status();
+        } else if (strcmp(cmd, "usb") == 0 && sub) {
+                if (strcmp(sub, "dump") == 0)
+                        return cmd_usb_dump();
         }
         cli_error("unknown command: %s%s%s", cmd, sub ? " " : "", sub ? sub : "");
-        return usage_error("try one of: list, token, cert, import, key, csr, pin, pin-cache, log, daemon");
+        return usage_error("try one of: list, token, cert, import, key, csr, pin, pin-cache, log, daemon, usb");
 }
 
 int main(int argc, char *argv[]) {

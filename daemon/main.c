@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "common/util.h"
 #include "core.h"
 #include "drivers/soft/soft.h"
+#include "drivers/usb/usb-piv.h"
 #include "netcad.h"
 #include "audit.h"
 #include "mgmt.h"
@@ -144,6 +146,50 @@ static int load_soft_tokens(struct netcad *d) {
         }
         free(paths);
         return 0;
+}
+
+/* The driver_host of USB discovery: tokens come and go on its thread; the
+ * core is thread-safe.  token_removed names the token, core_remove_token the
+ * slot: a small table maps one to the other. */
+struct usb_host {
+        struct driver_host host;
+        struct core *core;
+        pthread_mutex_t lock;
+        struct usb_host_entry {
+                struct token *t;
+                CK_SLOT_ID slot;
+        } v[64];
+        size_t n;
+};
+
+static int usb_token_added(struct driver_host *h, const struct driver_ops *ops, struct token *t, const char *key) {
+        struct usb_host *u = (struct usb_host *)h;
+        pthread_mutex_lock(&u->lock);
+        if (u->n == ELEMENTSOF(u->v)) {
+                pthread_mutex_unlock(&u->lock);
+                ops->free(t);
+                return -ENOSPC;
+        }
+        CK_SLOT_ID slot = 0;
+        int r = core_add_token(u->core, ops, t, key, &slot);
+        if (r >= 0)
+                u->v[u->n++] = (struct usb_host_entry){ t, slot };
+        pthread_mutex_unlock(&u->lock);
+        return r;
+}
+
+static void usb_token_removed(struct driver_host *h, struct token *t) {
+        struct usb_host *u = (struct usb_host *)h;
+        pthread_mutex_lock(&u->lock);
+        for (size_t i = 0; i < u->n; i++) {
+                if (u->v[i].t != t)
+                        continue;
+                CK_SLOT_ID slot = u->v[i].slot;
+                u->v[i] = u->v[--u->n];
+                core_remove_token(u->core, slot);
+                break;
+        }
+        pthread_mutex_unlock(&u->lock);
 }
 
 #define SWEEP_SECONDS 2
@@ -299,6 +345,15 @@ int main(int argc, char **argv) {
                 state_close(d.state);
                 return 1;
         }
+        /* USB keys and readers; NETCA_USB=0 turns discovery off. */
+        struct usb_host usb_host = { .host = { .token_added = usb_token_added, .token_removed = usb_token_removed,
+                                               .data_dir = d.data_dir },
+                                     .core = d.core, .lock = PTHREAD_MUTEX_INITIALIZER };
+        struct usb_discovery *usb = NULL;
+        const char *usb_env = secure_getenv("NETCA_USB");
+        if (!(usb_env && strcmp(usb_env, "0") == 0) &&
+            (r = usb_discovery_new(&usb_host.host, usb_piv_factory, NULL, &usb)) < 0)
+                log_notice("USB keys not served: %s", strerror(-r));
         struct event *sigterm = evsignal_new(d.base, SIGTERM, on_signal, d.base);
         struct event *sigint = evsignal_new(d.base, SIGINT, on_signal, d.base);
         event_add(sigterm, NULL);
@@ -315,9 +370,11 @@ int main(int argc, char **argv) {
         event_base_dispatch(d.base);
 
         (void)sd_notify(0, "STOPPING=1");
+        usb_discovery_stop(usb);     /* no token arrives or leaves from here on */
         server_free(srv);            /* clients' sessions closed, logins dropped */
         d.core = core_free(d.core);  /* soft tokens flushed and closed */
         d.audit = audit_close(d.audit); /* queued usage records written */
+        usb = usb_discovery_free(usb); /* after the tokens: their transports hold readers */
         d.state = state_close(d.state);
         event_free(sigterm);
         event_free(sigint);
