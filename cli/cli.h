@@ -49,6 +49,9 @@ struct cli_opts {
         const char *ttl, *max, *scope;
         int cache_on;           /* 1 --on, 0 --off, -1 not given */
         int always_auth;        /* 1 yes, 0 no, -1 not given */
+        /* pinentry set */
+        const char *program, *protected_kinds;
+        long timeout;           /* 0: not given */
         /* log show/export */
         const char *since, *until;
         bool failed;
@@ -150,6 +153,7 @@ int cmd_csr(void);
 int cmd_pin_cache_set(void);
 int cmd_pin_cache_status(void);
 int cmd_pin_cache_clear(void);
+int cmd_pinentry(bool set);
 /* log.c: log show|export|clear|enable|disable */
 int cmd_log_show(void);
 int cmd_log_export(const char *file);

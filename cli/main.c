@@ -40,6 +40,9 @@ static void help(FILE *f) {
               "  pin-cache set [--on|--off] [--ttl 30m] [--max 8h] [--scope process|session]\n"
               "                [--always-authenticate yes|no]\n"
               "  pin-cache clear [--token T]        forget the cached PINs (of one token)\n"
+              "  pinentry status                    how PINs are asked for tokens that collect them\n"
+              "  pinentry set [--program PATH] [--timeout SECONDS] [--protected-path KINDS|none]\n"
+              "                                     KINDS: soft,usb,ble,phone (default: phone)\n"
               "Usage records (使用记录):\n"
               "  log show [--since WHEN] [--until WHEN] [--token T] [--failed]\n"
               "                                     logins, signatures, PIN changes...; failures in red\n"
@@ -108,6 +111,9 @@ enum {
         OPT_SINCE,
         OPT_UNTIL,
         OPT_FAILED,
+        OPT_PROGRAM,
+        OPT_TIMEOUT,
+        OPT_PROTECTED_PATH,
         OPT_VERSION,
 };
 
@@ -148,6 +154,9 @@ static const struct option options[] = {
         { "since", required_argument, NULL, OPT_SINCE },
         { "until", required_argument, NULL, OPT_UNTIL },
         { "failed", no_argument, NULL, OPT_FAILED },
+        { "program", required_argument, NULL, OPT_PROGRAM },
+        { "timeout", required_argument, NULL, OPT_TIMEOUT },
+        { "protected-path", required_argument, NULL, OPT_PROTECTED_PATH },
         {}
 };
 
@@ -213,6 +222,19 @@ static int parse_argv(int argc, char *argv[]) {
                 case OPT_SINCE: arg.since = optarg; break;
                 case OPT_UNTIL: arg.until = optarg; break;
                 case OPT_FAILED: arg.failed = true; break;
+                case OPT_PROGRAM: arg.program = optarg; break;
+                case OPT_PROTECTED_PATH: arg.protected_kinds = optarg; break;
+                case OPT_TIMEOUT: {
+                        char *end = NULL;
+                        errno = 0;
+                        long v = strtol(optarg, &end, 10);
+                        if (errno || !end || *end || end == optarg || v < 1 || v > 3600) {
+                                cli_error("--timeout must be a number of seconds from 1 to 3600");
+                                return -EINVAL;
+                        }
+                        arg.timeout = v;
+                        break;
+                }
                 case OPT_MAX: arg.max = optarg; break;
                 case OPT_SCOPE: arg.scope = optarg; break;
                 case OPT_ON: arg.cache_on = 1; break;
@@ -304,6 +326,11 @@ static int run(int argc, char *argv[]) {
                         return cmd_log_diagnostic(true);
                 if (strcmp(sub, "disable") == 0)
                         return cmd_log_diagnostic(false);
+        } else if (strcmp(cmd, "pinentry") == 0 && sub) {
+                if (strcmp(sub, "status") == 0)
+                        return cmd_pinentry(false);
+                if (strcmp(sub, "set") == 0)
+                        return cmd_pinentry(true);
         } else if (strcmp(cmd, "pin-cache") == 0 && sub) {
                 if (strcmp(sub, "set") == 0)
                         return cmd_pin_cache_set();
@@ -319,7 +346,7 @@ static int run(int argc, char *argv[]) {
                         return cmd_usb_dump();
         }
         cli_error("unknown command: %s%s%s", cmd, sub ? " " : "", sub ? sub : "");
-        return usage_error("try one of: list, token, cert, import, key, csr, pin, pin-cache, log, daemon, usb");
+        return usage_error("try one of: list, token, cert, import, key, csr, pin, pin-cache, pinentry, log, daemon, usb");
 }
 
 int main(int argc, char *argv[]) {

@@ -140,3 +140,42 @@ int cmd_pin_cache_clear(void) {
         cJSON_Delete(reply);
         return CLI_EXIT_OK;
 }
+
+/* netca-tool pinentry status|set: how the daemon asks for PINs of tokens
+ * that collect them themselves (CKF_PROTECTED_AUTHENTICATION_PATH). */
+int cmd_pinentry(bool set) {
+        cJSON *req = cJSON_CreateObject(), *reply = NULL;
+        if (!req) {
+                cli_error("out of memory");
+                return CLI_EXIT_OTHER;
+        }
+        if (set) {
+                if (arg.program)
+                        cJSON_AddStringToObject(req, "program", arg.program);
+                if (arg.timeout > 0)
+                        cJSON_AddNumberToObject(req, "timeout", arg.timeout);
+                if (arg.protected_kinds)
+                        cJSON_AddStringToObject(req, "protected",
+                                                strcmp(arg.protected_kinds, "none") == 0 ? "" : arg.protected_kinds);
+                if (!req->child) {
+                        cJSON_Delete(req);
+                        cli_error("pinentry set needs --program, --timeout or --protected-path");
+                        return CLI_EXIT_USAGE;
+                }
+        }
+        int r = mgmt_call_checked(WIRE_OP_MGMT_PINENTRY_SET, req, &reply);
+        cJSON_Delete(req);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (arg.json)
+                print_json(reply);
+        else {
+                const char *kinds = jstr(reply, "protected");
+                printf("pinentry program: %s%s\n", jstr(reply, "program"),
+                       jbool(reply, "program_found") ? "" : " (not installed)");
+                printf("time to answer:   %.0f s\n", jnum(reply, "timeout", 0));
+                printf("tokens that ask for their PIN themselves: %s\n", *kinds ? kinds : "none");
+        }
+        cJSON_Delete(reply);
+        return CLI_EXIT_OK;
+}

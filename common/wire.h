@@ -132,7 +132,8 @@ enum wire_event {
         X(MGMT_PIN_CACHE_CLEAR, 263, "j", "uj")                             \
         X(MGMT_LOG_SHOW, 264, "j", "uj")                                    \
         X(MGMT_LOG_CLEAR, 265, "j", "uj")                                   \
-        X(MGMT_LOG_SET, 266, "j", "uj")
+        X(MGMT_LOG_SET, 266, "j", "uj")                                     \
+        X(MGMT_PINENTRY_SET, 267, "j", "uj")
 
 enum wire_op_code {
 #define WIRE_ENUM(name, num, req, rep) WIRE_OP_##name = num,

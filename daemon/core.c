@@ -25,6 +25,7 @@
 #include "audit.h"
 #include "common/ckr.h"
 #include "pincache.h"
+#include "pinentry.h"
 #include "common/secmem.h"
 #include "common/util.h"
 
@@ -129,6 +130,7 @@ struct core {
         struct pincache *pins;    /* daemon/pincache.h; never NULL after core_new */
         core_audit_fn audit_fn;
         void *audit_ud;
+        struct core_pin_entry pin_entry;  /* under the core lock */
 };
 
 
@@ -189,6 +191,7 @@ int core_new(struct core **ret) {
         pthread_mutex_init(&c->lock, NULL);
         c->next_session = 1;
         c->next_object = 1;
+        core_pin_entry_default(&c->pin_entry);
         int r = pincache_new(NULL, NULL, &c->pins);
         if (r < 0) {
                 pthread_mutex_destroy(&c->lock);
@@ -201,6 +204,62 @@ int core_new(struct core **ret) {
 
 struct pincache *core_pin_cache(struct core *c) {
         return c->pins;
+}
+
+void core_pin_entry_default(struct core_pin_entry *p) {
+        memset(p, 0, sizeof *p);
+        /* Debian's alternative, then the common flavours. */
+        static const char *const programs[] = { "/usr/bin/pinentry", "/usr/bin/pinentry-gnome3",
+                                                "/usr/bin/pinentry-qt", "/usr/bin/pinentry-gtk-2",
+                                                "/usr/bin/pinentry-curses" };
+        snprintf(p->program, sizeof p->program, "%s", programs[0]);
+        for (size_t i = 0; i < ELEMENTSOF(programs); i++)
+                if (access(programs[i], X_OK) == 0) {
+                        snprintf(p->program, sizeof p->program, "%s", programs[i]);
+                        break;
+                }
+        p->timeout_s = 60;
+        /* The phone collects its PIN on the phone; soft and USB tokens get
+         * PINs from the application (many mishandle the protected path). */
+        snprintf(p->protected_kinds, sizeof p->protected_kinds, "phone");
+}
+
+void core_set_pin_entry(struct core *c, const struct core_pin_entry *p) {
+        core_lock(c);
+        c->pin_entry = *p;
+        size_t n = c->nslots;
+        CK_SLOT_ID *ids = calloc(n ? n : 1, sizeof *ids);
+        for (size_t i = 0; ids && i < n; i++)
+                ids[i] = c->slots[i].id;
+        core_unlock(c);
+        for (size_t i = 0; ids && i < n; i++)
+                emit(c, WIRE_EV_TOKEN_CHANGED, ids[i]);
+        free(ids);
+}
+
+void core_get_pin_entry(struct core *c, struct core_pin_entry *ret) {
+        core_lock(c);
+        *ret = c->pin_entry;
+        core_unlock(c);
+}
+
+/* Whether tokens of this kind collect PINs themselves. */
+static bool kind_protected(struct core *c, const char *kind) {
+        if (!kind || !*kind)
+                return false;
+        size_t n = strlen(kind);
+        core_lock(c);
+        bool found = false;
+        for (const char *p = c->pin_entry.protected_kinds; *p;) {
+                size_t len = strcspn(p, ",");
+                if (len == n && strncmp(p, kind, n) == 0)
+                        found = true;
+                p += len;
+                if (*p == ',')
+                        p++;
+        }
+        core_unlock(c);
+        return found;
 }
 
 void core_set_audit_sink(struct core *c, core_audit_fn fn, void *userdata) {
@@ -694,6 +753,8 @@ void core_stats(struct core *c, unsigned *ret_clients, unsigned *ret_sessions) {
 
 /* The login session of process pid: logind's, else the XDG_SESSION_ID of its
  * environment (which logind sets in a session; readable for our own uid). */
+static bool peer_env(pid_t pid, const char *name, char *buf, size_t cap);
+
 static void peer_session(pid_t pid, char *buf, size_t cap) {
         char *sess = NULL;
         buf[0] = '\0';
@@ -704,11 +765,20 @@ static void peer_session(pid_t pid, char *buf, size_t cap) {
                 free(sess);
                 return;
         }
+        (void)peer_env(pid, "XDG_SESSION_ID", buf, cap);
+}
+
+/* A variable of the environment process pid was started with (readable for
+ * our own uid): true and its value in buf when set and fitting. */
+static bool peer_env(pid_t pid, const char *name, char *buf, size_t cap) {
         char path[64];
+        size_t nl = strlen(name);
+        bool found = false;
+        buf[0] = '\0';
         snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
         FILE *f = fopen(path, "re");
         if (!f)
-                return;
+                return false;
         char var[4096];
         size_t n = 0;
         int ch;
@@ -720,13 +790,15 @@ static void peer_session(pid_t pid, char *buf, size_t cap) {
                         continue;
                 }
                 var[n] = '\0';
-                if (strncmp(var, "XDG_SESSION_ID=", 15) == 0 && var[15] && strlen(var + 15) < cap) {
-                        memcpy(buf, var + 15, strlen(var + 15) + 1);
+                if (strncmp(var, name, nl) == 0 && var[nl] == '=' && var[nl + 1] && strlen(var + nl + 1) < cap) {
+                        memcpy(buf, var + nl + 1, strlen(var + nl + 1) + 1);
+                        found = true;
                         break;
                 }
                 n = 0;
         }
         fclose(f);
+        return found;
 }
 
 int core_client_new(struct core *c, const struct core_peer *peer, struct core_client **ret) {
@@ -1100,6 +1172,8 @@ CK_RV core_get_token_info(struct core_client *cl, CK_SLOT_ID slot, CK_TOKEN_INFO
         pad_field(info->model, sizeof info->model, d.model);
         pad_field(info->serialNumber, sizeof info->serialNumber, d.serial);
         info->flags = d.flags;
+        if (kind_protected(c, d.kind))
+                info->flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
         /* PKCS#11: "the number of sessions that this application currently
          * has open with the token" -- this client's, not everybody's (which
          * also keeps the answer free of other processes' activity, so that
@@ -1312,6 +1386,68 @@ static CK_RV cached_pin(struct core_client *cl, struct tok *k, char **ret, size_
         return CKR_OK;
 }
 
+/* The terminal of process pid (its stdin), NULL when it has none. */
+static bool peer_tty(pid_t pid, char *buf, size_t cap) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/fd/0", (int)pid);
+        ssize_t n = readlink(path, buf, cap - 1);
+        if (n <= 0)
+                return false;
+        buf[n] = '\0';
+        return strncmp(buf, "/dev/pts/", 9) == 0 || strncmp(buf, "/dev/tty", 8) == 0;
+}
+
+enum pin_source { PIN_FROM_CLIENT, PIN_FROM_CACHE, PIN_FROM_USER };
+
+/* C_Login(CKU_USER) with a NULL PIN: the cached PIN, else, for tokens that
+ * collect PINs themselves, one the user types into pinentry.  Secure
+ * memory in *ret (secure_free).  CKR_OK or the answer to give. */
+static CK_RV null_pin(struct core_client *cl, struct tok *k, char **ret, size_t *ret_len, enum pin_source *src) {
+        CK_RV rv = cached_pin(cl, k, ret, ret_len);
+        if (rv == CKR_OK) {
+                *src = PIN_FROM_CACHE;
+                return rv;
+        }
+        struct token_desc d;
+        memset(&d, 0, sizeof d);
+        if (rv != CKR_ARGUMENTS_BAD || k->ops->get_info(k->t, &d) < 0 || !kind_protected(cl->core, d.kind))
+                return rv;
+        struct core_pin_entry pe;
+        core_get_pin_entry(cl->core, &pe);
+        char desc[160], display[128], tty[128], term[64];
+        if (d.user_tries_left >= 0)
+                snprintf(desc, sizeof desc, "Enter the PIN of token \"%s\" (%d tr%s left).", d.label,
+                         d.user_tries_left, d.user_tries_left == 1 ? "y" : "ies");
+        else
+                snprintf(desc, sizeof desc, "Enter the PIN of token \"%s\".", d.label);
+        struct pinentry_request req = {
+                .program = pe.program,
+                .title = "NETCA token PIN",
+                .description = desc,
+                .prompt = "PIN:",
+                .display = peer_env(cl->peer.pid, "DISPLAY", display, sizeof display) ? display : getenv("DISPLAY"),
+                .ttyname = peer_tty(cl->peer.pid, tty, sizeof tty) ? tty : NULL,
+                .ttytype = peer_env(cl->peer.pid, "TERM", term, sizeof term) ? term : NULL,
+                .timeout_s = pe.timeout_s,
+        };
+        char *buf = secure_alloc(CACHED_PIN_MAX);
+        if (!buf)
+                return CKR_HOST_MEMORY;
+        int r = pinentry_ask(&req, buf, CACHED_PIN_MAX, ret_len);
+        if (r < 0) {
+                secure_free(buf);
+                if (r == -ENOENT)
+                        log_warning("no pinentry program at %s: cannot ask for the PIN of \"%s\"", pe.program,
+                                    d.label);
+                else if (r != -ECANCELED && r != -ETIMEDOUT)
+                        log_warning("pinentry %s failed: %s", pe.program, strerror(-r));
+                return r == -ECANCELED || r == -ETIMEDOUT ? CKR_FUNCTION_CANCELED : CKR_FUNCTION_FAILED;
+        }
+        *ret = buf;
+        *src = PIN_FROM_USER;
+        return CKR_OK;
+}
+
 /* After the token judged a PIN: keep a good one the client gave, drop a
  * cached one the token refused. */
 static void pin_judged(struct core_client *cl, struct tok *k, int r, bool from_cache, const char *pin,
@@ -1402,9 +1538,12 @@ CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user,
          * never cached). */
         char *cpin = NULL;
         size_t clen = 0;
+        enum pin_source src = PIN_FROM_CLIENT;
         if (!pin) {
-                rv = user == CKU_USER ? cached_pin(cl, k, &cpin, &clen) : CKR_ARGUMENTS_BAD;
+                rv = user == CKU_USER ? null_pin(cl, k, &cpin, &clen, &src) : CKR_ARGUMENTS_BAD;
                 if (rv != CKR_OK) {
+                        if (rv != CKR_ARGUMENTS_BAD)
+                                audit_login(cl, k, user, rv, false);
                         session_put(s);
                         return rv;
                 }
@@ -1414,8 +1553,8 @@ CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user,
         pthread_mutex_lock(&k->lock);
         int r = k->ops->login(k->t, user, use_pin, use_len);
         if (user == CKU_USER)
-                pin_judged(cl, k, r, cpin != NULL, use_pin, use_len);
-        bool from_cache = cpin != NULL;
+                pin_judged(cl, k, r, src == PIN_FROM_CACHE, use_pin, use_len);
+        bool from_cache = src == PIN_FROM_CACHE;
         secure_free(cpin);
         if (r == 0) {
                 struct login *l = calloc(1, sizeof *l);

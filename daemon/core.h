@@ -50,6 +50,20 @@ struct pincache *core_pin_cache(struct core *c);
  * scope).  Called on a timer and when a client leaves. */
 void core_sweep(struct core *c);
 
+/* Collecting PINs: token kinds ("soft", "usb", "ble", "phone") listed in
+ * protected_kinds advertise CKF_PROTECTED_AUTHENTICATION_PATH, and a
+ * C_Login with a NULL PIN that no cached PIN serves asks the user through
+ * the pinentry program (daemon/pinentry.h). */
+struct core_pin_entry {
+        char program[256];
+        unsigned timeout_s;
+        char protected_kinds[64];   /* comma-separated */
+};
+void core_pin_entry_default(struct core_pin_entry *p);
+/* Changing it tells every client that token info changed. */
+void core_set_pin_entry(struct core *c, const struct core_pin_entry *p);
+void core_get_pin_entry(struct core *c, struct core_pin_entry *ret);
+
 /* Usage records (daemon/audit.h): the core reports each security-relevant
  * event to the sink (from the thread that ran it). */
 struct audit_event;

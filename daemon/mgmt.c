@@ -52,6 +52,7 @@ bool mgmt_is_op(uint16_t op) {
         case WIRE_OP_MGMT_LOG_SHOW:
         case WIRE_OP_MGMT_LOG_CLEAR:
         case WIRE_OP_MGMT_LOG_SET:
+        case WIRE_OP_MGMT_PINENTRY_SET:
                 return true;
         default:
                 return false;
@@ -64,6 +65,9 @@ void mgmt_request_done(struct mgmt_request *req) {
         req->pin = secure_free(req->pin);
         req->so_pin = secure_free(req->so_pin);
         req->pin_len = req->so_pin_len = 0;
+        free(req->program);
+        free(req->protected_kinds);
+        req->program = req->protected_kinds = NULL;
 }
 
 static void wipe_json_string(cJSON *item) {
@@ -232,6 +236,58 @@ int mgmt_parse_request(uint16_t op, const char *json, struct mgmt_request *ret, 
                                 goto out;
                         }
                         memcpy(req.token, tok->valuestring, strlen(tok->valuestring) + 1);
+                }
+                r = 0;
+                break;
+        }
+
+        case WIRE_OP_MGMT_PINENTRY_SET: {
+                const cJSON *prog = cJSON_GetObjectItemCaseSensitive(root, "program");
+                if (prog) {
+                        if (!cJSON_IsString(prog) || !prog->valuestring || prog->valuestring[0] != '/' ||
+                            strlen(prog->valuestring) >= 256) {
+                                err = "\"program\" must be an absolute path (under 256 bytes)";
+                                r = -EINVAL;
+                                goto out;
+                        }
+                        req.program = strdup(prog->valuestring);
+                }
+                if ((r = get_uint(root, "timeout", false, 3600, &v, &err,
+                                  "\"timeout\" must be a number of seconds from 1 to 3600")) < 0)
+                        goto out;
+                if (r > 0 && v == 0) {
+                        err = "\"timeout\" must be a number of seconds from 1 to 3600";
+                        r = -EINVAL;
+                        goto out;
+                }
+                req.has_timeout = r > 0;
+                req.timeout_s = (unsigned)v;
+                const cJSON *kinds = cJSON_GetObjectItemCaseSensitive(root, "protected");
+                if (kinds) {
+                        /* A comma-separated list of known kinds ("" none). */
+                        const char *known[] = { "soft", "usb", "ble", "phone" };
+                        bool ok = cJSON_IsString(kinds) && kinds->valuestring && strlen(kinds->valuestring) < 64;
+                        for (const char *p = ok ? kinds->valuestring : ""; ok && *p;) {
+                                size_t len = strcspn(p, ",");
+                                bool k = false;
+                                for (size_t i = 0; i < ELEMENTSOF(known); i++)
+                                        k |= strlen(known[i]) == len && strncmp(p, known[i], len) == 0;
+                                ok = k;
+                                p += len;
+                                if (*p == ',')
+                                        p++;
+                        }
+                        if (!ok) {
+                                err = "\"protected\" must list token kinds among soft, usb, ble, phone";
+                                r = -EINVAL;
+                                goto out;
+                        }
+                        req.protected_kinds = strdup(kinds->valuestring);
+                }
+                if ((prog && !req.program) || (kinds && !req.protected_kinds)) {
+                        err = "out of memory";
+                        r = -ENOMEM;
+                        goto out;
                 }
                 r = 0;
                 break;
@@ -562,6 +618,7 @@ static int op_status(struct netcad *d, char **ret_json) {
 /* ---- PIN cache ---- */
 
 #define PIN_CACHE_KEY "pin_cache"
+#define PINENTRY_KEY "pinentry"
 #define LOG_SETTINGS_KEY "log"
 
 static int apply_saved(struct netcad *d, const char *key, uint16_t op);
@@ -581,7 +638,8 @@ static cJSON *policy_to_json(const struct pincache_policy *p) {
 int mgmt_apply_settings(struct netcad *d) {
         int r = apply_saved(d, PIN_CACHE_KEY, WIRE_OP_MGMT_PIN_CACHE_SET);
         int r2 = apply_saved(d, LOG_SETTINGS_KEY, WIRE_OP_MGMT_LOG_SET);
-        return r < 0 ? r : r2;
+        int r3 = apply_saved(d, PINENTRY_KEY, WIRE_OP_MGMT_PINENTRY_SET);
+        return r < 0 ? r : r2 < 0 ? r2 : r3;
 }
 
 static int op_pin_cache_set(struct netcad *d, const struct mgmt_request *req, char **ret_json) {
@@ -718,6 +776,48 @@ static void log_settings_apply(struct netcad *d, const struct mgmt_request *req)
         }
 }
 
+static void pinentry_settings_apply(struct netcad *d, const struct mgmt_request *req) {
+        struct core_pin_entry pe;
+        core_get_pin_entry(d->core, &pe);
+        if (req->program)
+                snprintf(pe.program, sizeof pe.program, "%s", req->program);
+        if (req->has_timeout)
+                pe.timeout_s = req->timeout_s;
+        if (req->protected_kinds)
+                snprintf(pe.protected_kinds, sizeof pe.protected_kinds, "%s", req->protected_kinds);
+        core_set_pin_entry(d->core, &pe);
+}
+
+static int op_pinentry_set(struct netcad *d, const struct mgmt_request *req, char **ret_json) {
+        struct core_pin_entry pe;
+        if (req->program || req->has_timeout || req->protected_kinds) {
+                /* Saved: the whole new setting. */
+                pinentry_settings_apply(d, req);
+                core_get_pin_entry(d->core, &pe);
+                cJSON *o = cJSON_CreateObject();
+                if (!o)
+                        return reply_error(ENOMEM, "out of memory", ret_json);
+                cJSON_AddStringToObject(o, "program", pe.program);
+                cJSON_AddNumberToObject(o, "timeout", pe.timeout_s);
+                cJSON_AddStringToObject(o, "protected", pe.protected_kinds);
+                _cleanup_free_ char *text = cJSON_PrintUnformatted(o);
+                cJSON_Delete(o);
+                int r = text && d->state ? state_set(d->state, PINENTRY_KEY, text) : 0;
+                if (!text || r < 0)
+                        return reply_error(r < 0 ? r : ENOMEM, "cannot save the setting", ret_json);
+                log_notice("pinentry settings: %s", text);
+        }
+        core_get_pin_entry(d->core, &pe);
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+                return reply_error(ENOMEM, "out of memory", ret_json);
+        cJSON_AddStringToObject(o, "program", pe.program);
+        cJSON_AddBoolToObject(o, "program_found", access(pe.program, X_OK) == 0);
+        cJSON_AddNumberToObject(o, "timeout", pe.timeout_s);
+        cJSON_AddStringToObject(o, "protected", pe.protected_kinds);
+        return reply_ok(o, ret_json);
+}
+
 static int apply_saved(struct netcad *d, const char *key, uint16_t op) {
         _cleanup_free_ char *saved = NULL;
         if (!d->state || state_get(d->state, key, &saved) < 0)
@@ -731,6 +831,8 @@ static int apply_saved(struct netcad *d, const char *key, uint16_t op) {
         }
         if (op == WIRE_OP_MGMT_LOG_SET)
                 log_settings_apply(d, &req);
+        else if (op == WIRE_OP_MGMT_PINENTRY_SET)
+                pinentry_settings_apply(d, &req);
         else {
                 struct pincache_policy p;
                 pincache_policy_default(&p);
@@ -1005,6 +1107,9 @@ int mgmt_handle(struct netcad *d, struct core_client *cl, uint16_t op, const cha
                 break;
         case WIRE_OP_MGMT_LOG_SET:
                 r = op_log_set(d, &req, ret_json);
+                break;
+        case WIRE_OP_MGMT_PINENTRY_SET:
+                r = op_pinentry_set(d, &req, ret_json);
                 break;
         default:
                 r = reply_error(EOPNOTSUPP, "unknown management operation", ret_json);

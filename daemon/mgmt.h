@@ -41,6 +41,11 @@ struct mgmt_request {
         /* MGMT_LOG_SET */
         bool has_max_records, has_diagnostic, diagnostic;
         unsigned max_records;
+        /* MGMT_PINENTRY_SET (empty: show) */
+        char *program;      /* malloc'd */
+        bool has_timeout;
+        unsigned timeout_s;
+        char *protected_kinds; /* malloc'd, validated */
 };
 
 /* Parses and validates the JSON text of a request for op; touches nothing

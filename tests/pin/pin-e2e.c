@@ -302,19 +302,126 @@ static void scenario(void) {
         CHECK(file_has(log_path, "PIN cache policy")); /* the log was written */
 }
 
+static char *control;
+
+static void set_mode(const char *mode) {
+        FILE *f = fopen(control, "we");
+        if (f) {
+                fputs(mode, f);
+                fclose(f);
+        }
+}
+
+/* Lines of the fake pinentry's log (the commands it received). */
+static unsigned pinentry_runs(const char *must_contain) {
+        char *log = NULL, line[1024];
+        unsigned n = 0;
+        if (asprintf(&log, "%s.log", control) < 0)
+                return 0;
+        FILE *f = fopen(log, "re");
+        free(log);
+        while (f && fgets(line, sizeof line, f))
+                if (strncmp(line, "GETPIN", 6) == 0)
+                        n++;
+                else if (must_contain && strncmp(line, "SETDESC", 7) == 0 && !strstr(line, must_contain)) {
+                        fprintf(stderr, "FAIL: pinentry description without \"%s\": %s", must_contain, line);
+                        tu_failures++;
+                }
+        if (f)
+                fclose(f);
+        return n;
+}
+
+/* Tokens that collect their PIN: C_Login(NULL) asks pinentry. */
+static void scenario_pinentry(void) {
+        const char *fake = tu_env_path("NETCA_FAKE_PINENTRY");
+        if (asprintf(&control, "%s/pinentry-control", dir) < 0)
+                return;
+        setenv("FAKE_PINENTRY_CONTROL", control, 1); /* inherited by netcad, then pinentry */
+        REQUIRE(start_daemon());
+        void *h;
+        CK_FUNCTION_LIST_PTR f = tu_load_module(so_path, &h);
+        CK_SLOT_ID slot;
+        CK_SESSION_HANDLE s;
+        CK_TOKEN_INFO ti;
+        REQUIRE(f && f->C_Initialize(NULL) == CKR_OK && tu_find_slot(f, LABEL, &slot));
+        REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s), CKR_OK);
+        CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+        CHECK(!(ti.flags & CKF_PROTECTED_AUTHENTICATION_PATH)); /* soft tokens: off by default */
+        CHECK_RV(f->C_Login(s, CKU_USER, NULL, 0), CKR_ARGUMENTS_BAD);
+        CHECK(pinentry_runs(NULL) == 0);
+
+        char *args = NULL;
+        REQUIRE(asprintf(&args, "pinentry set --program '%s' --timeout 2 --protected-path soft", fake) >= 0);
+        CHECK(tool(NULL, args) == 0);
+        free(args);
+        /* The flag shows at once (the module's copy follows the event). */
+        CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+        CHECK(ti.flags & CKF_PROTECTED_AUTHENTICATION_PATH);
+
+        /* The user types the PIN: logged in, and the PIN is cached. */
+        set_mode("answer:" SECRET_PIN);
+        CHECK_RV(f->C_Login(s, CKU_USER, NULL, 0), CKR_OK);
+        CHECK(pinentry_runs("\"" LABEL "\"") == 1);
+        CHECK(pinentry_runs("tries left") == 1);
+        CHECK_RV(f->C_Logout(s), CKR_OK);
+        CHECK_RV(f->C_Login(s, CKU_USER, NULL, 0), CKR_OK);
+        CHECK(pinentry_runs(NULL) == 1); /* from the cache: not asked again */
+        CHECK_RV(f->C_Logout(s), CKR_OK);
+        CHECK(tool(NULL, "pin-cache clear") == 0);
+
+        /* Cancel. */
+        set_mode("cancel");
+        CHECK_RV(f->C_Login(s, CKU_USER, NULL, 0), CKR_FUNCTION_CANCELED);
+        CHECK(pinentry_runs(NULL) == 2);
+
+        /* A wrong PIN typed: refused, one try used, nothing cached. */
+        CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+        CHECK(!(ti.flags & CKF_USER_PIN_COUNT_LOW));
+        set_mode("answer:000000");
+        CHECK_RV(f->C_Login(s, CKU_USER, NULL, 0), CKR_PIN_INCORRECT);
+        CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+        CHECK(ti.flags & CKF_USER_PIN_COUNT_LOW);
+        CHECK(entry_count() == 0);
+
+        /* No answer: the daemon's time limit (2 s + grace) ends it. */
+        set_mode("hang");
+        CHECK_RV(f->C_Login(s, CKU_USER, NULL, 0), CKR_FUNCTION_CANCELED);
+
+        /* No pinentry program at all. */
+        CHECK(tool(NULL, "pinentry set --program /nonexistent/pinentry") == 0);
+        CHECK_RV(f->C_Login(s, CKU_USER, NULL, 0), CKR_FUNCTION_FAILED);
+
+        /* The usage records say why. */
+        char *out = NULL;
+        CHECK(tool(&out, "log show --failed") == 0);
+        CHECK(out && strstr(out, "cancelled"));
+        CHECK(out && strstr(out, "wrong PIN"));
+        free(out);
+        /* The right PIN again resets the counter (for the scan below). */
+        CHECK_RV(f->C_Login(s, CKU_USER, PIN(SECRET_PIN)), CKR_OK);
+        CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+        tu_stop_daemon(daemon_pid);
+        daemon_pid = -1;
+        scan_dir(dir, SECRET_PIN);
+        CHECK(!file_has(log_path, SECRET_PIN));
+        free(control);
+}
+
 int main(int argc, char **argv) {
         so_path = tu_env_path("NETCA_PKCS11_MODULE");
         netcad_path = tu_env_path("NETCA_NETCAD");
         tool_path = tu_env_path("NETCA_TOOL");
         if (argc == 3 && strcmp(argv[1], "child") == 0)
                 return child(argv[2]);
+        bool pinentry = argc == 2 && strcmp(argv[1], "pinentry") == 0;
         /* This process and its children are in login session "e2e-1": the
          * daemon reads it from the environment the process was started
          * with, so start again with it. */
         const char *sess = getenv("XDG_SESSION_ID");
         if (!sess || strcmp(sess, "e2e-1") != 0) {
                 setenv("XDG_SESSION_ID", "e2e-1", 1);
-                execl("/proc/self/exe", argv[0], (char *)NULL);
+                execl("/proc/self/exe", argv[0], pinentry ? "pinentry" : (char *)NULL, (char *)NULL);
                 return 1;
         }
 
@@ -329,7 +436,10 @@ int main(int argc, char **argv) {
         free(tokpath);
         setenv("NETCA_SOCKET", sock, 1);
         setenv("NETCA_AUTOSTART", "0", 1);
-        scenario();
+        if (pinentry)
+                scenario_pinentry();
+        else
+                scenario();
         if (daemon_pid > 0)
                 tu_stop_daemon(daemon_pid);
         tu_rmrf(dir);
