@@ -24,6 +24,7 @@
 #include "drivers/usb/usb-piv.h"
 #include "netcad.h"
 #include "audit.h"
+#include "logind.h"
 #include "mgmt.h"
 #include "server.h"
 #include "state.h"
@@ -328,6 +329,10 @@ int main(int argc, char **argv) {
         else
                 core_set_audit_sink(d.core, on_audit, d.audit);
         (void)mgmt_apply_settings(&d);
+        /* Screen locks clear the PIN cache of their session. */
+        struct logind_watch *logind = NULL;
+        if ((r = logind_watch_new(d.base, d.core, &logind)) < 0)
+                log_notice("no system bus (%s): screen locks will not clear the PIN cache", strerror(-r));
         /* What belongs to processes that are gone (their cached PINs) is
          * dropped within SWEEP_SECONDS. */
         struct timeval sweep_tv = { SWEEP_SECONDS, 0 };
@@ -372,6 +377,7 @@ int main(int argc, char **argv) {
         (void)sd_notify(0, "STOPPING=1");
         usb_discovery_stop(usb);     /* no token arrives or leaves from here on */
         server_free(srv);            /* clients' sessions closed, logins dropped */
+        logind = logind_watch_free(logind);
         d.core = core_free(d.core);  /* soft tokens flushed and closed */
         d.audit = audit_close(d.audit); /* queued usage records written */
         usb = usb_discovery_free(usb); /* after the tokens: their transports hold readers */

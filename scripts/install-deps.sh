@@ -19,6 +19,8 @@ PACKAGES=(
         util-linux coreutils procps
         # the emulated USB CCID reader (tests/usb: umockdev + Debian's python3-gi)
         umockdev gir1.2-umockdev-1.0 python3-gi
+        # a private system bus with a mocked logind (tests/pin: screen lock)
+        dbus-daemon dbus-bin python3-dbusmock
 )
 
 missing=()

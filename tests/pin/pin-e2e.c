@@ -408,20 +408,109 @@ static void scenario_pinentry(void) {
         free(control);
 }
 
+/* The screen lock: a private system bus with a mocked logind
+ * (python3-dbusmock's template); its session "c7" is locked, and the PIN
+ * cache entries of that session go (session scope). */
+static pid_t bus_pid = -1, mock_pid = -1;
+
+static void stop_bus(void) {
+        if (mock_pid > 0) {
+                kill(mock_pid, SIGTERM);
+                waitpid(mock_pid, NULL, 0);
+        }
+        if (bus_pid > 0)
+                kill(bus_pid, SIGTERM);
+}
+
+static int sh(const char *cmd) {
+        int st = system(cmd);
+        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void scenario_lock(void) {
+        char *conf = NULL, *cmd = NULL;
+        REQUIRE(asprintf(&conf, "%s/bus.conf", dir) >= 0);
+        FILE *f = fopen(conf, "we");
+        REQUIRE(f);
+        fprintf(f, "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
+                   " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+                   "<busconfig><type>system</type><keep_umask/><listen>unix:tmpdir=%s</listen>"
+                   "<auth>EXTERNAL</auth><policy context=\"default\"><allow user=\"*\"/><allow own=\"*\"/>"
+                   "<allow send_type=\"method_call\"/><allow send_destination=\"*\"/>"
+                   "<allow receive_type=\"*\"/></policy></busconfig>\n",
+                dir);
+        fclose(f);
+        REQUIRE(asprintf(&cmd, "dbus-daemon --config-file='%s' --fork --print-address=1 --print-pid=1", conf) >= 0);
+        FILE *p = popen(cmd, "r");
+        free(cmd);
+        char addr[512] = "", pidline[32] = "";
+        REQUIRE(p && fgets(addr, sizeof addr, p) && fgets(pidline, sizeof pidline, p));
+        pclose(p);
+        addr[strcspn(addr, "\n")] = '\0';
+        bus_pid = (pid_t)atoi(pidline);
+        setenv("DBUS_SYSTEM_BUS_ADDRESS", addr, 1);
+        unsetenv("DBUS_SESSION_BUS_ADDRESS");
+        mock_pid = fork();
+        if (mock_pid == 0) {
+                int null = open("/dev/null", O_WRONLY);
+                dup2(null, 1);
+                dup2(null, 2);
+                execl("/usr/bin/python3", "python3", "-m", "dbusmock", "--system", "-t", "logind", (char *)NULL);
+                _exit(127);
+        }
+        /* The mock is up when its session can be added. */
+        bool up = false;
+        for (int i = 0; i < 100 && !up; i++) {
+                up = sh("dbus-send --system --print-reply --dest=org.freedesktop.login1 /org/freedesktop/login1 "
+                        "org.freedesktop.DBus.Mock.AddSession string:c7 string:seat0 uint32:1000 string:user "
+                        "boolean:true >/dev/null 2>&1") == 0;
+                if (!up)
+                        sleep_ms(100);
+        }
+        REQUIRE(up);
+        REQUIRE(start_daemon());
+        CHECK(tool(NULL, "pin-cache set --scope session") == 0);
+        CHECK(run_child("enter", "c7") == 0);
+        CHECK(run_child("null", "c7") == 0);
+        CHECK(entry_count() == 1);
+        /* Another session's lock changes nothing. */
+        CHECK(sh("dbus-send --system --print-reply --dest=org.freedesktop.login1 /org/freedesktop/login1 "
+                 "org.freedesktop.DBus.Mock.AddSession string:c8 string:seat0 uint32:1000 string:user "
+                 "boolean:true >/dev/null 2>&1") == 0);
+        CHECK(sh("dbus-send --system --print-reply --dest=org.freedesktop.login1 /org/freedesktop/login1/session/c8 "
+                 "org.freedesktop.login1.Session.Lock >/dev/null") == 0);
+        CHECK(sh("dbus-send --system --print-reply --dest=org.freedesktop.login1 /org/freedesktop/login1/session/c7 "
+                 "org.freedesktop.login1.Session.Lock >/dev/null") == 0);
+        int n = -1;
+        for (int i = 0; i < 100 && n != 0; i++) {
+                n = entry_count();
+                if (n != 0)
+                        sleep_ms(50);
+        }
+        CHECK(n == 0);
+        CHECK(run_child("null", "c7") == 10);
+        CHECK(file_has(log_path, "login session c7 locked: 1 cached PIN dropped"));
+        CHECK(!file_has(log_path, "session c8 locked: 1"));
+        tu_stop_daemon(daemon_pid);
+        daemon_pid = -1;
+        stop_bus();
+        free(conf);
+}
+
 int main(int argc, char **argv) {
         so_path = tu_env_path("NETCA_PKCS11_MODULE");
         netcad_path = tu_env_path("NETCA_NETCAD");
         tool_path = tu_env_path("NETCA_TOOL");
         if (argc == 3 && strcmp(argv[1], "child") == 0)
                 return child(argv[2]);
-        bool pinentry = argc == 2 && strcmp(argv[1], "pinentry") == 0;
+        const char *mode = argc == 2 ? argv[1] : "main";
         /* This process and its children are in login session "e2e-1": the
          * daemon reads it from the environment the process was started
          * with, so start again with it. */
         const char *sess = getenv("XDG_SESSION_ID");
         if (!sess || strcmp(sess, "e2e-1") != 0) {
                 setenv("XDG_SESSION_ID", "e2e-1", 1);
-                execl("/proc/self/exe", argv[0], pinentry ? "pinentry" : (char *)NULL, (char *)NULL);
+                execl("/proc/self/exe", argv[0], mode, (char *)NULL);
                 return 1;
         }
 
@@ -436,10 +525,13 @@ int main(int argc, char **argv) {
         free(tokpath);
         setenv("NETCA_SOCKET", sock, 1);
         setenv("NETCA_AUTOSTART", "0", 1);
-        if (pinentry)
+        if (strcmp(mode, "pinentry") == 0)
                 scenario_pinentry();
+        else if (strcmp(mode, "lock") == 0)
+                scenario_lock();
         else
                 scenario();
+        stop_bus();
         if (daemon_pid > 0)
                 tu_stop_daemon(daemon_pid);
         tu_rmrf(dir);
