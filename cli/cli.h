@@ -77,6 +77,9 @@ int mgmt_call_checked(uint16_t op, cJSON *request, cJSON **ret_reply);
 /* Reading management replies: missing or mistyped members give "", dflt,
  * false. */
 void print_json(const cJSON *o);
+/* mgmt_call_checked, then request freed and, with --json, the reply
+ * printed: the caller only prints the text form (when !arg.json). */
+int mgmt_request(uint16_t op, cJSON *request, cJSON **ret_reply);
 const char *jstr(const cJSON *o, const char *name);
 double jnum(const cJSON *o, const char *name, double dflt);
 bool jbool(const cJSON *o, const char *name);

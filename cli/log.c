@@ -133,12 +133,10 @@ int cmd_log_clear(void) {
                 cli_error("not cleared (use --yes to skip the question)");
                 return CLI_EXIT_USAGE;
         }
-        int r = mgmt_call_checked(WIRE_OP_MGMT_LOG_CLEAR, NULL, &reply);
+        int r = mgmt_request(WIRE_OP_MGMT_LOG_CLEAR, NULL, &reply);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (arg.json)
-                print_json(reply);
-        else
+        if (!arg.json)
                 printf("%.0f usage record%s deleted.\n", jnum(reply, "cleared", 0),
                        jnum(reply, "cleared", 0) == 1 ? "" : "s");
         cJSON_Delete(reply);
@@ -151,13 +149,10 @@ int cmd_log_diagnostic(bool on) {
                 cJSON_Delete(req);
                 return CLI_EXIT_OTHER;
         }
-        int r = mgmt_call_checked(WIRE_OP_MGMT_LOG_SET, req, &reply);
-        cJSON_Delete(req);
+        int r = mgmt_request(WIRE_OP_MGMT_LOG_SET, req, &reply);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (arg.json)
-                print_json(reply);
-        else
+        if (!arg.json)
                 printf("Diagnostic log %s.\n", jbool(reply, "diagnostic") ? "on" : "off");
         cJSON_Delete(reply);
         return CLI_EXIT_OK;

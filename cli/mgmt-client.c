@@ -330,3 +330,11 @@ int mgmt_call_checked(uint16_t op, cJSON *request, cJSON **ret_reply) {
         *ret_reply = reply;
         return CLI_EXIT_OK;
 }
+
+int mgmt_request(uint16_t op, cJSON *request, cJSON **ret_reply) {
+        int r = mgmt_call_checked(op, request, ret_reply);
+        cJSON_Delete(request);
+        if (r == CLI_EXIT_OK && arg.json)
+                print_json(*ret_reply);
+        return r;
+}

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "common/ckr.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "common/secmem.h"
 #include "config.h"
 
@@ -427,15 +428,6 @@ char *hex_encode(const uint8_t *p, size_t n, const char *sep) {
         return s;
 }
 
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
 
 int hex_decode(const char *s, uint8_t **ret, size_t *ret_len) {
         size_t n = 0, len = strlen(s);
@@ -449,7 +441,7 @@ int hex_decode(const char *s, uint8_t **ret, size_t *ret_len) {
                         i++;
                         continue;
                 }
-                if (i + 1 >= len || (hi = hexval(s[i])) < 0 || (lo = hexval(s[i + 1])) < 0) {
+                if (i + 1 >= len || (hi = hex_digit_value(s[i])) < 0 || (lo = hex_digit_value(s[i + 1])) < 0) {
                         free(p);
                         return -EINVAL;
                 }

@@ -56,13 +56,10 @@ int cmd_pin_cache_set(void) {
                 cli_error("pin-cache set needs --on, --off, --ttl, --max, --scope or --always-authenticate");
                 return CLI_EXIT_USAGE;
         }
-        int r = mgmt_call_checked(WIRE_OP_MGMT_PIN_CACHE_SET, req, &reply);
-        cJSON_Delete(req);
+        int r = mgmt_request(WIRE_OP_MGMT_PIN_CACHE_SET, req, &reply);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (arg.json)
-                print_json(reply);
-        else {
+        if (!arg.json) {
                 print_policy(cJSON_GetObjectItemCaseSensitive(reply, "policy"));
                 printf("Cached PINs were cleared (the policy changed).\n");
         }
@@ -126,14 +123,11 @@ int cmd_pin_cache_clear(void) {
                 }
                 cJSON_AddNumberToObject(req, "slot", jnum(t, "slot", -1));
         }
-        r = mgmt_call_checked(WIRE_OP_MGMT_PIN_CACHE_CLEAR, req, &reply);
-        cJSON_Delete(req);
+        r = mgmt_request(WIRE_OP_MGMT_PIN_CACHE_CLEAR, req, &reply);
         cJSON_Delete(list);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (arg.json)
-                print_json(reply);
-        else {
+        if (!arg.json) {
                 double n = jnum(reply, "cleared", 0);
                 printf("%.0f cached PIN%s cleared.\n", n, n == 1 ? "" : "s");
         }
@@ -163,13 +157,10 @@ int cmd_pinentry(bool set) {
                         return CLI_EXIT_USAGE;
                 }
         }
-        int r = mgmt_call_checked(WIRE_OP_MGMT_PINENTRY_SET, req, &reply);
-        cJSON_Delete(req);
+        int r = mgmt_request(WIRE_OP_MGMT_PINENTRY_SET, req, &reply);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (arg.json)
-                print_json(reply);
-        else {
+        if (!arg.json) {
                 const char *kinds = jstr(reply, "protected");
                 printf("pinentry program: %s%s\n", jstr(reply, "program"),
                        jbool(reply, "program_found") ? "" : " (not installed)");

@@ -56,3 +56,14 @@ static inline void unpad_field(char *out, const unsigned char *src, size_t srcle
         memcpy(out, src, n);
         out[n] = '\0';
 }
+
+/* The value of a hexadecimal digit (either case), -1 for anything else. */
+static inline int hex_digit_value(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}

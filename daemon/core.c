@@ -1751,20 +1751,33 @@ static void destroy_session_objects(struct core *c, struct tok *k, struct core_c
         }
 }
 
+/* The session, with its token's objects loaded, and whether its client is
+ * logged in as user (who sees private objects).  Released with
+ * session_put() on CKR_OK only. */
+static CK_RV session_get_objects(struct core_client *cl, CK_SESSION_HANDLE h, struct session **ret, bool *ret_user) {
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        if ((rv = tok_load(s->tok)) != CKR_OK) {
+                session_put(s);
+                return rv;
+        }
+        *ret_user = is_user(cl, s->tok);
+        *ret = s;
+        return CKR_OK;
+}
+
 CK_RV core_get_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
                                CK_ATTRIBUTE_PTR tmpl, CK_ULONG n) {
         if (!tmpl && n)
                 return CKR_ARGUMENTS_BAD;
         struct session *s;
-        CK_RV rv = session_get(cl, h, &s);
+        bool user;
+        CK_RV rv = session_get_objects(cl, h, &s, &user);
         if (rv != CKR_OK)
                 return rv;
         struct tok *k = s->tok;
-        if ((rv = tok_load(k)) != CKR_OK) {
-                session_put(s);
-                return rv;
-        }
-        bool user = is_user(cl, k);
         core_lock(cl->core);
         struct cobj *o = obj_find_locked(k, obj, cl, user);
         rv = o ? nattrs_answer(&o->attrs, tmpl, n) : CKR_OBJECT_HANDLE_INVALID;
@@ -1777,7 +1790,8 @@ CK_RV core_find_objects_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATT
         if (!tmpl && n)
                 return CKR_ARGUMENTS_BAD;
         struct session *s;
-        CK_RV rv = session_get(cl, h, &s);
+        bool user;
+        CK_RV rv = session_get_objects(cl, h, &s, &user);
         if (rv != CKR_OK)
                 return rv;
         if (s->finding) {
@@ -1785,11 +1799,6 @@ CK_RV core_find_objects_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATT
                 return CKR_OPERATION_ACTIVE;
         }
         struct tok *k = s->tok;
-        if ((rv = tok_load(k)) != CKR_OK) {
-                session_put(s);
-                return rv;
-        }
-        bool user = is_user(cl, k);
         core_lock(cl->core);
         CK_OBJECT_HANDLE *found = calloc(k->nobjs ? k->nobjs : 1, sizeof *found);
         size_t nf = 0;
@@ -1848,15 +1857,11 @@ CK_RV core_find_objects_final(struct core_client *cl, CK_SESSION_HANDLE h) {
 
 CK_RV core_get_objects(struct core_client *cl, CK_SESSION_HANDLE h, size_t max_bytes, struct nbuf *out) {
         struct session *s;
-        CK_RV rv = session_get(cl, h, &s);
+        bool user;
+        CK_RV rv = session_get_objects(cl, h, &s, &user);
         if (rv != CKR_OK)
                 return rv;
         struct tok *k = s->tok;
-        if ((rv = tok_load(k)) != CKR_OK) {
-                session_put(s);
-                return rv;
-        }
-        bool user = is_user(cl, k);
         struct nattrs pub;
         nattrs_init(&pub);
         core_lock(cl->core);

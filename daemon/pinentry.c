@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "common/secmem.h"
+#include "common/util.h"
 
 /* Assuan lines are at most 1000 bytes. */
 #define LINE_MAX_BYTES 1002
@@ -23,16 +24,6 @@
 /* GPG_ERR_CANCELED and GPG_ERR_TIMEOUT in the low 16 bits of Assuan codes. */
 #define GPG_ERR_CANCELED 99
 #define GPG_ERR_TIMEOUT 62
-
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -1;
-}
 
 int assuan_parse_line(const char *line, size_t n, char *kind, char *out, size_t cap, size_t *len,
                       unsigned long *err) {
@@ -71,7 +62,7 @@ int assuan_parse_line(const char *line, size_t n, char *kind, char *out, size_t 
                         if (c == '%') {
                                 if (i + 2 >= n)
                                         return -EPROTO;
-                                int h = hexval(line[i + 1]), l = hexval(line[i + 2]);
+                                int h = hex_digit_value(line[i + 1]), l = hex_digit_value(line[i + 2]);
                                 if (h < 0 || l < 0)
                                         return -EPROTO;
                                 c = (char)(h * 16 + l);

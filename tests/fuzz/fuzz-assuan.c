@@ -7,11 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "daemon/pinentry.h"
-
-static int hexv(char c) {
-        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         char pin[64];
@@ -30,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         size_t want = 0;
                         for (size_t i = 2; i < n; i++, want++)
                                 if (p[i] == '%') {
-                                        assert(i + 2 < n && hexv(p[i + 1]) >= 0 && hexv(p[i + 2]) >= 0);
+                                        assert(i + 2 < n && hex_digit_value(p[i + 1]) >= 0 && hex_digit_value(p[i + 2]) >= 0);
                                         i += 2;
                                 }
                         assert(len - before == want);
