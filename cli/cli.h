@@ -145,6 +145,12 @@ int cmd_daemon_status(void);
 int cmd_pin_status(void);
 int cmd_pin_change(void);
 int cmd_pin_unblock(void);
+int cmd_pin_unblock_puk(void); /* pin.c: PIV keys, --puk */
+/* pin unblock: the SO PIN (or PUK) and the new user PIN, from the options or
+ * asked for; CLI_EXIT_OK or CLI_EXIT_USAGE (reported). */
+int unblock_secrets(const struct p11_token *t, bool puk, char **ret_secret, char **ret_new);
+/* A PIV key (its PUK unblocks the PIN: pin unblock --puk). */
+bool token_is_piv(const struct p11_token *t);
 int cmd_list(void);
 int cmd_cert_show(void);
 int cmd_cert_export(void);
@@ -168,6 +174,7 @@ int cmd_log_diagnostic(bool on);
 int mgmt_slot_for(const struct p11_token *t, uint64_t *ret_slot);
 /* Fills the PIN status (from MGMT_PIN_STATUS) for a token; tries -1 unknown. */
 int mgmt_pin_tries(const struct p11_token *t, bool so, int *ret_left, int *ret_max, bool *ret_locked);
+
 
 /* usb-dump.c: netca-tool usb dump */
 int cmd_usb_dump(void);

@@ -362,7 +362,7 @@ out:
 int cmd_pin_unblock(void) {
         struct p11_token t;
         CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
-        char *so = NULL, *new = NULL, prompt[96];
+        char *so = NULL, *new = NULL;
         bool logged_in = false;
         CK_RV rv;
         int r;
@@ -373,19 +373,8 @@ int cmd_pin_unblock(void) {
         r = p11_open(&t, false, &s);
         if (r != CLI_EXIT_OK)
                 return r;
-        snprintf(prompt, sizeof prompt, "SO PIN for \"%s\": ", t.label);
-        if (pin_get(arg.so_pin, arg.so_pin_file, prompt, false, &so) < 0) {
-                cli_error("no SO PIN: give --so-pin, --so-pin-file or run on a terminal");
-                r = CLI_EXIT_USAGE;
+        if ((r = unblock_secrets(&t, false, &so, &new)) != CLI_EXIT_OK)
                 goto out;
-        }
-        r = pin_get(arg.new_pin ? arg.new_pin : arg.pin, arg.new_pin ? arg.new_pin_file : arg.pin_file,
-                    "New user PIN: ", true, &new);
-        if (r < 0) {
-                cli_error(r == -EILSEQ ? "the PINs do not match" : "no new PIN: give --new-pin or run on a terminal");
-                r = CLI_EXIT_USAGE;
-                goto out;
-        }
         r = p11_login(&t, s, CKU_SO, so);
         if (r != CLI_EXIT_OK)
                 goto out;

@@ -61,6 +61,7 @@ static void help(FILE *f) {
               "  pin status                         tries left, locked\n"
               "  pin change [--so]                  change the user (or SO) PIN\n"
               "  pin unblock                        set a new user PIN with the SO PIN\n"
+              "  pin unblock --puk PUK|--puk-file F PIV keys: set a new PIN with the PUK\n"
               "\n"
               "Options:\n"
               "  --token LABEL|SERIAL|SLOT   the token to use (default: the only one)\n"
@@ -86,6 +87,8 @@ enum {
         OPT_PIN_FILE,
         OPT_SO_PIN_FILE,
         OPT_NEW_PIN_FILE,
+        OPT_PUK,
+        OPT_PUK_FILE,
         OPT_LABEL,
         OPT_ID,
         OPT_TYPE,
@@ -128,6 +131,8 @@ static const struct option options[] = {
         { "pin-file", required_argument, NULL, OPT_PIN_FILE },
         { "so-pin-file", required_argument, NULL, OPT_SO_PIN_FILE },
         { "new-pin-file", required_argument, NULL, OPT_NEW_PIN_FILE },
+        { "puk", required_argument, NULL, OPT_PUK },
+        { "puk-file", required_argument, NULL, OPT_PUK_FILE },
         { "label", required_argument, NULL, OPT_LABEL },
         { "id", required_argument, NULL, OPT_ID },
         { "type", required_argument, NULL, OPT_TYPE },
@@ -172,6 +177,8 @@ static const char *take_secret(char *optval) {
         return copy;
 }
 
+static bool use_puk; /* --puk, --puk-file */
+
 static int parse_argv(int argc, char *argv[]) {
         int c;
 
@@ -192,6 +199,9 @@ static int parse_argv(int argc, char *argv[]) {
                 case OPT_PIN_FILE: arg.pin_file = optarg; break;
                 case OPT_SO_PIN_FILE: arg.so_pin_file = optarg; break;
                 case OPT_NEW_PIN_FILE: arg.new_pin_file = optarg; break;
+                /* The PUK is the SO PIN of a PIV key; pin unblock then speaks PIV. */
+                case OPT_PUK: arg.so_pin = take_secret(optarg); use_puk = true; break;
+                case OPT_PUK_FILE: arg.so_pin_file = optarg; use_puk = true; break;
                 case OPT_PASSWORD_FILE: arg.password_file = optarg; break;
                 case OPT_LABEL: arg.label = optarg; break;
                 case OPT_ID: arg.id_hex = optarg; break;
@@ -316,7 +326,7 @@ static int run(int argc, char *argv[]) {
                 if (strcmp(sub, "change") == 0)
                         return cmd_pin_change();
                 if (strcmp(sub, "unblock") == 0)
-                        return cmd_pin_unblock();
+                        return use_puk ? cmd_pin_unblock_puk() : cmd_pin_unblock();
         } else if (strcmp(cmd, "log") == 0 && sub) {
                 if (strcmp(sub, "show") == 0)
                         return cmd_log_show();

@@ -274,6 +274,10 @@ int p11_report_pin_error(const struct p11_token *tok, CK_RV rv, CK_USER_TYPE use
                 if (so)
                         cli_error("the SO PIN of token \"%s\" is locked; the token can no longer be unblocked",
                                   t.label);
+                else if (token_is_piv(&t))
+                        cli_error("the PIN of token \"%s\" is locked; unblock it with the PUK: "
+                                  "netca-tool pin unblock --puk PUK --token \"%s\"",
+                                  t.label, t.label);
                 else
                         cli_error("the PIN of token \"%s\" is locked; unblock it with the SO PIN: "
                                   "netca-tool pin unblock --token \"%s\"",

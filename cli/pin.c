@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Reading PINs and passwords: from an option, a file (first line), or the
- * terminal without echo.  Everything lands in secure memory. */
+ * terminal without echo.  Everything lands in secure memory.  Also `pin
+ * unblock --puk`, the PIV form of unblocking. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -140,4 +141,125 @@ bool ask_yes_no(const char *question) {
         if (read_line_fd(fd, buf, sizeof buf, &n) < 0)
                 return false;
         return buf[0] == 'y' || buf[0] == 'Y';
+}
+
+/* PIV keys (SP 800-73-4) have no SO PIN: their PUK resets the PIN with
+ * RESET RETRY COUNTER, which drivers/piv runs as C_Login(CKU_SO, PUK) +
+ * C_InitPIN.  The PUK's own counter never comes back: a locked PUK is
+ * reported from the token's state and never sent to the card again. */
+bool token_is_piv(const struct p11_token *t) {
+        return strncmp(t->model, "PIV", 3) == 0 || strncmp(t->manufacturer, "PIV", 3) == 0;
+}
+
+static int puk_state(const struct p11_token *t, int *ret_left, bool *ret_locked) {
+        CK_TOKEN_INFO info;
+        int max = -1;
+
+        *ret_left = -1;
+        *ret_locked = false;
+        if (mgmt_pin_tries(t, true, ret_left, &max, ret_locked) >= 0)
+                return 0;
+        if (p11->C_GetTokenInfo(t->slot, &info) != CKR_OK)
+                return -EIO;
+        *ret_locked = !!(info.flags & CKF_SO_PIN_LOCKED);
+        if (info.flags & CKF_SO_PIN_FINAL_TRY)
+                *ret_left = 1;
+        return 0;
+}
+
+static int report_puk_error(const struct p11_token *t, CK_RV rv) {
+        int left;
+        bool locked;
+
+        (void)puk_state(t, &left, &locked);
+        if (rv == CKR_PIN_LOCKED || locked || left == 0) {
+                cli_error("the PUK of token \"%s\" is locked: the PIN can no longer be unblocked "
+                          "(only a reset of the key, which erases its keys, helps)",
+                          t->label);
+                return CLI_EXIT_PIN;
+        }
+        if (rv == CKR_PIN_INCORRECT) {
+                if (left > 0)
+                        cli_error("wrong PUK for token \"%s\": %d %s left before it locks", t->label, left,
+                                  left == 1 ? "try" : "tries");
+                else
+                        cli_error("wrong PUK for token \"%s\"", t->label);
+                return CLI_EXIT_PIN;
+        }
+        cli_error("PUK rejected for token \"%s\": %s", t->label, p11_rv_str(rv));
+        return p11_exit_from_rv(rv);
+}
+
+int unblock_secrets(const struct p11_token *t, bool puk, char **ret_secret, char **ret_new) {
+        char prompt[96];
+        snprintf(prompt, sizeof prompt, "%s for \"%s\": ", puk ? "PUK" : "SO PIN", t->label);
+        if (pin_get(arg.so_pin, arg.so_pin_file, prompt, false, ret_secret) < 0) {
+                cli_error(puk ? "no PUK: give --puk, --puk-file or run on a terminal"
+                              : "no SO PIN: give --so-pin, --so-pin-file or run on a terminal");
+                return CLI_EXIT_USAGE;
+        }
+        int r = pin_get(arg.new_pin ? arg.new_pin : arg.pin, arg.new_pin ? arg.new_pin_file : arg.pin_file,
+                        puk ? "New PIN: " : "New user PIN: ", true, ret_new);
+        if (r < 0) {
+                cli_error(r == -EILSEQ ? "the PINs do not match" : "no new PIN: give --new-pin or run on a terminal");
+                return CLI_EXIT_USAGE;
+        }
+        return CLI_EXIT_OK;
+}
+
+int cmd_pin_unblock_puk(void) {
+        struct p11_token t;
+        CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+        char *puk = NULL, *new = NULL;
+        bool logged_in = false, locked;
+        int left, r;
+        CK_RV rv;
+
+        r = p11_select_token(&t);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (!token_is_piv(&t)) {
+                cli_error("token \"%s\" is not a PIV key: unblock it with --so-pin", t.label);
+                return CLI_EXIT_USAGE;
+        }
+        /* Before asking for anything: a locked PUK is final. */
+        if (puk_state(&t, &left, &locked) >= 0 && (locked || left == 0))
+                return report_puk_error(&t, CKR_PIN_LOCKED);
+        r = p11_open(&t, false, &s);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if ((r = unblock_secrets(&t, true, &puk, &new)) != CLI_EXIT_OK)
+                goto out;
+        rv = p11->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)puk, strlen(puk));
+        if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+                r = report_puk_error(&t, rv);
+                goto out;
+        }
+        logged_in = true;
+        /* Cards without VERIFY for the PUK check it here, in RESET RETRY COUNTER. */
+        rv = p11->C_InitPIN(s, (CK_UTF8CHAR_PTR)new, strlen(new));
+        if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED) {
+                r = report_puk_error(&t, rv);
+                goto out;
+        }
+        if (rv == CKR_PIN_LEN_RANGE) {
+                cli_error("the new PIN must be %lu to %lu characters", (unsigned long)t.info.ulMinPinLen,
+                          (unsigned long)t.info.ulMaxPinLen);
+                r = CLI_EXIT_PIN;
+                goto out;
+        }
+        if (rv != CKR_OK) {
+                cli_error("cannot set the new PIN: %s", p11_rv_str(rv));
+                r = p11_exit_from_rv(rv);
+                goto out;
+        }
+        printf("PIN of token \"%s\" unblocked with the PUK and set\n", t.label);
+        r = CLI_EXIT_OK;
+out:
+        secure_free(puk);
+        secure_free(new);
+        if (logged_in)
+                (void)p11->C_Logout(s);
+        p11->C_CloseSession(s);
+        return r;
 }
