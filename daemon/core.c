@@ -2389,6 +2389,29 @@ static int drv_private_op(struct tok *k, enum op_kind kind, struct op *o, const 
         return r;
 }
 
+/* The token says a logged-in client is not logged in: the card lost its
+ * verified state (reset by something else, or power-cycled).  The client's
+ * cached PIN, if any, is presented again; true when the token took it.
+ * Keys that want the PIN for each use (CKA_ALWAYS_AUTHENTICATE) never come
+ * here. */
+static bool represent_pin(struct core_client *cl, struct tok *k) {
+        if (!is_user(cl, k))
+                return false;
+        char *pin = NULL;
+        size_t len = 0;
+        if (cached_pin(cl, k, &pin, &len) != CKR_OK)
+                return false;
+        pthread_mutex_lock(&k->lock);
+        int r = k->ops->login(k->t, CKU_USER, pin, len);
+        pthread_mutex_unlock(&k->lock);
+        pin_judged(cl, k, r, true, NULL, 0);
+        secure_free(pin);
+        log_notice("slot %lu: the token had lost its login; the cached PIN was presented again: %s",
+                   (unsigned long)k->slot, r == 0 ? "accepted" : "refused");
+        audit(cl, k, "login", NULL, rv_from_errno(r), "the token had lost its login: cached PIN presented again");
+        return r == 0;
+}
+
 /* Shared tail of sign / decrypt (single-part and final): length queries and
  * a too-small buffer keep the operation; anything else ends it. */
 static CK_RV private_op(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kind kind, const uint8_t *in,
@@ -2443,6 +2466,10 @@ static CK_RV private_op(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kin
                 goto out;
         size_t ol = *out_len;
         r = drv_private_op(k, kind, o, input, input_len, out, &ol);
+        if (r == -EPERM && !o->always_auth && represent_pin(cl, k)) {
+                ol = *out_len;
+                r = drv_private_op(k, kind, o, input, input_len, out, &ol);
+        }
         if (r == -ENOBUFS) {
                 *out_len = ol;
                 rv = CKR_BUFFER_TOO_SMALL;

@@ -10,6 +10,7 @@
 #include "common/pkcrypto.h"
 #include "common/util.h"
 #include "daemon/core.h"
+#include "daemon/pincache.h"
 #include "drivers/piv/piv.h"
 #include "piv-test.h"
 
@@ -122,6 +123,22 @@ int main(void) {
                 CHECK_OK(pkc_verify(&pk, &ecdsa, hash, sizeof hash, sig, sl));
                 mbedtls_pk_free(&pk);
         }
+
+        /* The card loses its login behind the daemon's back (reset): the
+         * PIN cached at login is presented again and the signature goes
+         * through; with no cached PIN it is refused. */
+        k = find1(cl, s, CKO_PRIVATE_KEY, 0x01);
+        vpiv_reset(card);
+        sl = sizeof sig;
+        CHECK_CKR(core_sign_init(cl, s, &m, k), CKR_OK);
+        CHECK_CKR(core_sign(cl, s, (CK_BYTE_PTR) msg, sizeof msg, sig, &sl), CKR_OK);
+        CHECK(pincache_flush_all(core_pin_cache(c)) == 1);
+        vpiv_reset(card);
+        sl = sizeof sig;
+        CHECK_CKR(core_sign_init(cl, s, &m, k), CKR_OK);
+        CHECK_CKR(core_sign(cl, s, (CK_BYTE_PTR) msg, sizeof msg, sig, &sl), CKR_USER_NOT_LOGGED_IN);
+        CHECK_CKR(core_logout(cl, s), CKR_OK);
+        CHECK_CKR(core_login(cl, s, CKU_USER, (CK_UTF8CHAR_PTR) "123456", 6), CKR_OK);
 
         /* Unplugged in the middle: CKR_DEVICE_REMOVED, not a device error. */
         k = find1(cl, s, CKO_PRIVATE_KEY, 0x01);
