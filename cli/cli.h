@@ -55,6 +55,7 @@ struct cli_opts {
         /* log show/export */
         const char *since, *until;
         bool failed;
+        long max_records;       /* log set --max-records; 0: not given */
 };
 
 extern struct cli_opts arg;
@@ -167,7 +168,8 @@ int cmd_pinentry(bool set);
 int cmd_log_show(void);
 int cmd_log_export(const char *file);
 int cmd_log_clear(void);
-int cmd_log_diagnostic(bool on);
+/* log enable (1) | disable (0) | set (-1: --max-records only) */
+int cmd_log_settings(int diagnostic);
 
 /* Looks up a token in the daemon's list matching a PKCS#11 token (serial and
  * label); *ret_slot is the daemon's slot id.  -ENOENT, or the mgmt error. */

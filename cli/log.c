@@ -143,17 +143,24 @@ int cmd_log_clear(void) {
         return CLI_EXIT_OK;
 }
 
-int cmd_log_diagnostic(bool on) {
+int cmd_log_settings(int diagnostic) {
         cJSON *req = cJSON_CreateObject(), *reply = NULL;
-        if (!req || !cJSON_AddBoolToObject(req, "diagnostic", on)) {
+        if (!req || (diagnostic >= 0 && !cJSON_AddBoolToObject(req, "diagnostic", diagnostic == 1)) ||
+            (arg.max_records > 0 && !cJSON_AddNumberToObject(req, "max_records", (double)arg.max_records))) {
                 cJSON_Delete(req);
                 return CLI_EXIT_OTHER;
+        }
+        if (!req->child) {
+                cJSON_Delete(req);
+                cli_error("log set needs --max-records N");
+                return CLI_EXIT_USAGE;
         }
         int r = mgmt_request(WIRE_OP_MGMT_LOG_SET, req, &reply);
         if (r != CLI_EXIT_OK)
                 return r;
         if (!arg.json)
-                printf("Diagnostic log %s.\n", jbool(reply, "diagnostic") ? "on" : "off");
+                printf("Diagnostic log %s; the newest %.0f usage records are kept.\n",
+                       jbool(reply, "diagnostic") ? "on" : "off", jnum(reply, "max_records", 0));
         cJSON_Delete(reply);
         return CLI_EXIT_OK;
 }

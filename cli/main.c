@@ -49,6 +49,7 @@ static void help(FILE *f) {
               "  log export FILE [filters]          records and diagnostic log as a .tar.gz for support\n"
               "  log clear [--yes]                  delete every record\n"
               "  log enable|disable                 the daemon's diagnostic log\n"
+              "  log set --max-records N            keep the newest N records (default 100000)\n"
               "  usb dump                           USB CCID readers' descriptors (for bug reports)\n"
               "Certificates and keys:\n"
               "  cert show [--cert C]               subject, issuer, validity, key, fingerprints\n"
@@ -115,6 +116,7 @@ enum {
         OPT_UNTIL,
         OPT_FAILED,
         OPT_PROGRAM,
+        OPT_MAX_RECORDS,
         OPT_TIMEOUT,
         OPT_PROTECTED_PATH,
         OPT_VERSION,
@@ -160,6 +162,7 @@ static const struct option options[] = {
         { "until", required_argument, NULL, OPT_UNTIL },
         { "failed", no_argument, NULL, OPT_FAILED },
         { "program", required_argument, NULL, OPT_PROGRAM },
+        { "max-records", required_argument, NULL, OPT_MAX_RECORDS },
         { "timeout", required_argument, NULL, OPT_TIMEOUT },
         { "protected-path", required_argument, NULL, OPT_PROTECTED_PATH },
         {}
@@ -233,6 +236,17 @@ static int parse_argv(int argc, char *argv[]) {
                 case OPT_UNTIL: arg.until = optarg; break;
                 case OPT_FAILED: arg.failed = true; break;
                 case OPT_PROGRAM: arg.program = optarg; break;
+                case OPT_MAX_RECORDS: {
+                        char *end = NULL;
+                        errno = 0;
+                        long v = strtol(optarg, &end, 10);
+                        if (errno || !end || *end || end == optarg || v < 100 || v > 10000000) {
+                                cli_error("--max-records must be a number from 100 to 10000000");
+                                return -EINVAL;
+                        }
+                        arg.max_records = v;
+                        break;
+                }
                 case OPT_PROTECTED_PATH: arg.protected_kinds = optarg; break;
                 case OPT_TIMEOUT: {
                         char *end = NULL;
@@ -333,9 +347,11 @@ static int run(int argc, char *argv[]) {
                 if (strcmp(sub, "clear") == 0)
                         return cmd_log_clear();
                 if (strcmp(sub, "enable") == 0)
-                        return cmd_log_diagnostic(true);
+                        return cmd_log_settings(1);
                 if (strcmp(sub, "disable") == 0)
-                        return cmd_log_diagnostic(false);
+                        return cmd_log_settings(0);
+                if (strcmp(sub, "set") == 0)
+                        return cmd_log_settings(-1);
         } else if (strcmp(cmd, "pinentry") == 0 && sub) {
                 if (strcmp(sub, "status") == 0)
                         return cmd_pinentry(false);

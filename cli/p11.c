@@ -317,7 +317,18 @@ int p11_open(const struct p11_token *t, bool login, CK_SESSION_HANDLE *ret) {
                 return p11_exit_from_rv(rv);
         }
         if (login) {
-                if (!arg.pin && !arg.pin_file && (t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH)) {
+                CK_RV cached = CKR_ARGUMENTS_BAD;
+                /* No PIN given: one the daemon has cached for this login
+                 * session (pin-cache --scope session) serves without a
+                 * prompt; netcad answers a NULL PIN it cannot serve with
+                 * CKR_ARGUMENTS_BAD, and then we ask.  (Only with netca's
+                 * module: another might count a NULL PIN as a wrong one.) */
+                if (!arg.module && !arg.pin && !arg.pin_file && !(t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH))
+                        cached = p11->C_Login(s, CKU_USER, NULL, 0);
+                if (cached == CKR_OK || cached == CKR_USER_ALREADY_LOGGED_IN) {
+                        log_debug(LOG_SUB_CLI, "logged in with the cached PIN");
+                        r = CLI_EXIT_OK;
+                } else if (!arg.pin && !arg.pin_file && (t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH)) {
                         r = p11_login(t, s, CKU_USER, NULL);
                 } else {
                         char prompt[96];

@@ -462,6 +462,11 @@ case_audit_records() {
         ok log clear --yes
         ok log show
         assert_file_contains "$T/out" "No usage records" "after clear"
+
+        # The count kept (rotation itself: tests/audit/test-audit.c).
+        expect_rc 1 log set --max-records 5
+        ok log set --max-records 150
+        assert_file_contains "$T/out" "newest 150 usage records" "log set (the daemon's answer)"
 }
 
 case_audit_export() {

@@ -233,10 +233,14 @@ static void scenario(void) {
         CHECK(tool(NULL, "pin-cache set --scope session --ttl 10m") == 0);
         CHECK(entry_count() == 0);
         CHECK(tool(NULL, "pin-cache set --ttl 5") != 0); /* under a minute: refused */
+        /* netca-tool, given no PIN and no terminal, fails before... */
+        CHECK(tool(NULL, "key gen --type ec-p256 --label from-cache </dev/null") == 1);
         CHECK(run_child("enter", "e2e-1") == 0);
         CHECK(run_child("null", "e2e-1") == 0);
         CHECK_RV(f->C_Login(s, CKU_USER, NULL, 0), CKR_OK);
         CHECK_RV(f->C_Logout(s), CKR_OK);
+        /* ... and is served by the cache after (same session). */
+        CHECK(tool(NULL, "key gen --type ec-p256 --label from-cache </dev/null") == 0);
         if (!logind_session)
                 CHECK(run_child("null", "e2e-2") == 10);
         else

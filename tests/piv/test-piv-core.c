@@ -6,6 +6,7 @@
  * object), checked against the certificate with mbedTLS; and a card that
  * vanishes gives CKR_DEVICE_REMOVED. */
 #include <mbedtls/sha256.h>
+#include <unistd.h>
 
 #include "common/pkcrypto.h"
 #include "common/util.h"
@@ -138,6 +139,32 @@ int main(void) {
         CHECK_CKR(core_sign_init(cl, s, &m, k), CKR_OK);
         CHECK_CKR(core_sign(cl, s, (CK_BYTE_PTR) msg, sizeof msg, sig, &sl), CKR_USER_NOT_LOGGED_IN);
         CHECK_CKR(core_logout(cl, s), CKR_OK);
+        CHECK_CKR(core_login(cl, s, CKU_USER, (CK_UTF8CHAR_PTR) "123456", 6), CKR_OK);
+
+        /* Login belongs to the process, not to the card: another client
+         * (process) sees no private key and cannot sign while the card is
+         * verified because of cl; when cl logs out, the card is returned
+         * to its unverified state. */
+        struct core_peer peer_b = { .pid = getpid() + 1 };
+        struct core_client *b = NULL;
+        CHECK_OK(core_client_new(c, &peer_b, &b));
+        CK_SESSION_HANDLE sb;
+        CHECK_CKR(core_open_session(b, slot, CKF_SERIAL_SESSION, &sb), CKR_OK);
+        CHECK(find1(b, sb, CKO_PRIVATE_KEY, 0x01) == CK_INVALID_HANDLE);
+        CK_SESSION_INFO si;
+        CHECK_CKR(core_get_session_info(b, sb, &si), CKR_OK);
+        CHECK(si.state == CKS_RO_PUBLIC_SESSION);
+        CHECK_CKR(core_sign_init(b, sb, &m, k), CKR_KEY_HANDLE_INVALID);
+        static const uint8_t pin_status[] = { 0x00, 0x20, 0x00, 0x80 };
+        uint8_t rapdu[16];
+        size_t rl = 0;
+        CHECK_OK(vpiv_transmit(card, pin_status, sizeof pin_status, rapdu, sizeof rapdu, &rl));
+        CHECK(rl == 2 && rapdu[0] == 0x90 && rapdu[1] == 0x00); /* verified (for cl) */
+        CHECK_CKR(core_logout(cl, s), CKR_OK);
+        rl = 0;
+        CHECK_OK(vpiv_transmit(card, pin_status, sizeof pin_status, rapdu, sizeof rapdu, &rl));
+        CHECK(rl == 2 && rapdu[0] == 0x63); /* not verified: tries left */
+        core_client_free(b);
         CHECK_CKR(core_login(cl, s, CKU_USER, (CK_UTF8CHAR_PTR) "123456", 6), CKR_OK);
 
         /* Unplugged in the middle: CKR_DEVICE_REMOVED, not a device error. */
