@@ -20,10 +20,18 @@
  *   pingpong           64-byte round trips over a Unix stream socket pair
  *                      between two processes
  *   mbedtls            in-process mbedTLS ECDSA P-256 signatures, -t threads
+ *   isolation SLOW     median C_Sign (ECDSA P-256) latency on the token -l, idle
+ *                      and while the token labelled SLOW (made slow with
+ *                      NETCA_SOFT_DELAY in netcad's environment) is kept busy
+ *                      by 8 threads here and 8 in each of 2 other processes
+ *                      (mode isolation-load): 24 concurrent slow signatures,
+ *                      3x netcad's 8 workers; reports both medians, their
+ *                      ratio per repetition, and the slow token's rate
  */
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -715,6 +723,265 @@ static void bench_mbedtls(void) {
         report(name, "ops/s", v, opt_reps);
 }
 
+/* ---- isolation: a fast token's C_Sign latency while a slow token is busy ---- */
+
+#define ISO_THREADS 8 /* loader threads per process */
+#define ISO_PROCS 2   /* loader processes besides this one */
+
+struct iso_loader {
+        pthread_t thread;
+        CK_SESSION_HANDLE session;
+        CK_OBJECT_HANDLE key;
+};
+
+static atomic_bool iso_go;      /* loaders sign while set */
+static atomic_bool iso_quit;
+static atomic_uint iso_busy;    /* loaders inside a sign (or about to be) */
+static atomic_ulong iso_done;   /* slow signatures completed */
+
+static void *iso_loader_run(void *userdata) {
+        struct iso_loader *l = userdata;
+        CK_MECHANISM mech = { CKM_ECDSA, NULL, 0 };
+        CK_BYTE hash[32] = { 9 }, sig[132];
+
+        while (!atomic_load(&iso_quit)) {
+                if (!atomic_load(&iso_go)) {
+                        usleep(1000);
+                        continue;
+                }
+                atomic_fetch_add(&iso_busy, 1);
+                if (atomic_load(&iso_go)) {
+                        CK_ULONG len = sizeof(sig);
+                        CHECK(p11->C_SignInit(l->session, &mech, l->key));
+                        CHECK(p11->C_Sign(l->session, hash, sizeof(hash), sig, &len));
+                        atomic_fetch_add(&iso_done, 1);
+                }
+                atomic_fetch_sub(&iso_busy, 1);
+        }
+        return NULL;
+}
+
+/* Opens ISO_THREADS sessions on the token labelled slow_label, logs in and
+ * makes a session EC key (nothing is stored on the token), starts the
+ * loader threads (idle until iso_go). */
+static void iso_loaders_start(const char *slow_label, struct iso_loader *l) {
+        static const CK_BYTE p256_oid[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+        CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+        CK_MECHANISM gen = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+        CK_ATTRIBUTE pubt[] = {
+                { CKA_TOKEN, &f, sizeof(f) },
+                { CKA_VERIFY, &t, sizeof(t) },
+                { CKA_EC_PARAMS, (void *)p256_oid, sizeof(p256_oid) },
+        };
+        CK_ATTRIBUTE privt[] = {
+                { CKA_TOKEN, &f, sizeof(f) },
+                { CKA_SIGN, &t, sizeof(t) },
+        };
+        CK_OBJECT_HANDLE pub, priv;
+        CK_SLOT_ID saved = slot;
+        const char *saved_label = opt_label;
+
+        opt_label = slow_label;
+        find_slot();
+        for (unsigned i = 0; i < ISO_THREADS; i++)
+                l[i].session = open_session();
+        login(l[0].session);
+        CHECK(p11->C_GenerateKeyPair(l[0].session, &gen, pubt, 3, privt, 2, &pub, &priv));
+        for (unsigned i = 0; i < ISO_THREADS; i++) {
+                l[i].key = priv;
+                if (pthread_create(&l[i].thread, NULL, iso_loader_run, &l[i]) != 0) {
+                        fprintf(stderr, "bench: pthread_create failed\n");
+                        exit(EXIT_FAILURE);
+                }
+        }
+        slot = saved;
+        opt_label = saved_label;
+}
+
+static void iso_loaders_stop(struct iso_loader *l) {
+        atomic_store(&iso_go, false);
+        atomic_store(&iso_quit, true);
+        for (unsigned i = 0; i < ISO_THREADS; i++)
+                pthread_join(l[i].thread, NULL);
+}
+
+static void iso_wait_idle(void) {
+        while (atomic_load(&iso_busy) > 0)
+                usleep(1000);
+}
+
+/* Mode isolation-load SLOW: a loader process driven by lines on stdin:
+ * "go" (start signing), "stop" (stop; answers "idle N" once no sign of ours
+ * is in flight, N the signatures done so far), EOF (exit). */
+static void iso_load_child(const char *slow_label) {
+        struct iso_loader l[ISO_THREADS];
+        char line[32];
+
+        load_module();
+        initialize();
+        iso_loaders_start(slow_label, l);
+        printf("ready\n");
+        fflush(stdout);
+        while (fgets(line, sizeof(line), stdin)) {
+                if (strncmp(line, "go", 2) == 0)
+                        atomic_store(&iso_go, true);
+                else if (strncmp(line, "stop", 4) == 0) {
+                        atomic_store(&iso_go, false);
+                        iso_wait_idle();
+                        printf("idle %lu\n", (unsigned long)atomic_load(&iso_done));
+                        fflush(stdout);
+                }
+        }
+        iso_loaders_stop(l);
+        p11->C_Finalize(NULL);
+}
+
+struct iso_child {
+        pid_t pid;
+        FILE *in, *out; /* its stdin, its stdout */
+};
+
+static void iso_child_start(struct iso_child *c, const char *slow_label) {
+        int to[2], from[2];
+        char line[32];
+
+        if (pipe2(to, O_CLOEXEC) < 0 || pipe2(from, O_CLOEXEC) < 0) {
+                perror("bench: pipe");
+                exit(EXIT_FAILURE);
+        }
+        c->pid = fork();
+        if (c->pid < 0) {
+                perror("bench: fork");
+                exit(EXIT_FAILURE);
+        }
+        if (c->pid == 0) {
+                dup2(to[0], 0);
+                dup2(from[1], 1);
+                execl(self_path, self_path, "-m", opt_module, "-l", opt_label, "isolation-load", slow_label,
+                      (char *)NULL);
+                _exit(127);
+        }
+        close(to[0]);
+        close(from[1]);
+        c->in = fdopen(to[1], "w");
+        c->out = fdopen(from[0], "r");
+        if (!c->in || !c->out || !fgets(line, sizeof(line), c->out) || strncmp(line, "ready", 5) != 0) {
+                fprintf(stderr, "bench: a loader process did not start\n");
+                exit(EXIT_FAILURE);
+        }
+}
+
+static void iso_child_say(struct iso_child *c, const char *what) {
+        fprintf(c->in, "%s\n", what);
+        fflush(c->in);
+}
+
+/* Signatures the child has made so far, once it is idle. */
+static unsigned long iso_child_idle(struct iso_child *c) {
+        char line[64];
+        unsigned long n = 0;
+
+        if (!fgets(line, sizeof(line), c->out) || sscanf(line, "idle %lu", &n) != 1) {
+                fprintf(stderr, "bench: a loader process failed\n");
+                exit(EXIT_FAILURE);
+        }
+        return n;
+}
+
+/* Median C_Sign latency (us) on the fast token for opt_duration seconds. */
+static double iso_measure(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key) {
+        CK_MECHANISM mech = { CKM_ECDSA, NULL, 0 };
+        CK_BYTE hash[32] = { 1, 2, 3 }, sig[132];
+        size_t n = 0, cap = 1024;
+        double *lat = malloc(cap * sizeof(*lat)), end = now() + opt_duration, med;
+
+        if (!lat)
+                abort();
+        do {
+                CK_ULONG len = sizeof(sig);
+                CHECK(p11->C_SignInit(s, &mech, key));
+                double t0 = now();
+                CHECK(p11->C_Sign(s, hash, sizeof(hash), sig, &len));
+                double t1 = now();
+                if (n == cap) {
+                        cap *= 2;
+                        lat = realloc(lat, cap * sizeof(*lat));
+                        if (!lat)
+                                abort();
+                }
+                lat[n++] = (t1 - t0) * 1e6;
+        } while (now() < end);
+        qsort(lat, n, sizeof(double), cmp_double);
+        med = n % 2 ? lat[n / 2] : (lat[n / 2 - 1] + lat[n / 2]) / 2;
+        free(lat);
+        return med;
+}
+
+static void bench_isolation(const char *slow_label) {
+        struct iso_loader l[ISO_THREADS];
+        struct iso_child kids[ISO_PROCS];
+        double idle[opt_reps], busy[opt_reps], ratio[opt_reps], slow_rate[opt_reps];
+        unsigned long kids_done[ISO_PROCS] = { 0 };
+        CK_SESSION_HANDLE s;
+        CK_OBJECT_HANDLE key;
+
+        /* The children first: they load the module themselves. */
+        for (unsigned i = 0; i < ISO_PROCS; i++)
+                iso_child_start(&kids[i], slow_label);
+        load_module();
+        initialize();
+        find_slot();
+        s = open_session();
+        login(s);
+        key = find_key(s, CKO_PRIVATE_KEY, CKK_EC);
+        iso_loaders_start(slow_label, l);
+
+        double saved = opt_duration;
+        opt_duration = 0.1;
+        iso_measure(s, key); /* warm-up */
+        opt_duration = saved;
+        for (unsigned r = 0; r < opt_reps; r++) {
+                idle[r] = iso_measure(s, key);
+
+                unsigned long before = atomic_load(&iso_done), after;
+                double t0 = now();
+                for (unsigned i = 0; i < ISO_PROCS; i++)
+                        iso_child_say(&kids[i], "go");
+                atomic_store(&iso_go, true);
+                /* Let every loader get its request into the daemon (a slow
+                 * signature takes 200 ms). */
+                usleep(300000);
+                busy[r] = iso_measure(s, key);
+                atomic_store(&iso_go, false);
+                for (unsigned i = 0; i < ISO_PROCS; i++)
+                        iso_child_say(&kids[i], "stop");
+                iso_wait_idle();
+                after = atomic_load(&iso_done);
+                for (unsigned i = 0; i < ISO_PROCS; i++) {
+                        unsigned long n = iso_child_idle(&kids[i]);
+                        after += n - kids_done[i];
+                        kids_done[i] = n;
+                }
+                /* Slow signatures per second from "go" until all are done:
+                 * evidence that the slow token was busy. */
+                slow_rate[r] = (double)(after - before) / (now() - t0);
+                ratio[r] = busy[r] / idle[r];
+        }
+        report("sign-idle-latency", "us", idle, opt_reps);
+        report("sign-busy-latency", "us", busy, opt_reps);
+        report("isolation-ratio", "x", ratio, opt_reps);
+        report("slow-token-rate", "ops/s", slow_rate, opt_reps);
+
+        for (unsigned i = 0; i < ISO_PROCS; i++) {
+                fclose(kids[i].in);
+                fclose(kids[i].out);
+                waitpid(kids[i].pid, NULL, 0);
+        }
+        iso_loaders_stop(l);
+        p11->C_CloseSession(s);
+        p11->C_Finalize(NULL);
+}
+
 /* ---- main ---- */
 
 static _Noreturn void usage(int rc) {
@@ -727,7 +994,7 @@ static _Noreturn void usage(int rc) {
                                       "  -n, --count N        fresh: processes; sessions: sessions (default 1000)\n"
                                       "  -t, --threads N      mbedtls: threads (default 1)\n"
                                       "modes: prepare CERT.DER | p11 METRIC... | fresh | fresh-child | sessions |\n"
-                                      "       pingpong | mbedtls\n"
+                                      "       pingpong | mbedtls | isolation SLOW-LABEL | isolation-load SLOW-LABEL\n"
                                       "metrics: sessinfo tokeninfo slotlist enum ecdsa ecdsa2 rsa\n");
         exit(rc);
 }
@@ -785,6 +1052,10 @@ int main(int argc, char **argv) {
                 bench_sessions();
         else if (strcmp(mode, "prepare") == 0 && optind < argc)
                 prepare(argv[optind]);
+        else if (strcmp(mode, "isolation") == 0 && optind < argc)
+                bench_isolation(argv[optind]);
+        else if (strcmp(mode, "isolation-load") == 0 && optind < argc)
+                iso_load_child(argv[optind]);
         else if (strcmp(mode, "p11") == 0 && optind < argc)
                 bench_p11(argc - optind, argv + optind);
         else

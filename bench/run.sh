@@ -10,6 +10,9 @@
 #   softhsm   SoftHSM2 loaded in-process (/usr/lib/softhsm/libsofthsm2.so)
 #   p11kit    the same SoftHSM2 token behind `p11-kit server`, through
 #             p11-kit-client.so
+# Also the isolation metric: netca's median C_Sign latency on `bench`, idle and
+# while a 4th token, bench-slow (200 ms per signature, NETCA_SOFT_DELAY), is
+# kept busy by 24 concurrent signers in 3 processes, and the ratio.
 # The rounds are interleaved (round 1 of every subject, then round 2, ...) so
 # that load from elsewhere on the machine spreads over all subjects.
 # Everything (daemons, temp dir) is removed on exit.  Not a test: nothing
@@ -26,6 +29,7 @@ SESSIONS=1000
 PIN=123456
 SO_PIN=12345678
 LABEL=bench
+SLOW_LABEL=bench-slow
 
 while [[ $# -gt 0 ]]; do
         case "$1" in
@@ -33,7 +37,7 @@ while [[ $# -gt 0 ]]; do
         --rounds) ROUNDS=$2; shift ;;
         --duration) DURATION=$2; shift ;;
         --build) BUILD=$2; shift ;;
-        -h | --help) sed -n '3,16p' "$0"; exit 0 ;;
+        -h | --help) sed -n '3,19p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
         esac
         shift
@@ -108,7 +112,9 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/cert.key" -subj /CN=netca-
 say "starting netcad"
 mkdir -p "$T/netca/d"
 export NETCA_SOCKET=$T/netca/s NETCA_DATA_DIR=$T/netca/d
-"$NETCAD" --foreground --socket "$NETCA_SOCKET" --data-dir "$NETCA_DATA_DIR" \
+# bench-slow (made after the idle RSS reading) is the isolation metric's slow
+# token: every signature on it takes 200 ms (drivers/soft/soft.h).
+NETCA_SOFT_DELAY=$SLOW_LABEL=200 "$NETCAD" --foreground --socket "$NETCA_SOCKET" --data-dir "$NETCA_DATA_DIR" \
         >"$T/netcad.log" 2>&1 </dev/null &
 NETCAD_PID=$!
 for _ in $(seq 200); do
@@ -160,6 +166,10 @@ record() { # subject < RESULT lines; keeps the median (a round's figure)
 RSS_IDLE=$(rss_kb "$NETCAD_PID")
 RSS_IDLE_DETAIL=$(awk '/^Rss(Anon|File|Shmem):/ { printf "%s %s kB  ", $1, $2 }' "/proc/$NETCAD_PID/status")
 
+# The isolation metric's slow token (a 4th token: after the idle reading).
+"$NETCA_TOOL" token create-soft --label "$SLOW_LABEL" --pin "$PIN" --so-pin "$SO_PIN" >"$T/create.out" 2>&1 ||
+        { cat "$T/create.out" >&2; exit 1; }
+
 for r in $(seq "$ROUNDS"); do
         say "round $r/$ROUNDS"
         for s in "${SUBJECTS[@]}"; do
@@ -167,6 +177,7 @@ for r in $(seq "$ROUNDS"); do
                 "$BENCH" -m "$m" -l "$LABEL" -d "$DURATION" -r 1 p11 "${METRICS[@]}" | record "$s"
                 "$BENCH" -m "$m" -l "$LABEL" -n "$FRESH_RUNS" fresh | record "$s"
         done
+        "$BENCH" -m "$NETCA_MODULE" -l "$LABEL" -d "$DURATION" -r 1 isolation "$SLOW_LABEL" | record netca
         "$BENCH" -d "$DURATION" -r 1 pingpong | record limit
         if command -v taskset >/dev/null; then
                 taskset -c 0 "$BENCH" -d "$DURATION" -r 1 pingpong | sed 's/ pingpong / pingpong-1cpu /' | record limit
@@ -265,6 +276,13 @@ END {
         printf "  %-36s %s\n", "idle again after closing them", mb(rss["netca-idle-after"])
         printf "  idle breakdown: %s\n", detail
         print ""
+        print "isolation (netca): C_Sign (ECDSA P-256) on token bench, idle and while bench-slow (200 ms per"
+        print "signature) is kept busy by 24 concurrent signers in 3 processes; cells over the rounds"
+        printf "  %-36s %s\n", "median C_Sign latency, idle (us)", cell("netca" SUBSEP "sign-idle-latency")
+        printf "  %-36s %s\n", "median C_Sign latency, busy (us)", cell("netca" SUBSEP "sign-busy-latency")
+        printf "  %-36s %s\n", "busy / idle (per round)", cell("netca" SUBSEP "isolation-ratio")
+        printf "  %-36s %s\n", "slow token signatures/s meanwhile", cell("netca" SUBSEP "slow-token-rate")
+        print ""
         print "issue 3 targets (on the medians)"
         n = "netca" SUBSEP
         for (i = 1; i <= 3; i++) {
@@ -279,6 +297,8 @@ END {
         printf "  %-44s %-10s %s\n", "ecdsa 1 thread >= 90% of mbedTLS 1 thread", sprintf("%.0f%%", 100 * x / l), ok(x >= 0.9 * l)
         x = med[n "ecdsa2"]
         printf "  %-44s %-10s %s\n", "ecdsa 2 threads >= 1.7x mbedTLS 1 thread", sprintf("%.2fx", x / l), ok(x >= 1.7 * l)
+        x = med[n "isolation-ratio"]
+        printf "  %-44s %-10s %s\n", "C_Sign median busy <= 1.5x idle (isolation)", sprintf("%.2fx", x), ok(x <= 1.5)
         x = med[n "fresh"]
         printf "  %-44s %-10s %s\n", "fresh init+slots+token info <= 5 ms", sprintf("%.2f ms", x), ok(x <= 5)
         x = rss["netca-idle-3-tokens"]

@@ -2749,3 +2749,36 @@ CK_RV core_seed_random(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR 
         /* The DRBG reseeds itself from the OS; extra seed material is mixed in. */
         return rv_from_errno(pkc_seed(seed, len));
 }
+
+/* ------------------------------------------------------------- scheduling */
+
+int core_route(struct core_client *cl, bool by_session, CK_ULONG h, struct core_route *ret) {
+        if (!cl || !ret)
+                return -EINVAL;
+        struct core *c = cl->core;
+        struct tok *k = NULL;
+        CK_SLOT_ID slot = 0;
+        core_lock(c);
+        if (by_session) {
+                for (struct session *s = cl->sessions; s; s = s->next)
+                        if (s->h == h && !s->closed) {
+                                k = s->tok;
+                                slot = s->slot;
+                                break;
+                        }
+        } else {
+                struct slot *sl = slot_find_locked(c, h);
+                if (sl && sl->tok) {
+                        k = sl->tok;
+                        slot = sl->id;
+                }
+        }
+        if (k && !k->removed) {
+                ret->slot = slot;
+                ret->parallel = k->ops->parallel_crypto;
+                ret->loaded = k->loaded;
+        }
+        bool found = k && !k->removed;
+        core_unlock(c);
+        return found ? 0 : -ENOENT;
+}

@@ -176,3 +176,15 @@ CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE s, CK_MEC
                              CK_ULONG priv_n, CK_OBJECT_HANDLE_PTR ret_pub, CK_OBJECT_HANDLE_PTR ret_priv);
 CK_RV core_generate_random(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG len);
 CK_RV core_seed_random(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR seed, CK_ULONG len);
+
+/* Where the server runs a request (daemon/server.c): the token behind the
+ * client's session h (by_session) or behind slot h.  Reads the tables under
+ * the core lock only, never waits for a token; callable from any thread,
+ * the loop included.  Returns 0, or -ENOENT (no such session or slot, or no
+ * token in it: the call will fail in the core without touching a device). */
+struct core_route {
+        CK_SLOT_ID slot;
+        bool parallel;  /* the driver runs sign/decrypt concurrently (driver.h "Threads") */
+        bool loaded;    /* objects cached: finds and attribute reads need no device I/O */
+};
+int core_route(struct core_client *cl, bool by_session, CK_ULONG h, struct core_route *ret);

@@ -24,6 +24,45 @@
 #include "mgmt.h"
 #include "netcad.h"
 
+/* Scheduling.  Requests run on worker threads grouped in lanes, so that a
+ * slow token can only ever hold up its own requests:
+ *
+ *   general  `workers` threads (--workers, default 8) for everything that
+ *            touches no device: slot/token/session/mechanism info, open
+ *            session, find and attribute reads on a token whose objects are
+ *            cached, verify/encrypt/digest (daemon-side crypto), management;
+ *   token    one lane per slot, for the requests that call into its driver
+ *            (sign/decrypt, login/logout, PIN changes, object writes, key
+ *            generation, random, close session, and the first read of a
+ *            token's objects).  Threads start on demand, up to 1 for a driver
+ *            that does one thing at a time (its token lock would serialize
+ *            them anyway) or max(2, CPUs) for one that signs in parallel
+ *            (driver_ops.parallel_crypto), and end after LANE_LINGER_MS idle;
+ *   release  up to 2 threads that close a departed client's sessions (which
+ *            may log out of, or destroy objects on, a busy token).
+ * A token lane never borrows a general worker, and the general lane does
+ * not wait for tokens (it calls drivers only for get_info, answered from
+ * memory by contract, and reloads objects only if C_InitToken dropped them
+ * between routing and running), so however many requests a slow token has
+ * queued, other tokens and info calls run at once.  (A blocked C_WaitForSlotEvent never
+ * reaches the daemon: the module answers it from pushed events.)
+ *
+ * Order: requests of one connection on the same session run one at a time,
+ * in the order they arrived, even when they go to different lanes (e.g. a
+ * C_SignInit on the general lane and the C_Sign after it on the token's):
+ * a later one waits, outside any lane, until the earlier one has finished.
+ * Requests on different sessions, or on no session, may run concurrently
+ * and complete in any order (replies carry the request id).
+ *
+ * Locks: srv->lock (lanes, queues, thread counts, conns list, refs) before
+ * conn->mu (bufferevent, inflight, the session chains); never the other way
+ * round. */
+
+#define LANE_LINGER_MS 5000
+#define RELEASE_THREADS 2
+
+struct job;
+
 struct conn {
         struct server *srv;
         struct bufferevent *bev;  /* NULL once closed; guarded by mu */
@@ -31,6 +70,7 @@ struct conn {
         struct core_client *cl;
         unsigned refs;            /* guarded by srv->lock */
         unsigned inflight;        /* guarded by mu */
+        struct job *active;       /* session jobs dispatched, one per session; guarded by mu */
         bool hello;
         bool events;
         bool reading_paused;
@@ -39,39 +79,369 @@ struct conn {
         struct conn *next;        /* srv->conns, guarded by srv->lock */
 };
 
+/* Where a request goes, by op (see the table in op_route()). */
+enum route {
+        ROUTE_GENERAL,        /* no device: general lane */
+        ROUTE_SLOT_DEVICE,    /* first argument a slot; calls the driver */
+        ROUTE_SESSION,        /* first argument a session; no device */
+        ROUTE_SESSION_LOAD,   /* first argument a session; the driver only while objects are not cached */
+        ROUTE_SESSION_DEVICE, /* first argument a session; calls the driver */
+};
+
 struct job {
         struct conn *conn;
         uint8_t *frame;           /* NULL: release the connection's client */
         size_t len;
-        struct job *next;
+        enum route route;
+        uint64_t key;             /* the first argument: slot or session handle */
+        struct job *next;         /* lane queue */
+        /* Session chains (under conn->mu): an active job holds the jobs that
+         * arrived after it for the same session, in order. */
+        struct job *active_next;
+        struct job *waiters, *waiters_tail, *waiter_next;
+};
+
+struct lane {
+        struct server *srv;
+        CK_SLOT_ID slot;          /* token lanes */
+        bool token;
+        unsigned keep;            /* threads that never linger out */
+        unsigned cap;             /* most threads at once */
+        unsigned nthreads, idle, queued; /* under srv->lock */
+        struct job *head, *tail;
+        pthread_cond_t cond;
+        struct lane *next;        /* srv->lanes (token lanes) */
+};
+
+struct wthread {
+        pthread_t tid;
+        struct lane *lane;
+        struct wthread *next;     /* srv->dead once it has ended */
 };
 
 struct server {
         struct netcad *d;
         struct evconnlistener *listener;
         bool bound_path;
-        pthread_mutex_t lock;     /* conns list, refs, job queue */
-        pthread_cond_t cond;
+        pthread_mutex_t lock;     /* conns list, refs, lanes */
+        pthread_cond_t done;      /* alive reached 0 */
         struct conn *conns;
-        struct job *head, *tail;
+        struct lane general, release;
+        struct lane *lanes;
+        unsigned token_cap;       /* threads of a parallel token's lane */
+        unsigned alive;           /* worker threads started and not yet ended */
+        struct wthread *dead;     /* ended, to be joined */
         bool stopping;
-        pthread_t *threads;
-        unsigned nthreads;
         struct timeval frame_timeout; /* a begun frame must end within this */
 };
 
-/* ------------------------------------------------------------------ jobs */
+/* ------------------------------------------------------------- routing */
 
-static void job_push(struct server *s, struct job *j) {
-        pthread_mutex_lock(&s->lock);
+static enum route op_route(uint16_t op) {
+        switch (op) {
+        case WIRE_OP_INIT_TOKEN:
+        case WIRE_OP_CLOSE_ALL_SESSIONS:
+                return ROUTE_SLOT_DEVICE;
+        case WIRE_OP_GET_SESSION_INFO:
+        case WIRE_OP_FIND_OBJECTS:
+        case WIRE_OP_FIND_OBJECTS_FINAL:
+        case WIRE_OP_SIGN_UPDATE:
+        case WIRE_OP_DECRYPT_UPDATE:
+        case WIRE_OP_VERIFY:
+        case WIRE_OP_VERIFY_UPDATE:
+        case WIRE_OP_VERIFY_FINAL:
+        case WIRE_OP_ENCRYPT:
+        case WIRE_OP_ENCRYPT_UPDATE:
+        case WIRE_OP_ENCRYPT_FINAL:
+        case WIRE_OP_DIGEST_INIT:
+        case WIRE_OP_DIGEST:
+        case WIRE_OP_DIGEST_UPDATE:
+        case WIRE_OP_DIGEST_FINAL:
+                return ROUTE_SESSION;
+        case WIRE_OP_GET_ATTRIBUTE_VALUE:
+        case WIRE_OP_GET_OBJECTS:
+        case WIRE_OP_FIND_OBJECTS_INIT:
+        case WIRE_OP_SIGN_INIT:
+        case WIRE_OP_VERIFY_INIT:
+        case WIRE_OP_ENCRYPT_INIT:
+        case WIRE_OP_DECRYPT_INIT:
+                return ROUTE_SESSION_LOAD;
+        case WIRE_OP_INIT_PIN:
+        case WIRE_OP_SET_PIN:
+        case WIRE_OP_CLOSE_SESSION:
+        case WIRE_OP_LOGIN:
+        case WIRE_OP_LOGOUT:
+        case WIRE_OP_CREATE_OBJECT:
+        case WIRE_OP_DESTROY_OBJECT:
+        case WIRE_OP_SET_ATTRIBUTE_VALUE:
+        case WIRE_OP_SIGN:
+        case WIRE_OP_SIGN_FINAL:
+        case WIRE_OP_DECRYPT:
+        case WIRE_OP_DECRYPT_FINAL:
+        case WIRE_OP_GENERATE_KEY_PAIR:
+        case WIRE_OP_GENERATE_RANDOM:
+        case WIRE_OP_SEED_RANDOM:
+                return ROUTE_SESSION_DEVICE;
+        default:
+                /* Slot list, slot/token/mechanism info, open session,
+                 * management, and any op not listed here: ops added to the
+                 * wire table that take a session or call a driver must be
+                 * added above. */
+                return ROUTE_GENERAL;
+        }
+}
+
+static bool route_has_session(enum route r) {
+        return r == ROUTE_SESSION || r == ROUTE_SESSION_LOAD || r == ROUTE_SESSION_DEVICE;
+}
+
+/* Classifies a request frame (header already checked): its route and first
+ * argument.  A payload too short for the argument runs on the general lane,
+ * where it fails to decode. */
+static void job_classify(struct job *j, uint16_t op) {
+        j->route = op_route(op);
+        if (j->route == ROUTE_GENERAL)
+                return;
+        if (j->len < WIRE_HDR_SIZE + 8) {
+                j->route = ROUTE_GENERAL;
+                return;
+        }
+        uint64_t v = 0;
+        for (size_t i = 0; i < 8; i++)
+                v = v << 8 | j->frame[WIRE_HDR_SIZE + i];
+        j->key = v;
+}
+
+/* ---------------------------------------------------------------- lanes */
+
+static void *lane_main(void *arg);
+
+static void lane_init(struct lane *l, struct server *s, unsigned keep, unsigned cap) {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&l->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        l->srv = s;
+        l->keep = keep;
+        l->cap = cap;
+}
+
+/* The lane of a token's slot, made on first use.  NULL on -ENOMEM. */
+static struct lane *lane_get_locked(struct server *s, CK_SLOT_ID slot, bool parallel) {
+        for (struct lane *l = s->lanes; l; l = l->next)
+                if (l->slot == slot)
+                        return l;
+        struct lane *l = calloc(1, sizeof *l);
+        if (!l)
+                return NULL;
+        lane_init(l, s, 0, parallel ? s->token_cap : 1);
+        l->token = true;
+        l->slot = slot;
+        l->next = s->lanes;
+        s->lanes = l;
+        return l;
+}
+
+/* Queues j.  Returns true when the caller must start a thread for the lane
+ * (counted already) with lane_spawn() once it has dropped the lock: there
+ * are more queued jobs than idle threads, and room for one more. */
+static bool lane_push_locked(struct lane *l, struct job *j) {
         j->next = NULL;
-        if (s->tail)
-                s->tail->next = j;
+        if (l->tail)
+                l->tail->next = j;
         else
-                s->head = j;
-        s->tail = j;
-        pthread_cond_signal(&s->cond);
+                l->head = j;
+        l->tail = j;
+        l->queued++;
+        if (l->queued > l->idle && l->nthreads < l->cap) {
+                l->nthreads++;
+                l->srv->alive++;
+                return true;
+        }
+        pthread_cond_signal(&l->cond);
+        return false;
+}
+
+static void job_run(struct server *s, struct job *j);
+
+/* Joins the threads that have ended. */
+static void reap_dead(struct server *s) {
+        pthread_mutex_lock(&s->lock);
+        struct wthread *w = s->dead;
+        s->dead = NULL;
         pthread_mutex_unlock(&s->lock);
+        while (w) {
+                struct wthread *n = w->next;
+                pthread_join(w->tid, NULL);
+                free(w);
+                w = n;
+        }
+}
+
+/* Starts the thread lane_push_locked() asked for.  If that fails and the
+ * lane has no thread at all, its jobs move to the general lane (which
+ * always has its threads), or, when even that has none, run here. */
+static void lane_spawn(struct server *s, struct lane *l) {
+        reap_dead(s);
+        struct wthread *w = calloc(1, sizeof *w);
+        if (w) {
+                w->lane = l;
+                if (pthread_create(&w->tid, NULL, lane_main, w) == 0)
+                        return;
+                free(w);
+        }
+        log_warning("cannot start a worker thread: %s", w ? "pthread_create failed" : "out of memory");
+        pthread_mutex_lock(&s->lock);
+        l->nthreads--;
+        s->alive--;
+        if (s->alive == 0)
+                pthread_cond_broadcast(&s->done);
+        struct job *orphans = NULL;
+        if (l->nthreads == 0 && l != &s->general) {
+                orphans = l->head;
+                l->head = l->tail = NULL;
+                l->queued = 0;
+        }
+        bool inline_run = s->general.nthreads == 0;
+        if (orphans && !inline_run)
+                while (orphans) {
+                        struct job *n = orphans->next;
+                        (void)lane_push_locked(&s->general, orphans); /* has threads: never asks for one */
+                        orphans = n;
+                }
+        pthread_mutex_unlock(&s->lock);
+        while (orphans) {
+                struct job *n = orphans->next;
+                job_run(s, orphans);
+                orphans = n;
+        }
+}
+
+static void *lane_main(void *arg) {
+        struct wthread *w = arg;
+        struct lane *l = w->lane;
+        struct server *s = l->srv;
+        pthread_mutex_lock(&s->lock);
+        for (;;) {
+                struct job *j = l->head;
+                if (j) {
+                        l->head = j->next;
+                        if (!l->head)
+                                l->tail = NULL;
+                        l->queued--;
+                        pthread_mutex_unlock(&s->lock);
+                        job_run(s, j);
+                        pthread_mutex_lock(&s->lock);
+                        continue;
+                }
+                if (s->stopping)
+                        break;
+                bool extra = l->nthreads > l->keep;
+                int rc = 0;
+                l->idle++;
+                if (extra) {
+                        struct timespec ts;
+                        clock_gettime(CLOCK_MONOTONIC, &ts);
+                        ts.tv_sec += LANE_LINGER_MS / 1000;
+                        ts.tv_nsec += (long)(LANE_LINGER_MS % 1000) * 1000000L;
+                        if (ts.tv_nsec >= 1000000000L) {
+                                ts.tv_sec++;
+                                ts.tv_nsec -= 1000000000L;
+                        }
+                        rc = pthread_cond_timedwait(&l->cond, &s->lock, &ts);
+                } else
+                        pthread_cond_wait(&l->cond, &s->lock);
+                l->idle--;
+                if (rc == ETIMEDOUT && !l->head && l->nthreads > l->keep)
+                        break;
+        }
+        l->nthreads--;
+        if (l->token && l->nthreads == 0 && !l->head) {
+                for (struct lane **pp = &s->lanes; *pp; pp = &(*pp)->next)
+                        if (*pp == l) {
+                                *pp = l->next;
+                                break;
+                        }
+                pthread_cond_destroy(&l->cond);
+                free(l);
+        }
+        w->next = s->dead;
+        s->dead = w;
+        if (--s->alive == 0)
+                pthread_cond_broadcast(&s->done);
+        pthread_mutex_unlock(&s->lock);
+        return NULL;
+}
+
+/* Hands a job to its lane. */
+static void job_dispatch(struct server *s, struct job *j) {
+        struct core_route rt;
+        bool token = false;
+        if (!j->frame)
+                ; /* a release: its own lane */
+        else if (j->route == ROUTE_SLOT_DEVICE)
+                token = core_route(j->conn->cl, false, j->key, &rt) == 0;
+        else if (j->route == ROUTE_SESSION_DEVICE || j->route == ROUTE_SESSION_LOAD)
+                token = core_route(j->conn->cl, true, j->key, &rt) == 0 &&
+                        (j->route == ROUTE_SESSION_DEVICE || !rt.loaded);
+        pthread_mutex_lock(&s->lock);
+        struct lane *l = !j->frame ? &s->release : token ? lane_get_locked(s, rt.slot, rt.parallel) : &s->general;
+        if (!l)
+                l = &s->general;
+        bool spawn = lane_push_locked(l, j);
+        pthread_mutex_unlock(&s->lock);
+        if (spawn)
+                lane_spawn(s, l);
+}
+
+/* A new request of a connection: dispatched now, or, if an earlier request
+ * on the same session has not finished, queued behind it.  Loop thread. */
+static void job_submit(struct server *s, struct job *j) {
+        struct conn *c = j->conn;
+        if (route_has_session(j->route)) {
+                bool held = false;
+                pthread_mutex_lock(&c->mu);
+                struct job *a;
+                for (a = c->active; a; a = a->active_next)
+                        if (a->key == j->key)
+                                break;
+                if (a) {
+                        j->waiter_next = NULL;
+                        if (a->waiters_tail)
+                                a->waiters_tail->waiter_next = j;
+                        else
+                                a->waiters = j;
+                        a->waiters_tail = j;
+                        held = true;
+                } else {
+                        j->active_next = c->active;
+                        c->active = j;
+                }
+                pthread_mutex_unlock(&c->mu);
+                if (held)
+                        return;
+        }
+        job_dispatch(s, j);
+}
+
+/* j (a session job) has finished: the next one on its session, if any,
+ * becomes active and is returned for dispatching.  Under c->mu. */
+static struct job *chain_next_locked(struct conn *c, struct job *j) {
+        for (struct job **pp = &c->active; *pp; pp = &(*pp)->active_next)
+                if (*pp == j) {
+                        *pp = j->active_next;
+                        break;
+                }
+        struct job *n = j->waiters;
+        if (!n)
+                return NULL;
+        n->waiters = n->waiter_next;
+        n->waiters_tail = n->waiters ? j->waiters_tail : NULL;
+        n->waiter_next = NULL;
+        n->active_next = c->active;
+        c->active = n;
+        return n;
 }
 
 static void conn_unref(struct conn *c);
@@ -147,44 +517,33 @@ static void run_request(struct conn *c, const uint8_t *frame, size_t len) {
         wire_msg_done(&req);
 }
 
-static void *worker_main(void *arg) {
-        struct server *s = arg;
-        for (;;) {
-                pthread_mutex_lock(&s->lock);
-                while (!s->head && !s->stopping)
-                        pthread_cond_wait(&s->cond, &s->lock);
-                struct job *j = s->head;
-                if (!j) {
-                        pthread_mutex_unlock(&s->lock);
-                        return NULL;
-                }
-                s->head = j->next;
-                if (!s->head)
-                        s->tail = NULL;
-                pthread_mutex_unlock(&s->lock);
-
-                struct conn *c = j->conn;
-                if (j->frame) {
-                        run_request(c, j->frame, j->len);
-                        explicit_bzero(j->frame, j->len);
-                        free(j->frame);
-                        pthread_mutex_lock(&c->mu);
-                        bool resume = c->inflight-- == SERVER_MAX_INFLIGHT && c->bev && !c->reading_paused;
-                        if (resume) {
-                                bufferevent_enable(c->bev, EV_READ);
-                                bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
-                        }
-                        pthread_mutex_unlock(&c->mu);
-                        conn_unref(c);
-                } else {
-                        /* Last reference gone: close its sessions, drop logins. */
-                        log_debug(LOG_SUB_SERVER, "client pid %d gone", (int)c->peer.pid);
-                        core_client_free(c->cl);
-                        pthread_mutex_destroy(&c->mu);
-                        free(c);
-                }
+/* Runs one job on a worker thread and frees it. */
+static void job_run(struct server *s, struct job *j) {
+        struct conn *c = j->conn;
+        if (!j->frame) {
+                /* Last reference gone: close its sessions, drop logins. */
+                log_debug(LOG_SUB_SERVER, "client pid %d gone", (int)c->peer.pid);
+                core_client_free(c->cl);
+                pthread_mutex_destroy(&c->mu);
+                free(c);
                 free(j);
+                return;
         }
+        run_request(c, j->frame, j->len);
+        explicit_bzero(j->frame, j->len);
+        free(j->frame);
+        pthread_mutex_lock(&c->mu);
+        struct job *next = route_has_session(j->route) ? chain_next_locked(c, j) : NULL;
+        bool resume = c->inflight-- == SERVER_MAX_INFLIGHT && c->bev && !c->reading_paused;
+        if (resume) {
+                bufferevent_enable(c->bev, EV_READ);
+                bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+        }
+        pthread_mutex_unlock(&c->mu);
+        free(j);
+        if (next)
+                job_dispatch(s, next);
+        conn_unref(c);
 }
 
 /* ----------------------------------------------------------- connections */
@@ -211,7 +570,7 @@ static void conn_unref(struct conn *c) {
                 return;
         }
         j->conn = c;
-        job_push(s, j);
+        job_dispatch(s, j);
 }
 
 /* Loop thread: the client is gone or misbehaved. */
@@ -358,13 +717,14 @@ static void read_cb(struct bufferevent *bev, void *arg) {
                 j->conn = c;
                 j->frame = frame;
                 j->len = len;
+                job_classify(j, h.op);
                 pthread_mutex_lock(&s->lock);
                 c->refs++;
                 pthread_mutex_unlock(&s->lock);
                 pthread_mutex_lock(&c->mu);
                 c->inflight++;
                 pthread_mutex_unlock(&c->mu);
-                job_push(s, j);
+                job_submit(s, j);
         }
 }
 
@@ -545,7 +905,11 @@ int server_new(struct netcad *d, int listen_fd, unsigned workers, struct server 
         s->frame_timeout.tv_sec = (time_t)(ms / 1000);
         s->frame_timeout.tv_usec = (suseconds_t)(ms % 1000) * 1000;
         pthread_mutex_init(&s->lock, NULL);
-        pthread_cond_init(&s->cond, NULL);
+        pthread_cond_init(&s->done, NULL);
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        s->token_cap = ncpu > 2 ? (unsigned)(ncpu > 64 ? 64 : ncpu) : 2;
+        lane_init(&s->general, s, workers, workers);
+        lane_init(&s->release, s, 0, RELEASE_THREADS);
         int fd = listen_fd, r;
         if (fd < 0) {
                 if ((r = bind_socket(d->socket_path, &fd)) < 0) {
@@ -561,17 +925,26 @@ int server_new(struct netcad *d, int listen_fd, unsigned workers, struct server 
                 server_free(s);
                 return -ENOMEM;
         }
-        s->threads = calloc(workers, sizeof *s->threads);
-        if (!s->threads) {
-                server_free(s);
-                return -ENOMEM;
-        }
         for (unsigned i = 0; i < workers; i++) {
-                if (pthread_create(&s->threads[i], NULL, worker_main, s) != 0) {
+                struct wthread *w = calloc(1, sizeof *w);
+                if (!w) {
+                        server_free(s);
+                        return -ENOMEM;
+                }
+                w->lane = &s->general;
+                pthread_mutex_lock(&s->lock);
+                s->general.nthreads++;
+                s->alive++;
+                pthread_mutex_unlock(&s->lock);
+                if (pthread_create(&w->tid, NULL, lane_main, w) != 0) {
+                        free(w);
+                        pthread_mutex_lock(&s->lock);
+                        s->general.nthreads--;
+                        s->alive--;
+                        pthread_mutex_unlock(&s->lock);
                         server_free(s);
                         return -EAGAIN;
                 }
-                s->nthreads++;
         }
         core_set_event_sink(d->core, on_core_event, s);
         *ret = s;
@@ -596,16 +969,30 @@ struct server *server_free(struct server *s) {
                         break;
                 conn_close(c);
         }
+        /* Every queued job still runs (a job may queue the next one of its
+         * session, or a release, and starts a thread for it if needed);
+         * each thread ends when its lane is empty. */
         pthread_mutex_lock(&s->lock);
         s->stopping = true;
-        pthread_cond_broadcast(&s->cond);
+        pthread_cond_broadcast(&s->general.cond);
+        pthread_cond_broadcast(&s->release.cond);
+        for (struct lane *l = s->lanes; l; l = l->next)
+                pthread_cond_broadcast(&l->cond);
+        while (s->alive > 0)
+                pthread_cond_wait(&s->done, &s->lock);
         pthread_mutex_unlock(&s->lock);
-        for (unsigned i = 0; i < s->nthreads; i++)
-                pthread_join(s->threads[i], NULL);
-        free(s->threads);
+        reap_dead(s);
+        while (s->lanes) {
+                struct lane *l = s->lanes;
+                s->lanes = l->next;
+                pthread_cond_destroy(&l->cond);
+                free(l);
+        }
         if (s->bound_path && s->d->socket_path)
                 (void)unlink(s->d->socket_path);
-        pthread_cond_destroy(&s->cond);
+        pthread_cond_destroy(&s->general.cond);
+        pthread_cond_destroy(&s->release.cond);
+        pthread_cond_destroy(&s->done);
         pthread_mutex_destroy(&s->lock);
         free(s);
         return NULL;

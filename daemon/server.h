@@ -4,6 +4,13 @@
  * the loop, runs PKCS#11 and management ops on worker threads, writes
  * replies, and pushes the core's events to every client.
  *
+ * Workers come in lanes (server.c, "Scheduling"): `workers` general threads
+ * for calls that touch no device, one lane per token for calls into its
+ * driver (threads on demand: 1, or max(2, CPUs) for a driver that signs in
+ * parallel), and a small lane for releasing departed clients; so a slow token
+ * delays only its own calls.  Calls on one session run in the order they
+ * arrived.
+ *
  * Limits: a frame over WIRE_FRAME_MAX or with a malformed header drops the
  * client; a client with SERVER_MAX_INFLIGHT requests in progress, or with
  * more than SERVER_MAX_OUTPUT bytes of replies it has not read, is not read

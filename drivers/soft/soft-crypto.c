@@ -3,15 +3,20 @@
  *
  * sign/decrypt run without the token lock (ops->parallel_crypto): under the
  * lock they only find (or decrypt and parse) the key and take a reference;
- * the computation then holds that key's own mutex.  mbedTLS contexts are not
- * safe for concurrent use (RSA blinding values, the padding/hash fields,
- * EC groups caching precomputed points), so operations on one key are
- * serialized while different keys run in parallel.  logout drops the cache;
- * a key still in use is freed by its last user. */
+ * the computation then runs outside it.  P-256/P-384 ECDSA goes to
+ * soft-ecdsa.c, which needs no lock at all, so that two sessions signing
+ * with the same key run in parallel (issue 3); the scalar is then kept in
+ * secure memory, not in the mbedTLS context.  RSA (and any other curve)
+ * holds the key's own mutex: mbedTLS contexts are not safe for concurrent
+ * use (RSA blinding values, the padding/hash fields).  logout drops the
+ * cache; a key still in use is freed by its last user. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/platform_util.h>
@@ -27,6 +32,7 @@ static void key_unref_locked(struct soft_key *k) {
         if (!k || --k->refs > 0)
                 return;
         mbedtls_pk_free(&k->pk);
+        soft_ec_key_free(k->ec);
         pthread_mutex_destroy(&k->lock);
         free(k);
 }
@@ -93,6 +99,18 @@ static int key_get_locked(struct token *t, uint64_t id, struct soft_key **ret) {
                 r = -EIO;
                 goto out;
         }
+        mbedtls_pk_type_t pt = mbedtls_pk_get_type(&k->pk);
+        if ((pt == MBEDTLS_PK_ECKEY || pt == MBEDTLS_PK_ECDSA) && soft_ecdsa_supported(mbedtls_pk_ec(k->pk)->grp.id)) {
+                mbedtls_ecp_keypair *ec = mbedtls_pk_ec(k->pk);
+                r = soft_ec_key_new(ec, &k->ec);
+                if (r < 0) {
+                        mbedtls_pk_free(&k->pk);
+                        free(k);
+                        goto out;
+                }
+                /* The only copy of the scalar is now the locked one. */
+                mbedtls_mpi_free(&ec->d);
+        }
         pthread_mutex_init(&k->lock, NULL);
         k->id = id;
         k->can_sign = nattrs_get_bool(&a, CKA_SIGN, true);
@@ -132,13 +150,32 @@ static void key_put(struct token *t, struct soft_key *k) {
         pthread_mutex_unlock(&t->lock);
 }
 
-static void maybe_delay(struct token *t) {
-        unsigned ms = __atomic_load_n(&t->delay_ms, __ATOMIC_RELAXED);
-        if (ms == 0)
-                return;
+static void sleep_ms(unsigned ms) {
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;
+}
+
+/* The test hook (soft.h): the delay, then the gate.  Entering the gate is
+ * recorded as one byte appended to "<gate>.entered", so that a test can see
+ * how many operations the daemon has in progress without timing anything. */
+static void maybe_delay(struct token *t) {
+        unsigned ms = __atomic_load_n(&t->delay_ms, __ATOMIC_RELAXED);
+        if (ms)
+                sleep_ms(ms);
+        if (!t->gate_path)
+                return;
+        char *mark = NULL;
+        if (asprintf(&mark, "%s.entered", t->gate_path) >= 0) {
+                int fd = open(mark, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+                if (fd >= 0) {
+                        (void)!write(fd, "+", 1);
+                        close(fd);
+                }
+                free(mark);
+        }
+        while (access(t->gate_path, F_OK) == 0)
+                sleep_ms(2);
 }
 
 static mbedtls_md_type_t md_of_mgf(CK_RSA_PKCS_MGF_TYPE mgf) {
@@ -283,9 +320,13 @@ int soft_sign(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uin
                 goto out;
         }
         maybe_delay(t);
-        pthread_mutex_lock(&k->lock);
-        r = do_sign(k, mech, in, in_len, out, sz);
-        pthread_mutex_unlock(&k->lock);
+        if (mech->mechanism == CKM_ECDSA && k->ec)
+                r = soft_ecdsa_sign(k->ec, in, in_len, out, sz);
+        else {
+                pthread_mutex_lock(&k->lock);
+                r = do_sign(k, mech, in, in_len, out, sz);
+                pthread_mutex_unlock(&k->lock);
+        }
         if (r >= 0)
                 *outlen = sz;
 out:

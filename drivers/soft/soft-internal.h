@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <mbedtls/ecp.h>
 #include <mbedtls/pk.h>
 
 #include "drivers/driver.h"
@@ -29,12 +30,21 @@
 /* Session (non-persistent) object ids have this bit set; SQLite rowids never do. */
 #define SOFT_MEM_ID_BIT (UINT64_C(1) << 62)
 
+/* An EC private key for soft_ecdsa_sign: the scalar in secure memory. */
+struct soft_ec_key {
+        mbedtls_ecp_group_id id;
+        size_t nbits;            /* of the group order */
+        mbedtls_mpi d;           /* read-only view of limbs: never mbedtls_mpi_free it */
+        mbedtls_mpi_uint *limbs; /* follows the struct, in the same secure block */
+};
+
 /* A parsed private key, shared while logged in. */
 struct soft_key {
         unsigned refs;           /* under token lock */
         uint64_t id;
-        pthread_mutex_t lock;    /* serializes operations on pk */
-        mbedtls_pk_context pk;
+        pthread_mutex_t lock;    /* serializes operations on pk (RSA, and EC curves ec does not cover) */
+        mbedtls_pk_context pk;   /* for an EC key with ec set, pk holds no private scalar */
+        struct soft_ec_key *ec;  /* P-256/P-384: signs without the lock, in parallel */
         bool can_sign, can_decrypt;
 };
 
@@ -74,6 +84,7 @@ struct token {
         size_t n_keys;
 
         unsigned delay_ms;       /* atomic access */
+        char *gate_path;         /* test hook (NETCA_SOFT_DELAY): set once at open, then read-only */
 };
 
 /* soft.c: storage helpers */
@@ -115,3 +126,21 @@ void soft_keys_drop(struct token *t);
 void soft_keys_drop_id(struct token *t, uint64_t id);
 /* AAD for a key's secret: "netca-soft-key" || u64 id. */
 size_t soft_key_aad(uint64_t id, uint8_t out[32]);
+
+/* soft-ecdsa.c: ECDSA with kept groups and a pool of precomputed nonces
+ * (see the file's comment).  Thread-safe; no lock of the caller is needed.
+ * soft_ec_key_new copies ec's private scalar into secure memory (the caller
+ * then wipes its own copy); -EINVAL for a curve other than P-256/P-384. */
+bool soft_ecdsa_supported(mbedtls_ecp_group_id id);
+int soft_ec_key_new(const mbedtls_ecp_keypair *ec, struct soft_ec_key **ret);
+struct soft_ec_key *soft_ec_key_free(struct soft_ec_key *k); /* wipes; accepts NULL; returns NULL */
+/* Raw ECDSA of hash (any length > 0, truncated to the order's bit length):
+ * r || s, each of the order's byte length, in out (out_len must be exactly
+ * 2 * that).  -ERANGE bad lengths, -ENOMEM, -EIO. */
+int soft_ecdsa_sign(const struct soft_ec_key *key, const uint8_t *hash, size_t hash_len, uint8_t *out,
+                    size_t out_len);
+/* Tests and measurements: off empties the pool and makes every signature
+ * presign inline; stats count signatures served from the pool and inline,
+ * and the presignatures available now (any argument may be NULL). */
+void soft_ecdsa_pool_enable(bool on);
+void soft_ecdsa_stats(uint64_t *ret_pooled, uint64_t *ret_inline, size_t *ret_available);

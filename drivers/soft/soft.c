@@ -36,6 +36,7 @@
 #include "soft-internal.h"
 
 #define BUSY_TIMEOUT_MS 10000
+#define SOFT_DB_CACHE_PAGES "16" /* pages; see db_open */
 
 static const char aad_user[] = "netca-soft-wrap:user";
 static const char aad_so[] = "netca-soft-wrap:so";
@@ -441,6 +442,7 @@ static void token_free(struct token *t) {
         if (t->db)
                 sqlite3_close(t->db);
         free(t->path);
+        free(t->gate_path);
         pthread_mutex_destroy(&t->lock);
         pthread_mutex_destroy(&t->info_lock);
         free(t);
@@ -458,6 +460,12 @@ static int db_open(const char *path, bool create, sqlite3 **ret) {
         sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
         /* Make sure the file is a database before changing anything. */
         rc = sqlite3_exec(db, "PRAGMA schema_version", NULL, NULL, NULL);
+        /* A small page cache: the daemon reads a token's objects once and
+         * caches them (and its keys), so SQLite's default (up to 2 MB per
+         * connection, kept for the daemon's life) would only grow its RSS
+         * (issue 3); the OS page cache serves the rare re-reads. */
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(db, "PRAGMA cache_size=" SOFT_DB_CACHE_PAGES, NULL, NULL, NULL);
         if (rc == SQLITE_OK)
                 rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
         if (rc == SQLITE_OK)
@@ -484,6 +492,37 @@ static struct token *token_alloc(void) {
         t->iterations = SOFT_PBKDF2_ITERATIONS;
         t->next_mem_id = 1;
         return t;
+}
+
+/* The test hook of soft.h: NETCA_SOFT_DELAY="LABEL=MS[:GATE],..." gives
+ * the token whose label is LABEL a delay (and a gate).  Read once per open,
+ * in the daemon; nothing here is ever set by a user-facing path. */
+static void apply_test_delay(struct token *t) {
+        const char *e = secure_getenv("NETCA_SOFT_DELAY");
+        if (!e || !*e)
+                return;
+        size_t ll = strlen(t->label);
+        for (const char *p = e; *p;) {
+                const char *end = strchrnul(p, ',');
+                const char *eq = memchr(p, '=', (size_t)(end - p));
+                if (eq && (size_t)(eq - p) == ll && memcmp(p, t->label, ll) == 0) {
+                        char *stop;
+                        unsigned long ms = strtoul(eq + 1, &stop, 10);
+                        if (stop == eq + 1 || ms > 600000 || (stop != end && *stop != ':')) {
+                                log_warning("NETCA_SOFT_DELAY: bad entry for token '%s': ignored", t->label);
+                                return;
+                        }
+                        free(t->gate_path);
+                        t->gate_path = NULL;
+                        if (*stop == ':' && stop + 1 < end)
+                                t->gate_path = strndup(stop + 1, (size_t)(end - stop - 1));
+                        t->delay_ms = (unsigned)ms;
+                        log_warning("test hook NETCA_SOFT_DELAY: token '%s' signs and decrypts after %lu ms%s",
+                                    t->label, ms, t->gate_path ? " and a gate" : "");
+                        return;
+                }
+                p = *end ? end + 1 : end;
+        }
 }
 
 int soft_token_open(const char *path, struct token **ret) {
@@ -525,6 +564,7 @@ int soft_token_open(const char *path, struct token **ret) {
                 goto fail;
         free(magic);
         free(serial);
+        apply_test_delay(t);
         log_debug(LOG_SUB_SOFT, "opened %s", path);
         *ret = t;
         return 0;
