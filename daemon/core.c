@@ -1611,6 +1611,58 @@ CK_RV core_logout(struct core_client *cl, CK_SESSION_HANDLE h) {
 /* --------------------------------------------------------------- objects */
 
 /* Makes sure the token's objects are in the cache (reading them once). */
+static int obj_insert_locked(struct tok *k, struct dobj *d, struct core_client *owner, CK_SESSION_HANDLE sess,
+                             CK_OBJECT_HANDLE *ret);
+static void obj_remove_locked(struct tok *k, struct cobj *o);
+
+/* After a write to a token whose writes may touch other objects
+ * (driver_ops.writes_affect_others): its list read again and matched by id
+ * with the token objects the core has: gone ones removed, changed ones
+ * updated, new ones added; their handles stay.  Session objects are the
+ * core's own and untouched.  Token lock held. */
+static int tok_reconcile_locked(struct tok *k) {
+        struct dobj *v = NULL;
+        size_t n = 0;
+        int r = k->ops->load_objects(k->t, &v, &n);
+        if (r < 0)
+                return r;
+        struct core *c = k->core;
+        core_lock(c);
+        for (size_t i = 0; i < k->nobjs;) {
+                struct cobj *o = k->objs[i];
+                size_t j = 0;
+                while (j < n && (o->owner || v[j].id != o->id))
+                        j++;
+                if (o->owner) {
+                        i++;
+                        continue;
+                }
+                if (j == n) {
+                        obj_remove_locked(k, o);
+                        continue;
+                }
+                nattrs_done(&o->attrs);
+                o->attrs = v[j].attrs;
+                nattrs_init(&v[j].attrs);
+                v[j].id = 0; /* matched */
+                i++;
+        }
+        for (size_t j = 0; j < n && r == 0; j++)
+                if (v[j].id)
+                        r = obj_insert_locked(k, &v[j], NULL, 0, NULL);
+        core_unlock(c);
+        dobj_free_array(v, n);
+        return r;
+}
+
+/* Core lock held.  The handle of token object id, 0 if none. */
+static CK_OBJECT_HANDLE handle_of_id_locked(struct tok *k, uint64_t id) {
+        for (size_t i = 0; i < k->nobjs; i++)
+                if (!k->objs[i]->owner && k->objs[i]->id == id)
+                        return k->objs[i]->handle;
+        return CK_INVALID_HANDLE;
+}
+
 static CK_RV tok_load(struct tok *k) {
         struct core *c = k->core;
         core_lock(c);
@@ -1957,7 +2009,15 @@ CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBU
         memset(&d, 0, sizeof d);
         pthread_mutex_lock(&k->lock);
         int r = k->ops->create_object(k->t, tmpl, n, persistent, &d);
-        if (r == 0) {
+        if (r == 0 && persistent && k->ops->writes_affect_others) {
+                r = tok_reconcile_locked(k);
+                core_lock(cl->core);
+                *ret = handle_of_id_locked(k, d.id);
+                core_unlock(cl->core);
+                if (r == 0 && !*ret)
+                        r = -EIO;
+                dobj_done(&d);
+        } else if (r == 0) {
                 core_lock(cl->core);
                 r = obj_insert_locked(k, &d, persistent ? NULL : cl, persistent ? 0 : h, ret);
                 core_unlock(cl->core);
@@ -2004,7 +2064,9 @@ CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT
                 rv = CKR_ACTION_PROHIBITED;
         else {
                 rv = rv_from_errno(k->ops->destroy_object(k->t, id));
-                if (rv == CKR_OK) {
+                if (rv == CKR_OK && persistent && k->ops->writes_affect_others)
+                        rv = rv_from_errno(tok_reconcile_locked(k));
+                else if (rv == CKR_OK) {
                         core_lock(cl->core);
                         for (size_t i = 0; i < k->nobjs; i++)
                                 if (k->objs[i]->handle == obj) {
@@ -2110,7 +2172,15 @@ CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE h, CK_MEC
         memset(&priv, 0, sizeof priv);
         pthread_mutex_lock(&k->lock);
         int r = k->ops->generate_key_pair(k->t, mech, pub_tmpl, pub_n, priv_tmpl, priv_n, &pub, &priv);
-        if (r == 0) {
+        if (r == 0 && k->ops->writes_affect_others) {
+                r = tok_reconcile_locked(k);
+                core_lock(cl->core);
+                *ret_pub = handle_of_id_locked(k, pub.id);
+                *ret_priv = handle_of_id_locked(k, priv.id);
+                core_unlock(cl->core);
+                if (r == 0 && (!*ret_pub || !*ret_priv))
+                        r = -EIO;
+        } else if (r == 0) {
                 bool pub_tok = tmpl_bool(pub_tmpl, pub_n, CKA_TOKEN, false);
                 bool priv_tok = tmpl_bool(priv_tmpl, priv_n, CKA_TOKEN, false);
                 core_lock(cl->core);

@@ -107,6 +107,13 @@ struct driver_mech {
 struct driver_ops {
         const char *name;             /* "soft", "piv", ... */
         bool parallel_crypto;         /* see "Threads" above */
+        /* A write (create, destroy, generate) may change or remove other
+         * objects than the one written (a card slot holds one key and one
+         * certificate: generating a key replaces the slot's key and drops
+         * its certificate).  The core then reads the whole list again after
+         * each write and matches it by object id, keeping the handles of
+         * the objects that stay. */
+        bool writes_affect_others;
 
         /* Required. */
         int (*get_info)(struct token *t, struct token_desc *ret);

@@ -217,14 +217,17 @@ int piv_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, boo
                 goto out;
         }
         struct piv_key *k = slot_from_id(t, &a, &bad);
-        if (bad) {
-                r = -EDOM;
-                goto out;
-        }
+        /* An id that names no slot (such as the SHA-1 of the public key,
+         * which tools commonly use) leaves the choice to the key: the slot
+         * whose key the certificate certifies. */
         if (!k)
                 for (size_t i = 0; i < PIV_NSLOTS && !k; i++)
                         if (t->keys[i].present && same_pubkey(&t->keys[i].pk, &pk))
                                 k = &t->keys[i];
+        if (!k && bad) {
+                r = -EDOM;
+                goto out;
+        }
         if (!k) {
                 log_notice("PIV card: no key slot for this certificate (give CKA_ID 01-18)");
                 r = -EINVAL;

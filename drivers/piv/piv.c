@@ -1447,6 +1447,7 @@ fail:
 const struct driver_ops piv_ops = {
         .name = "piv",
         .parallel_crypto = false,
+        .writes_affect_others = true,
         .get_info = piv_get_info,
         .get_mechanisms = piv_get_mechanisms,
         .load_objects = piv_load_objects,
