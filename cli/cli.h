@@ -177,6 +177,9 @@ int mgmt_slot_for(const struct p11_token *t, uint64_t *ret_slot);
 /* Fills the PIN status (from MGMT_PIN_STATUS) for a token; tries -1 unknown. */
 int mgmt_pin_tries(const struct p11_token *t, bool so, int *ret_left, int *ret_max, bool *ret_locked);
 
+/* browser.c: browser status (what 0) | register (1) | unregister (2); both
+ * browsers when neither flag is given. */
+int cmd_browser(int what, bool firefox, bool chromium);
 
 /* usb-dump.c: netca-tool usb dump */
 int cmd_usb_dump(void);

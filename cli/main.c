@@ -51,6 +51,11 @@ static void help(FILE *f) {
               "  log enable|disable                 the daemon's diagnostic log\n"
               "  log set --max-records N            keep the newest N records (default 100000)\n"
               "  usb dump                           USB CCID readers' descriptors (for bug reports)\n"
+              "Browsers:\n"
+              "  browser register [--firefox] [--chromium] [--module PATH]\n"
+              "                                     add the module to Firefox profiles / Chromium's NSS db\n"
+              "  browser unregister [--firefox] [--chromium]\n"
+              "  browser status [--firefox] [--chromium]\n"
               "Certificates and keys:\n"
               "  cert show [--cert C]               subject, issuer, validity, key, fingerprints\n"
               "  cert export [--cert C] --pem|--der [-o FILE]\n"
@@ -119,6 +124,8 @@ enum {
         OPT_MAX_RECORDS,
         OPT_TIMEOUT,
         OPT_PROTECTED_PATH,
+        OPT_FIREFOX,
+        OPT_CHROMIUM,
         OPT_VERSION,
 };
 
@@ -165,6 +172,8 @@ static const struct option options[] = {
         { "max-records", required_argument, NULL, OPT_MAX_RECORDS },
         { "timeout", required_argument, NULL, OPT_TIMEOUT },
         { "protected-path", required_argument, NULL, OPT_PROTECTED_PATH },
+        { "firefox", no_argument, NULL, OPT_FIREFOX },
+        { "chromium", no_argument, NULL, OPT_CHROMIUM },
         {}
 };
 
@@ -181,6 +190,7 @@ static const char *take_secret(char *optval) {
 }
 
 static bool use_puk; /* --puk, --puk-file */
+static bool opt_firefox, opt_chromium; /* browser ... --firefox --chromium */
 
 static int parse_argv(int argc, char *argv[]) {
         int c;
@@ -248,6 +258,8 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 }
                 case OPT_PROTECTED_PATH: arg.protected_kinds = optarg; break;
+                case OPT_FIREFOX: opt_firefox = true; break;
+                case OPT_CHROMIUM: opt_chromium = true; break;
                 case OPT_TIMEOUT: {
                         char *end = NULL;
                         errno = 0;
@@ -367,12 +379,19 @@ static int run(int argc, char *argv[]) {
         } else if (strcmp(cmd, "daemon") == 0 && sub) {
                 if (strcmp(sub, "status") == 0)
                         return cmd_daemon_status();
+        } else if (strcmp(cmd, "browser") == 0 && sub) {
+                if (strcmp(sub, "status") == 0)
+                        return cmd_browser(0, opt_firefox, opt_chromium);
+                if (strcmp(sub, "register") == 0)
+                        return cmd_browser(1, opt_firefox, opt_chromium);
+                if (strcmp(sub, "unregister") == 0)
+                        return cmd_browser(2, opt_firefox, opt_chromium);
         } else if (strcmp(cmd, "usb") == 0 && sub) {
                 if (strcmp(sub, "dump") == 0)
                         return cmd_usb_dump();
         }
         cli_error("unknown command: %s%s%s", cmd, sub ? " " : "", sub ? sub : "");
-        return usage_error("try one of: list, token, cert, import, key, csr, pin, pin-cache, pinentry, log, daemon, usb");
+        return usage_error("try one of: list, token, cert, import, key, csr, pin, pin-cache, pinentry, log, daemon, usb, browser");
 }
 
 int main(int argc, char *argv[]) {

@@ -53,6 +53,7 @@ struct tok {
         unsigned user_logins;
         unsigned so_logins;
         char key[128];            /* the slot key: the PIN cache's name for it */
+        unsigned object_loads;    /* times the driver was asked for the object list */
         CK_MECHANISM_INFO *mech_info;
         CK_MECHANISM_TYPE *mech_types;
         size_t nmechs;
@@ -716,6 +717,7 @@ int core_list_tokens(struct core *c, struct core_token_summary **ret, size_t *re
                 toks[i] = s->tok;
                 s->tok->refs++;
                 v[i].logged_in = s->tok->user_logins + s->tok->so_logins;
+                v[i].object_loads = s->tok->object_loads;
                 for (struct core_client *cl = c->clients; cl; cl = cl->next)
                         for (struct session *sn = cl->sessions; sn; sn = sn->next)
                                 if (sn->tok == s->tok)
@@ -1463,6 +1465,82 @@ static void pin_judged(struct core_client *cl, struct tok *k, int r, bool from_c
                           (int)cl->peer.pid, r == 0 ? "accepted" : "refused: dropped");
 }
 
+/* ---- Rate limit of failed logins (issue 6; "browser" helper) ----
+ * Browsers have been seen retrying a refused PIN in a tight loop (10,000
+ * times in 20 s), which would lock a real key at once.  Rule: when the token
+ * refused PIN P for user type U from process X (pid + start time) on token K,
+ * a new C_Login from X on K/U with the same P within LOGIN_RETRY_WINDOW
+ * seconds of X's last attempt with P gets CKR_PIN_INCORRECT without reaching
+ * the token (the window slides with each refused retry, so an endless loop
+ * costs one try).  A different PIN is tried (and becomes the one remembered);
+ * a success forgets the entry.  PINs are remembered only as HMAC-SHA256 under
+ * a random key made once per daemon, in memory.  Logins with a NULL PIN
+ * (cache, pinentry) are not limited: each is a new entry by the user. */
+#define LOGIN_RETRY_WINDOW 60
+#define LOGIN_FAIL_SLOTS 64
+static struct login_fail {
+        pid_t pid;
+        unsigned long long start_time;
+        char tok[128];
+        CK_USER_TYPE user;
+        uint8_t mac[32];
+        uint64_t last;          /* CLOCK_MONOTONIC seconds; 0: free slot */
+} login_fails[LOGIN_FAIL_SLOTS];
+static uint8_t login_fail_key[32];
+static bool login_fail_keyed;
+static pthread_mutex_t login_fail_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* check: returns true when this PIN is the one the token last refused for
+ * this process within the window.  !check: records the token's verdict
+ * (failed: it said CKR_PIN_INCORRECT, remember the PIN's HMAC; else forget). */
+static bool login_fail_check(const struct core_client *cl, const struct tok *k, CK_USER_TYPE user, const void *pin,
+                             size_t pin_len, bool check, bool failed) {
+        uint8_t mac[32];
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t now = (uint64_t)ts.tv_sec + 1; /* never 0 */
+        bool refuse = false;
+        pthread_mutex_lock(&login_fail_lock);
+        if (!login_fail_keyed && pkc_random(login_fail_key, sizeof login_fail_key) == 0)
+                login_fail_keyed = true;
+        if (!login_fail_keyed || mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), login_fail_key,
+                                                 sizeof login_fail_key, pin, pin_len, mac) != 0) {
+                pthread_mutex_unlock(&login_fail_lock);
+                return false;   /* cannot compare safely: let the token judge */
+        }
+        struct login_fail *e = NULL, *victim = &login_fails[0];
+        for (size_t i = 0; i < LOGIN_FAIL_SLOTS; i++) {
+                struct login_fail *f = &login_fails[i];
+                if (f->last && f->pid == cl->peer.pid && f->start_time == cl->peer.start_time && f->user == user &&
+                    strcmp(f->tok, k->key) == 0)
+                        e = f;
+                if (f->last < victim->last)
+                        victim = f;
+        }
+        if (check) {
+                if (e && now - e->last < LOGIN_RETRY_WINDOW && memcmp(e->mac, mac, sizeof mac) == 0) {
+                        e->last = now;
+                        refuse = true;
+                }
+        } else if (!failed) {
+                if (e)
+                        memset(e, 0, sizeof *e);
+        } else {
+                if (!e)
+                        e = victim; /* a free slot, else the oldest */
+                e->pid = cl->peer.pid;
+                e->start_time = cl->peer.start_time;
+                snprintf(e->tok, sizeof e->tok, "%s", k->key);
+                e->user = user;
+                memcpy(e->mac, mac, sizeof mac);
+                e->last = now;
+        }
+        pthread_mutex_unlock(&login_fail_lock);
+        secure_wipe(mac, sizeof mac);
+        return refuse;
+}
+/* ---- end of the rate limit of failed logins ---- */
+
 CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin,
                  CK_ULONG pin_len) {
         CK_RV rv = check_pin_arg(pin, pin_len);
@@ -1550,8 +1628,17 @@ CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user,
         }
         const char *use_pin = cpin ? cpin : (const char *)pin;
         size_t use_len = cpin ? clen : pin_len;
+        /* Rate limit (see login_fail_check): the same refused PIN again. */
+        if (pin && login_fail_check(cl, k, user, pin, pin_len, true, false)) {
+                log_debug(LOG_SUB_CORE, "login slot %lu pid %d: same refused PIN again, not sent to the token",
+                          (unsigned long)s->slot, (int)cl->peer.pid);
+                session_put(s);
+                return CKR_PIN_INCORRECT;
+        }
         pthread_mutex_lock(&k->lock);
         int r = k->ops->login(k->t, user, use_pin, use_len);
+        if (pin)
+                login_fail_check(cl, k, user, pin, pin_len, false, rv_from_errno(r) == CKR_PIN_INCORRECT);
         if (user == CKU_USER)
                 pin_judged(cl, k, r, src == PIN_FROM_CACHE, use_pin, use_len);
         bool from_cache = src == PIN_FROM_CACHE;
@@ -1628,6 +1715,7 @@ static int tok_reconcile_locked(struct tok *k) {
                 return r;
         struct core *c = k->core;
         core_lock(c);
+        k->object_loads++;
         for (size_t i = 0; i < k->nobjs;) {
                 struct cobj *o = k->objs[i];
                 size_t j = 0;
@@ -1685,6 +1773,9 @@ static CK_RV tok_load(struct tok *k) {
                 pthread_mutex_unlock(&k->lock);
                 return rv_from_errno(r);
         }
+        core_lock(c);
+        k->object_loads++;
+        core_unlock(c);
         struct cobj **objs = calloc(n ? n : 1, sizeof *objs);
         if (!objs) {
                 dobj_free_array(v, n);

@@ -92,6 +92,7 @@ struct core_token_summary {
         struct token_desc desc;
         unsigned sessions;      /* open sessions on it, all clients */
         unsigned logged_in;     /* clients logged in to it */
+        unsigned object_loads;  /* times its object list was read from the driver */
 };
 /* *ret is malloc'd (free()). */
 int core_list_tokens(struct core *c, struct core_token_summary **ret, size_t *ret_n);

@@ -566,6 +566,7 @@ static cJSON *token_to_json(const struct netcad *nd, const struct core_token_sum
         }
         cJSON_AddNumberToObject(o, "sessions", t->sessions);
         cJSON_AddNumberToObject(o, "logged_in", t->logged_in);
+        cJSON_AddNumberToObject(o, "object_loads", t->object_loads);
         return o;
 }
 
@@ -594,9 +595,12 @@ static int op_status(struct netcad *d, char **ret_json) {
         time_t now = time(NULL);
         cJSON *o;
 
+        unsigned loads = 0;
         if (core_list_tokens(d->core, &v, &n) >= 0)
-                for (size_t i = 0; i < n; i++)
+                for (size_t i = 0; i < n; i++) {
                         ntok += v[i].present;
+                        loads += v[i].object_loads;
+                }
         core_stats(d->core, &clients, &sessions);
 
         o = cJSON_CreateObject();
@@ -612,6 +616,9 @@ static int op_status(struct netcad *d, char **ret_json) {
         cJSON_AddNumberToObject(o, "sessions", sessions);
         cJSON_AddNumberToObject(o, "tokens", ntok);
         cJSON_AddNumberToObject(o, "p11_requests", (double)dispatch_p11_count());
+        /* How often token object lists were read from the drivers (once per
+         * token and insertion, plus re-reads after writes on card tokens). */
+        cJSON_AddNumberToObject(o, "object_loads", loads);
         return reply_ok(o, ret_json);
 }
 

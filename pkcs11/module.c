@@ -65,6 +65,7 @@ struct msession {
         enum find_state find;
         CK_OBJECT_HANDLE *found;    /* FIND_LOCAL */
         size_t nfound, found_pos;
+        bool made_objects;          /* may own session objects (gone with it) */
 };
 
 struct module {
@@ -406,6 +407,13 @@ EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ret) {
                 RETURN(rv_);                                            \
         } while (0)
 
+/* Before answering from what is kept: without a reader thread, the events
+ * the daemon already sent are taken in first (a poll, no waiting). */
+static void cache_refresh(struct module *m) {
+        if (m->cache)
+                rpc_client_poll_events(m->rpc);
+}
+
 /* Starts keeping an answer: the stamp to keep it under, taken before the
  * question is sent.  False when nothing may be kept (no cache, or no
  * connection: an answer made without the daemon must not hide it when it
@@ -443,6 +451,7 @@ static CK_RV nc_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR 
         if (!count)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
         CK_RV rv;
+        cache_refresh(m);
         if (m->cache && mcache_get_slot_list(m->cache, present, list, count, &rv))
                 LEAVE_RETURN(m, rv);
         uint64_t gen;
@@ -475,6 +484,7 @@ static CK_RV nc_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info) {
         ENTER(m);
         if (!info)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        cache_refresh(m);
         if (m->cache && mcache_get_slot_info(m->cache, slot, info))
                 LEAVE_RETURN(m, CKR_OK);
         uint64_t gen;
@@ -490,6 +500,7 @@ static CK_RV nc_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
         ENTER(m);
         if (!info)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        cache_refresh(m);
         if (m->cache && mcache_get_token_info(m->cache, slot, info))
                 LEAVE_RETURN(m, CKR_OK);
         uint64_t gen;
@@ -535,6 +546,8 @@ static CK_RV nc_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PT
         if (!slot || reserved)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
         CK_RV rv;
+        if (m->no_threads)
+                rpc_client_poll_events(m->rpc); /* slot events already sent */
         pthread_mutex_lock(&m->ev_lock);
         m->ev_waiters++;
         for (;;) {
@@ -618,6 +631,15 @@ static struct msession *sess_get_locked(struct module *m, CK_SESSION_HANDLE h) {
         return NULL;
 }
 
+/* The session creates objects (perhaps session objects, which go with it). */
+static void mark_made_objects(struct module *m, CK_SESSION_HANDLE h) {
+        sess_lock(m);
+        struct msession *s = sess_get_locked(m, h);
+        if (s)
+                s->made_objects = true;
+        sess_unlock(m);
+}
+
 static void sess_drop_locked(struct module *m, size_t i) {
         free(m->sessions[i].found);
         m->sessions[i] = m->sessions[--m->n_sessions];
@@ -687,19 +709,39 @@ static CK_RV nc_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK
                 if (rv != CKR_OK)
                         (void)rpc_close_session(m->rpc, gen, dh);
         }
-        /* The token's session counts changed. */
-        changed_slot(m, slot);
+        /* The token's session counts changed (its objects did not). */
+        if (m->cache)
+                mcache_bump_token(m->cache, slot);
         LEAVE_RETURN(m, rv);
 }
 
 static CK_RV nc_CloseSession(CK_SESSION_HANDLE h) {
         ENTER(m);
         SESSION(m, h);
+        /* Closing changes the session counts; the objects only when the
+         * session may have owned session objects, or when it was the last
+         * on the slot (which logs the process out: private objects hide). */
+        bool objects = false;
+        sess_lock(m);
+        struct msession *ms = sess_get_locked(m, h);
+        if (ms)
+                objects = ms->made_objects;
+        size_t on_slot = 0;
+        for (size_t i = 0; i < m->n_sessions; i++)
+                on_slot += m->sessions[i].slot == slot_;
+        sess_unlock(m);
+        if (on_slot <= 1)
+                objects = true;
         CK_RV rv = rpc_close_session(m->rpc, gen_, dh_);
         if (rv == CKR_OK)
                 sess_remove(m, h);
-        /* Counts, and the last session's close logs out. */
-        CHANGING_RETURN(m, h, rv);
+        if (m->cache) {
+                if (objects)
+                        mcache_bump_slot(m->cache, slot_);
+                else
+                        mcache_bump_token(m->cache, slot_);
+        }
+        SESSION_RETURN(m, h, rv);
 }
 
 static CK_RV nc_CloseAllSessions(CK_SLOT_ID slot) {
@@ -717,6 +759,7 @@ static CK_RV nc_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info) {
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
         if (m->cache) {
                 bool hit = false;
+                cache_refresh(m);
                 sess_lock(m);
                 struct msession *s = sess_get_locked(m, h);
                 if (s && s->info_ok && mcache_stamp_valid(m->cache, s->slot, &s->info_st)) {
@@ -792,6 +835,7 @@ static CK_RV nc_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n
         SESSION(m, h);
         if (!ret || !template_ok(t, n))
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        mark_made_objects(m, h);
         CHANGING_RETURN(m, h, rpc_create_object(m->rpc, gen_, dh_, t, n, ret));
 }
 
@@ -849,6 +893,7 @@ static enum mcache_answer ask_once(struct module *m, CK_SLOT_ID slot, struct cop
 static enum mcache_answer ask_copy(struct module *m, CK_SLOT_ID slot, uint64_t gen, CK_SESSION_HANDLE dh,
                                    struct copy_query *q, CK_RV *rv) {
         *rv = CKR_OK;
+        cache_refresh(m);
         if (!m->cache || rpc_client_generation(m->rpc) != gen)
                 return MCACHE_DAEMON;
         enum mcache_answer a = ask_once(m, slot, q);
@@ -1092,6 +1137,7 @@ static CK_RV nc_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_A
         SESSION(m, h);
         if (!mech || !ret_pub || !ret_priv || !template_ok(pub, pub_n) || !template_ok(priv, priv_n))
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        mark_made_objects(m, h);
         CHANGING_RETURN(m, h,
                         rpc_generate_key_pair(m->rpc, gen_, dh_, mech, pub, pub_n, priv, priv_n, ret_pub, ret_priv));
 }

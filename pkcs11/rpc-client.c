@@ -92,6 +92,15 @@ uint64_t rpc_client_generation(struct rpc_client *c) {
         return g;
 }
 
+void rpc_client_poll_events(struct rpc_client *c) {
+        if (!c->t->poll_before_use || !c->t->ops->poll_events)
+                return;
+        pthread_rwlock_rdlock(&c->lock);
+        if (c->connected)
+                c->t->ops->poll_events(c->t);
+        pthread_rwlock_unlock(&c->lock);
+}
+
 /* The connection of generation gen broke: mark it so, once. */
 static void mark_broken(struct rpc_client *c, uint64_t gen) {
         pthread_rwlock_wrlock(&c->lock);

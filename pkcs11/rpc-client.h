@@ -37,6 +37,9 @@ typedef void (*rpc_event_fn)(void *userdata, uint64_t kind, uint64_t slot, uint6
 #define RPC_EV_CONNECTION 0
 
 struct rpc_transport_ops {
+        /* Optional: takes in what the daemon already sent (events) without
+         * waiting; for transports without a reader thread. */
+        void (*poll_events)(struct rpc_transport *t);
         /* Connects and negotiates (HELLO).  Returns 0, -ENOENT or
          * -ECONNREFUSED (no daemon), -EPROTO (version mismatch or refused
          * by the daemon), another -errno. */
@@ -66,6 +69,9 @@ struct rpc_transport {
          * they arrive, not only while a call is in flight: what the module
          * keeps from the daemon's answers can then be kept exact. */
         bool live_events;
+        /* Events are only taken in when read: call rpc_client_poll_events()
+         * before trusting what is kept. */
+        bool poll_before_use;
 };
 
 /* The Unix socket transport.  path NULL: NETCA_SOCKET, else
@@ -97,6 +103,9 @@ void rpc_client_forget(struct rpc_client *c);
 /* Connects if not connected.  0 or -errno (as ->connect). */
 int rpc_client_connect(struct rpc_client *c);
 uint64_t rpc_client_generation(struct rpc_client *c);
+/* Takes in the events already sent, when the transport needs it
+ * (poll_before_use); cheap otherwise. */
+void rpc_client_poll_events(struct rpc_client *c);
 
 /* The PKCS#11 calls.  Semantics of the C_* function of the same name;
  * session handles are the daemon's, with the generation (gen) of the

@@ -257,6 +257,16 @@ static void *reader_main(void *userdata) {
         return NULL;
 }
 
+/* Passes the reading on to a caller still waiting for its reply (threadless;
+ * t->lock held). */
+static void hand_off_reading_locked(struct unix_transport *t, struct pending *except) {
+        for (struct pending *o = t->pending; o; o = o->next)
+                if (o != except && !o->done) {
+                        pthread_cond_signal(&o->cond);
+                        break;
+                }
+}
+
 /* Threadless: wait for p's reply, reading for everybody while nobody else
  * does.  Called and returns with t->lock held. */
 static void wait_reading(struct unix_transport *t, struct pending *p, int fd) {
@@ -281,11 +291,41 @@ static void wait_reading(struct unix_transport *t, struct pending *p, int fd) {
                 t->reading = false;
         }
         /* Pass the reading on to a caller still waiting. */
-        for (struct pending *o = t->pending; o; o = o->next)
-                if (o != p && !o->done) {
-                        pthread_cond_signal(&o->cond);
+        hand_off_reading_locked(t, p);
+}
+
+/* Threadless: reads what the daemon has already sent (events, and replies
+ * for others), without waiting for more, so that what the module keeps is
+ * as fresh as the events received.  A no-op with the reader thread, or
+ * while another caller reads. */
+static void ut_poll_events(struct rpc_transport *base) {
+        struct unix_transport *t = (struct unix_transport *)base;
+        pthread_mutex_lock(&t->lock);
+        if (t->threaded || t->reading || t->dead || t->fd < 0) {
+                pthread_mutex_unlock(&t->lock);
+                return;
+        }
+        t->reading = true;
+        int fd = t->fd;
+        pthread_mutex_unlock(&t->lock);
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                if (poll(&p, 1, 0) <= 0)
+                        break;
+                uint8_t *f = NULL;
+                size_t len = 0;
+                /* A frame begun is finished quickly; a stall is a failure. */
+                int r = read_frame(fd, 1000, &f, &len);
+                if (r < 0) {
+                        connection_ended(t, r);
                         break;
                 }
+                route_frame(t, f, len);
+        }
+        pthread_mutex_lock(&t->lock);
+        t->reading = false;
+        hand_off_reading_locked(t, NULL);
+        pthread_mutex_unlock(&t->lock);
 }
 
 static int hello(int fd) {
@@ -577,6 +617,7 @@ static void ut_free(struct rpc_transport *base) {
 }
 
 static const struct rpc_transport_ops unix_ops = {
+        .poll_events = ut_poll_events,
         .connect = ut_connect,
         .call = ut_call,
         .close = ut_close,
@@ -608,6 +649,8 @@ int rpc_transport_unix_new(const char *path, bool autostart, struct rpc_transpor
 void rpc_transport_unix_set_threaded(struct rpc_transport *base, bool threaded) {
         struct unix_transport *t = (struct unix_transport *)base;
         t->threaded = threaded;
-        /* Without a reader, events are read only while a call is. */
-        t->base.live_events = threaded;
+        /* Without a reader, events are read while a call is, and by
+         * poll_events before an answer is given from what is kept. */
+        t->base.live_events = true;
+        t->base.poll_before_use = !threaded;
 }

@@ -21,6 +21,8 @@ PACKAGES=(
         umockdev gir1.2-umockdev-1.0 python3-gi
         # a private system bus with a mocked logind (tests/pin: screen lock)
         dbus-daemon dbus-bin python3-dbusmock
+        # a real browser logging in with a token certificate (tests/browser)
+        firefox-esr chromium xvfb xdotool
 )
 
 missing=()

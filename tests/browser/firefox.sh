@@ -1,0 +1,86 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Firefox ESR headless logs in to a local HTTPS site with the token's
+# certificate.  policies.json (SecurityDevices: the module; Certificates: the
+# test CA; Preferences: security.default_personal_cert "Select Automatically")
+# is written to /usr/lib/firefox-esr/distribution/ and restored on exit.  The
+# token advertises CKF_PROTECTED_AUTHENTICATION_PATH; Firefox's C_Login with
+# a NULL PIN is answered by the scripted pinentry the daemon runs.
+export FAKE_PINENTRY_CONTROL="${TMPDIR:-/tmp}/netca-ff-pinentry.$$"
+. "$NETCA_SOURCE_ROOT/tests/lib/fixture.sh"
+. "$NETCA_SOURCE_ROOT/tests/browser/browser-lib.sh"
+need_cmd firefox-esr openssl
+fixture_setup
+browser_trap
+POLICY_DIR=/usr/lib/firefox-esr/distribution
+POLICY="$POLICY_DIR/policies.json"
+[[ -w "$POLICY_DIR" || -w /usr/lib/firefox-esr ]] || skip "cannot write $POLICY (not root)"
+browser_restore() {
+        if [[ -e "$T/policies.json.saved" ]]; then
+                cp "$T/policies.json.saved" "$POLICY"
+        else
+                rm -f "$POLICY"
+        fi
+        rm -f "$FAKE_PINENTRY_CONTROL" "$FAKE_PINENTRY_CONTROL.log"
+}
+# Save the system's file, unless it is one a killed run of this test left
+# (it names a netca-test temp dir): that one is simply removed at the end.
+if [[ -e "$POLICY" ]] && ! grep -q '/netca-test\.' "$POLICY"; then
+        cp "$POLICY" "$T/policies.json.saved"
+fi
+
+# An ASan-built module cannot live in Debian's Firefox: without the runtime
+# preloaded NSS fails to load it ("ASan runtime does not come first"), with it
+# preloaded Firefox (its own jemalloc) dies of SIGSEGV at start.  The plain
+# build runs this test; the ASan build covers the same daemon paths through
+# the other suites.
+[[ $SANITIZED = 1 ]] && skip "Firefox cannot load an ASan-built module (see the comment above)"
+browser_pki
+browser_server_start
+printf 'answer:%s\n' "$USER_PIN" >"$FAKE_PINENTRY_CONTROL"
+"$NETCA_TOOL" pinentry set --program "$NETCA_SOURCE_ROOT/tests/pin/fake-pinentry.py" --protected-path soft >/dev/null
+
+mkdir -p "$POLICY_DIR"
+cat >"$POLICY" <<JSON
+{"policies": {
+  "SecurityDevices": {"NETCA": "$MODULE"},
+  "Certificates": {"Install": ["$T/pki/ca.pem"]},
+  "Preferences": {"security.default_personal_cert": {"Value": "Select Automatically", "Status": "locked"}},
+  "DisableAppUpdate": true, "DisableTelemetry": true
+}}
+JSON
+PROFILE="$T/ff-profile"
+mkdir -p "$PROFILE"
+cat >"$PROFILE/user.js" <<'JS'
+user_pref("security.default_personal_cert", "Select Automatically");
+user_pref("browser.shell.checkDefaultBrowser", false);
+user_pref("datareporting.policy.dataSubmissionEnabled", false);
+user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
+JS
+export NETCA_DEBUG=trace NETCA_LOG_FILE="$T/ff-trace.log"
+req0=$("$NETCA_TOOL" daemon status --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("p11_requests", -1))')
+timeout -k 5 90 firefox-esr --headless --no-remote --profile "$PROFILE" "$URL" >"$T/ff.out" 2>&1 &
+FF=$!
+ok=0
+wait_for_file "$SUBJECTS" 60 && ok=1
+kill "$FF" 2>/dev/null; wait "$FF" 2>/dev/null || true
+unset NETCA_DEBUG NETCA_LOG_FILE
+if [[ $ok != 1 ]]; then
+        tail -n 30 "$T/ff.out" >&2; tail -n 20 "$T/server.log" >&2
+        tail -n 30 "$T/ff-trace.log" >&2 || true
+        fail "the server saw no client certificate from Firefox within 60 s"
+fi
+grep -q "CN=$CLIENT_CN" "$SUBJECTS" || grep -q "commonName=$CLIENT_CN" "$SUBJECTS" ||
+        { cat "$SUBJECTS" >&2; fail "wrong subject"; }
+req1=$("$NETCA_TOOL" daemon status --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("p11_requests", -1))')
+grep -q GETPIN "$FAKE_PINENTRY_CONTROL.log" || fail "the PIN did not come from the pinentry"
+log "Firefox sent: $(head -n1 "$SUBJECTS")"
+log "PKCS#11 calls by Firefox (trace): $(grep -c ' = 0x' "$T/ff-trace.log")"
+grep -o 'C_[A-Za-z]*' "$T/ff-trace.log" | sort | uniq -c | sort -rn >&2
+log "requests that reached the daemon: $((req1 - req0))"
+# However many searches the browser made, the daemon read the token's
+# objects from the driver once (answered from memory after that).
+loads=$("$NETCA_TOOL" daemon status --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("object_loads", -1))')
+log "object lists read from the driver: $loads"
+[[ $loads -eq 1 ]] || fail "the token's objects were read from the driver $loads times, not once"
+log "ok"
