@@ -46,6 +46,7 @@
 #define MODULE_MANUFACTURER "NETCA"
 #define MODULE_DESCRIPTION "NETCA PKCS#11 module"
 #define EVENT_QUEUE_MAX 64
+#define SLOT_LIST_GUESS 32
 
 enum find_state {
         FIND_NONE,
@@ -458,16 +459,24 @@ static CK_RV nc_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR 
         struct mcache_stamp st;
         if (!keep_begin(m, 0, &gen, &st))
                 LEAVE_RETURN(m, rpc_get_slot_list(m->rpc, present, list, count));
-        /* Fetch the whole list to keep it, whatever the caller asked. */
-        CK_ULONG n = 0;
-        rv = rpc_get_slot_list(m->rpc, present, NULL, &n);
-        if (rv != CKR_OK)
-                LEAVE_RETURN(m, rv);
-        CK_SLOT_ID *all = calloc(n + 1, sizeof *all);
+        /* Fetch the whole list to keep it, whatever the caller asked: in
+         * one round trip when it has at most SLOT_LIST_GUESS slots (a fresh
+         * process's first call is on the clock), else in two. */
+        CK_ULONG got = SLOT_LIST_GUESS;
+        CK_SLOT_ID *all = calloc(got, sizeof *all);
         if (!all)
                 LEAVE_RETURN(m, CKR_HOST_MEMORY);
-        CK_ULONG got = n + 1;
         rv = rpc_get_slot_list(m->rpc, present, all, &got);
+        if (rv == CKR_BUFFER_TOO_SMALL) {
+                CK_SLOT_ID *more = realloc(all, (got + 1) * sizeof *all);
+                if (!more) {
+                        free(all);
+                        LEAVE_RETURN(m, CKR_HOST_MEMORY);
+                }
+                all = more;
+                got += 1;
+                rv = rpc_get_slot_list(m->rpc, present, all, &got);
+        }
         if (rv == CKR_OK) {
                 if (keep_ok(m, gen))
                         mcache_put_slot_list(m->cache, &st, present, all, got);
