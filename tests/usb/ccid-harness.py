@@ -799,7 +799,10 @@ def sc_p11_unplug(b):
     b.start([b.args.p11_client, b.args.module], extra_env={'NETCA_SOCKET': sock})
     slot = b.expect('SLOT ').split()[1]
     b.expect('SIGN-OK', timeout=30)
-    time.sleep(0.1)          # the next signature's APDU takes 300 ms: pull the key now
+    # The next signature's APDU takes 300 ms: pull the key while it runs.
+    # (0.1 s was too early under ASan on a loaded machine: the request had
+    # not reached the card, and its session was closed with the token.)
+    time.sleep(0.25)
     log('unplug during C_Sign')
     b.unplug()
     rv = b.expect('SIGN-RV')
