@@ -810,8 +810,6 @@ int core_client_new(struct core *c, const struct core_peer *peer, struct core_cl
         cl->core = c;
         if (peer)
                 cl->peer = *peer;
-        if (!cl->peer.session[0])
-                peer_session(cl->peer.pid, cl->peer.session, sizeof cl->peer.session);
         core_lock(c);
         cl->next = c->clients;
         c->clients = cl;
@@ -1361,11 +1359,19 @@ CK_RV core_set_pin(struct core_client *cl, CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR 
         return rv;
 }
 
+/* The client's login session is looked up here, when a PIN is cached or
+ * looked for, not when it connects: a connection's start is on the clock of
+ * every fresh process (issue 3), and asking logind (or reading the
+ * environment) costs more than the rest of the handshake.  The answer does
+ * not change during a process's life, so looking it up again is harmless. */
 static void pin_owner(const struct core_client *cl, struct pincache_owner *o) {
         memset(o, 0, sizeof *o);
         o->pid = cl->peer.pid;
         o->start_time = cl->peer.start_time;
-        snprintf(o->session, sizeof o->session, "%s", cl->peer.session);
+        if (cl->peer.session[0])
+                snprintf(o->session, sizeof o->session, "%s", cl->peer.session);
+        else
+                peer_session(cl->peer.pid, o->session, sizeof o->session);
 }
 
 #define CACHED_PIN_MAX 256

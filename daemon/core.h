@@ -39,8 +39,8 @@ struct core_peer {
         gid_t gid;
         uint64_t start_time;  /* process start time (/proc/pid/stat field 22), 0 unknown */
         char exe[256];        /* executable path, "" unknown */
-        char session[64];     /* login session (logind, else the client's XDG_SESSION_ID), "" none;
-                                 filled by core_client_new when empty */
+        char session[64];     /* login session (logind, else the client's XDG_SESSION_ID); ""
+                                 unknown: looked up when the PIN cache needs it */
 };
 
 int core_new(struct core **ret);
