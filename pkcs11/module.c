@@ -555,8 +555,9 @@ static CK_RV nc_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PT
         if (!slot || reserved)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
         CK_RV rv;
-        if (m->no_threads)
-                rpc_client_poll_events(m->rpc); /* slot events already sent */
+        /* Slot events already sent; with threads, this starts the reader
+         * that will deliver the next ones. */
+        rpc_client_poll_events(m->rpc);
         pthread_mutex_lock(&m->ev_lock);
         m->ev_waiters++;
         for (;;) {

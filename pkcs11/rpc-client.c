@@ -93,7 +93,8 @@ uint64_t rpc_client_generation(struct rpc_client *c) {
 }
 
 void rpc_client_poll_events(struct rpc_client *c) {
-        if (!c->t->poll_before_use || !c->t->ops->poll_events)
+        /* Cleared by the transport once its reader thread runs. */
+        if (!__atomic_load_n(&c->t->poll_before_use, __ATOMIC_ACQUIRE) || !c->t->ops->poll_events)
                 return;
         pthread_rwlock_rdlock(&c->lock);
         if (c->connected)

@@ -70,7 +70,8 @@ struct rpc_transport {
          * keeps from the daemon's answers can then be kept exact. */
         bool live_events;
         /* Events are only taken in when read: call rpc_client_poll_events()
-         * before trusting what is kept. */
+         * before trusting what is kept.  Read and written atomically: the
+         * Unix transport clears it once its reader thread runs. */
         bool poll_before_use;
 };
 

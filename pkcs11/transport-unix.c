@@ -15,6 +15,15 @@
  * reading on to another waiter once its own reply has come.  Events then
  * arrive only while calls are in flight.
  *
+ * With threads, the reader thread is started late: a connection begins the
+ * threadless way, and poll_events (which the module calls before it answers
+ * from what it keeps, and before waiting for a slot event) starts the
+ * reader, after taking in what the daemon already sent.  A fresh process
+ * that asks for the slot list and a token's info and finalizes (issue 3's
+ * "fresh process" latency) never pays for creating and joining a thread;
+ * what the module keeps is never used before the reader runs, so it stays
+ * exact the same way.
+ *
  * A guest in someone else's process: no signal handler is touched (sends use
  * MSG_NOSIGNAL; the reader thread blocks every signal), every fd is
  * O_CLOEXEC, nothing is printed.  After fork() the child only closes its copy
@@ -67,7 +76,8 @@ struct unix_transport {
         int fd;
         bool dead;               /* reader saw the end, or a write failed */
         bool reader_started;
-        bool threaded;           /* false: callers read (see above) */
+        bool may_thread;         /* the application lets us create a thread */
+        bool threaded;           /* the reader thread runs; false: callers read */
         bool reading;            /* threadless: a caller is reading */
         pthread_t reader;
         uint32_t next_id;
@@ -271,7 +281,7 @@ static void hand_off_reading_locked(struct unix_transport *t, struct pending *ex
  * does.  Called and returns with t->lock held. */
 static void wait_reading(struct unix_transport *t, struct pending *p, int fd) {
         while (!p->done) {
-                if (t->reading || t->dead) {
+                if (t->reading || t->dead || t->threaded) {
                         if (t->dead && !t->reading)
                                 fail_pending_locked(t, -ECONNRESET);
                         else
@@ -298,6 +308,9 @@ static void wait_reading(struct unix_transport *t, struct pending *p, int fd) {
  * for others), without waiting for more, so that what the module keeps is
  * as fresh as the events received.  A no-op with the reader thread, or
  * while another caller reads. */
+static int start_reader_locked(struct unix_transport *t);
+static void drain(struct unix_transport *t, int fd);
+
 static void ut_poll_events(struct rpc_transport *base) {
         struct unix_transport *t = (struct unix_transport *)base;
         pthread_mutex_lock(&t->lock);
@@ -308,6 +321,19 @@ static void ut_poll_events(struct rpc_transport *base) {
         t->reading = true;
         int fd = t->fd;
         pthread_mutex_unlock(&t->lock);
+        drain(t, fd);
+        pthread_mutex_lock(&t->lock);
+        t->reading = false;
+        /* With threads allowed: from now on the reader thread reads. */
+        if (t->may_thread && !t->dead && start_reader_locked(t) == 0)
+                __atomic_store_n(&t->base.poll_before_use, false, __ATOMIC_RELEASE);
+        hand_off_reading_locked(t, NULL);
+        pthread_mutex_unlock(&t->lock);
+}
+
+/* Reads the frames the daemon has already sent, without waiting for more
+ * (t->reading set by the caller). */
+static void drain(struct unix_transport *t, int fd) {
         for (;;) {
                 struct pollfd p = { .fd = fd, .events = POLLIN };
                 if (poll(&p, 1, 0) <= 0)
@@ -322,10 +348,6 @@ static void ut_poll_events(struct rpc_transport *base) {
                 }
                 route_frame(t, f, len);
         }
-        pthread_mutex_lock(&t->lock);
-        t->reading = false;
-        hand_off_reading_locked(t, NULL);
-        pthread_mutex_unlock(&t->lock);
 }
 
 static int hello(int fd) {
@@ -493,25 +515,29 @@ static int ut_connect(struct rpc_transport *base) {
         t->fd = fd;
         t->dead = false;
         t->reading = false;
+        t->threaded = false;  /* callers read until poll_events starts the reader */
         pthread_mutex_unlock(&t->lock);
-        if (!t->threaded)
-                return 0;
+        __atomic_store_n(&t->base.poll_before_use, true, __ATOMIC_RELEASE);
+        return 0;
+}
 
+/* Starts the reader thread (t->lock held, nobody reading).  On failure the
+ * callers go on reading for themselves. */
+static int start_reader_locked(struct unix_transport *t) {
+        if (t->reader_started) /* ut_close joins it before a new connection */
+                return -EALREADY;
         /* The reader takes no signal meant for the application. */
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        r = -pthread_create(&t->reader, NULL, reader_main, t);
+        int r = -pthread_create(&t->reader, NULL, reader_main, t);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r < 0) {
-                pthread_mutex_lock(&t->lock);
-                t->fd = -1;
-                t->dead = true;
-                pthread_mutex_unlock(&t->lock);
-                close(fd);
+                log_debug(LOG_SUB_MODULE, "cannot start the reader thread: %s", strerror(-r));
                 return r;
         }
         t->reader_started = true;
+        t->threaded = true;
         return 0;
 }
 
@@ -636,8 +662,9 @@ int rpc_transport_unix_new(const char *path, bool autostart, struct rpc_transpor
         }
         t->base.ops = &unix_ops;
         t->autostart = autostart;
-        t->threaded = true;
+        t->may_thread = true;
         t->base.live_events = true;
+        t->base.poll_before_use = true;
         t->fd = -1;
         t->dead = true;
         pthread_mutex_init(&t->lock, NULL);
@@ -648,9 +675,10 @@ int rpc_transport_unix_new(const char *path, bool autostart, struct rpc_transpor
 
 void rpc_transport_unix_set_threaded(struct rpc_transport *base, bool threaded) {
         struct unix_transport *t = (struct unix_transport *)base;
-        t->threaded = threaded;
+        t->may_thread = threaded;
         /* Without a reader, events are read while a call is, and by
-         * poll_events before an answer is given from what is kept. */
+         * poll_events before an answer is given from what is kept (which
+         * also starts the reader when threads are allowed). */
         t->base.live_events = true;
-        t->base.poll_before_use = !threaded;
+        t->base.poll_before_use = true;
 }
