@@ -17,6 +17,7 @@ struct netcad {
         struct event_base *base;     /* the one libevent loop */
         struct state_db *state;      /* daemon state database (daemon/state.h) */
         struct audit *audit;         /* usage records (daemon/audit.h), NULL when unavailable */
+        struct server *server;       /* the socket's clients (daemon/server.h), once serving */
         char *data_dir;              /* soft tokens and state.db live here (0700) */
         char *socket_path;
         time_t started;              /* wall-clock start time */

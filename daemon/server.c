@@ -129,6 +129,7 @@ struct server {
         struct lane general, release;
         struct lane *lanes;
         unsigned token_cap;       /* threads of a parallel token's lane */
+        unsigned long released;   /* clients released (atomic) */
         unsigned alive;           /* worker threads started and not yet ended */
         struct wthread *dead;     /* ended, to be joined */
         bool stopping;
@@ -527,6 +528,7 @@ static void job_run(struct server *s, struct job *j) {
                 pthread_mutex_destroy(&c->mu);
                 free(c);
                 free(j);
+                __atomic_add_fetch(&s->released, 1, __ATOMIC_RELAXED);
                 return;
         }
         run_request(c, j->frame, j->len);
@@ -843,6 +845,10 @@ static void on_core_event(void *ud, enum wire_event ev, CK_SLOT_ID slot) {
                 pthread_mutex_unlock(&s->lock);
         }
         wire_msg_done(&m);
+}
+
+unsigned long server_released(struct server *s) {
+        return __atomic_load_n(&s->released, __ATOMIC_RELAXED);
 }
 
 unsigned server_clients(struct server *s) {

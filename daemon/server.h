@@ -33,3 +33,5 @@ int server_new(struct netcad *d, int listen_fd, unsigned workers, struct server 
  * workers, unlinks the socket if it bound it.  NULL ok. */
 struct server *server_free(struct server *s);
 unsigned server_clients(struct server *s);
+/* Clients released so far (their sessions and buffers freed). */
+unsigned long server_released(struct server *s);
