@@ -415,6 +415,14 @@ static void cache_refresh(struct module *m) {
                 rpc_client_poll_events(m->rpc);
 }
 
+/* After an answer from what is kept: events from now on as they come (the
+ * reader thread starts now, not at C_Initialize: a fresh process that only
+ * asks each thing once never needs it). */
+static CK_RV cache_served(struct module *m, CK_RV rv) {
+        rpc_client_start_events(m->rpc);
+        return rv;
+}
+
 /* Starts keeping an answer: the stamp to keep it under, taken before the
  * question is sent.  False when nothing may be kept (no cache, or no
  * connection: an answer made without the daemon must not hide it when it
@@ -454,7 +462,7 @@ static CK_RV nc_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR 
         CK_RV rv;
         cache_refresh(m);
         if (m->cache && mcache_get_slot_list(m->cache, present, list, count, &rv))
-                LEAVE_RETURN(m, rv);
+                LEAVE_RETURN(m, cache_served(m, rv));
         uint64_t gen;
         struct mcache_stamp st;
         if (!keep_begin(m, 0, &gen, &st))
@@ -495,7 +503,7 @@ static CK_RV nc_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info) {
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
         cache_refresh(m);
         if (m->cache && mcache_get_slot_info(m->cache, slot, info))
-                LEAVE_RETURN(m, CKR_OK);
+                LEAVE_RETURN(m, cache_served(m, CKR_OK));
         uint64_t gen;
         struct mcache_stamp st;
         bool keep = keep_begin(m, slot, &gen, &st);
@@ -511,7 +519,7 @@ static CK_RV nc_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
         cache_refresh(m);
         if (m->cache && mcache_get_token_info(m->cache, slot, info))
-                LEAVE_RETURN(m, CKR_OK);
+                LEAVE_RETURN(m, cache_served(m, CKR_OK));
         uint64_t gen;
         struct mcache_stamp st;
         bool keep = keep_begin(m, slot, &gen, &st);
@@ -555,9 +563,10 @@ static CK_RV nc_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PT
         if (!slot || reserved)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
         CK_RV rv;
-        /* Slot events already sent; with threads, this starts the reader
-         * that will deliver the next ones. */
+        /* Slot events already sent; with threads, the reader that will
+         * deliver the next ones. */
         rpc_client_poll_events(m->rpc);
+        rpc_client_start_events(m->rpc);
         pthread_mutex_lock(&m->ev_lock);
         m->ev_waiters++;
         for (;;) {
@@ -778,7 +787,7 @@ static CK_RV nc_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info) {
                 }
                 sess_unlock(m);
                 if (hit)
-                        LEAVE_RETURN(m, CKR_OK);
+                        LEAVE_RETURN(m, cache_served(m, CKR_OK));
         }
         SESSION(m, h);
         uint64_t gen;
@@ -911,6 +920,8 @@ static enum mcache_answer ask_copy(struct module *m, CK_SLOT_ID slot, uint64_t g
                 *rv = fetch_objects(m, slot, gen, dh);
                 a = *rv == CKR_OK ? ask_once(m, slot, q) : MCACHE_DAEMON;
         }
+        if (a == MCACHE_HIT)
+                (void)cache_served(m, CKR_OK);
         return a == MCACHE_MISS ? MCACHE_DAEMON : a;
 }
 

@@ -102,6 +102,15 @@ void rpc_client_poll_events(struct rpc_client *c) {
         pthread_rwlock_unlock(&c->lock);
 }
 
+void rpc_client_start_events(struct rpc_client *c) {
+        if (!__atomic_load_n(&c->t->poll_before_use, __ATOMIC_ACQUIRE) || !c->t->ops->start_events)
+                return;
+        pthread_rwlock_rdlock(&c->lock);
+        if (c->connected)
+                c->t->ops->start_events(c->t);
+        pthread_rwlock_unlock(&c->lock);
+}
+
 /* The connection of generation gen broke: mark it so, once. */
 static void mark_broken(struct rpc_client *c, uint64_t gen) {
         pthread_rwlock_wrlock(&c->lock);

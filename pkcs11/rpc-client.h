@@ -40,6 +40,10 @@ struct rpc_transport_ops {
         /* Optional: takes in what the daemon already sent (events) without
          * waiting; for transports without a reader thread. */
         void (*poll_events)(struct rpc_transport *t);
+        /* Optional: from now on, events arrive as they are sent (starts a
+         * reader thread when the application allows threads; clears
+         * poll_before_use when it did). */
+        void (*start_events)(struct rpc_transport *t);
         /* Connects and negotiates (HELLO).  Returns 0, -ENOENT or
          * -ECONNREFUSED (no daemon), -EPROTO (version mismatch or refused
          * by the daemon), another -errno. */
@@ -107,6 +111,10 @@ uint64_t rpc_client_generation(struct rpc_client *c);
 /* Takes in the events already sent, when the transport needs it
  * (poll_before_use); cheap otherwise. */
 void rpc_client_poll_events(struct rpc_client *c);
+/* After an answer from what is kept: let events arrive as they are sent
+ * (the transport's start_events), so that the next answers need no poll.
+ * Cheap once done. */
+void rpc_client_start_events(struct rpc_client *c);
 
 /* The PKCS#11 calls.  Semantics of the C_* function of the same name;
  * session handles are the daemon's, with the generation (gen) of the

@@ -16,9 +16,9 @@
  * arrive only while calls are in flight.
  *
  * With threads, the reader thread is started late: a connection begins the
- * threadless way, and poll_events (which the module calls before it answers
- * from what it keeps, and before waiting for a slot event) starts the
- * reader, after taking in what the daemon already sent.  A fresh process
+ * threadless way, and start_events (which the module calls once it has
+ * answered from what it keeps, and before waiting for a slot event) starts
+ * the reader, after taking in what the daemon already sent.  A fresh process
  * that asks for the slot list and a token's info and finalizes (issue 3's
  * "fresh process" latency) never pays for creating and joining a thread;
  * what the module keeps is never used before the reader runs, so it stays
@@ -311,10 +311,10 @@ static void wait_reading(struct unix_transport *t, struct pending *p, int fd) {
 static int start_reader_locked(struct unix_transport *t);
 static void drain(struct unix_transport *t, int fd);
 
-static void ut_poll_events(struct rpc_transport *base) {
-        struct unix_transport *t = (struct unix_transport *)base;
+/* Takes in what was sent, then (start) starts the reader thread. */
+static void take_in(struct unix_transport *t, bool start) {
         pthread_mutex_lock(&t->lock);
-        if (t->threaded || t->reading || t->dead || t->fd < 0) {
+        if (t->threaded || t->reading || t->dead || t->fd < 0 || (start && !t->may_thread)) {
                 pthread_mutex_unlock(&t->lock);
                 return;
         }
@@ -324,11 +324,19 @@ static void ut_poll_events(struct rpc_transport *base) {
         drain(t, fd);
         pthread_mutex_lock(&t->lock);
         t->reading = false;
-        /* With threads allowed: from now on the reader thread reads. */
-        if (t->may_thread && !t->dead && start_reader_locked(t) == 0)
+        /* From now on the reader thread reads. */
+        if (start && !t->dead && start_reader_locked(t) == 0)
                 __atomic_store_n(&t->base.poll_before_use, false, __ATOMIC_RELEASE);
         hand_off_reading_locked(t, NULL);
         pthread_mutex_unlock(&t->lock);
+}
+
+static void ut_poll_events(struct rpc_transport *base) {
+        take_in((struct unix_transport *)base, false);
+}
+
+static void ut_start_events(struct rpc_transport *base) {
+        take_in((struct unix_transport *)base, true);
 }
 
 /* Reads the frames the daemon has already sent, without waiting for more
@@ -644,6 +652,7 @@ static void ut_free(struct rpc_transport *base) {
 
 static const struct rpc_transport_ops unix_ops = {
         .poll_events = ut_poll_events,
+        .start_events = ut_start_events,
         .connect = ut_connect,
         .call = ut_call,
         .close = ut_close,
@@ -677,8 +686,7 @@ void rpc_transport_unix_set_threaded(struct rpc_transport *base, bool threaded) 
         struct unix_transport *t = (struct unix_transport *)base;
         t->may_thread = threaded;
         /* Without a reader, events are read while a call is, and by
-         * poll_events before an answer is given from what is kept (which
-         * also starts the reader when threads are allowed). */
+         * poll_events before an answer is given from what is kept. */
         t->base.live_events = true;
         t->base.poll_before_use = true;
 }

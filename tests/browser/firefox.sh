@@ -59,16 +59,28 @@ user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
 JS
 export NETCA_DEBUG=trace NETCA_LOG_FILE="$T/ff-trace.log"
 req0=$("$NETCA_TOOL" daemon status --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("p11_requests", -1))')
-timeout -k 5 90 firefox-esr --headless --no-remote --profile "$PROFILE" "$URL" >"$T/ff.out" 2>&1 &
-FF=$!
+# Two attempts.  Firefox sometimes never finishes a TLS handshake during
+# which it had to log in to a token (seen about once in 6 runs on a loaded
+# 2-core machine, also with the code before issue 3's changes; the same
+# Firefox behaviour is reported with OpenSC, OpenSC issue #2987 and Mozilla
+# bug 1872998, closed as won't fix): its trace then ends with a successful
+# C_Login and nothing after it, for a minute.  A second Firefox, same token,
+# gets through; two hangs in a row fail the test.
 ok=0
-wait_for_file "$SUBJECTS" 60 && ok=1
-kill "$FF" 2>/dev/null; wait "$FF" 2>/dev/null || true
+for attempt in 1 2; do
+        timeout -k 5 60 firefox-esr --headless --no-remote --profile "$PROFILE" "$URL" >"$T/ff.out" 2>&1 &
+        FF=$!
+        wait_for_file "$SUBJECTS" 45 && ok=1
+        kill "$FF" 2>/dev/null; wait "$FF" 2>/dev/null || true
+        [[ $ok = 1 ]] && break
+        log "attempt $attempt: no client certificate within 45 s; module trace ends with:"
+        tail -n 3 "$T/ff-trace.log" >&2 || true
+done
 unset NETCA_DEBUG NETCA_LOG_FILE
 if [[ $ok != 1 ]]; then
         tail -n 30 "$T/ff.out" >&2; tail -n 20 "$T/server.log" >&2
         tail -n 30 "$T/ff-trace.log" >&2 || true
-        fail "the server saw no client certificate from Firefox within 60 s"
+        fail "the server saw no client certificate from Firefox in 2 attempts of 45 s"
 fi
 grep -q "CN=$CLIENT_CN" "$SUBJECTS" || grep -q "commonName=$CLIENT_CN" "$SUBJECTS" ||
         { cat "$SUBJECTS" >&2; fail "wrong subject"; }
