@@ -91,6 +91,7 @@ struct module {
         size_t ev_n;
         unsigned ev_waiters;
         bool no_threads;         /* CKF_LIBRARY_CANT_CREATE_OS_THREADS */
+        unsigned cache_hits;     /* answers given from memory (atomic), see cache_served */
 
         /* What is kept of the daemon's answers (cache.h); NULL: nothing. */
         struct mcache *cache;
@@ -415,13 +416,20 @@ static void cache_refresh(struct module *m) {
                 rpc_client_poll_events(m->rpc);
 }
 
-/* After an answer from what is kept: events from now on as they come (the
- * reader thread starts now, not at C_Initialize: a fresh process that only
- * asks each thing once never needs it). */
+/* After an answer from what is kept.  Until the reader thread runs, every
+ * such answer is preceded by a poll of the socket (cache_refresh), which
+ * keeps it exact; after CACHE_HITS_BEFORE_READER of them the application
+ * is clearly one that asks again and again, and the reader thread starts
+ * (events then arrive as they are sent, no poll needed).  A fresh process
+ * that asks each thing once or twice never creates a thread (issue 3's
+ * fresh-process latency: creating and joining one cost ~0.3 ms). */
+#define CACHE_HITS_BEFORE_READER 16
 static CK_RV cache_served(struct module *m, CK_RV rv) {
-        rpc_client_start_events(m->rpc);
+        if (__atomic_add_fetch(&m->cache_hits, 1, __ATOMIC_RELAXED) >= CACHE_HITS_BEFORE_READER)
+                rpc_client_start_events(m->rpc);
         return rv;
 }
+
 
 /* Starts keeping an answer: the stamp to keep it under, taken before the
  * question is sent.  False when nothing may be kept (no cache, or no
@@ -440,6 +448,24 @@ static bool keep_begin(struct module *m, CK_SLOT_ID slot, uint64_t *ret_gen, str
 /* The answer came over the connection the stamp was taken on. */
 static bool keep_ok(struct module *m, uint64_t gen) {
         return rpc_client_generation(m->rpc) == gen;
+}
+/* With a slot list just fetched: the token info of its slots, fetched in
+ * one round trip (applications ask for it right after the list) and kept. */
+static void prefetch_token_infos(struct module *m, const CK_SLOT_ID *slots, CK_ULONG n) {
+        CK_TOKEN_INFO infos[SLOT_LIST_GUESS];
+        CK_RV rvs[SLOT_LIST_GUESS];
+        struct mcache_stamp st[SLOT_LIST_GUESS];
+        uint64_t gen = 0;
+        if (n == 0 || n > SLOT_LIST_GUESS)
+                return;
+        for (CK_ULONG i = 0; i < n; i++)
+                if (!keep_begin(m, slots[i], &gen, &st[i]))
+                        return;
+        if (rpc_get_token_infos(m->rpc, gen, slots, n, infos, rvs) < 0 || !keep_ok(m, gen))
+                return;
+        for (CK_ULONG i = 0; i < n; i++)
+                if (rvs[i] == CKR_OK)
+                        mcache_put_token_info(m->cache, slots[i], &st[i], &infos[i]);
 }
 
 /* Fills the caller's list from a whole list, with C_GetSlotList's rules. */
@@ -486,8 +512,11 @@ static CK_RV nc_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR 
                 rv = rpc_get_slot_list(m->rpc, present, all, &got);
         }
         if (rv == CKR_OK) {
-                if (keep_ok(m, gen))
+                if (keep_ok(m, gen)) {
                         mcache_put_slot_list(m->cache, &st, present, all, got);
+                        if (present)
+                                prefetch_token_infos(m, all, got);
+                }
                 rv = answer_slot_list(all, got, list, count);
         } else if (rv == CKR_BUFFER_TOO_SMALL) {
                 /* Slots came while asking: just ask for the caller. */

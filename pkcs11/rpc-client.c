@@ -194,6 +194,8 @@ static void call_end(struct call *k) {
         k->frame = NULL;
 }
 
+static CK_RV call_parse(struct call *k);
+
 /* Runs the call.  Returns the reply's CK_RV (k->has_reply set: the reply's
  * fields follow), or the CK_RV for a failure to talk to the daemon:
  * no_daemon_rv when there is no daemon, CKR_SESSION_HANDLE_INVALID when the
@@ -221,7 +223,12 @@ static CK_RV call_run(struct rpc_client *c, struct call *k, uint64_t gen, CK_RV 
                         return CKR_DEVICE_ERROR;
                 }
         }
-        r = wire_msg_init_read(&k->rep, k->frame, k->frame_len);
+        return call_parse(k);
+}
+
+/* Reads the reply's header and CK_RV (see call_run). */
+static CK_RV call_parse(struct call *k) {
+        int r = wire_msg_init_read(&k->rep, k->frame, k->frame_len);
         if (r < 0 || k->rep.opnum != k->req.opnum || !(k->rep.flags & WIRE_F_REPLY)) {
                 log_debug(LOG_SUB_MODULE, "%s: malformed reply", wire_op_name(k->req.opnum));
                 return CKR_DEVICE_ERROR;
@@ -329,6 +336,48 @@ CK_RV rpc_get_token_info(struct rpc_client *c, CK_SLOT_ID slot, CK_TOKEN_INFO_PT
                 GET_INFO(&k, rv, wire_get_token_info, info);
         call_end(&k);
         return rv;
+}
+
+#define TOKEN_INFOS_MAX 32
+
+int rpc_get_token_infos(struct rpc_client *c, uint64_t gen, const CK_SLOT_ID *slots, size_t n,
+                        CK_TOKEN_INFO *infos, CK_RV *rvs) {
+        struct call k[TOKEN_INFOS_MAX];
+        struct nbuf *frames[TOKEN_INFOS_MAX];
+        uint8_t *rep[TOKEN_INFOS_MAX];
+        size_t rep_len[TOKEN_INFOS_MAX];
+        int r = 0;
+        if (n == 0)
+                return 0;
+        if (n > TOKEN_INFOS_MAX || gen == 0 || !c->t->ops->call_many)
+                return -ENOTSUP;
+        for (size_t i = 0; i < n; i++) {
+                call_start(&k[i], WIRE_OP_GET_TOKEN_INFO, false);
+                wire_put_u64(&k[i].req, slots[i]);
+                if (r == 0 && wire_msg_finish(&k[i].req) < 0)
+                        r = -ENOMEM;
+                frames[i] = &k[i].req.buf;
+        }
+        if (r == 0) {
+                pthread_rwlock_rdlock(&c->lock);
+                bool same = c->connected && c->gen == gen;
+                r = same ? c->t->ops->call_many(c->t, frames, n, rep, rep_len) : -ESTALE;
+                pthread_rwlock_unlock(&c->lock);
+                if (r == -ENOTCONN || r == -ECONNRESET)
+                        mark_broken(c, gen);
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (r == 0) {
+                        k[i].frame = rep[i];
+                        k[i].frame_len = rep_len[i];
+                        k[i].gen = gen;
+                        rvs[i] = call_parse(&k[i]);
+                        if (k[i].has_reply)
+                                GET_INFO(&k[i], rvs[i], wire_get_token_info, &infos[i]);
+                }
+                call_end(&k[i]);
+        }
+        return r;
 }
 
 CK_RV rpc_get_mechanism_list(struct rpc_client *c, CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list,

@@ -55,6 +55,10 @@ struct rpc_transport_ops {
          * nothing was processed; -ECONNRESET: the connection was lost after
          * the request was sent.  Only called while connected. */
         int (*call)(struct rpc_transport *t, struct nbuf *frame, uint8_t **ret, size_t *ret_len);
+        /* Optional: n calls at once (one write, the replies awaited
+         * together); on 0, ret[i] is the reply to frames[i].  Errors as
+         * for call; on an error no reply is returned. */
+        int (*call_many)(struct rpc_transport *t, struct nbuf **frames, size_t n, uint8_t **ret, size_t *ret_len);
         /* Disconnects: calls in flight fail with -ECONNRESET.  No-op when
          * not connected. */
         void (*close)(struct rpc_transport *t);
@@ -124,6 +128,12 @@ void rpc_client_start_events(struct rpc_client *c);
 CK_RV rpc_get_slot_list(struct rpc_client *c, CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count);
 CK_RV rpc_get_slot_info(struct rpc_client *c, CK_SLOT_ID slot, CK_SLOT_INFO_PTR info);
 CK_RV rpc_get_token_info(struct rpc_client *c, CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info);
+/* The token info of n slots (at most 32) in one round trip, on connection
+ * generation gen only: 0 and each answer in rvs[i] (infos[i] when CKR_OK),
+ * or -errno (-ESTALE: another connection; -ENOTSUP: the transport cannot,
+ * or n too large) and nothing answered. */
+int rpc_get_token_infos(struct rpc_client *c, uint64_t gen, const CK_SLOT_ID *slots, size_t n,
+                        CK_TOKEN_INFO *infos, CK_RV *rvs);
 CK_RV rpc_get_mechanism_list(struct rpc_client *c, CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list,
                              CK_ULONG_PTR count);
 CK_RV rpc_get_mechanism_info(struct rpc_client *c, CK_SLOT_ID slot, CK_MECHANISM_TYPE type,

@@ -549,29 +549,63 @@ static int start_reader_locked(struct unix_transport *t) {
         return 0;
 }
 
-static int ut_call(struct rpc_transport *base, struct nbuf *frame, uint8_t **ret, size_t *ret_len) {
+/* Sends n finished request frames in one write, then waits for their n
+ * replies (ret[i], ret_len[i]).  On failure nothing is returned. */
+static int ut_call_many(struct rpc_transport *base, struct nbuf **frames, size_t n, uint8_t **ret,
+                        size_t *ret_len) {
         struct unix_transport *t = (struct unix_transport *)base;
-        struct pending p = { .done = false };
-        pthread_cond_init(&p.cond, NULL);
+        struct pending one, *p = &one;
+        if (n == 0)
+                return 0;
+        if (n > 1 && !(p = calloc(n, sizeof *p)))
+                return -ENOMEM;
+        if (n == 1)
+                memset(&one, 0, sizeof one);
+        for (size_t i = 0; i < n; i++)
+                pthread_cond_init(&p[i].cond, NULL);
 
+        int r = 0;
         pthread_mutex_lock(&t->lock);
         if (t->fd < 0 || t->dead) {
                 pthread_mutex_unlock(&t->lock);
-                pthread_cond_destroy(&p.cond);
-                return -ENOTCONN;
+                r = -ENOTCONN;
+                goto out;
         }
-        do
-                p.id = ++t->next_id;
-        while (p.id == 0);
-        p.next = t->pending;
-        t->pending = &p;
+        for (size_t i = 0; i < n; i++) {
+                do
+                        p[i].id = ++t->next_id;
+                while (p[i].id == 0);
+                p[i].next = t->pending;
+                t->pending = &p[i];
+        }
         int fd = t->fd;
         pthread_mutex_unlock(&t->lock);
 
-        nbuf_set_u32_at(frame, 4, p.id);
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++) {
+                nbuf_set_u32_at(frames[i], 4, p[i].id);
+                total += frames[i]->len;
+        }
+        /* Several frames: one write (one wake-up of the daemon). */
+        uint8_t *all = n > 1 ? malloc(total) : NULL;
+        if (all) {
+                size_t off = 0;
+                for (size_t i = 0; i < n; i++) {
+                        memcpy(all + off, frames[i]->data, frames[i]->len);
+                        off += frames[i]->len;
+                }
+        }
         pthread_mutex_lock(&t->wlock);
-        int r = write_all(fd, frame->data, frame->len);
+        if (all)
+                r = write_all(fd, all, total);
+        else
+                for (size_t i = 0; i < n && r == 0; i++)
+                        r = write_all(fd, frames[i]->data, frames[i]->len);
         pthread_mutex_unlock(&t->wlock);
+        if (all) {
+                explicit_bzero(all, total); /* a request may hold a PIN */
+                free(all);
+        }
 
         pthread_mutex_lock(&t->lock);
         if (r < 0) {
@@ -581,33 +615,42 @@ static int ut_call(struct rpc_transport *base, struct nbuf *frame, uint8_t **ret
                 t->dead = true;
                 shutdown(fd, SHUT_RDWR);
                 r = -ENOTCONN;
-        } else {
-                if (t->threaded)
-                        while (!p.done)
-                                pthread_cond_wait(&p.cond, &t->lock);
-                else
-                        wait_reading(t, &p, fd);
-                r = p.error;
-        }
+        } else
+                for (size_t i = 0; i < n; i++) {
+                        if (t->threaded)
+                                while (!p[i].done)
+                                        pthread_cond_wait(&p[i].cond, &t->lock);
+                        else
+                                wait_reading(t, &p[i], fd);
+                        if (r == 0)
+                                r = p[i].error;
+                }
         /* Unlink. */
-        for (struct pending **pp = &t->pending; *pp; pp = &(*pp)->next)
-                if (*pp == &p) {
-                        *pp = p.next;
-                        break;
-                }
+        for (size_t i = 0; i < n; i++)
+                for (struct pending **pp = &t->pending; *pp; pp = &(*pp)->next)
+                        if (*pp == &p[i]) {
+                                *pp = p[i].next;
+                                break;
+                        }
         pthread_mutex_unlock(&t->lock);
-        pthread_cond_destroy(&p.cond);
-
-        if (r < 0) {
-                if (p.frame) {
-                        explicit_bzero(p.frame, p.len);
-                        free(p.frame);
+out:
+        for (size_t i = 0; i < n; i++) {
+                pthread_cond_destroy(&p[i].cond);
+                if (r < 0 && p[i].frame) {
+                        explicit_bzero(p[i].frame, p[i].len);
+                        free(p[i].frame);
+                } else if (r == 0) {
+                        ret[i] = p[i].frame;
+                        ret_len[i] = p[i].len;
                 }
-                return r;
         }
-        *ret = p.frame;
-        *ret_len = p.len;
-        return 0;
+        if (p != &one)
+                free(p);
+        return r;
+}
+
+static int ut_call(struct rpc_transport *base, struct nbuf *frame, uint8_t **ret, size_t *ret_len) {
+        return ut_call_many(base, &frame, 1, ret, ret_len);
 }
 
 static void ut_close(struct rpc_transport *base) {
@@ -655,6 +698,7 @@ static const struct rpc_transport_ops unix_ops = {
         .start_events = ut_start_events,
         .connect = ut_connect,
         .call = ut_call,
+        .call_many = ut_call_many,
         .close = ut_close,
         .forget = ut_forget,
         .free = ut_free,
