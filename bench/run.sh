@@ -165,6 +165,11 @@ record() { # subject < RESULT lines; keeps the median (a round's figure)
 
 RSS_IDLE=$(rss_kb "$NETCAD_PID")
 RSS_IDLE_DETAIL=$(awk '/^Rss(Anon|File|Shmem):/ { printf "%s %s kB  ", $1, $2 }' "/proc/$NETCAD_PID/status")
+# Where the file-backed part lives: resident kB per mapped file (libraries),
+# the largest first.
+RSS_IDLE_FILES=$(awk '/^[0-9a-f]+-[0-9a-f]+ / { f = ($6 ~ /^\//) ? $6 : "" } /^Rss:/ && f != "" { r[f] += $2 }
+        END { for (k in r) { n = k; sub(/.*\//, "", n); printf "%d %s\n", r[k], n } }' "/proc/$NETCAD_PID/smaps" |
+        sort -rn | head -n 12 | awk '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1 }')
 
 # The isolation metric's slow token (a 4th token: after the idle reading).
 "$NETCA_TOOL" token create-soft --label "$SLOW_LABEL" --pin "$PIN" --so-pin "$SO_PIN" >"$T/create.out" 2>&1 ||
@@ -198,7 +203,8 @@ if [[ "${ready:-}" = ready ]]; then
         echo close >&"${SESS[1]}"
         wait "$SESS_PID" || true
         SESS_PID=
-        sleep 0.5
+        # netcad gives freed memory back at its 2-second sweep.
+        sleep 2.5
         RSS_AFTER=$(rss_kb "$NETCAD_PID")
 else
         say "could not open $SESSIONS sessions on netca"
@@ -219,7 +225,7 @@ echo "netca benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs," \
 echo "rounds: $ROUNDS x ${DURATION}s per metric (interleaved); fresh: $FRESH_RUNS processes per round, the round's median"
 echo "cells: median [min-max] over the rounds; ratios from the medians"
 echo
-awk -v detail="$RSS_IDLE_DETAIL" '
+awk -v detail="$RSS_IDLE_DETAIL" -v files="$RSS_IDLE_FILES" '
 function stats(key,   n, i, j, t, v) {
         n = cnt[key]
         if (n == 0) return ""
@@ -275,6 +281,7 @@ END {
         printf "  %-36s %s\n", "1,000 open sessions", mb(rss["netca-1000-sessions"])
         printf "  %-36s %s\n", "idle again after closing them", mb(rss["netca-idle-after"])
         printf "  idle breakdown: %s\n", detail
+        printf "  file-backed, kB per file: %s\n", files
         print ""
         print "isolation (netca): C_Sign (ECDSA P-256) on token bench, idle and while bench-slow (200 ms per"
         print "signature) is kept busy by 24 concurrent signers in 3 processes; cells over the rounds"
@@ -297,6 +304,9 @@ END {
         printf "  %-44s %-10s %s\n", "ecdsa 1 thread >= 90% of mbedTLS 1 thread", sprintf("%.0f%%", 100 * x / l), ok(x >= 0.9 * l)
         x = med[n "ecdsa2"]
         printf "  %-44s %-10s %s\n", "ecdsa 2 threads >= 1.7x mbedTLS 1 thread", sprintf("%.2fx", x / l), ok(x >= 1.7 * l)
+        l2 = med["limit" SUBSEP "mbedtls-ecdsa2"]
+        printf "    (ceiling: in-process mbedTLS with 2 threads makes %.2fx its 1-thread rate here;\n", l2 / l
+        printf "     netca with 2 threads makes %.0f%% of in-process mbedTLS with 2 threads)\n", 100 * x / l2
         x = med[n "isolation-ratio"]
         printf "  %-44s %-10s %s\n", "C_Sign median busy <= 1.5x idle (isolation)", sprintf("%.2fx", x), ok(x <= 1.5)
         x = med[n "fresh"]
