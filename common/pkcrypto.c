@@ -128,7 +128,7 @@ mbedtls_md_type_t pkc_md_type(CK_MECHANISM_TYPE m) {
         }
 }
 
-static mbedtls_md_type_t mgf_md_type(CK_RSA_PKCS_MGF_TYPE mgf) {
+mbedtls_md_type_t pkc_mgf_md(CK_RSA_PKCS_MGF_TYPE mgf) {
         switch (mgf) {
         case CKG_MGF1_SHA1: return MBEDTLS_MD_SHA1;
         case CKG_MGF1_SHA224: return MBEDTLS_MD_SHA224;
@@ -497,7 +497,7 @@ static int pkc_pss_params(const CK_MECHANISM *mech, size_t hash_len, mbedtls_md_
         if (!mech->pParameter || mech->ulParameterLen != sizeof pp)
                 return -EBADR;
         memcpy(&pp, mech->pParameter, sizeof pp);
-        mbedtls_md_type_t md = pkc_md_type(pp.hashAlg), mgf = mgf_md_type(pp.mgf);
+        mbedtls_md_type_t md = pkc_md_type(pp.hashAlg), mgf = pkc_mgf_md(pp.mgf);
         if (md == MBEDTLS_MD_NONE || mgf == MBEDTLS_MD_NONE || pp.sLen > 1024)
                 return -EBADR;
         if (mbedtls_md_get_size(mbedtls_md_info_from_type(md)) != hash_len)
@@ -621,7 +621,7 @@ static int pkc_oaep_params(const CK_MECHANISM *mech, mbedtls_md_type_t *ret_md) 
         memcpy(&op, mech->pParameter, sizeof op);
         /* SHA-1 and SHA-256 are the ones required; the other SHA-2 sizes
          * come for free.  MGF1 must use the same hash (mbedTLS has one). */
-        if (pkc_md_type(op.hashAlg) == MBEDTLS_MD_NONE || mgf_md_type(op.mgf) != pkc_md_type(op.hashAlg))
+        if (pkc_md_type(op.hashAlg) == MBEDTLS_MD_NONE || pkc_mgf_md(op.mgf) != pkc_md_type(op.hashAlg))
                 return -EBADR;
         if (op.source != 0 && op.source != CKZ_DATA_SPECIFIED)
                 return -EBADR;

@@ -22,6 +22,8 @@
 
 /* CKM_SHA_1/SHA224/SHA256/SHA384/SHA512 -> mbedTLS md type; NONE if not a hash. */
 mbedtls_md_type_t pkc_md_type(CK_MECHANISM_TYPE hash_mech);
+/* The hash of an MGF1 (CKG_MGF1_*), MBEDTLS_MD_NONE when unknown. */
+mbedtls_md_type_t pkc_mgf_md(CK_RSA_PKCS_MGF_TYPE mgf);
 /* Combined mechanisms: CKM_SHA256_RSA_PKCS -> (CKM_SHA256, CKM_RSA_PKCS),
  * CKM_SHA256_RSA_PKCS_PSS -> (CKM_SHA256, CKM_RSA_PKCS_PSS),
  * CKM_ECDSA_SHA256 -> (CKM_SHA256, CKM_ECDSA), and the SHA-1/224/384/512

@@ -936,17 +936,6 @@ static int mgf1_xor(mbedtls_md_type_t mdt, const uint8_t *seed, size_t seed_len,
         return rc == 0 ? 0 : -EIO;
 }
 
-static mbedtls_md_type_t md_of_mgf(CK_RSA_PKCS_MGF_TYPE mgf) {
-        switch (mgf) {
-        case CKG_MGF1_SHA1: return MBEDTLS_MD_SHA1;
-        case CKG_MGF1_SHA224: return MBEDTLS_MD_SHA224;
-        case CKG_MGF1_SHA256: return MBEDTLS_MD_SHA256;
-        case CKG_MGF1_SHA384: return MBEDTLS_MD_SHA384;
-        case CKG_MGF1_SHA512: return MBEDTLS_MD_SHA512;
-        default: return MBEDTLS_MD_NONE;
-        }
-}
-
 /* EMSA-PSS-ENCODE (RFC 8017 9.1.1) of a hash into em (k bytes, the RSA
  * input; emBits = modBits - 1). */
 static int pss_encode(const mbedtls_pk_context *pk, const CK_MECHANISM *mech, const uint8_t *hash, size_t hlen,
@@ -955,7 +944,7 @@ static int pss_encode(const mbedtls_pk_context *pk, const CK_MECHANISM *mech, co
         if (!mech->pParameter || mech->ulParameterLen != sizeof pp)
                 return -EBADR;
         memcpy(&pp, mech->pParameter, sizeof pp);
-        mbedtls_md_type_t md = pkc_md_type(pp.hashAlg), mgf = md_of_mgf(pp.mgf);
+        mbedtls_md_type_t md = pkc_md_type(pp.hashAlg), mgf = pkc_mgf_md(pp.mgf);
         if (md == MBEDTLS_MD_NONE || mgf == MBEDTLS_MD_NONE)
                 return -EBADR;
         const mbedtls_md_info_t *mi = mbedtls_md_info_from_type(md);
@@ -1005,7 +994,7 @@ static int oaep_decode(const CK_MECHANISM *mech, uint8_t *em, size_t k, uint8_t 
                 return -EBADR;
         memcpy(&op, mech->pParameter, sizeof op);
         mbedtls_md_type_t md = pkc_md_type(op.hashAlg);
-        if (md == MBEDTLS_MD_NONE || md_of_mgf(op.mgf) != md || (op.source != 0 && op.source != CKZ_DATA_SPECIFIED) ||
+        if (md == MBEDTLS_MD_NONE || pkc_mgf_md(op.mgf) != md || (op.source != 0 && op.source != CKZ_DATA_SPECIFIED) ||
             op.ulSourceDataLen != 0)
                 return -EBADR;
         size_t hl = mbedtls_md_get_size(mbedtls_md_info_from_type(md));

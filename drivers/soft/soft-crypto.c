@@ -178,17 +178,6 @@ static void maybe_delay(struct token *t) {
                 sleep_ms(2);
 }
 
-static mbedtls_md_type_t md_of_mgf(CK_RSA_PKCS_MGF_TYPE mgf) {
-        switch (mgf) {
-        case CKG_MGF1_SHA1: return MBEDTLS_MD_SHA1;
-        case CKG_MGF1_SHA224: return MBEDTLS_MD_SHA224;
-        case CKG_MGF1_SHA256: return MBEDTLS_MD_SHA256;
-        case CKG_MGF1_SHA384: return MBEDTLS_MD_SHA384;
-        case CKG_MGF1_SHA512: return MBEDTLS_MD_SHA512;
-        default: return MBEDTLS_MD_NONE;
-        }
-}
-
 static int mbed_err(int rc) {
         if (rc == MBEDTLS_ERR_RSA_BAD_INPUT_DATA || rc == MBEDTLS_ERR_ECP_BAD_INPUT_DATA)
                 return -ERANGE;
@@ -253,7 +242,7 @@ static int do_sign(struct soft_key *k, const CK_MECHANISM *mech, const uint8_t *
                 if (!mech->pParameter || mech->ulParameterLen != sizeof pp)
                         return -EBADR;
                 memcpy(&pp, mech->pParameter, sizeof pp);
-                mbedtls_md_type_t md = pkc_md_type(pp.hashAlg), mgf = md_of_mgf(pp.mgf);
+                mbedtls_md_type_t md = pkc_md_type(pp.hashAlg), mgf = pkc_mgf_md(pp.mgf);
                 if (md == MBEDTLS_MD_NONE || mgf == MBEDTLS_MD_NONE)
                         return -EBADR;
                 size_t hl = mbedtls_md_get_size(mbedtls_md_info_from_type(md));
@@ -352,7 +341,7 @@ int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const 
                 if (!mech->pParameter || mech->ulParameterLen != sizeof op)
                         return -EBADR;
                 memcpy(&op, mech->pParameter, sizeof op);
-                if (pkc_md_type(op.hashAlg) == MBEDTLS_MD_NONE || md_of_mgf(op.mgf) != pkc_md_type(op.hashAlg) ||
+                if (pkc_md_type(op.hashAlg) == MBEDTLS_MD_NONE || pkc_mgf_md(op.mgf) != pkc_md_type(op.hashAlg) ||
                     (op.source != 0 && op.source != CKZ_DATA_SPECIFIED) || op.ulSourceDataLen != 0)
                         return -EBADR;
                 md = pkc_md_type(op.hashAlg);
