@@ -9,7 +9,10 @@ piv_setup
 openssl_engine_setup
 head -c 5000 /dev/urandom >"$T/data"
 cp "$T/data" "$T/data2"
-printf '%s' "$(head -c1 "$T/data" | tr '\0-\377' '\1-\377\0')" | dd of="$T/data2" bs=1 count=1 conv=notrunc 2>/dev/null
+# The first byte plus one (through od and printf's octal escape: a command
+# substitution would drop a NUL or a newline, 1 time in 128).
+b=$(od -An -tu1 -N1 "$T/data" | tr -d ' ')
+printf "\\$(printf '%03o' $(((b + 1) % 256)))" | dd of="$T/data2" bs=1 count=1 conv=notrunc 2>/dev/null
 cmp -s "$T/data" "$T/data2" && fail "could not modify the data"
 
 # 9A (RSA) and 9E (ECDSA P-256).  Not 9C: libp11 0.4.12 asks the PIN of an
