@@ -119,6 +119,23 @@ struct core_client {
         struct core_client *next;
 };
 
+/* The failed-login rate limit's memory (see login_fail_check). */
+#define LOGIN_FAIL_SLOTS 64
+struct login_fail {
+        pid_t pid;
+        unsigned long long start_time;
+        char tok[128];
+        CK_USER_TYPE user;
+        uint8_t mac[32];
+        uint64_t last;          /* CLOCK_MONOTONIC seconds; 0: free slot */
+};
+struct login_fails {
+        pthread_mutex_t lock;
+        struct login_fail v[LOGIN_FAIL_SLOTS];
+        uint8_t key[32];        /* HMAC key, random, made on first use */
+        bool keyed;
+};
+
 struct core {
         pthread_mutex_t lock;
         struct slot *slots;
@@ -132,6 +149,7 @@ struct core {
         core_audit_fn audit_fn;
         void *audit_ud;
         struct core_pin_entry pin_entry;  /* under the core lock */
+        struct login_fails login_fails;   /* its own lock */
 };
 
 
@@ -190,11 +208,13 @@ int core_new(struct core **ret) {
         if (!c)
                 return -ENOMEM;
         pthread_mutex_init(&c->lock, NULL);
+        pthread_mutex_init(&c->login_fails.lock, NULL);
         c->next_session = 1;
         c->next_object = 1;
         core_pin_entry_default(&c->pin_entry);
         int r = pincache_new(NULL, NULL, &c->pins);
         if (r < 0) {
+                pthread_mutex_destroy(&c->login_fails.lock);
                 pthread_mutex_destroy(&c->lock);
                 free(c);
                 return r;
@@ -901,6 +921,9 @@ struct core *core_free(struct core *c) {
         free(c->slots);
         /* Daemon stop: every cached PIN is wiped. */
         c->pins = pincache_free(c->pins);
+        secure_wipe(&c->login_fails.v, sizeof c->login_fails.v);
+        secure_wipe(c->login_fails.key, sizeof c->login_fails.key);
+        pthread_mutex_destroy(&c->login_fails.lock);
         pthread_mutex_destroy(&c->lock);
         free(c);
         return NULL;
@@ -1483,18 +1506,6 @@ static void pin_judged(struct core_client *cl, struct tok *k, int r, bool from_c
  * a random key made once per daemon, in memory.  Logins with a NULL PIN
  * (cache, pinentry) are not limited: each is a new entry by the user. */
 #define LOGIN_RETRY_WINDOW 60
-#define LOGIN_FAIL_SLOTS 64
-static struct login_fail {
-        pid_t pid;
-        unsigned long long start_time;
-        char tok[128];
-        CK_USER_TYPE user;
-        uint8_t mac[32];
-        uint64_t last;          /* CLOCK_MONOTONIC seconds; 0: free slot */
-} login_fails[LOGIN_FAIL_SLOTS];
-static uint8_t login_fail_key[32];
-static bool login_fail_keyed;
-static pthread_mutex_t login_fail_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* check: returns true when this PIN is the one the token last refused for
  * this process within the window.  !check: records the token's verdict
@@ -1506,17 +1517,18 @@ static bool login_fail_check(const struct core_client *cl, const struct tok *k, 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t now = (uint64_t)ts.tv_sec + 1; /* never 0 */
         bool refuse = false;
-        pthread_mutex_lock(&login_fail_lock);
-        if (!login_fail_keyed && pkc_random(login_fail_key, sizeof login_fail_key) == 0)
-                login_fail_keyed = true;
-        if (!login_fail_keyed || mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), login_fail_key,
-                                                 sizeof login_fail_key, pin, pin_len, mac) != 0) {
-                pthread_mutex_unlock(&login_fail_lock);
+        struct login_fails *lf = &cl->core->login_fails;
+        pthread_mutex_lock(&lf->lock);
+        if (!lf->keyed && pkc_random(lf->key, sizeof lf->key) == 0)
+                lf->keyed = true;
+        if (!lf->keyed || mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), lf->key, sizeof lf->key, pin,
+                                          pin_len, mac) != 0) {
+                pthread_mutex_unlock(&lf->lock);
                 return false;   /* cannot compare safely: let the token judge */
         }
-        struct login_fail *e = NULL, *victim = &login_fails[0];
+        struct login_fail *e = NULL, *victim = &lf->v[0];
         for (size_t i = 0; i < LOGIN_FAIL_SLOTS; i++) {
-                struct login_fail *f = &login_fails[i];
+                struct login_fail *f = &lf->v[i];
                 if (f->last && f->pid == cl->peer.pid && f->start_time == cl->peer.start_time && f->user == user &&
                     strcmp(f->tok, k->key) == 0)
                         e = f;
@@ -1541,7 +1553,7 @@ static bool login_fail_check(const struct core_client *cl, const struct tok *k, 
                 memcpy(e->mac, mac, sizeof mac);
                 e->last = now;
         }
-        pthread_mutex_unlock(&login_fail_lock);
+        pthread_mutex_unlock(&lf->lock);
         secure_wipe(mac, sizeof mac);
         return refuse;
 }
