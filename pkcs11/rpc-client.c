@@ -92,23 +92,24 @@ uint64_t rpc_client_generation(struct rpc_client *c) {
         return g;
 }
 
-void rpc_client_poll_events(struct rpc_client *c) {
-        /* Cleared by the transport once its reader thread runs. */
-        if (!__atomic_load_n(&c->t->poll_before_use, __ATOMIC_ACQUIRE) || !c->t->ops->poll_events)
+/* Runs a transport op about events on the connection, while the transport
+ * still needs them taken in by hand (poll_before_use: cleared by the
+ * transport once its reader thread runs). */
+static void event_op(struct rpc_client *c, void (*op)(struct rpc_transport *t)) {
+        if (!__atomic_load_n(&c->t->poll_before_use, __ATOMIC_ACQUIRE) || !op)
                 return;
         pthread_rwlock_rdlock(&c->lock);
         if (c->connected)
-                c->t->ops->poll_events(c->t);
+                op(c->t);
         pthread_rwlock_unlock(&c->lock);
 }
 
+void rpc_client_poll_events(struct rpc_client *c) {
+        event_op(c, c->t->ops->poll_events);
+}
+
 void rpc_client_start_events(struct rpc_client *c) {
-        if (!__atomic_load_n(&c->t->poll_before_use, __ATOMIC_ACQUIRE) || !c->t->ops->start_events)
-                return;
-        pthread_rwlock_rdlock(&c->lock);
-        if (c->connected)
-                c->t->ops->start_events(c->t);
-        pthread_rwlock_unlock(&c->lock);
+        event_op(c, c->t->ops->start_events);
 }
 
 /* The connection of generation gen broke: mark it so, once. */

@@ -156,15 +156,24 @@ static void mgmt_auth(struct vpiv *c) {
  * COUNTER, GENERATE, PUT DATA): such an input gets a card of its own.  The
  * others run on one card loaded once, reset after each input: loading a card
  * (its directory, 4 keys, 2 certificates) costs far more than the input. */
+/* The next message of the input at *pos: false at the end. */
+static bool next_message(const uint8_t *data, size_t size, size_t *pos, const uint8_t **ret, size_t *ret_len) {
+        if (size - *pos < 2)
+                return false;
+        size_t len = ((size_t)data[*pos] << 8) | data[*pos + 1];
+        *pos += 2;
+        if (len > size - *pos)
+                len = size - *pos;
+        *ret = data + *pos;
+        *ret_len = len;
+        *pos += len;
+        return true;
+}
+
 static bool changes_card(const uint8_t *data, size_t size) {
-        size_t pos = 0;
-        while (size - pos >= 2) {
-                size_t len = ((size_t)data[pos] << 8) | data[pos + 1];
-                pos += 2;
-                if (len > size - pos)
-                        len = size - pos;
-                const uint8_t *m = data + pos;
-                pos += len;
+        size_t pos = 0, len;
+        const uint8_t *m;
+        while (next_message(data, size, &pos, &m, &len)) {
                 if (len >= 2 && (m[1] == 0x20 || m[1] == 0x24 || m[1] == 0x2C || m[1] == 0x47 || m[1] == 0xDB))
                         return true;
         }
@@ -191,14 +200,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 shared_card = c;
                 atexit(free_shared_card);
         }
-        size_t pos = 0;
-        while (size - pos >= 2) {
-                size_t len = ((size_t)data[pos] << 8) | data[pos + 1];
-                pos += 2;
-                if (len > size - pos)
-                        len = size - pos;
-                const uint8_t *m = data + pos;
-                pos += len;
+        size_t pos = 0, len;
+        const uint8_t *m;
+        while (next_message(data, size, &pos, &m, &len)) {
                 if (len == 1 && m[0] == 0xA5) {
                         mgmt_auth(c);
                         continue;
