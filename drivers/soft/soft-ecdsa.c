@@ -14,15 +14,17 @@
  *   while its table is being built).
  *
  * - Nonces are precomputed.  k*G needs neither the key nor the message, so a
- *   background thread computes "presignatures" ahead of time, at SCHED_IDLE
+ *   background thread per CPU computes "presignatures" ahead of time, at SCHED_IDLE
  *   priority: it only ever runs on a CPU that would otherwise be idle (the
  *   daemon waiting for a client's next request, a second core).  A sign then
  *   takes one from the pool and finishes in microseconds.  With the pool
  *   empty (every CPU busy) it presigns inline, which costs what
  *   mbedtls_ecdsa_sign costs: the pool only ever turns idle time into
- *   throughput.  The thread starts with the first signature of the process,
- *   refills a curve's pool only once that curve has been used, and sleeps
- *   (no timers, no wake-ups) once the pools are full.
+ *   throughput.  The threads start with the first signature of the process,
+ *   refill a curve's pool only once that curve has been used, and sleep (no
+ *   timers, no wake-ups) once the pools are full.  One per CPU: with a
+ *   single one, 2 signing threads on 2 CPUs made 2,220-2,340 signatures/s,
+ *   with two 2,460-2,600 (the idle moments of both CPUs are used).
  *
  * - The private scalar is kept in locked memory, outside mbedTLS's heap
  *   (struct soft_ec_key).
@@ -64,6 +66,7 @@
 #define EC_MAX_BYTES 48  /* P-384 */
 #define POOL_MAX 32      /* presignatures kept per curve */
 #define GROUPS_MAX 8     /* idle loaded groups kept per curve */
+#define REFILL_THREADS_MAX 4
 
 struct presig {
         uint8_t r[EC_MAX_BYTES], t[EC_MAX_BYTES], u[EC_MAX_BYTES];
@@ -97,7 +100,7 @@ static struct curve curves[] = {
         { .id = MBEDTLS_ECP_DP_SECP384R1, .nbytes = 48 },
 };
 static int pool_on = 1;                  /* atomic */
-static bool thread_running;              /* under lock */
+static unsigned threads_running;         /* refill threads, under lock */
 static pid_t pool_pid;                   /* atomic: the process the pool belongs to */
 static uint64_t n_pooled, n_inline;      /* atomic */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -142,7 +145,7 @@ static void atfork_child(void) {
                 c->wanted = 0;
         }
         (void) sem_init(&refill_sem, 0, 0);
-        thread_running = false;
+        threads_running = 0;
         pool_pid = getpid();
         pthread_mutex_unlock(&lock);
 }
@@ -370,7 +373,13 @@ static void want_refill(struct curve *c) {
                         goto out;
                 STORE(c->pool, pool);
         }
-        if (!thread_running) {
+        if (threads_running == 0) {
+                /* One per CPU (at most REFILL_THREADS_MAX): at SCHED_IDLE
+                 * each only takes a CPU nobody else wants, and with one,
+                 * the idle time of the other CPUs was lost (a signer waiting
+                 * for its client's next request leaves its CPU idle). */
+                long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+                unsigned want = ncpu < 1 ? 1 : ncpu > REFILL_THREADS_MAX ? REFILL_THREADS_MAX : (unsigned) ncpu;
                 pthread_attr_t attr;
                 pthread_t th;
                 sigset_t all, old;
@@ -381,12 +390,13 @@ static void want_refill(struct curve *c) {
                 pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
                 /* Small stack: mbedTLS keeps its numbers on the heap. */
                 pthread_attr_setstacksize(&attr, 128 * 1024);
-                if (pthread_create(&th, &attr, refill_main, NULL) == 0)
-                        thread_running = true;
+                for (unsigned i = 0; i < want; i++)
+                        if (pthread_create(&th, &attr, refill_main, NULL) == 0)
+                                threads_running++;
                 pthread_attr_destroy(&attr);
                 pthread_sigmask(SIG_SETMASK, &old, NULL);
         }
-        if (thread_running)
+        if (threads_running > 0)
                 STORE(c->wanted, 1);
 out:
         pthread_mutex_unlock(&lock);
