@@ -72,6 +72,12 @@ assert_file_contains "$T/reg2.out" "busy: registered"
 cp "$(command -v sleep)" "$T/chromium"
 "$T/chromium" 60 &
 fake=$!
+# Until the fork has exec'd, /proc/PID/exe is bash's (the test failed so
+# under load).
+for _ in $(seq 100); do
+        [[ "$(readlink "/proc/$fake/exe" 2>/dev/null)" = "$T/chromium" ]] && break
+        sleep 0.05
+done
 rc=0
 tool browser register --chromium >"$T/reg3.out" 2>&1 || rc=$?
 kill "$fake"; wait "$fake" 2>/dev/null || true

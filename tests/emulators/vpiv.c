@@ -112,6 +112,7 @@ struct vpiv {
         char *dir;
         uint8_t pin[8], puk[8];         /* FF-padded */
         unsigned pin_max, puk_max, pin_left, puk_left;
+        unsigned pin_left0, puk_left0;  /* as loaded (vpiv_rewind) */
         uint8_t mgmt_alg;
         uint8_t mgmt_key[32];
         size_t mgmt_len;
@@ -754,6 +755,8 @@ int vpiv_new(const char *dir, struct vpiv **ret, char **err) {
                 goto out_free;
         if (!obj_by_tag(c, TAG_CCC)->data && (r = make_ccc(c)) < 0)
                 goto out_free;
+        c->pin_left0 = c->pin_left;
+        c->puk_left0 = c->puk_left;
         vpiv_reset(c);
         *ret = c;
         return 0;
@@ -817,6 +820,14 @@ void vpiv_reset(struct vpiv *c) {
         mbedtls_platform_zeroize(c->ga_block, sizeof c->ga_block);
         chain_drop(c);
         resp_drop(c);
+}
+
+void vpiv_rewind(struct vpiv *c) {
+        if (!c)
+                return;
+        c->pin_left = c->pin_left0;
+        c->puk_left = c->puk_left0;
+        vpiv_reset(c);
 }
 
 void vpiv_set_delay_ms(struct vpiv *c, unsigned ms) {
