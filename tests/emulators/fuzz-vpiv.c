@@ -152,11 +152,10 @@ static void mgmt_auth(struct vpiv *c) {
 }
 
 /* True when some message of the input is a command that changes what the
- * card keeps beyond its try counters (CHANGE REFERENCE DATA, RESET RETRY
- * COUNTER, GENERATE, PUT DATA): such an input gets a card of its own.  The
- * others (VERIFY included) run on one card loaded once and rewound after
- * each input (vpiv_rewind): loading a card (its directory, 4 keys, 2
- * certificates) costs far more than the input. */
+ * card keeps beyond its PIN, PUK and try counters (GENERATE, PUT DATA): such
+ * an input gets a card of its own.  The others run on one card loaded once
+ * and rewound after each input (vpiv_rewind): loading a card (its
+ * directory, 4 keys, 2 certificates) costs far more than the input. */
 /* The next message of the input at *pos: false at the end. */
 static bool next_message(const uint8_t *data, size_t size, size_t *pos, const uint8_t **ret, size_t *ret_len) {
         if (size - *pos < 2)
@@ -175,7 +174,7 @@ static bool changes_card(const uint8_t *data, size_t size) {
         size_t pos = 0, len;
         const uint8_t *m;
         while (next_message(data, size, &pos, &m, &len)) {
-                if (len >= 2 && (m[1] == 0x24 || m[1] == 0x2C || m[1] == 0x47 || m[1] == 0xDB))
+                if (len >= 2 && (m[1] == 0x47 || m[1] == 0xDB))
                         return true;
         }
         return false;

@@ -113,6 +113,7 @@ struct vpiv {
         uint8_t pin[8], puk[8];         /* FF-padded */
         unsigned pin_max, puk_max, pin_left, puk_left;
         unsigned pin_left0, puk_left0;  /* as loaded (vpiv_rewind) */
+        uint8_t pin0[8], puk0[8];
         uint8_t mgmt_alg;
         uint8_t mgmt_key[32];
         size_t mgmt_len;
@@ -757,6 +758,8 @@ int vpiv_new(const char *dir, struct vpiv **ret, char **err) {
                 goto out_free;
         c->pin_left0 = c->pin_left;
         c->puk_left0 = c->puk_left;
+        memcpy(c->pin0, c->pin, sizeof c->pin0);
+        memcpy(c->puk0, c->puk, sizeof c->puk0);
         vpiv_reset(c);
         *ret = c;
         return 0;
@@ -827,6 +830,8 @@ void vpiv_rewind(struct vpiv *c) {
                 return;
         c->pin_left = c->pin_left0;
         c->puk_left = c->puk_left0;
+        memcpy(c->pin, c->pin0, sizeof c->pin);
+        memcpy(c->puk, c->puk0, sizeof c->puk);
         vpiv_reset(c);
 }
 

@@ -55,9 +55,10 @@ size_t vpiv_atr(struct vpiv *c, uint8_t *out, size_t cap);
 /* Power cycle: security state (PIN verified, mgmt auth), chaining and
  * pending responses cleared; the PIV application selected. */
 void vpiv_reset(struct vpiv *c);
-/* vpiv_reset, and the PIN and PUK try counters back to what vpiv_new
- * loaded (what VERIFY changes); for the fuzz target, which reuses one card
- * for the inputs that change nothing else. */
+/* vpiv_reset, and the PIN and PUK and their try counters back to what
+ * vpiv_new loaded (what VERIFY, CHANGE REFERENCE DATA and RESET RETRY
+ * COUNTER change); for the fuzz target, which reuses one card for the inputs
+ * that change nothing else. */
 void vpiv_rewind(struct vpiv *c);
 /* One command APDU in, the response APDU (data + SW1 SW2) out.  Card errors
  * are status words (0 returned; a malformed APDU gets 6700).  -EINVAL bad
