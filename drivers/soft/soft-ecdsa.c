@@ -14,18 +14,24 @@
  *   while its table is being built).
  *
  * - Nonces are precomputed.  k*G needs neither the key nor the message, so a
- *   background thread per CPU computes "presignatures" ahead of time, at SCHED_IDLE
- *   priority: it only ever runs on a CPU that would otherwise be idle (the
- *   daemon waiting for a client's next request, a second core).  A sign then
- *   takes one from the pool and finishes in microseconds.  With the pool
- *   empty (every CPU busy) it presigns inline, which costs what
- *   mbedtls_ecdsa_sign costs: the pool only ever turns idle time into
- *   throughput.  The threads start with the first signature of the process,
- *   refill a curve's pool only once that curve has been used, and sleep (no
- *   timers, no wake-ups) once the pools are full.  One per CPU: with a
- *   single one, 2 signing threads on 2 CPUs made 2,220-2,340 signatures/s,
+ *   background thread per CPU computes "presignatures" ahead of time, while
+ *   the daemon waits for a client's next request or on a second core.  A
+ *   sign then takes one from the pool and finishes in microseconds.  With
+ *   the pool empty (every CPU busy) it presigns inline, which costs what
+ *   mbedtls_ecdsa_sign costs.  The threads start with the first signature of
+ *   the process, refill a curve's pool only once that curve has been used,
+ *   and sleep (no timers, no wake-ups) once the pools are full, so they only
+ *   ever do, ahead of time, the work of signatures already made: at most
+ *   POOL_MAX presignatures per curve after the last one.  One per CPU: with
+ *   a single one, 2 signing threads on 2 CPUs made 2,220-2,340 signatures/s,
  *   with two 2,460-2,600 (the idle moments of both CPUs are used).
- *
+ *   They run at normal priority.  At SCHED_IDLE (until 2026-12-02) every
+ *   wake-up of the daemon's or the client's threads preempted one, and on
+ *   the benchmark's paravirtualised machine that cost the daemon ~170 us of
+ *   kernel time per signature, against ~60 us at normal priority: 1 signing
+ *   thread 2,580-2,610 -> 3,210-3,360 signatures/s, 2 threads 2,040 ->
+ *   2,890-3,040 (bench/, same runs).
+
  * - The private scalar is kept in locked memory, outside mbedTLS's heap
  *   (struct soft_ec_key).
  *
@@ -46,7 +52,6 @@
  * for measurements. */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -74,9 +79,8 @@ struct presig {
 
 /* A pool slot moves EMPTY -> FILLING (refill thread) -> FULL -> TAKING (a
  * signer) -> EMPTY, each step by an atomic compare-and-swap: the refill
- * thread never holds a lock, because at SCHED_IDLE it can be preempted for
- * as long as the CPUs are busy, and a signer waiting on a lock it holds
- * would wait that long too. */
+ * thread never holds a lock, so a signer never waits for one that was
+ * preempted while holding it. */
 enum { SLOT_EMPTY, SLOT_FILLING, SLOT_FULL, SLOT_TAKING };
 struct slot {
         int state;               /* atomic */
@@ -314,9 +318,6 @@ static int finish(const struct curve *c, const mbedtls_mpi *N, size_t nbits, con
  * refill_sem when there is none.  Takes no lock (see struct slot). */
 static void *refill_main(void *arg) {
         (void) arg;
-        /* Only ever use CPU time nobody else wants. */
-        struct sched_param sp = { .sched_priority = 0 };
-        (void) pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
 
         mbedtls_ecp_group own[ELEMENTSOF(curves)];
         bool loaded[ELEMENTSOF(curves)] = { false };
@@ -374,10 +375,9 @@ static void want_refill(struct curve *c) {
                 STORE(c->pool, pool);
         }
         if (threads_running == 0) {
-                /* One per CPU (at most REFILL_THREADS_MAX): at SCHED_IDLE
-                 * each only takes a CPU nobody else wants, and with one,
-                 * the idle time of the other CPUs was lost (a signer waiting
-                 * for its client's next request leaves its CPU idle). */
+                /* One per CPU (at most REFILL_THREADS_MAX): with one, the
+                 * idle time of the other CPUs was lost (a signer waiting for
+                 * its client's next request leaves its CPU idle). */
                 long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
                 unsigned want = ncpu < 1 ? 1 : ncpu > REFILL_THREADS_MAX ? REFILL_THREADS_MAX : (unsigned) ncpu;
                 pthread_attr_t attr;

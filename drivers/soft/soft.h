@@ -58,7 +58,7 @@ void soft_token_set_delay_ms(struct token *t, unsigned ms);
  * "bench-slow=200").  Only tests and the benchmark set it; netcad logs a
  * warning naming each token it slows down. */
 
-/* ECDSA (P-256/P-384) keeps a small pool of precomputed nonces, refilled at
- * SCHED_IDLE priority by one background thread (drivers/soft/soft-ecdsa.c).
+/* ECDSA (P-256/P-384) keeps a small pool of precomputed nonces, refilled by
+ * a background thread per CPU (drivers/soft/soft-ecdsa.c).
  * NETCA_SOFT_ECDSA_POOL=0 in netcad's environment turns it off (every
  * signature then computes its nonce inline), for measurements. */

@@ -46,9 +46,9 @@ static void sign_random(struct token *t, const struct dobj *pub, uint64_t priv, 
         sign_hash(t, pub, priv, hash, sizeof hash, ret_r, ret_rlen);
 }
 
-/* Waits (bounded) until the refill thread has put at least n presignatures
- * in the pools.  It runs at SCHED_IDLE, so a loaded machine slows it down:
- * the bound is generous and only there so that a broken thread fails. */
+/* Waits (bounded) until the refill threads have put at least n
+ * presignatures in the pools.  A loaded machine slows them down: the bound
+ * is generous and only there so that a broken thread fails. */
 static void wait_pool(size_t n) {
         for (int i = 0; i < 120 * 100; i++) {
                 size_t avail;
