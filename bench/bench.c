@@ -334,6 +334,7 @@ enum metric {
         M_ENUM,
         M_ECDSA,
         M_RSA,
+        M_RANDOM,
 };
 
 struct worker {
@@ -393,6 +394,11 @@ static void one_op(struct worker *w) {
                 CK_ULONG len = sizeof(sig);
                 CHECK(p11->C_SignInit(w->session, &mech, w->key));
                 CHECK(p11->C_Sign(w->session, hash, sizeof(hash), sig, &len));
+                break;
+        }
+        case M_RANDOM: {
+                CK_BYTE buf[32];
+                CHECK(p11->C_GenerateRandom(w->session, buf, sizeof(buf)));
                 break;
         }
         case M_RSA: {
@@ -465,7 +471,7 @@ static const struct {
 } metrics[] = {
         { "sessinfo", M_SESSINFO, 1 }, { "tokeninfo", M_TOKENINFO, 1 }, { "slotlist", M_SLOTLIST, 1 },
         { "enum", M_ENUM, 1 },         { "ecdsa", M_ECDSA, 1 },         { "ecdsa2", M_ECDSA, 2 },
-        { "rsa", M_RSA, 1 },
+        { "rsa", M_RSA, 1 },           { "random", M_RANDOM, 1 },
 };
 
 static void bench_p11(int argc, char **argv) {

@@ -202,6 +202,15 @@ for r in $(seq "$ROUNDS"); do
                 taskset -c 0 "$BENCH" -d "$DURATION" -r 1 pingpong | sed 's/ pingpong / pingpong-1cpu /' | record limit
         fi
         "$BENCH" -d "$DURATION" -r 1 -t 1 mbedtls | record limit
+        # The same on each CPU: the two vCPUs of the benchmark machine differ
+        # by up to 1.6x (docs/benchmarks.md), and where the scheduler puts a
+        # lone thread decides the unpinned figure.  The targets use the best.
+        if command -v taskset >/dev/null; then
+                for c in $(seq 0 $(( $(nproc) > 4 ? 3 : $(nproc) - 1 ))); do
+                        taskset -c "$c" "$BENCH" -d "$DURATION" -r 1 -t 1 mbedtls |
+                                sed "s/ mbedtls-ecdsa / mbedtls-ecdsa-cpu$c /" | record limit
+                done
+        fi
         "$BENCH" -d "$DURATION" -r 1 -t 2 mbedtls | record limit
         "$BENCH" -m none -l none -n "$FRESH_RUNS" fresh | record limit
 done
@@ -274,6 +283,13 @@ function ratio(a, b) {
 }
 $1 == "rss" { rss[$2] = $3; next }
 { k = $1 SUBSEP $2; cnt[k]++; val[k, cnt[k]] = $3 }
+# The best 1-thread mbedTLS figure of each round (unpinned or on any CPU).
+$1 == "limit" && $2 ~ /^mbedtls-ecdsa(-cpu[0-9]+)?$/ {
+        b = "limit" SUBSEP "mbedtls-ecdsa-best"; r = cnt[k]
+        if (!(r in best) || $3 > best[r]) best[r] = $3
+        if (cnt[b] < r) cnt[b] = r
+        val[b, r] = best[r]
+}
 END {
         split("sessinfo tokeninfo slotlist enum ecdsa ecdsa2 rsa fresh", ms, " ")
         unit["fresh"] = "ms"
@@ -289,6 +305,10 @@ END {
         printf "  %-36s %s\n", "unix socket 64-byte ping-pong (rt/s)", cell("limit" SUBSEP "pingpong")
         printf "  %-36s %s\n", "same, both processes on CPU 0 (rt/s)", cell("limit" SUBSEP "pingpong-1cpu")
         printf "  %-36s %s\n", "mbedTLS ECDSA P-256, 1 thread (/s)", cell("limit" SUBSEP "mbedtls-ecdsa")
+        for (c = 0; c < 4; c++)
+                if (("limit" SUBSEP "mbedtls-ecdsa-cpu" c) in cnt)
+                        printf "  %-36s %s\n", "  same, pinned to CPU " c " (/s)", cell("limit" SUBSEP "mbedtls-ecdsa-cpu" c)
+        printf "  %-36s %s\n", "  best of these per round (/s)", cell("limit" SUBSEP "mbedtls-ecdsa-best")
         printf "  %-36s %s\n", "mbedTLS ECDSA P-256, 2 threads (/s)", cell("limit" SUBSEP "mbedtls-ecdsa2")
         printf "  %-36s %s\n", "fork+exec+exit, no module (ms)", cell("limit" SUBSEP "fresh-exec-only")
         print ""
@@ -317,8 +337,10 @@ END {
         }
         x = med[n "enum"]; s = med["softhsm" SUBSEP "enum"]
         printf "  %-44s %-10s %s\n", "enum >= SoftHSM2 in-process", sprintf("%.2fx", x / s), ok(x >= s)
-        x = med[n "ecdsa"]; l = med["limit" SUBSEP "mbedtls-ecdsa"]
+        stats("limit" SUBSEP "mbedtls-ecdsa-best")
+        x = med[n "ecdsa"]; l = med["limit" SUBSEP "mbedtls-ecdsa-best"]
         printf "  %-44s %-10s %s\n", "ecdsa 1 thread >= 90% of mbedTLS 1 thread", sprintf("%.0f%%", 100 * x / l), ok(x >= 0.9 * l)
+        printf "    (mbedTLS: the best 1-thread figure of each round, unpinned or pinned to a CPU)\n"
         x = med[n "ecdsa2"]
         printf "  %-44s %-10s %s\n", "ecdsa 2 threads >= 1.7x mbedTLS 1 thread", sprintf("%.2fx", x / l), ok(x >= 1.7 * l)
         l2 = med["limit" SUBSEP "mbedtls-ecdsa2"]

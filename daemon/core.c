@@ -1769,6 +1769,19 @@ static CK_OBJECT_HANDLE handle_of_id_locked(struct tok *k, uint64_t id) {
         return CK_INVALID_HANDLE;
 }
 
+static __thread bool tl_nowait, tl_would_block;
+
+void core_set_nowait(bool on) {
+        tl_nowait = on;
+        tl_would_block = false;
+}
+
+bool core_take_would_block(void) {
+        bool r = tl_would_block;
+        tl_would_block = false;
+        return r;
+}
+
 static CK_RV tok_load(struct tok *k) {
         struct core *c = k->core;
         core_lock(c);
@@ -1776,6 +1789,11 @@ static CK_RV tok_load(struct tok *k) {
         core_unlock(c);
         if (loaded)
                 return CKR_OK;
+        if (tl_nowait) {
+                /* Every caller calls this before it changes anything. */
+                tl_would_block = true;
+                return CKR_FUNCTION_FAILED;
+        }
         pthread_mutex_lock(&k->lock);
         core_lock(c);
         loaded = k->loaded;

@@ -189,3 +189,13 @@ struct core_route {
         bool loaded;    /* objects cached: finds and attribute reads need no device I/O */
 };
 int core_route(struct core_client *cl, bool by_session, CK_ULONG h, struct core_route *ret);
+
+/* The server's event loop runs the requests that need no device itself
+ * (daemon/server.c).  While core_set_nowait(true) is in force on a thread,
+ * a call that would have to read a token's objects first (the token's first
+ * use, or after C_InitToken dropped them: a driver call, which may block)
+ * does not: it fails at once, having changed nothing, and
+ * core_take_would_block() then returns true (once), telling the caller to
+ * run the request again on a thread that may block.  Per thread. */
+void core_set_nowait(bool on);
+bool core_take_would_block(void);

@@ -47,6 +47,17 @@
  * queued, other tokens and info calls run at once.  (A blocked C_WaitForSlotEvent never
  * reaches the daemon: the module answers it from pushed events.)
  *
+ *   loop     the event loop thread itself runs a request that touches no
+ *            device and is small (INLINE_MAX_FRAME): slot/token/session/
+ *            mechanism info, open session, C_*Init, find and attribute reads
+ *            on a token whose objects are cached, verify/encrypt/digest of
+ *            short data.  Handing these to a worker cost a wake-up and two
+ *            context switches per request, which on the benchmark machine
+ *            was most of the daemon's kernel time (issue 3).  What needs a
+ *            token's objects read first is refused by the core at once
+ *            (core_set_nowait) and goes to the token's lane instead, so the
+ *            loop never waits for a device.
+ *
  * Order: requests of one connection on the same session run one at a time,
  * in the order they arrived, even when they go to different lanes (e.g. a
  * C_SignInit on the general lane and the C_Sign after it on the token's):
@@ -59,6 +70,7 @@
  * round. */
 
 #define LANE_LINGER_MS 5000
+#define INLINE_MAX_FRAME 4096
 #define RELEASE_THREADS 2
 
 struct job;
@@ -93,6 +105,7 @@ struct job {
         uint8_t *frame;           /* NULL: release the connection's client */
         size_t len;
         enum route route;
+        uint16_t op;
         uint64_t key;             /* the first argument: slot or session handle */
         struct job *next;         /* lane queue */
         /* Session chains (under conn->mu): an active job holds the jobs that
@@ -200,6 +213,7 @@ static bool route_has_session(enum route r) {
  * argument.  A payload too short for the argument runs on the general lane,
  * where it fails to decode. */
 static void job_classify(struct job *j, uint16_t op) {
+        j->op = op;
         j->route = op_route(op);
         if (j->route == ROUTE_GENERAL)
                 return;
@@ -265,6 +279,8 @@ static bool lane_push_locked(struct lane *l, struct job *j) {
 }
 
 static void job_run(struct server *s, struct job *j);
+static bool job_inline_ok(const struct job *j);
+static void job_run_inline(struct server *s, struct job *j);
 
 /* Joins the threads that have ended. */
 static void reap_dead(struct server *s) {
@@ -423,7 +439,10 @@ static void job_submit(struct server *s, struct job *j) {
                 if (held)
                         return;
         }
-        job_dispatch(s, j);
+        if (job_inline_ok(j))
+                job_run_inline(s, j);
+        else
+                job_dispatch(s, j);
 }
 
 /* j (a session job) has finished: the next one on its session, if any,
@@ -494,20 +513,26 @@ static void send_error(struct conn *c, uint32_t id, uint16_t op, CK_RV rv) {
         wire_msg_done(&m);
 }
 
-static void run_request(struct conn *c, const uint8_t *frame, size_t len) {
+/* Runs a request and sends its reply.  Returns false, having sent nothing,
+ * when the core found it would have to wait for a device (only under
+ * core_set_nowait: see job_run_inline). */
+static bool run_request(struct conn *c, const uint8_t *frame, size_t len) {
         struct server *s = c->srv;
         struct wire_msg req;
+        bool done = true;
         int r = wire_msg_init_read(&req, frame, len);
         if (r < 0) {
                 send_error(c, req.id, req.opnum, r == -ENOTSUP ? CKR_FUNCTION_NOT_SUPPORTED : CKR_ARGUMENTS_BAD);
                 wire_msg_done(&req);
-                return;
+                return true;
         }
         if (dispatch_is_p11_op(req.opnum)) {
                 struct wire_msg rep;
                 memset(&rep, 0, sizeof rep);
                 r = dispatch_p11(c->cl, &req, &rep);
-                if (r == 0)
+                if (core_take_would_block())
+                        done = false;
+                else if (r == 0)
                         conn_send(c, rep.buf.data, rep.buf.len);
                 else
                         send_error(c, req.id, req.opnum, CKR_HOST_MEMORY);
@@ -536,7 +561,10 @@ static void run_request(struct conn *c, const uint8_t *frame, size_t len) {
         } else
                 send_error(c, req.id, req.opnum, CKR_FUNCTION_NOT_SUPPORTED);
         wire_msg_done(&req);
+        return done;
 }
+
+static void job_finish(struct server *s, struct job *j);
 
 /* Runs one job on a worker thread and frees it. */
 static void job_run(struct server *s, struct job *j) {
@@ -551,7 +579,37 @@ static void job_run(struct server *s, struct job *j) {
                 __atomic_add_fetch(&s->released, 1, __ATOMIC_RELAXED);
                 return;
         }
-        run_request(c, j->frame, j->len);
+        (void)run_request(c, j->frame, j->len);
+        job_finish(s, j);
+}
+
+/* Whether the loop may run j itself (see "loop" above): a small PKCS#11
+ * request that calls no driver, or only reads a token's cached objects. */
+static bool job_inline_ok(const struct job *j) {
+        if (!j->frame || j->len > INLINE_MAX_FRAME)
+                return false;
+        if (!dispatch_is_p11_op(j->op))
+                return false; /* management: may take long */
+        return j->route == ROUTE_GENERAL || j->route == ROUTE_SESSION || j->route == ROUTE_SESSION_LOAD;
+}
+
+/* Loop thread: runs j here, or, when the core says it would wait for a
+ * device (objects not cached), hands it to its lane like any other. */
+static void job_run_inline(struct server *s, struct job *j) {
+        core_set_nowait(true);
+        bool done = run_request(j->conn, j->frame, j->len);
+        core_set_nowait(false);
+        if (done)
+                job_finish(s, j);
+        else
+                job_dispatch(s, j);
+}
+
+/* After a request has run: wipes and frees the job, dispatches the next
+ * request on its session, and resumes reading if the connection had too
+ * many in flight. */
+static void job_finish(struct server *s, struct job *j) {
+        struct conn *c = j->conn;
         explicit_bzero(j->frame, j->len);
         free(j->frame);
         pthread_mutex_lock(&c->mu);

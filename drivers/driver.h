@@ -45,8 +45,8 @@
  * memory, so that info calls never wait for a busy token) and sign() and
  * decrypt() when ops->parallel_crypto is true: those may then run at the same
  * time as each other and as any other op of the same token, and the driver
- * makes that safe.  No op is ever called on the event loop thread, so ops may
- * block on device I/O.
+ * makes that safe.  No op but get_info() is ever called on the daemon's event
+ * loop thread, so the others may block on device I/O.
  *
  * Secrets: PINs arrive as (pointer, length), not NUL-terminated; a driver
  * that keeps one copies it into secure memory (common/secmem.h).  Never log

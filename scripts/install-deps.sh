@@ -23,6 +23,8 @@ PACKAGES=(
         dbus-daemon dbus-bin python3-dbusmock
         # a real browser logging in with a token certificate (tests/browser)
         firefox-esr chromium xvfb xdotool
+        # stacks of a browser that hangs in a test (tests/browser/firefox.sh)
+        gdb
 )
 
 missing=()

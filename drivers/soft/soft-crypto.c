@@ -159,7 +159,7 @@ static void sleep_ms(unsigned ms) {
 /* The test hook (soft.h): the delay, then the gate.  Entering the gate is
  * recorded as one byte appended to "<gate>.entered", so that a test can see
  * how many operations the daemon has in progress without timing anything. */
-static void maybe_delay(struct token *t) {
+void soft_test_delay(struct token *t) {
         unsigned ms = __atomic_load_n(&t->delay_ms, __ATOMIC_RELAXED);
         if (ms)
                 sleep_ms(ms);
@@ -308,7 +308,7 @@ int soft_sign(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uin
                 r = -ENOBUFS;
                 goto out;
         }
-        maybe_delay(t);
+        soft_test_delay(t);
         if (mech->mechanism == CKM_ECDSA && k->ec)
                 r = soft_ecdsa_sign(k->ec, in, in_len, out, sz);
         else {
@@ -372,7 +372,7 @@ int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const 
                 r = -ENOMEM;
                 goto out;
         }
-        maybe_delay(t);
+        soft_test_delay(t);
         pthread_mutex_lock(&k->lock);
         switch (mech->mechanism) {
         case CKM_RSA_PKCS:

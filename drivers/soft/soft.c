@@ -517,7 +517,7 @@ static void apply_test_delay(struct token *t) {
                         if (*stop == ':' && stop + 1 < end)
                                 t->gate_path = strndup(stop + 1, (size_t)(end - stop - 1));
                         t->delay_ms = (unsigned)ms;
-                        log_warning("test hook NETCA_SOFT_DELAY: token '%s' signs and decrypts after %lu ms%s",
+                        log_warning("test hook NETCA_SOFT_DELAY: token '%s' signs, decrypts and reads its objects after %lu ms%s",
                                     t->label, ms, t->gate_path ? " and a gate" : "");
                         return;
                 }
@@ -825,6 +825,7 @@ static int op_get_mechanisms(struct token *t, const struct driver_mech **ret, si
 static int op_load_objects(struct token *t, struct dobj **ret, size_t *ret_n) {
         if (!t || !ret || !ret_n)
                 return -EINVAL;
+        soft_test_delay(t);
         pthread_mutex_lock(&t->lock);
         int r = soft_load_objects(t, ret, ret_n);
         pthread_mutex_unlock(&t->lock);

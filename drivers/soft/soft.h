@@ -50,7 +50,8 @@ void soft_token_set_delay_ms(struct token *t, unsigned ms);
  *     NETCA_SOFT_DELAY="LABEL=MS[:GATE][,LABEL=MS[:GATE]...]"
  *
  * The token labelled LABEL (exactly; labels holding ',' or '=' cannot be
- * named) sleeps MS milliseconds (0..600000) before every sign and decrypt.
+ * named) sleeps MS milliseconds (0..600000) before every sign and decrypt,
+ * and before each reading of its objects for the daemon (load_objects).
  * With GATE (a path), each such operation then appends one byte to
  * "GATE.entered" and waits for as long as the file GATE exists, so that a
  * test holds the token busy for exactly as long as it wants and counts the

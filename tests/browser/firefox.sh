@@ -66,11 +66,26 @@ req0=$("$NETCA_TOOL" daemon status --json | python3 -c 'import json,sys; print(j
 # bug 1872998, closed as won't fix): its trace then ends with a successful
 # C_Login and nothing after it, for a minute.  A second Firefox, same token,
 # gets through; two hangs in a row fail the test.
+# When an attempt hangs, the stacks of the Firefox process that loaded the
+# module go to the log (gdb, if installed): they tell a call blocked in the
+# module from a Firefox that never made one (no arguments: a PIN could be one).
+dump_stacks() {
+        command -v gdb >/dev/null || return 0
+        local p
+        for p in $(pgrep -f firefox-esr); do
+                grep -q netca-pkcs11 "/proc/$p/maps" 2>/dev/null || continue
+                timeout 60 gdb -p "$p" -batch -ex "set print frame-arguments none" -ex "thread apply all bt 30" >"$T/gdb.$p.txt" 2>&1 || true
+                log "stacks of Firefox pid $p, threads in the module (all: $T/gdb.$p.txt):"
+                awk '/^Thread /{t=$0; shown=0} /netca-pkcs11|in nc_|in rpc_|in transport_/ && !shown {print t; shown=1} /netca-pkcs11|in nc_|in rpc_|in transport_/' \
+                        "$T/gdb.$p.txt" | head -n 60 >&2
+        done
+}
 ok=0
 for attempt in 1 2; do
         timeout -k 5 60 firefox-esr --headless --no-remote --profile "$PROFILE" "$URL" >"$T/ff.out" 2>&1 &
         FF=$!
         wait_for_file "$SUBJECTS" 45 && ok=1
+        [[ $ok = 1 ]] || dump_stacks
         kill "$FF" 2>/dev/null; wait "$FF" 2>/dev/null || true
         [[ $ok = 1 ]] && break
         log "attempt $attempt: no client certificate within 45 s; module trace ends with:"

@@ -20,6 +20,15 @@
  * the gate opens: every slow signature completes with CKR_OK, and
  * C_Finalize releases the waiting thread.
  *
+ * Then, with the gate still closed, a third token, "cold", whose objects
+ * netcad has not read yet and whose reading waits at a gate of its own
+ * (NETCA_SOFT_DELAY "cold=0:COLDGATE"): a thread starts C_FindObjectsInit on it,
+ * which needs the objects read first, and once that reading has entered the
+ * gate the probe runs again and must complete, while the find still waits.
+ * netcad's event loop runs small requests that need no device itself
+ * (daemon/server.c); a find on a token whose objects are not cached is not
+ * one of them, and one run on the loop would hold every client.
+ *
  * A daemon that lets a busy token take every worker fails the probe: it
  * never completes while the gate is closed.  That is detected with a
  * generous deadline (PROBE_DEADLINE_MS, only so that the test ends; nothing
@@ -50,18 +59,19 @@
 #define PIN(s) (CK_UTF8CHAR_PTR)(s), (CK_ULONG)strlen(s)
 
 static const char *so_path, *netcad_path;
-static char *dir, *data_dir, *sock, *gate, *gate_entered;
+static char *dir, *data_dir, *sock, *gate, *gate_entered, *cold_gate, *cold_gate_entered;
 static pid_t daemon_pid = -1;
 static void *module;
 static CK_FUNCTION_LIST_PTR f;
 
 static atomic_uint slow_started, slow_done, slow_bad;
+static long gate_base; /* GATE.entered before the gate closed (the slow token's object reading) */
 
 static const CK_BYTE hash32[32] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
                                     17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32 };
 
-static void gate_close(void) {
-        FILE *g = fopen(gate, "we");
+static void file_make(const char *path) {
+        FILE *g = fopen(path, "we");
         if (!g) {
                 perror("isolation: gate");
                 exit(1);
@@ -69,14 +79,23 @@ static void gate_close(void) {
         fclose(g);
 }
 
+static long file_size(const char *path) {
+        struct stat st;
+        return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+static void gate_close(void) {
+        file_make(gate);
+}
+
 static void gate_open(void) {
         (void)unlink(gate);
+        (void)unlink(cold_gate);
 }
 
 /* Slow signatures netcad has in progress or has had (bytes in GATE.entered). */
 static long gate_count(void) {
-        struct stat st;
-        return stat(gate_entered, &st) == 0 ? (long)st.st_size : 0;
+        return file_size(gate_entered);
 }
 
 /* ---------------------------------------------------------- slow signers */
@@ -494,7 +513,73 @@ static bool all_in_sign(void) {
 }
 
 static bool daemon_busy(void) {
-        return gate_count() >= 1;
+        return gate_count() >= gate_base + 1;
+}
+
+/* ------------------------------------------------------------- cold */
+
+struct cold {
+        pthread_t thread;
+        CK_SLOT_ID slot;
+        CK_SESSION_HANDLE session;
+        atomic_bool returned;
+        CK_RV rv;
+};
+
+static void *cold_run(void *arg) {
+        struct cold *c = arg;
+        c->rv = f->C_FindObjectsInit(c->session, NULL, 0);
+        atomic_store(&c->returned, true);
+        return NULL;
+}
+
+static bool cold_entered(void) {
+        return file_size(cold_gate_entered) >= 1;
+}
+
+/* Runs the probe once more while a first read of "cold"'s objects waits at
+ * the gate.  Returns whether the cold thread was started (to be joined). */
+static bool cold_check(struct probe *p0, struct cold *c) {
+        CK_RV rv;
+        file_make(cold_gate);
+        if (!tu_find_slot(f, "cold", &c->slot) ||
+            (rv = f->C_OpenSession(c->slot, CKF_SERIAL_SESSION, NULL, NULL, &c->session)) != CKR_OK) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: the cold token: no slot or session\n");
+                return false;
+        }
+        if (pthread_create(&c->thread, NULL, cold_run, c) != 0)
+                return false;
+        if (!wait_for(cold_entered, "netcad to start reading the cold token's objects"))
+                return true;
+        struct probe p;
+        memset(&p, 0, sizeof p);
+        p.fast_slot = p0->fast_slot;
+        p.slow_slot = p0->slow_slot;
+        p.fast_s = p0->fast_s;
+        p.slow_idle_s = p0->slow_idle_s;
+        p.fast_key = p0->fast_key;
+        p.fast_pub = p0->fast_pub;
+        pthread_t pt;
+        if (pthread_create(&pt, NULL, probe_run, &p) != 0)
+                return true;
+        uint64_t deadline = stress_now_ms() + PROBE_DEADLINE_MS;
+        while (!atomic_load(&p.finished) && stress_now_ms() < deadline)
+                stress_sleep_ms(2);
+        if (!atomic_load(&p.finished)) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: the probe did not complete while the cold token's objects were being read\n");
+                gate_open();
+        }
+        pthread_join(pt, NULL);
+        tu_failures += p.failures;
+        if (atomic_load(&c->returned)) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: C_FindObjectsInit on the cold token returned (%s) with the gate closed\n",
+                        tu_rv_name(c->rv));
+        }
+        fprintf(stderr, "probe completed again while the cold token's objects were being read\n");
+        return true;
 }
 
 static bool child_is_ready(void) {
@@ -525,6 +610,9 @@ static void run(void) {
         struct probe p;
         struct slow v[SLOW_PARENT];
         struct waiter w;
+        struct cold cold;
+        bool cold_started = false;
+        memset(&cold, 0, sizeof cold);
         memset(&p, 0, sizeof p);
         memset(v, 0, sizeof v);
         memset(&w, 0, sizeof w);
@@ -568,6 +656,7 @@ static void run(void) {
                 goto out_child;
 
         /* Hold the slow token: every slow signature now waits at the gate. */
+        gate_base = gate_count();
         gate_close();
         if (pthread_create(&w.thread, NULL, waiter_run, &w) != 0)
                 goto out_gate;
@@ -612,9 +701,12 @@ static void run(void) {
         }
         /* The gate is still closed: still none may have completed. */
         CHECK(atomic_load(&slow_done) == 0);
-        CHECK(gate_count() <= SLOW_TOTAL);
+        CHECK(gate_count() <= gate_base + SLOW_TOTAL);
         fprintf(stderr, "probe completed; slow signatures completed meanwhile: %u; in progress in netcad: %ld\n",
-                p.done_at_end, gate_count());
+                p.done_at_end, gate_count() - gate_base);
+
+        cold_started = cold_check(&p, &cold);
+        CHECK(atomic_load(&slow_done) == 0);
 
         order_check(p.fast_slot);
 
@@ -626,7 +718,16 @@ out_gate:
                 for (unsigned i = 0; i < SLOW_PARENT; i++)
                         pthread_join(v[i].thread, NULL);
         CHECK(atomic_load(&slow_bad) == 0);
-        CHECK(gate_count() == SLOW_TOTAL);
+        if (cold_started) {
+                pthread_join(cold.thread, NULL);
+                if (cold.rv != CKR_OK) {
+                        tu_failures++;
+                        fprintf(stderr, "FAIL: C_FindObjectsInit on the cold token = %s\n", tu_rv_name(cold.rv));
+                } else
+                        CHECK(f->C_FindObjectsFinal(cold.session) == CKR_OK);
+        }
+        CHECK(gate_count() == gate_base + SLOW_TOTAL);
+        CHECK(file_size(cold_gate_entered) == (cold_started ? 1 : 0));
         if (f) {
                 CK_RV rv = f->C_Finalize(NULL);
                 CHECK(rv == CKR_OK);
@@ -666,12 +767,15 @@ int main(void) {
         netcad_path = tu_env_path("NETCA_NETCAD");
         dir = tu_mkdtemp("isolation");
         if (asprintf(&data_dir, "%s/data", dir) < 0 || asprintf(&sock, "%s/netcad.sock", dir) < 0 ||
-            asprintf(&gate, "%s/gate", dir) < 0 || asprintf(&gate_entered, "%s.entered", gate) < 0)
+            asprintf(&gate, "%s/gate", dir) < 0 || asprintf(&gate_entered, "%s.entered", gate) < 0 ||
+            asprintf(&cold_gate, "%s/gate-cold", dir) < 0 ||
+            asprintf(&cold_gate_entered, "%s.entered", cold_gate) < 0)
                 return 1;
-        if (tu_create_token(data_dir, "fast") < 0 || tu_create_token(data_dir, "slow") < 0)
+        if (tu_create_token(data_dir, "fast") < 0 || tu_create_token(data_dir, "slow") < 0 ||
+            tu_create_token(data_dir, "cold") < 0)
                 return 1;
         char *spec;
-        if (asprintf(&spec, "slow=200:%s", gate) < 0)
+        if (asprintf(&spec, "slow=200:%s,cold=0:%s", gate, cold_gate) < 0)
                 return 1;
         setenv("NETCA_SOFT_DELAY", spec, 1); /* inherited by netcad */
         setenv("NETCA_SOCKET", sock, 1);
