@@ -516,6 +516,28 @@ static bool daemon_busy(void) {
         return gate_count() >= gate_base + 1;
 }
 
+/* Runs the probe on a thread of its own and waits for it, at most
+ * PROBE_DEADLINE_MS: past that, a failure, and the gates open so that
+ * everything unwinds.  false if the thread could not start. */
+static bool probe_wait(struct probe *p, const char *while_what) {
+        pthread_t pt;
+        if (pthread_create(&pt, NULL, probe_run, p) != 0)
+                return false;
+        uint64_t deadline = stress_now_ms() + PROBE_DEADLINE_MS;
+        while (!atomic_load(&p->finished) && stress_now_ms() < deadline)
+                stress_sleep_ms(2);
+        if (!atomic_load(&p->finished)) {
+                tu_failures++;
+                fprintf(stderr,
+                        "FAIL: the probe (fast token, info calls, open session) did not complete while %s\n",
+                        while_what);
+                gate_open();
+        }
+        pthread_join(pt, NULL);
+        tu_failures += p->failures;
+        return true;
+}
+
 /* ------------------------------------------------------------- cold */
 
 struct cold {
@@ -552,27 +574,11 @@ static bool cold_check(struct probe *p0, struct cold *c) {
                 return false;
         if (!wait_for(cold_entered, "netcad to start reading the cold token's objects"))
                 return true;
-        struct probe p;
-        memset(&p, 0, sizeof p);
-        p.fast_slot = p0->fast_slot;
-        p.slow_slot = p0->slow_slot;
-        p.fast_s = p0->fast_s;
-        p.slow_idle_s = p0->slow_idle_s;
-        p.fast_key = p0->fast_key;
-        p.fast_pub = p0->fast_pub;
-        pthread_t pt;
-        if (pthread_create(&pt, NULL, probe_run, &p) != 0)
+        struct probe p = *p0; /* the same tokens, sessions and keys */
+        p.failures = 0;
+        atomic_store(&p.finished, false);
+        if (!probe_wait(&p, "the cold token's objects were being read"))
                 return true;
-        uint64_t deadline = stress_now_ms() + PROBE_DEADLINE_MS;
-        while (!atomic_load(&p.finished) && stress_now_ms() < deadline)
-                stress_sleep_ms(2);
-        if (!atomic_load(&p.finished)) {
-                tu_failures++;
-                fprintf(stderr, "FAIL: the probe did not complete while the cold token's objects were being read\n");
-                gate_open();
-        }
-        pthread_join(pt, NULL);
-        tu_failures += p.failures;
         if (atomic_load(&c->returned)) {
                 tu_failures++;
                 fprintf(stderr, "FAIL: C_FindObjectsInit on the cold token returned (%s) with the gate closed\n",
@@ -677,20 +683,8 @@ static void run(void) {
         fprintf(stderr, "slow signatures: %u in C_Sign, %ld in progress in netcad\n", atomic_load(&slow_started),
                 entered);
 
-        pthread_t pt;
-        if (pthread_create(&pt, NULL, probe_run, &p) != 0)
+        if (!probe_wait(&p, "the slow token was busy"))
                 goto out_gate;
-        uint64_t deadline = stress_now_ms() + PROBE_DEADLINE_MS;
-        while (!atomic_load(&p.finished) && stress_now_ms() < deadline)
-                stress_sleep_ms(2);
-        if (!atomic_load(&p.finished)) {
-                tu_failures++;
-                fprintf(stderr, "FAIL: the probe (fast token, info calls, open session) did not complete while the "
-                                "slow token was busy\n");
-                gate_open();
-        }
-        pthread_join(pt, NULL);
-        tu_failures += p.failures;
         if (p.done_at_end != 0) {
                 tu_failures++;
                 fprintf(stderr, "FAIL: %u slow signature(s) completed before the probe did\n", p.done_at_end);
