@@ -1254,7 +1254,13 @@ static void bi_random_frames(unsigned count) {
                                 break;
                         free(frame);
                 }
-                if (r == -ECONNRESET && op == WIRE_OP_HELLO) {
+                if (op == WIRE_OP_HELLO && (r >= 0 || r == -ECONNRESET)) {
+                        /* A second HELLO: dropped when malformed, else
+                         * answered; a refusal (wrong version) is answered
+                         * and then the connection closes.  Either way, on
+                         * with a new connection. */
+                        if (r >= 0)
+                                free(frame);
                         drops++;
                         close(fd);
                         fd = hello_conn();
