@@ -291,10 +291,10 @@ $1 == "limit" && $2 ~ /^mbedtls-ecdsa(-cpu[0-9]+)?$/ {
         val[b, r] = best[r]
 }
 END {
-        split("sessinfo tokeninfo slotlist enum ecdsa ecdsa2 rsa fresh", ms, " ")
-        unit["fresh"] = "ms"
+        split("sessinfo tokeninfo slotlist enum ecdsa ecdsa2 rsa fresh fresh-calls", ms, " ")
+        unit["fresh"] = "ms"; unit["fresh-calls"] = "ms"
         printf "%-10s %-5s %-24s %-24s %-24s %8s %8s\n", "metric", "unit", "netca", "softhsm", "p11-kit-remote", "n/shsm", "n/p11kit"
-        for (i = 1; i <= 8; i++) {
+        for (i = 1; i <= 9; i++) {
                 m = ms[i]
                 a = cell("netca" SUBSEP m); b = cell("softhsm" SUBSEP m); c = cell("p11kit" SUBSEP m)
                 printf "%-10s %-5s %-24s %-24s %-24s %8s %8s\n", m, (m in unit) ? unit[m] : "ops/s", a, b, c,
@@ -348,8 +348,10 @@ END {
         printf "     netca with 2 threads makes %.0f%% of in-process mbedTLS with 2 threads)\n", 100 * x / l2
         x = med[n "isolation-ratio"]
         printf "  %-44s %-10s %s\n", "C_Sign median busy <= 1.5x idle (isolation)", sprintf("%.2fx", x), ok(x <= 1.5)
-        x = med[n "fresh"]
+        x = med[n "fresh-calls"]
         printf "  %-44s %-10s %s\n", "fresh init+slots+token info <= 5 ms", sprintf("%.2f ms", x), ok(x <= 5)
+        printf "    (the three calls in a new process; that process from fork to exit: %.2f ms,\n", med[n "fresh"]
+        printf "     a bare fork+exec+exit of the same program: %.2f ms)\n", med["limit" SUBSEP "fresh-exec-only"]
         x = rss["netca-idle-3-tokens"]
         printf "  %-44s %-10s %s\n", "RSS idle <= 6 MB", sprintf("%.1f MB", x / 1024), ok(x <= 6 * 1024)
         if (rss["floor"] != "NA")
