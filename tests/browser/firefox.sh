@@ -79,6 +79,14 @@ dump_stacks() {
                 awk '/^Thread /{t=$0; shown=0} /netca-pkcs11|in nc_|in rpc_|in transport_/ && !shown {print t; shown=1} /netca-pkcs11|in nc_|in rpc_|in transport_/' \
                         "$T/gdb.$p.txt" | head -n 60 >&2
         done
+        # And netcad's threads that are not idle (a request stuck in it).
+        if [[ -n "${NETCAD_PID:-}" ]]; then
+                timeout 60 gdb -p "$NETCAD_PID" -batch -ex "set print frame-arguments none" \
+                        -ex "thread apply all bt 12" >"$T/gdb.netcad.txt" 2>&1 || true
+                log "netcad's threads, the first frames of each (all: $T/gdb.netcad.txt):"
+                awk '/^Thread /{if (n) print ""; print; n=0; next} /^#/ && n < 6 {print; n++}' "$T/gdb.netcad.txt" |
+                        head -n 150 >&2
+        fi
 }
 ok=0
 for attempt in 1 2; do
