@@ -20,6 +20,18 @@ browser_trap() {
 }
 browser_restore() { :; } # tests override it to undo system-wide changes
 
+# issue_cert NAME SUBJECT EXTENSIONS: a P-256 key $T/pki/NAME.key and its
+# certificate NAME.pem from the test CA, with EXTENSIONS (printf format).
+issue_cert() {
+        local d="$T/pki"
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$2" \
+                -keyout "$d/$1.key" -out "$d/$1.csr" 2>"$d/err" || { cat "$d/err" >&2; fail "$1 key"; }
+        # shellcheck disable=SC2059 # the extensions are a format on purpose
+        printf "$3" >"$d/$1.ext"
+        openssl x509 -req -in "$d/$1.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+                -extfile "$d/$1.ext" -out "$d/$1.pem" 2>"$d/err" || { cat "$d/err" >&2; fail "$1 cert"; }
+}
+
 browser_pki() {
         local d="$T/pki"
         mkdir -p "$d"
@@ -27,18 +39,10 @@ browser_pki() {
                 -subj "/O=NETCA test/CN=NETCA browser test CA" -keyout "$d/ca.key" -out "$d/ca.pem" \
                 -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
                 2>"$d/err" || { cat "$d/err" >&2; fail "test CA"; }
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/O=NETCA test/CN=127.0.0.1" \
-                -keyout "$d/server.key" -out "$d/server.csr" 2>"$d/err" || { cat "$d/err" >&2; fail "server key"; }
-        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
-                >"$d/server.ext"
-        openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
-                -extfile "$d/server.ext" -out "$d/server.pem" 2>"$d/err" || { cat "$d/err" >&2; fail "server cert"; }
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/O=NETCA test/CN=$CLIENT_CN" \
-                -keyout "$d/client.key" -out "$d/client.csr" 2>"$d/err" || { cat "$d/err" >&2; fail "client key"; }
-        printf 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n' \
-                >"$d/client.ext"
-        openssl x509 -req -in "$d/client.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
-                -extfile "$d/client.ext" -out "$d/client.pem" 2>"$d/err" || { cat "$d/err" >&2; fail "client cert"; }
+        issue_cert server "/O=NETCA test/CN=127.0.0.1" \
+                'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n'
+        issue_cert client "/O=NETCA test/CN=$CLIENT_CN" \
+                'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n'
         "$NETCA_TOOL" --token "$TOKEN_LABEL" --pin "$USER_PIN" import "$d/client.pem" --key "$d/client.key" \
                 --label "browser-client" >"$d/import.out" 2>&1 || { cat "$d/import.out" >&2; fail "import"; }
         rm -f "$d/client.key" # only the token has it now

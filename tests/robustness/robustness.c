@@ -46,6 +46,7 @@
 
 #include "common/util.h"
 #include "common/wire.h"
+#include "stress-util.h"
 #include "testutil.h"
 
 #define LABEL "robust"
@@ -111,91 +112,7 @@ static bool init_and_find(CK_SLOT_ID *slot) {
         return true;
 }
 
-/* ---- a raw wire client (for what PKCS#11 cannot show) ---- */
-
-static int raw_connect(const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
-        return fd;
-}
-
-/* Reads one frame with a deadline: 0, -ECONNRESET (EOF), -ETIMEDOUT. */
-static int raw_read(int fd, uint8_t **ret, size_t *ret_len) {
-        uint8_t hdr[WIRE_HDR_SIZE];
-        size_t got = 0, need = sizeof hdr;
-        uint8_t *frame = NULL;
-        for (;;) {
-                struct pollfd p = { .fd = fd, .events = POLLIN };
-                if (poll(&p, 1, 20000) <= 0) {
-                        free(frame);
-                        return -ETIMEDOUT;
-                }
-                uint8_t *dst = frame ? frame + got : hdr + got;
-                ssize_t n = recv(fd, dst, need - got, 0);
-                if (n <= 0) {
-                        free(frame);
-                        return n == 0 ? -ECONNRESET : -errno;
-                }
-                got += (size_t)n;
-                if (got < need)
-                        continue;
-                if (frame)
-                        break;
-                struct wire_hdr h;
-                if (wire_hdr_parse(hdr, &h) < 0)
-                        return -EBADMSG;
-                need = (size_t)h.len + 4;
-                frame = malloc(need);
-                if (!frame)
-                        return -ENOMEM;
-                memcpy(frame, hdr, sizeof hdr);
-                if (got == need)
-                        break;
-        }
-        *ret = frame;
-        *ret_len = need;
-        return 0;
-}
-
-static int raw_send(int fd, struct wire_msg *m) {
-        if (wire_msg_finish(m) < 0)
-                return -EBADMSG;
-        ssize_t n = send(fd, m->buf.data, m->buf.len, MSG_NOSIGNAL);
-        return n == (ssize_t)m->buf.len ? 0 : -EPIPE;
-}
-
-/* HELLO: 0 accepted, -EPERM refused (closed or error reply). */
-static int raw_hello(int fd) {
-        struct wire_msg m;
-        wire_msg_init_write(&m, WIRE_OP_HELLO, 1, 0);
-        wire_put_u64(&m, WIRE_VERSION);
-        wire_put_u64(&m, 0);
-        wire_put_string(&m, "robustness");
-        int r = raw_send(fd, &m);
-        wire_msg_done(&m);
-        if (r < 0)
-                return -EPERM;
-        uint8_t *frame;
-        size_t len;
-        r = raw_read(fd, &frame, &len);
-        if (r == -ECONNRESET)
-                return -EPERM;
-        if (r < 0)
-                return r;
-        uint64_t rv = 1;
-        r = wire_msg_init_read(&m, frame, len);
-        bool ok = r == 0 && !(m.flags & WIRE_F_ERROR) && wire_get_u64(&m, &rv) && rv == CKR_OK;
-        free(frame);
-        return ok ? 0 : -EPERM;
-}
+/* ---- a raw wire client (for what PKCS#11 cannot show): tests/stress/stress-util.h ---- */
 
 /* MGMT_TOKEN_LIST: the token's "sessions" and "logged_in" counts. */
 static int raw_token_counts(const char *path, double *ret_sessions, double *ret_logged_in) {
@@ -210,12 +127,12 @@ static int raw_token_counts(const char *path, double *ret_sessions, double *ret_
         struct wire_msg m;
         wire_msg_init_write(&m, WIRE_OP_MGMT_TOKEN_LIST, 2, 0);
         wire_put_json(&m, "{}");
-        r = raw_send(fd, &m);
+        r = raw_send_msg(fd, &m);
         wire_msg_done(&m);
         uint8_t *frame = NULL;
         size_t len;
         if (r == 0)
-                r = raw_read(fd, &frame, &len);
+                r = raw_read_frame(fd, 20000, &frame, &len);
         close(fd);
         if (r < 0)
                 return r;
@@ -707,12 +624,12 @@ static int raw_mgmt(uint16_t op, const char *json) {
         struct wire_msg m;
         wire_msg_init_write(&m, op, 2, 0);
         wire_put_json(&m, json);
-        r = raw_send(fd, &m);
+        r = raw_send_msg(fd, &m);
         wire_msg_done(&m);
         uint8_t *frame = NULL;
         size_t len;
         if (r == 0)
-                r = raw_read(fd, &frame, &len);
+                r = raw_read_frame(fd, 20000, &frame, &len);
         close(fd);
         if (r < 0)
                 return r;
@@ -779,11 +696,11 @@ static CK_RV raw_p11(int fd, uint16_t op, void (*fill)(struct wire_msg *m, void 
         struct wire_msg m;
         wire_msg_init_write(&m, op, ++id, 0);
         fill(&m, ud);
-        int r = raw_send(fd, &m);
+        int r = raw_send_msg(fd, &m);
         wire_msg_done(&m);
         uint8_t *frame = NULL;
         size_t len;
-        if (r < 0 || raw_read(fd, &frame, &len) < 0)
+        if (r < 0 || raw_read_frame(fd, 20000, &frame, &len) < 0)
                 return CKR_GENERAL_ERROR;
         uint64_t rv = CKR_GENERAL_ERROR;
         if (wire_msg_init_read(&m, frame, len) == 0 && wire_get_u64(&m, &rv) && ret_u && m.sigp && *m.sigp == 'u')
@@ -836,11 +753,11 @@ static double daemon_p11_requests(void) {
         struct wire_msg m;
         wire_msg_init_write(&m, WIRE_OP_MGMT_STATUS, 2, 0);
         wire_put_json(&m, "{}");
-        int r = raw_send(fd, &m);
+        int r = raw_send_msg(fd, &m);
         wire_msg_done(&m);
         uint8_t *frame = NULL;
         size_t len;
-        if (r == 0 && raw_read(fd, &frame, &len) == 0) {
+        if (r == 0 && raw_read_frame(fd, 20000, &frame, &len) == 0) {
                 uint64_t st;
                 char *json = NULL;
                 if (wire_msg_init_read(&m, frame, len) == 0 && wire_get_u64(&m, &st) && st == 0 &&
@@ -1163,7 +1080,7 @@ static void *fake_main(void *arg) {
                         return NULL;
                 uint8_t *frame = NULL;
                 size_t len;
-                if (raw_read(fd, &frame, &len) == 0) {
+                if (raw_read_frame(fd, 20000, &frame, &len) == 0) {
                         if (fk->version == 0) {
                                 uint8_t bad[WIRE_HDR_SIZE] = { 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0, WIRE_OP_HELLO, 0,
                                                                WIRE_F_REPLY };
