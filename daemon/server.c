@@ -466,8 +466,8 @@ static struct job *chain_next_locked(struct conn *c, struct job *j) {
 
 static void conn_unref(struct conn *c);
 
-/* Writes a finished frame to the client, if it is still there. */
-/* Any thread.  A reply or event goes straight to the socket when nothing
+/* Writes a finished frame to the client, if it is still there.  Any
+ * thread.  A reply or event goes straight to the socket when nothing
  * is queued before it (the usual case: the client waits for it), from the
  * thread that made it; only what the socket does not take at once is queued
  * on the bufferevent for the loop to write.  Through the bufferevent alone,

@@ -430,7 +430,6 @@ static CK_RV cache_served(struct module *m, CK_RV rv) {
         return rv;
 }
 
-
 /* Starts keeping an answer: the stamp to keep it under, taken before the
  * question is sent.  False when nothing may be kept (no cache, or no
  * connection: an answer made without the daemon must not hide it when it
@@ -449,6 +448,7 @@ static bool keep_begin(struct module *m, CK_SLOT_ID slot, uint64_t *ret_gen, str
 static bool keep_ok(struct module *m, uint64_t gen) {
         return rpc_client_generation(m->rpc) == gen;
 }
+
 /* With a slot list just fetched: the token info of its slots, fetched in
  * one round trip (applications ask for it right after the list) and kept. */
 static void prefetch_token_infos(struct module *m, const CK_SLOT_ID *slots, CK_ULONG n) {

@@ -125,11 +125,14 @@ static void mark_broken(struct rpc_client *c, uint64_t gen) {
                 c->t->on_event(c->t->event_userdata, RPC_EV_CONNECTION, 0, 0);
 }
 
-/* Sends frame, returns the reply frame.  want_gen 0: any connection,
- * connect (once more after a broken one) as needed; else only on that
- * generation (-ESTALE otherwise). */
-static int transact(struct rpc_client *c, uint64_t want_gen, struct nbuf *frame, uint8_t **ret, size_t *ret_len,
-                    uint64_t *ret_gen) {
+/* Sends the n frames, returns their reply frames (n > 1: in one round trip,
+ * through the transport's call_many).  want_gen 0: any connection, connect
+ * (once more after a broken one) as needed; else only on that generation
+ * (-ESTALE otherwise). */
+static int transact(struct rpc_client *c, uint64_t want_gen, struct nbuf **frames, size_t n, uint8_t **ret,
+                    size_t *ret_len, uint64_t *ret_gen) {
+        if (n > 1 && !c->t->ops->call_many)
+                return -ENOTSUP;
         bool retried = false;
         for (;;) {
                 pthread_rwlock_rdlock(&c->lock);
@@ -149,7 +152,8 @@ static int transact(struct rpc_client *c, uint64_t want_gen, struct nbuf *frame,
                         return -ESTALE;
                 }
                 uint64_t gen = c->gen;
-                int r = c->t->ops->call(c->t, frame, ret, ret_len);
+                int r = n == 1 ? c->t->ops->call(c->t, frames[0], ret, ret_len)
+                               : c->t->ops->call_many(c->t, frames, n, ret, ret_len);
                 pthread_rwlock_unlock(&c->lock);
                 *ret_gen = gen;
                 if (r == -ENOTCONN || r == -ECONNRESET) {
@@ -207,7 +211,8 @@ static CK_RV call_run(struct rpc_client *c, struct call *k, uint64_t gen, CK_RV 
                 log_debug(LOG_SUB_MODULE, "cannot encode %s: %s", wire_op_name(k->req.opnum), strerror(-r));
                 return r == -EMSGSIZE ? CKR_DATA_LEN_RANGE : CKR_ARGUMENTS_BAD;
         }
-        r = transact(c, gen, &k->req.buf, &k->frame, &k->frame_len, &k->gen);
+        struct nbuf *frame = &k->req.buf;
+        r = transact(c, gen, &frame, 1, &k->frame, &k->frame_len, &k->gen);
         if (r < 0) {
                 log_debug(LOG_SUB_MODULE, "%s: %s", wire_op_name(k->req.opnum), strerror(-r));
                 switch (r) {
@@ -350,7 +355,7 @@ int rpc_get_token_infos(struct rpc_client *c, uint64_t gen, const CK_SLOT_ID *sl
         int r = 0;
         if (n == 0)
                 return 0;
-        if (n > TOKEN_INFOS_MAX || gen == 0 || !c->t->ops->call_many)
+        if (n > TOKEN_INFOS_MAX || gen == 0)
                 return -ENOTSUP;
         for (size_t i = 0; i < n; i++) {
                 call_start(&k[i], WIRE_OP_GET_TOKEN_INFO, false);
@@ -359,19 +364,14 @@ int rpc_get_token_infos(struct rpc_client *c, uint64_t gen, const CK_SLOT_ID *sl
                         r = -ENOMEM;
                 frames[i] = &k[i].req.buf;
         }
-        if (r == 0) {
-                pthread_rwlock_rdlock(&c->lock);
-                bool same = c->connected && c->gen == gen;
-                r = same ? c->t->ops->call_many(c->t, frames, n, rep, rep_len) : -ESTALE;
-                pthread_rwlock_unlock(&c->lock);
-                if (r == -ENOTCONN || r == -ECONNRESET)
-                        mark_broken(c, gen);
-        }
+        uint64_t got_gen = 0;
+        if (r == 0)
+                r = transact(c, gen, frames, n, rep, rep_len, &got_gen);
         for (size_t i = 0; i < n; i++) {
                 if (r == 0) {
                         k[i].frame = rep[i];
                         k[i].frame_len = rep_len[i];
-                        k[i].gen = gen;
+                        k[i].gen = got_gen;
                         rvs[i] = call_parse(&k[i]);
                         if (k[i].has_reply)
                                 GET_INFO(&k[i], rvs[i], wire_get_token_info, &infos[i]);

@@ -31,7 +31,7 @@
  *   kernel time per signature, against ~60 us at normal priority: 1 signing
  *   thread 2,580-2,610 -> 3,210-3,360 signatures/s, 2 threads 2,040 ->
  *   2,890-3,040 (bench/, same runs).
-
+ *
  * - The private scalar is kept in locked memory, outside mbedTLS's heap
  *   (struct soft_ec_key).
  *

@@ -151,11 +151,6 @@ static void mgmt_auth(struct vpiv *c) {
         xmit(c, step2, sizeof step2, &rlen);
 }
 
-/* True when some message of the input is a command that changes what the
- * card keeps beyond its PIN, PUK and try counters (GENERATE, PUT DATA): such
- * an input gets a card of its own.  The others run on one card loaded once
- * and rewound after each input (vpiv_rewind): loading a card (its
- * directory, 4 keys, 2 certificates) costs far more than the input. */
 /* The next message of the input at *pos: false at the end. */
 static bool next_message(const uint8_t *data, size_t size, size_t *pos, const uint8_t **ret, size_t *ret_len) {
         if (size - *pos < 2)
@@ -170,6 +165,11 @@ static bool next_message(const uint8_t *data, size_t size, size_t *pos, const ui
         return true;
 }
 
+/* True when some message of the input is a command that changes what the
+ * card keeps beyond its PIN, PUK and try counters (GENERATE, PUT DATA): such
+ * an input gets a card of its own.  The others run on one card loaded once
+ * and rewound after each input (vpiv_rewind): loading a card (its
+ * directory, 4 keys, 2 certificates) costs far more than the input. */
 static bool changes_card(const uint8_t *data, size_t size) {
         size_t pos = 0, len;
         const uint8_t *m;
