@@ -31,13 +31,18 @@ static CK_FUNCTION_LIST_PTR p11;
                 exit(1);                                        \
         } while (0)
 
+/* One whole line: the signing thread and the event thread both print, and
+ * a line cut by the other's ("EVENT 1SIGN-RV 0x32") hid SIGN-RV from the
+ * harness once in CI. */
 static void out(const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
+        flockfile(stdout);
         vprintf(fmt, ap);
-        va_end(ap);
         putchar('\n');
         fflush(stdout);
+        funlockfile(stdout);
+        va_end(ap);
 }
 
 static CK_SLOT_ID wait_token(void) {
