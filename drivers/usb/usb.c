@@ -737,6 +737,7 @@ int usb_discovery_new(struct driver_host *host, usb_token_factory_fn factory, vo
                 return -e;
         }
         d->thread_running = true;
+        log_debug(LOG_SUB_USB, "usb: discovery started (%s)", d->hotplug ? "hotplug" : "devices present now");
         *ret = d;
         return 0;
 }

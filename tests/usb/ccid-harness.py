@@ -34,12 +34,21 @@ Pitfalls (umockdev 0.17, libusb 1.0.26, found the hard way):
   - After an unplug, pending URBs complete with -ESHUTDOWN and stay reapable
     (USBDEVFS_CAP_REAP_AFTER_DISCONNECT), other ioctls fail with ENODEV:
     libusb reports LIBUSB_ERROR_NO_DEVICE for both.
+  - IoctlBase.client_connected is called when a process opens the node, but
+    client_vanished is never emitted (nor the client's "connected" notified):
+    "the host let go" is its RELEASEINTERFACE ioctl, seen even when refused.
+
+Synchronisation: no sleeps.  The harness waits for an event (a client line,
+a netcad log line, something the emulated reader did: a command received, a
+command held unanswered, its interface released) with a hang guard
+(STEP_TIMEOUT) that is a failure.  After every scenario, every reader's list
+of host protocol violations must be empty (Bench.check_readers).
 """
 import argparse
 import collections
+import json
 import os
 import queue
-import select
 import shutil
 import struct
 import subprocess
@@ -53,7 +62,7 @@ gi.require_version('UMockdev', '1.0')
 from gi.repository import UMockdev  # noqa: E402
 
 DEBUG = os.environ.get('CCID_HARNESS_DEBUG') == '1'
-STEP_TIMEOUT = 20          # seconds to wait for one expected line from the client
+STEP_TIMEOUT = 20          # seconds to wait for one expected event (a hang guard, never a sync)
 
 
 def log(*a):
@@ -202,6 +211,10 @@ def reader_description(cfg):
 
 
 # ------------------------------------------------------- the CCID reader
+class Held(Exception):
+    """A held command ends with the reader: no answer."""
+
+
 class CcidReader:
     """CCID slot 0 at the short/extended APDU level, the card behind it.
     Commands are handled on a worker thread; replies go out through
@@ -219,17 +232,65 @@ class CcidReader:
         self.chain_out = b''       # response APDU still to send (bChainParameter)
         self.pending_6c = {}       # APDU -> real answer, for the 'wrongle' fault
         self.stats = collections.Counter()
+        # Host protocol violations seen (every scenario asserts none beyond
+        # the ones it expects: Bench.check_readers).
         self.errors = []
+        # Guards stats (waited on by the harness), the hold gate and the
+        # count of commands not yet answered.
+        self.cond = threading.Condition()
+        self.outstanding = 0
+        self.hold_pred = None      # hold(): the next command APDU matching it is held
+        self.held = None           # ... and here once it arrived
+        self.gone = False          # unplugged: a held command is dropped
         self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()
 
     def submit(self, msg):
+        with self.cond:
+            # bMaxCCIDBusySlots is 1: a command before the previous one's
+            # answer is a host error (or a lost reply).
+            if self.outstanding:
+                self.errors.append(f'command {msg[:10].hex()} sent while {self.outstanding} unanswered')
+            self.outstanding += 1
         self.cmdq.put(msg)
 
     def stop(self):
         self.cmdq.put(None)
 
+    def unplugged(self):
+        with self.cond:
+            self.gone = True
+            self.cond.notify_all()
+        self.stop()
+
+    def note(self, what):
+        with self.cond:
+            self.stats[what] += 1
+            self.cond.notify_all()
+
+    def wait_until(self, pred, what, timeout=STEP_TIMEOUT):
+        """Waits until pred(stats) holds (the reader did something)."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: pred(self.stats), timeout):
+                raise AssertionError(f'timed out waiting until the reader {what} ({dict(self.stats)})')
+
+    def hold(self, pred):
+        """The next command APDU for which pred(apdu) is true reaches the
+        reader but never the card, and is never answered: the host waits for
+        it until the reader is unplugged.  wait_held() returns it."""
+        with self.cond:
+            self.hold_pred, self.held = pred, None
+
+    def wait_held(self, timeout=STEP_TIMEOUT):
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.held is not None, timeout):
+                raise AssertionError('timed out waiting for the host to send the command to hold')
+            return self.held
+
     def _reply(self, mtype, slot, seq, status, error, param, data=b''):
+        if status & 0xC0 != 0x80:          # not a time extension: the command is answered
+            with self.cond:
+                self.outstanding -= 1
         self.emit(EP_IN, struct.pack('<BIBBBBB', mtype, len(data), slot, seq, status, error, param) + data)
 
     def _icc(self):
@@ -244,6 +305,8 @@ class CcidReader:
                 return
             try:
                 self._command(msg)
+            except Held:
+                log('reader unplugged with a held command')
             except EOFError:
                 self.errors.append('the card process died')
                 log('the card process died: the reader goes silent')
@@ -277,6 +340,7 @@ class CcidReader:
             self.powered = False
             return self._reply(0x81, 0, seq, self._icc(), 0, 0)
         if mtype == 0x65:                                   # GetSlotStatus
+            self.note('slot_status_' + ('active', 'inactive', 'absent')[self._icc()])
             return self._reply(0x81, 0, seq, self._icc(), 0, 0)
         if mtype == 0x6C:                                   # GetParameters: T=1
             if not self.card:
@@ -333,6 +397,14 @@ class CcidReader:
         return self._reply(0x80, 0, seq, 0x00, 0, param, part)
 
     def _card_apdu(self, capdu):
+        with self.cond:
+            if self.hold_pred and self.hold_pred(capdu):
+                self.hold_pred, self.held = None, capdu
+                self.cond.notify_all()
+                log(f'holding command APDU {capdu[:4].hex()}')
+                if not self.cond.wait_for(lambda: self.gone, 3 * STEP_TIMEOUT):
+                    self.errors.append('a held command: the reader was never unplugged')
+                raise Held()
         self.stats['apdus'] += 1
         if ('wrongle' in self.cfg.faults and capdu[1] == 0xCB and len(capdu) == 5 + capdu[4] + 1 and capdu[4]
                 and capdu[-1] == 0):
@@ -407,6 +479,19 @@ class UsbfsReader(UMockdev.IoctlBase):
         self.done = collections.deque()                             # URBs to reap
         self.unplugged = False
         self.ccid = CcidReader(cfg, card, self.push_in)
+        self.opens = 0             # the device node opened (by anyone), ever
+
+    # umockdev calls this when a process opens the device node.  (It never
+    # emits client-vanished in 0.17, and the client's "connected" property
+    # is not notified either: the host letting go is seen as the release of
+    # its interface, which drivers/usb does right before libusb_close.)
+    def do_client_connected(self, client):
+        with self.ccid.cond:
+            self.opens += 1
+
+    def wait_released(self, timeout=STEP_TIMEOUT):
+        """Waits until the host has released the interface (closing it)."""
+        self.ccid.wait_until(lambda s: s['ioctl_RELEASEINTERFACE'] >= 1, 'saw the interface released', timeout)
 
     def push_in(self, ep, msg):
         with self.lock:
@@ -435,7 +520,7 @@ class UsbfsReader(UMockdev.IoctlBase):
                     urb = q.popleft()
                     urb.complete(-ESHUTDOWN)
                     self.done.append(urb)
-        self.ccid.stop()
+        self.ccid.unplugged()
 
     def _control(self, urb):
         setup = urb.payload()[:8]
@@ -460,12 +545,15 @@ class UsbfsReader(UMockdev.IoctlBase):
         req = client.get_request()
         name = IOC_NR.get(req & 0xFF, hex(req)) if ((req >> 8) & 0xFF) == ord('U') else hex(req)
         arg = client.get_arg()
+        if name not in ('REAPURB', 'REAPURBNDELAY', 'SUBMITURB'):
+            self.ccid.note('ioctl_' + name)        # even when refused (unplugged)
         with self.lock:
             try:
                 res, err = self._ioctl(name, arg)
-            except Exception:
+            except Exception as e:
                 import traceback
                 traceback.print_exc()
+                self.ccid.errors.append(f'ioctl {name}: {e!r}')
                 res, err = -1, EINVAL
         if name != 'REAPURBNDELAY' or res == 0:
             dbg(name, res, err)
@@ -518,6 +606,80 @@ class UsbfsReader(UMockdev.IoctlBase):
 
 
 # ------------------------------------------------------------ test bench
+class Lines:
+    """The lines of a child's output, read on a thread (and copied to sink).
+    Waits are on lines, in the order they came; a timeout is a hang guard and
+    a failure."""
+
+    def __init__(self, stream, sink, name):
+        self.name = name
+        self.all = []
+        self.consumed = set()
+        self.eof = False
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, args=(stream, sink), daemon=True).start()
+
+    def _read(self, stream, sink):
+        for line in stream:
+            sink.write(line)
+            sink.flush()
+            with self.cond:
+                self.all.append(line.rstrip('\n'))
+                self.cond.notify_all()
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def _wait(self, find, what, timeout):
+        end = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                r = find()
+                if r is not None:
+                    return r
+                if self.eof:
+                    raise AssertionError(f'{self.name} ended while waiting for {what}')
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f'timed out waiting for {what} from {self.name}')
+                self.cond.wait(left)
+
+    def expect(self, prefix, timeout=STEP_TIMEOUT):
+        """The first line not returned yet that starts with prefix.  Lines
+        that come first are kept, not dropped: events from two client threads
+        arrive in either order."""
+        def find():
+            for i, line in enumerate(self.all):
+                if i not in self.consumed and line.startswith(prefix):
+                    self.consumed.add(i)
+                    return line
+        return self._wait(find, f'"{prefix}"', timeout)
+
+    def expect_next(self, prefix, timeout=STEP_TIMEOUT):
+        """The next line not returned yet must start with prefix: nothing
+        else came before it."""
+        def find():
+            for i, line in enumerate(self.all):
+                if i not in self.consumed:
+                    if not line.startswith(prefix):
+                        raise AssertionError(f'"{line}" from {self.name} where "{prefix}" was due')
+                    self.consumed.add(i)
+                    return line
+        return self._wait(find, f'"{prefix}"', timeout)
+
+    def find(self, *texts, start=0, timeout=STEP_TIMEOUT):
+        """Index of the first line from start on that contains all texts."""
+        def find():
+            for i in range(start, len(self.all)):
+                if all(t in self.all[i] for t in texts):
+                    return i
+        return self._wait(find, ' and '.join(f'"{t}"' for t in texts), timeout)
+
+    def grep(self, text, end=None):
+        with self.cond:
+            return [line for line in self.all[:end] if text in line]
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -528,11 +690,13 @@ class Bench:
         self.tb = UMockdev.Testbed.new()
         self.tb.add_from_string(hub_description())
         self.reader = None
+        self.readers = []          # every reader plugged, for check_readers
+        self.expected_errors = []  # protocol errors a scenario provokes on purpose
         self.cards = []
         self.client = None
+        self.out = None            # Lines of the client's stdout
         self.daemon = None
-        self.lines = queue.Queue()
-        self.backlog = []
+        self.dlog = None           # Lines of netcad's log (stderr)
 
     def card(self, delay_ms=None):
         c = Card(self.args.card_exe, self.card_dir, delay_ms)
@@ -554,6 +718,7 @@ class Bench:
         self.tb.attach_ioctl(DEVNODE, r)
         self.tb.add_from_string(reader_description(cfg))
         self.reader = r
+        self.readers.append(r)
         return r
 
     def unplug(self):
@@ -577,9 +742,11 @@ class Bench:
             env['ASAN_OPTIONS'] += ':verify_asan_link_order=0'
         return env
 
-    def run(self, argv, timeout=60):
+    def run(self, argv, timeout=60, extra_env=None):
         log('run', ' '.join(argv))
-        p = subprocess.run(argv, env=self.env(), stdout=subprocess.PIPE, timeout=timeout, text=True)
+        env = self.env()
+        env.update(extra_env or {})
+        p = subprocess.run(argv, env=env, stdout=subprocess.PIPE, timeout=timeout, text=True)
         sys.stdout.write(p.stdout)
         return p.returncode, p.stdout
 
@@ -589,42 +756,56 @@ class Bench:
         env.update(extra_env or {})
         self.client = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, text=True)
-        threading.Thread(target=self._reader, daemon=True).start()
-
-    def _reader(self):
-        for line in self.client.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            self.lines.put(line.rstrip('\n'))
-        self.lines.put(None)
+        self.out = Lines(self.client.stdout, sys.stdout, os.path.basename(argv[0]))
 
     def expect(self, prefix, timeout=STEP_TIMEOUT):
-        """Waits for a client line starting with prefix and returns it.  Lines
-        that come first are kept, not dropped: events from two client threads
-        arrive in either order."""
-        for i, line in enumerate(self.backlog):
-            if line.startswith(prefix):
-                del self.backlog[i]
-                return line
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f'timed out waiting for "{prefix}"')
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError(f'client exited while waiting for "{prefix}"')
-            if line.startswith(prefix):
-                return line
-            self.backlog.append(line)
+        return self.out.expect(prefix, timeout)
+
+    def expect_next(self, prefix, timeout=STEP_TIMEOUT):
+        return self.out.expect_next(prefix, timeout)
 
     def finish(self, timeout=30):
         self.client.stdin.close()
         rc = self.client.wait(timeout=timeout)
         return rc
+
+    def start_daemon(self, extra_env=None):
+        """netcad on its own socket and data directory; returns once it logs
+        "serving" (everything it does before serving, USB discovery started
+        or not, is in self.dlog by then)."""
+        check(self.args.netcad, '--netcad needed')
+        self.sock = os.path.join(self.tmp, 'netcad.sock')
+        env = self.env()
+        env['NETCA_SOCKET'] = self.sock
+        env['NETCA_DEBUG'] = 'usb'
+        env.pop('NETCA_LOG_FILE', None)
+        env.update(extra_env or {})
+        log('start netcad', ' '.join(f'{k}={env[k]}' for k in sorted(extra_env or {})))
+        self.daemon = subprocess.Popen([self.args.netcad, '--foreground', '--socket', self.sock, '--data-dir',
+                                        os.path.join(self.tmp, 'data')],
+                                       env=env, stderr=subprocess.PIPE, text=True)
+        self.dlog = Lines(self.daemon.stderr, sys.stderr, 'netcad')
+        return self.dlog.find(f'serving {self.sock}')
+
+    def stop_daemon(self):
+        self.daemon.terminate()
+        check(self.daemon.wait(timeout=30) == 0, 'netcad exit status')
+        with self.dlog.cond:   # its log, to the end
+            self.dlog.cond.wait_for(lambda: self.dlog.eof, STEP_TIMEOUT)
+
+    def check_readers(self):
+        """Every reader, in every scenario: no CCID protocol violation by the
+        host beyond the ones the scenario expects (self.expected_errors)."""
+        errors = []
+        for r in self.readers:
+            r.ccid.stop()      # after what the host sent so far
+            r.ccid.t.join(timeout=STEP_TIMEOUT)
+            if r.ccid.t.is_alive():
+                errors.append('the reader is stuck in a command')
+            errors += r.ccid.errors
+        check(sorted(errors) == sorted(self.expected_errors),
+              f'{len(errors)} reader protocol errors {errors[:5]}{" ..." if len(errors) > 5 else ""}, '
+              f'expected {self.expected_errors}')
 
     def close(self):
         if self.client and self.client.poll() is None:
@@ -632,6 +813,8 @@ class Bench:
         if self.daemon and self.daemon.poll() is None:
             self.daemon.kill()
             self.daemon.wait()
+        for r in self.readers:
+            r.ccid.unplugged()     # releases a held command
         for c in self.cards:
             c.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -648,7 +831,6 @@ def simple(mode, **cfg_kw):
         r = b.plug(ReaderConfig(**cfg_kw))
         rc, out = b.run([b.args.client, mode])
         check(rc == 0, f'usb-client {mode} exited {rc}')
-        check(not r.ccid.errors, f'reader saw protocol errors: {r.ccid.errors}')
         return r, out
     return scenario
 
@@ -701,61 +883,78 @@ def sc_badseq(b):
 
 def sc_hotplug(b):
     b.start([b.args.client, 'discover'])
-    b.expect('READY')
-    time.sleep(0.3)
+    # READY comes after usb_discovery_new(): libusb's uevent monitor and the
+    # hotplug callback exist, and the list of devices present was taken.  A
+    # reader plugged now can only arrive through a hotplug event.
+    b.expect_next('READY')
     log('plug')
     b.plug(ReaderConfig())
-    added = b.expect('ADDED usb:')
+    added = b.expect_next('ADDED usb:')
     log('unplug')
     b.unplug()
-    removed = b.expect('REMOVED usb:')
+    removed = b.expect_next('REMOVED usb:')
     check(added.split()[1] == removed.split()[1], 'the same token left')
     check(b.finish() == 0, 'client exit status')
+    b.expect_next('DONE')
 
 
 def sc_replug(b):
     b.start([b.args.client, 'discover'])
-    b.expect('READY')
+    b.expect_next('READY')
     b.plug(ReaderConfig())
-    first = b.expect('ADDED usb:').split()[1]
-    b.unplug()
-    b.expect('REMOVED usb:')
-    time.sleep(0.2)
+    first = b.expect_next('ADDED usb:').split()[1]
+    old = b.unplug()
+    b.expect_next('REMOVED usb:')
+    # The client is done with the old device once it has released it.
+    old.wait_released()
     b.plug(ReaderConfig())
-    again = b.expect('ADDED usb:').split()[1]
+    again = b.expect_next('ADDED usb:').split()[1]
     check(first == again, f'replugged key has another identity: {first} vs {again}')
     b.unplug()
-    b.expect('REMOVED usb:')
+    b.expect_next('REMOVED usb:')
     check(b.finish() == 0, 'client exit status')
+    b.expect_next('DONE')
 
 
 def sc_cardswap(b):
     """A reader present at start, without a card: NotifySlotChange in and out."""
     r = b.plug(ReaderConfig(card_present=False))
     b.start([b.args.client, 'discover'])
-    b.expect('READY')
-    time.sleep(0.5)
-    check(b.lines.empty() and not b.backlog, 'no token without a card')
+    b.expect_next('READY')
+    # The discovery asked the slot status and was told "no card": it decided
+    # on this reader.  Its next event is the card inserted below; the first
+    # line after READY must be that token (expect_next), none before it.
+    r.ccid.wait_until(lambda s: sum(s[f'slot_status_{k}'] for k in ('absent', 'inactive', 'active')),
+                      'answered GetSlotStatus')
+    check(r.ccid.stats['slot_status_absent'] >= 1 and r.ccid.stats['apdus'] == 0,
+          f'the reader had a card at start: {dict(r.ccid.stats)}')
     for i in range(2):
         log('card in')
         r.ccid.insert()
         r.notify(True)
-        b.expect('ADDED usb:')
+        b.expect_next('ADDED usb:')
         log('card out')
         r.ccid.remove()
         r.notify(False)
-        b.expect('REMOVED usb:')
+        b.expect_next('REMOVED usb:')
     check(b.finish() == 0, 'client exit status')
+    b.expect_next('DONE')
+
+
+GET_DATA = 0xCB
+GENERAL_AUTHENTICATE = 0x87
 
 
 def sc_unplug_op(b):
-    """Unplug while an APDU is in flight (the card takes 300 ms per APDU)."""
+    """Unplug while an APDU is in flight: the reader holds the client's
+    next GET DATA unanswered, and is unplugged with it."""
     b.start([b.args.client, 'discover', '--op-loop'])
     b.expect('READY')
-    b.plug(ReaderConfig(), delay_ms=300)
+    r = b.plug(ReaderConfig())
     b.expect('ADDED usb:')
     b.expect('OP-OK')
-    time.sleep(0.1)          # inside the next APDU's 300 ms
+    r.ccid.hold(lambda apdu: apdu[1] == GET_DATA)
+    r.ccid.wait_held()
     log('unplug during an APDU')
     b.unplug()
     line = b.expect('OP-ERR')
@@ -774,9 +973,64 @@ def sc_dump(b):
                  'extended APDU', 'verdict: supported'):
         check(want.lower() in out.lower(), f'"{want}" missing from the dump')
     rc, out = b.run([b.args.tool, '--json', 'usb', 'dump'])
-    import json
     j = json.loads(out)
     check(j['readers'][0]['ccid']['dwMaxCCIDMessageLength'] == 3072, 'JSON dump')
+
+
+NO_READER = 'No CCID reader or USB key attached.'
+
+
+def sc_dump_none(b):
+    """netca-tool usb dump with no CCID device (only the root hub), as
+    netca-tool(1) documents it: "No CCID reader or USB key attached.", exit
+    status 0; with --json an empty "readers" array.  Between two such runs
+    a plugged reader is listed: the tool does see the emulated bus."""
+    check(b.args.tool, '--tool needed')
+
+    def none(when):
+        rc, out = b.run([b.args.tool, 'usb', 'dump'])
+        check(rc == 0, f'{when}: netca-tool usb dump exited {rc}')
+        check(out.strip() == NO_READER, f'{when}: the dump says {out!r}, not "{NO_READER}"')
+        rc, out = b.run([b.args.tool, '--json', 'usb', 'dump'])
+        check(rc == 0, f'{when}: netca-tool --json usb dump exited {rc}')
+        check(json.loads(out) == {'readers': []}, f'{when}: JSON dump {out!r}')
+
+    none('no reader yet')
+    b.plug(ReaderConfig())
+    rc, out = b.run([b.args.tool, 'usb', 'dump'])
+    check(rc == 0 and 'iSerialNumber: NCT0001' in out and NO_READER not in out, 'the plugged reader is not listed')
+    b.unplug()
+    none('reader unplugged')
+
+
+def sc_disabled(b):
+    """NETCA_USB=0 (netcad(8)): no USB discovery.  netcad starts discovery
+    before it logs "serving": its log up to there has no "usb:" line, and
+    no token, with a reader and a card present.  Over the daemon's whole
+    life the reader's device node is never opened.  The same daemon without
+    NETCA_USB=0 then logs "usb: discovery started" before "serving" and
+    serves the key: the check sees what it looks for."""
+    check(b.args.tool, '--tool needed')
+    r = b.plug(ReaderConfig())
+    serving = b.start_daemon({'NETCA_USB': '0'})
+    usb_lines = b.dlog.grep('usb:', end=serving) + b.dlog.grep('USB', end=serving)
+    check(not usb_lines, f'netcad with NETCA_USB=0 logged {usb_lines}')
+    rc, out = b.run([b.args.tool, '--json', 'daemon', 'status'], extra_env={'NETCA_SOCKET': b.sock})
+    check(rc == 0, f'netca-tool daemon status exited {rc}')
+    check(json.loads(out)['tokens'] == 0, f'tokens with NETCA_USB=0: {out}')
+    b.stop_daemon()
+    check(r.opens == 0, f'netcad with NETCA_USB=0 opened the reader {r.opens} times')
+    usb_lines = b.dlog.grep('usb:') + b.dlog.grep('USB')
+    check(not usb_lines, f'netcad with NETCA_USB=0 logged {usb_lines}')
+
+    log('control: the same daemon without NETCA_USB=0')
+    serving = b.start_daemon()
+    check(b.dlog.grep('usb: discovery started', end=serving), 'no "usb: discovery started" before "serving"')
+    b.dlog.find('usb: token ', ' added', start=serving)
+    rc, out = b.run([b.args.tool, '--json', 'daemon', 'status'], extra_env={'NETCA_SOCKET': b.sock})
+    check(rc == 0 and json.loads(out)['tokens'] == 1, f'the control daemon serves no token: {out}')
+    check(r.opens >= 1, 'the control daemon did not open the reader')
+    b.stop_daemon()
 
 
 def sc_p11_unplug(b):
@@ -784,41 +1038,32 @@ def sc_p11_unplug(b):
     when the key is pulled: CKR_DEVICE_REMOVED, a C_WaitForSlotEvent waiter
     wakes, and the key plugged again comes back in the same slot."""
     check(b.args.netcad and b.args.module and b.args.p11_client, '--netcad, --module, --p11-client needed')
-    sock = os.path.join(b.tmp, 'netcad.sock')
-    data = os.path.join(b.tmp, 'data')
-    b.plug(ReaderConfig(), delay_ms=300)
-    env = b.env()
-    env['NETCA_SOCKET'] = sock
-    daemon = subprocess.Popen([b.args.netcad, '--foreground', '--socket', sock, '--data-dir', data], env=env)
-    b.daemon = daemon
-    for _ in range(200):
-        if os.path.exists(sock):
-            break
-        time.sleep(0.05)
-    check(os.path.exists(sock), 'netcad did not start')
-    b.start([b.args.p11_client, b.args.module], extra_env={'NETCA_SOCKET': sock})
+    r = b.plug(ReaderConfig())
+    b.start_daemon()
+    b.start([b.args.p11_client, b.args.module], extra_env={'NETCA_SOCKET': b.sock})
     slot = b.expect('SLOT ').split()[1]
     b.expect('SIGN-OK', timeout=30)
-    # The next signature's APDU takes 300 ms: pull the key while it runs.
-    # (0.1 s was too early under ASan on a loaded machine: the request had
-    # not reached the card, and its session was closed with the token.)
-    time.sleep(0.25)
+    # The reader holds the next signature's GENERAL AUTHENTICATE: the key is
+    # pulled while netcad waits for its answer.
+    r.ccid.hold(lambda apdu: apdu[1] == GENERAL_AUTHENTICATE)
+    r.ccid.wait_held()
     log('unplug during C_Sign')
     b.unplug()
     rv = b.expect('SIGN-RV')
     check(rv == 'SIGN-RV 0x32', f'C_Sign in flight: {rv}, expected CKR_DEVICE_REMOVED (0x32)')
     ev = b.expect('EVENT ')
     check(ev.split()[1] == slot, f'slot event for slot {ev.split()[1]}, expected {slot}')
-    time.sleep(0.3)
+    # netcad has dropped the token and released the old device.
+    b.dlog.find('usb: token in ', ' removed')
+    r.wait_released()
     log('replug')
-    b.plug(ReaderConfig(), delay_ms=0)
+    b.plug(ReaderConfig())
     again = b.expect('SLOT ', timeout=30).split()[1]
     check(again == slot, f'replugged key in slot {again}, it was in {slot}')
     b.expect('SIGN-OK', timeout=30)
     b.expect('DONE')
     check(b.client.wait(timeout=30) == 0, 'client exit status')
-    daemon.terminate()
-    check(daemon.wait(timeout=30) == 0, 'netcad exit status')
+    b.stop_daemon()
 
 
 def sc_serve(b):
@@ -847,6 +1092,7 @@ SCENARIOS = {
     'enum': sc_enum, 'transfer': sc_transfer, 'getresp': sc_getresp, 'wrongle': sc_wrongle,
     'ext': sc_ext, 'timeext': sc_timeext, 'badseq': sc_badseq, 'hotplug': sc_hotplug,
     'replug': sc_replug, 'cardswap': sc_cardswap, 'unplug-op': sc_unplug_op, 'dump': sc_dump,
+    'dump-none': sc_dump_none, 'disabled': sc_disabled,
 }
 
 
@@ -867,6 +1113,7 @@ def main():
     b = Bench(args)
     try:
         SCENARIOS[args.scenario](b)
+        b.check_readers()
     except AssertionError as e:
         log('FAIL', args.scenario + ':', e)
         return 1

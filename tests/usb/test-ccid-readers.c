@@ -9,8 +9,10 @@
  * runs on exactly what the driver would parse from the device.
  *
  * Directory: $NETCA_CCID_READERS_DIR (or argv[1]); exit 77 (skip) only when
- * it does not exist.  Fails if the directory has no dump at all, or if a
- * known device does not get the verdict it must get. */
+ * it does not exist, and then only outside CI: with CI=true a missing
+ * directory is a failure (a judge that silently skips proves nothing).
+ * Fails if the directory has no dump at all, or if a known device does not
+ * get the verdict it must get. */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -168,6 +170,11 @@ int main(int argc, char **argv) {
         const char *dir = argc > 1 ? argv[1] : getenv("NETCA_CCID_READERS_DIR");
         struct stat st;
         if (!dir || stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                const char *ci = getenv("CI");
+                if (ci && !strcmp(ci, "true")) {
+                        printf("FAIL: no reader dumps directory (%s), and CI=true\n", dir ? dir : "unset");
+                        return 1;
+                }
                 printf("SKIP: no reader dumps directory (%s)\n", dir ? dir : "unset");
                 return 77;
         }
