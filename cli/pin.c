@@ -198,7 +198,8 @@ int unblock_secrets(const struct p11_token *t, bool puk, char **ret_secret, char
                               : "no SO PIN: give --so-pin, --so-pin-file or run on a terminal");
                 return CLI_EXIT_USAGE;
         }
-        int r = pin_get(arg.new_pin ? arg.new_pin : arg.pin, arg.new_pin ? arg.new_pin_file : arg.pin_file,
+        bool given = arg.new_pin || arg.new_pin_file; /* else --pin/--pin-file name the new PIN */
+        int r = pin_get(given ? arg.new_pin : arg.pin, given ? arg.new_pin_file : arg.pin_file,
                         puk ? "New PIN: " : "New user PIN: ", true, ret_new);
         if (r < 0) {
                 cli_error(r == -EILSEQ ? "the PINs do not match" : "no new PIN: give --new-pin or run on a terminal");

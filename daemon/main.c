@@ -334,6 +334,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "netcad: cannot detach: %s\n", strerror(-r));
                 return 1;
         }
+        d.pid = getpid(); /* the detached child's, for daemon status */
         event_set_mem_functions(ev_malloc, ev_realloc, ev_free);
         evthread_use_pthreads();
         signal(SIGPIPE, SIG_IGN);

@@ -493,6 +493,222 @@ case_audit_export() {
         assert_eq "$(stat -c %s "$NETCA_DATA_DIR/diagnostic.log")" "$size" "diagnostic log after disable"
 }
 
+# key gen --type rsa3072: OpenSSL reads a 3072-bit RSA public key from the
+# token, and a request signed with it verifies.
+case_keygen_rsa3072() {
+        local id
+        ok key gen --type rsa3072 --label k-rsa3072 $P --json
+        id=$(json 'j["id"]')
+        [[ ${#id} -eq 40 ]] || fail "key id '$id' is not a SHA-1"
+        fixture_read_pubkey "$id" "$T/k3072.pub"
+        openssl pkey -pubin -in "$T/k3072.pub" -noout -text >"$T/k3072.txt" 2>&1 ||
+                fail "openssl cannot read the public key"
+        assert_file_contains "$T/k3072.txt" "Public-Key: \\(3072 bit\\)" "size of the generated RSA key"
+        ok list
+        assert_file_contains "$T/out" "RSA 3072 +id $id +label \"k-rsa3072\"" "list shows the RSA 3072 key"
+        ok csr --label k-rsa3072 --subject "CN=RSA 3072" -o "$T/k3072.csr" $P
+        openssl req -in "$T/k3072.csr" -verify -noout 2>/dev/null || fail "the RSA-3072 request does not verify"
+        openssl req -in "$T/k3072.csr" -noout -pubkey | cmp -s - "$T/k3072.pub" ||
+                fail "the request does not carry the token's key"
+}
+
+# import_encrypted KIND KEYFILE: KEYFILE is encrypted with "keysecret"; the
+# certificate $T/enc.pem carries its key.
+import_encrypted() {
+        local kind=$1 key=$2 id mech
+        # Wrong password: exit 3 with a clear message, nothing imported.
+        expect_rc 3 import "$T/enc.pem" --key "$key" --password wrong-secret $P
+        assert_file_contains "$T/err" "wrong password for .*${key##*/}" "wrong password message ($kind)"
+        ok list --json
+        assert_eq "$(json 'len(j["tokens"][0]["keys"])')" 0 "keys after a wrong password ($kind)"
+        assert_eq "$(json 'len(j["tokens"][0]["certificates"])')" 0 "certificates after a wrong password ($kind)"
+        # No password and no terminal: a usage error, not a hang.
+        expect_rc 1 import "$T/enc.pem" --key "$key" $P </dev/null
+        assert_file_contains "$T/err" "needs a password" "no password message ($kind)"
+        # The right one, from a file.
+        printf 'keysecret\n' >"$T/keypw"
+        ok import "$T/enc.pem" --key "$key" --password-file "$T/keypw" $P
+        assert_file_contains "$T/out" "Imported $kind private key" "import of the encrypted $kind key"
+        ok cert show --json
+        id=$(json 'j["id"]')
+        # The key on the token is the certificate's: it signs, OpenSSL verifies.
+        head -c 1000 /dev/urandom >"$T/data"
+        if [[ $kind = RSA ]]; then mech=SHA256-RSA-PKCS; else mech=ECDSA-SHA256; fi
+        p11 --login --pin "$USER_PIN" --sign -m "$mech" --id "$id" --signature-format openssl \
+                -i "$T/data" -o "$T/sig" >/dev/null 2>&1 || fail "signing with the imported $kind key failed"
+        openssl x509 -in "$T/enc.pem" -pubkey -noout >"$T/enc.pub"
+        openssl dgst -sha256 -verify "$T/enc.pub" -signature "$T/sig" "$T/data" >/dev/null ||
+                fail "the signature of the imported $kind key does not verify with its certificate"
+        ok cert delete --with-key $P
+}
+
+# import of encrypted PEM keys (netca-tool(1): "PKCS#1, SEC1 or PKCS#8,
+# encrypted or not"), with --password / --password-file: the traditional
+# encrypted PEM forms (Proc-Type/DEK-Info, AES-256-CBC) of PKCS#1 and SEC1.
+case_import_encrypted() {
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$T/rsa.key" 2>/dev/null
+        openssl pkey -in "$T/rsa.key" -traditional -aes256 -passout pass:keysecret -out "$T/rsa1.key" 2>/dev/null
+        grep -q "^Proc-Type: 4,ENCRYPTED" "$T/rsa1.key" || fail "openssl did not write a traditional encrypted key"
+        grep -q "BEGIN RSA PRIVATE KEY" "$T/rsa1.key" || fail "openssl did not write a PKCS#1 key"
+        openssl req -x509 -key "$T/rsa1.key" -passin pass:keysecret -out "$T/enc.pem" \
+                -subj "/CN=Encrypted RSA1/O=NETCA test" -days 30 2>/dev/null
+        import_encrypted RSA "$T/rsa1.key"
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/ec.key" 2>/dev/null
+        openssl pkey -in "$T/ec.key" -traditional -aes256 -passout pass:keysecret -out "$T/sec1.key" 2>/dev/null
+        grep -q "BEGIN EC PRIVATE KEY" "$T/sec1.key" || fail "openssl did not write a SEC1 key"
+        grep -q "^Proc-Type: 4,ENCRYPTED" "$T/sec1.key" || fail "openssl did not write an encrypted SEC1 key"
+        openssl req -x509 -key "$T/sec1.key" -passin pass:keysecret -out "$T/enc.pem" \
+                -subj "/CN=Encrypted SEC1/O=NETCA test" -days 30 2>/dev/null
+        import_encrypted EC "$T/sec1.key"
+}
+
+# Encrypted PKCS#8 as OpenSSL 3 writes it by default (openssl genpkey
+# -aes256: PBES2, PBKDF2 with HMAC-SHA-256, AES-256-CBC), RSA and EC.
+case_import_encrypted_pkcs8() {
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -aes256 -pass pass:keysecret \
+                -out "$T/rsa8.key" 2>/dev/null
+        grep -q "BEGIN ENCRYPTED PRIVATE KEY" "$T/rsa8.key" || fail "openssl did not write an encrypted PKCS#8 key"
+        openssl asn1parse -in "$T/rsa8.key" | grep -q "hmacWithSHA256" || fail "not PBKDF2 with HMAC-SHA-256"
+        openssl req -x509 -key "$T/rsa8.key" -passin pass:keysecret -out "$T/enc.pem" \
+                -subj "/CN=Encrypted RSA/O=NETCA test" -days 30 2>/dev/null
+        import_encrypted RSA "$T/rsa8.key"
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -aes256 -pass pass:keysecret \
+                -out "$T/ec8.key" 2>/dev/null
+        openssl req -x509 -key "$T/ec8.key" -passin pass:keysecret -out "$T/enc.pem" \
+                -subj "/CN=Encrypted EC/O=NETCA test" -days 30 2>/dev/null
+        import_encrypted EC "$T/ec8.key"
+}
+
+# PINs from files: --pin-file, --new-pin-file, --so-pin-file (the first line
+# of the file; "-" is standard input).  The new PIN is the one that logs in.
+case_pin_files() {
+        printf '%s\n' "$USER_PIN" >"$T/old"
+        printf '24682468\nnot this line\n' >"$T/new"
+        ok pin change --pin-file "$T/old" --new-pin-file "$T/new"
+        assert_file_contains "$T/out" "PIN changed" "pin change with files"
+        expect_rc 3 key gen --type ec-p256 $P
+        ok key gen --type ec-p256 --pin 24682468
+        # --new-pin-file - : the new PIN on standard input.
+        printf '%s\n' "$USER_PIN" | tool pin change --pin 24682468 --new-pin-file -
+        [[ $RC -eq 0 ]] || { cat "$T/out" "$T/err" >&2; fail "pin change --new-pin-file - exited $RC"; }
+        ok key gen --type ec-p256 $P
+        # A missing file is an error, and changes nothing.
+        tool pin change --pin "$USER_PIN" --new-pin-file "$T/nonexistent"
+        [[ $RC -ne 0 ]] || fail "pin change with a missing --new-pin-file succeeded"
+        ok key gen --type ec-p256 $P
+
+        # The SO PIN from a file, changed to one from a file.
+        printf '%s\n' "$SO_PIN" >"$T/so"
+        printf '87654321\n' >"$T/newso"
+        ok pin change --so --so-pin-file "$T/so" --new-pin-file "$T/newso"
+        expect_rc 3 pin change --so --so-pin-file "$T/so" --new-pin 11111111
+        printf '99999999\n' >"$T/wrongso"
+        expect_rc 3 pin change --so --so-pin-file "$T/wrongso" --new-pin 11111111
+
+        # Unblock a locked PIN with the SO PIN and the new PIN from files.
+        ok token create-soft --label lockme --pin 11112222 --so-pin 33334444 --max-tries 2
+        expect_rc 3 key gen --token lockme --type ec-p256 --pin 00000000
+        expect_rc 3 key gen --token lockme --type ec-p256 --pin 00000000
+        ok pin status --token lockme --json
+        assert_eq "$(json 'j["user"]["locked"]')" True "locked"
+        printf '33334444\n' >"$T/so2"
+        printf '55556666\n' >"$T/new2"
+        printf '99999999\n' >"$T/wrongso2"
+        expect_rc 3 pin unblock --token lockme --so-pin-file "$T/wrongso2" --new-pin-file "$T/new2" </dev/null
+        ok pin unblock --token lockme --so-pin-file "$T/so2" --new-pin-file "$T/new2" </dev/null
+        assert_file_contains "$T/out" "unblocked" "unblock output"
+        ok pin status --token lockme --json
+        assert_eq "$(json 'j["user"]["locked"]')" False "unlocked"
+        ok key gen --token lockme --type ec-p256 --pin 55556666
+        expect_rc 3 key gen --token lockme --type ec-p256 --pin 11112222
+
+        # --puk-file on a soft token: refused (PIV keys only), with a clear
+        # message.  (The PIV flow: cli-piv-puk-file.)
+        printf '12345678\n' >"$T/puk"
+        expect_rc 1 pin unblock --token lockme --puk-file "$T/puk" --new-pin 77778888
+        assert_file_contains "$T/err" "is not a PIV key" "--puk-file on a soft token"
+}
+
+# A certificate past its notAfter is marked EXPIRED (list, cert show, JSON);
+# a valid one is not.  The certificates are made with python3-cryptography
+# (OpenSSL 3.0's x509/req cannot set a notAfter in the past).
+case_cert_expired() {
+        $PY - "$T" <<'PYEOF' || fail "python3-cryptography could not make the test certificates"
+import datetime, sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+d = sys.argv[1]
+now = datetime.datetime.utcnow()
+for name, nb, na in (("Old Cert", datetime.datetime(2020, 1, 1), datetime.datetime(2021, 1, 1)),
+                     ("Fresh Cert", now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)),
+                     ("Just Expired", now - datetime.timedelta(days=2), now - datetime.timedelta(minutes=5))):
+    k = ec.generate_private_key(ec.SECP256R1())
+    n = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    c = (x509.CertificateBuilder().subject_name(n).issuer_name(n).public_key(k.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(nb).not_valid_after(na)
+         .sign(k, hashes.SHA256()))
+    open("%s/%s.der" % (d, name.replace(" ", "_")), "wb").write(c.public_bytes(serialization.Encoding.DER))
+PYEOF
+        # OpenSSL agrees which one is expired.
+        openssl x509 -inform DER -in "$T/Old_Cert.der" -noout -checkend 0 >/dev/null && fail "openssl: Old Cert valid?"
+        openssl x509 -inform DER -in "$T/Fresh_Cert.der" -noout -checkend 0 >/dev/null || fail "openssl: Fresh Cert expired?"
+        local c
+        for c in Old_Cert Fresh_Cert Just_Expired; do
+                ok import "$T/$c.der" $P
+        done
+        ok list
+        assert_file_contains "$T/out" "CN \"Old Cert\" .* expires 2021-01-01.* \\(EXPIRED\\)" "list: the expired certificate"
+        assert_file_contains "$T/out" "CN \"Just Expired\" .*\\(EXPIRED\\)" "list: the certificate expired minutes ago"
+        assert_file_not_contains "$T/out" "CN \"Fresh Cert\" .*EXPIRED" "list: the valid certificate"
+        ok list --json
+        assert_eq "$(json 'sorted((c["cn"], c["expired"]) for c in j["tokens"][0]["certificates"])')" \
+                "[('Fresh Cert', False), ('Just Expired', True), ('Old Cert', True)]" "expired in the JSON list"
+        ok cert show --cert "Old Cert"
+        assert_file_contains "$T/out" "^Not after: .*\\(EXPIRED\\)$" "cert show: expired"
+        ok cert show --cert "Fresh Cert"
+        assert_file_not_contains "$T/out" "EXPIRED" "cert show: valid"
+}
+
+# log show --until: records after WHEN are left out; with --since, a window.
+case_log_until() {
+        ok key gen --type ec-p256 --label early $P
+        ok log show --json
+        local n_early t_mid
+        n_early=$(json 'len(j)')
+        [[ $n_early -ge 1 ]] || fail "no usage record of the first key generation"
+        sleep 1.2
+        t_mid=$(date '+%Y-%m-%d %H:%M:%S')
+        sleep 1.2
+        expect_rc 3 key gen --type ec-p256 --label late --pin 00000000
+        ok key gen --type ec-p256 --label late $P
+        ok log show --json
+        local n_all
+        n_all=$(json 'len(j)')
+        ((n_all >= n_early + 2)) || fail "the later operations are not recorded ($n_all records)"
+
+        ok log show --until "$t_mid" --json
+        assert_eq "$(json 'len(j)')" "$n_early" "records until $t_mid"
+        assert_eq "$(json 'sorted(set(r["object"] for r in j if r["op"] == "keygen"))')" "['early']" "keygen until $t_mid"
+        ok log show --since "$t_mid" --json
+        assert_eq "$(json 'len(j)')" "$((n_all - n_early))" "records since $t_mid"
+        ok log show --since "$t_mid" --until "$(date -d tomorrow +%Y-%m-%d)" --failed --json
+        assert_eq "$(json '[r["op"] + ":" + r["result"] for r in j]')" "['login:failed']" "window and --failed"
+        # A time ago, and a date before everything.
+        ok log show --until 1h --json
+        assert_eq "$(json 'len(j)')" 0 "records until an hour ago"
+        ok log show --until 2000-01-01 --json
+        assert_eq "$(json 'len(j)')" 0 "records until 2000"
+        ok log show --until "$t_mid"
+        assert_file_contains "$T/out" "keygen" "text form with --until"
+        assert_file_not_contains "$T/out" "FAILED" "text form with --until"
+        ok log show --until 2000-01-01
+        assert_file_contains "$T/out" "No usage records" "text form, nothing until 2000"
+        expect_rc 1 log show --until someday
+        assert_file_contains "$T/err" "--since/--until take a date" "bad --until"
+}
+
 fn="case_${CASE//-/_}"
 declare -F "$fn" >/dev/null || fail "unknown case $CASE"
 "$fn"
