@@ -15,6 +15,7 @@
 
 #include <mbedtls/error.h>
 #include <mbedtls/oid.h>
+#include <mbedtls/pem.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/x509_crt.h>
 
@@ -300,6 +301,58 @@ static int get_password(const char *file, char **ret) {
         return CLI_EXIT_OK;
 }
 
+static bool encrypted_pkcs8(const uint8_t *data, size_t len) {
+        static const char tag[] = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+        return is_pem(data, len) && memmem(data, len, tag, sizeof tag - 1);
+}
+
+/* An encrypted PKCS#8 key that mbedTLS cannot decrypt itself (OpenSSL 3's
+ * default: PBES2, PBKDF2 with HMAC-SHA-256, AES-256-CBC): decrypted by the
+ * PKCS#12 reader's PBEs, then parsed as a PrivateKeyInfo. */
+static int parse_encrypted_pkcs8(const char *file, const uint8_t *data, size_t len, mbedtls_pk_context *pk) {
+        mbedtls_pem_context pem;
+        uint8_t *key = NULL;
+        size_t used, key_len = 0;
+        char *pw = NULL, *text;
+        int r;
+
+        text = strndup((const char *)data, len);
+        if (!text)
+                return -1;
+        mbedtls_pem_init(&pem);
+        r = mbedtls_pem_read_buffer(&pem, "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+                                    "-----END ENCRYPTED PRIVATE KEY-----", (const unsigned char *)text, NULL, 0, &used);
+        free(text);
+        if (r != 0) {
+                mbedtls_pem_free(&pem);
+                cli_error("%s holds no private key that can be read", file);
+                return -1;
+        }
+        r = get_password(file, &pw);
+        if (r != CLI_EXIT_OK) {
+                mbedtls_pem_free(&pem);
+                return r;
+        }
+        r = p12_decrypt_pkcs8(pem.buf, pem.buflen, pw, &key, &key_len);
+        secure_free(pw);
+        mbedtls_pem_free(&pem);
+        if (r == -EOPNOTSUPP) {
+                cli_error("%s is encrypted with an algorithm that is not supported", file);
+                return CLI_EXIT_OTHER;
+        }
+        if (r == 0) {
+                mbedtls_pk_free(pk);
+                mbedtls_pk_init(pk);
+                r = mbedtls_pk_parse_key(pk, key, key_len, NULL, 0);
+                secure_free(key);
+        }
+        if (r != 0) { /* bad padding, or (1 in 256) padding that fits but no key: the password */
+                cli_error("wrong password for %s", file);
+                return CLI_EXIT_PIN;
+        }
+        return CLI_EXIT_OK;
+}
+
 /* Parses a PEM/DER private key, asking for its password when it is
  * encrypted. */
 static int parse_key(const char *file, const uint8_t *data, size_t len, mbedtls_pk_context *pk, bool quiet) {
@@ -307,6 +360,8 @@ static int parse_key(const char *file, const uint8_t *data, size_t len, mbedtls_
         char *pw = NULL;
         int r;
 
+        if (encrypted_pkcs8(data, len))
+                return parse_encrypted_pkcs8(file, data, len, pk);
         r = mbedtls_pk_parse_key(pk, data, plen, NULL, 0);
         if (r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED) {
                 r = get_password(file, &pw);

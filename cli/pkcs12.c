@@ -880,3 +880,30 @@ out:
         secure_free(pw.bmp);
         return r;
 }
+
+int p12_decrypt_pkcs8(const uint8_t *der, size_t len, const char *password, uint8_t **ret, size_t *ret_len) {
+        /* EncryptedPrivateKeyInfo ::= SEQUENCE { AlgorithmIdentifier, OCTET STRING } */
+        uint8_t *p = (uint8_t *)der, *end;
+        mbedtls_asn1_buf alg, params;
+        struct pw pw = {};
+        size_t l;
+        int r;
+
+        if (len > P12_MAX_SIZE)
+                return -E2BIG;
+        r = get_tag(&p, der + len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE, &l);
+        if (r < 0)
+                return r;
+        end = p + l;
+        if (mbedtls_asn1_get_alg(&p, end, &alg, &params) != 0)
+                return -EBADMSG;
+        r = get_tag(&p, end, MBEDTLS_ASN1_OCTET_STRING, &l);
+        if (r < 0)
+                return r;
+        r = pw_init(&pw, password);
+        if (r < 0)
+                return r;
+        r = decrypt(&alg, &params, &pw, p, l, ret, ret_len);
+        secure_free(pw.bmp);
+        return r;
+}

@@ -42,5 +42,9 @@ struct p12 {
  * -E2BIG, -ENOMEM.  *ret untouched on failure. */
 int p12_parse(const uint8_t *data, size_t len, const char *password, struct p12 *ret);
 void p12_done(struct p12 *p);
+/* Decrypts a PKCS#8 EncryptedPrivateKeyInfo (DER) with the PBEs above
+ * (mbedTLS 2.28 reads only PBES2 with HMAC-SHA-1 and DES): the
+ * PrivateKeyInfo DER in secure memory.  Same errors as p12_parse. */
+int p12_decrypt_pkcs8(const uint8_t *der, size_t len, const char *password, uint8_t **ret, size_t *ret_len);
 /* Quick check: does this look like a PFX (SEQUENCE { INTEGER 3, SEQUENCE ...})? */
 int p12_looks_like(const uint8_t *data, size_t len);
