@@ -716,6 +716,10 @@ int core_remove_token(struct core *c, CK_SLOT_ID id) {
         return 0;
 }
 
+void core_token_changed(struct core *c, CK_SLOT_ID slot) {
+        emit(c, WIRE_EV_TOKEN_CHANGED, slot);
+}
+
 int core_list_tokens(struct core *c, struct core_token_summary **ret, size_t *ret_n) {
         core_lock(c);
         size_t n = c->nslots;

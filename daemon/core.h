@@ -81,6 +81,9 @@ int core_add_token(struct core *c, const struct driver_ops *ops, struct token *t
  * logins dropped, CKR_DEVICE_REMOVED for its ops in flight; the slot stays
  * (empty).  Returns 0 or -ENOENT. */
 int core_remove_token(struct core *c, CK_SLOT_ID slot);
+/* The token in this slot changed by itself (a driver's token_changed):
+ * clients get WIRE_EV_TOKEN_CHANGED. */
+void core_token_changed(struct core *c, CK_SLOT_ID slot);
 /* The slot id of the token with this slot key, or -ENOENT. */
 int core_find_slot(struct core *c, const char *slot_key, CK_SLOT_ID *ret_slot);
 

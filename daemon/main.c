@@ -21,12 +21,12 @@
 #include "common/secmem.h"
 #include "common/util.h"
 #include "core.h"
-#include "drivers/soft/soft.h"
-#include "drivers/usb/usb-piv.h"
+#include "drivers/table.h"
 #include "netcad.h"
 #include "audit.h"
 #include "logind.h"
 #include "mgmt.h"
+#include "registry.h"
 #include "server.h"
 #include "state.h"
 
@@ -124,74 +124,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
         struct event_base *base = arg;
         log_notice("signal %d: shutting down", (int)sig);
         event_base_loopexit(base, NULL);
-}
-
-static int load_soft_tokens(struct netcad *d) {
-        char **paths = NULL;
-        size_t n = 0;
-        int r = soft_token_scan(d->data_dir, &paths, &n);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++) {
-                struct token *t = NULL;
-                r = soft_token_open(paths[i], &t);
-                if (r < 0)
-                        log_error("soft token %s cannot be opened: %s", paths[i], strerror(-r));
-                else {
-                        char key[PATH_MAX + 8];
-                        snprintf(key, sizeof key, "soft:%s", strrchr(paths[i], '/') ? strrchr(paths[i], '/') + 1 : paths[i]);
-                        r = core_add_token(d->core, &soft_ops, t, key, NULL);
-                        if (r < 0)
-                                log_error("soft token %s not added: %s", paths[i], strerror(-r));
-                }
-                free(paths[i]);
-        }
-        free(paths);
-        return 0;
-}
-
-/* The driver_host of USB discovery: tokens come and go on its thread; the
- * core is thread-safe.  token_removed names the token, core_remove_token the
- * slot: a small table maps one to the other. */
-struct usb_host {
-        struct driver_host host;
-        struct core *core;
-        pthread_mutex_t lock;
-        struct usb_host_entry {
-                struct token *t;
-                CK_SLOT_ID slot;
-        } v[64];
-        size_t n;
-};
-
-static int usb_token_added(struct driver_host *h, const struct driver_ops *ops, struct token *t, const char *key) {
-        struct usb_host *u = (struct usb_host *)h;
-        pthread_mutex_lock(&u->lock);
-        if (u->n == ELEMENTSOF(u->v)) {
-                pthread_mutex_unlock(&u->lock);
-                ops->free(t);
-                return -ENOSPC;
-        }
-        CK_SLOT_ID slot = 0;
-        int r = core_add_token(u->core, ops, t, key, &slot);
-        if (r >= 0)
-                u->v[u->n++] = (struct usb_host_entry){ t, slot };
-        pthread_mutex_unlock(&u->lock);
-        return r;
-}
-
-static void usb_token_removed(struct driver_host *h, struct token *t) {
-        struct usb_host *u = (struct usb_host *)h;
-        pthread_mutex_lock(&u->lock);
-        for (size_t i = 0; i < u->n; i++) {
-                if (u->v[i].t != t)
-                        continue;
-                CK_SLOT_ID slot = u->v[i].slot;
-                u->v[i] = u->v[--u->n];
-                core_remove_token(u->core, slot);
-                break;
-        }
-        pthread_mutex_unlock(&u->lock);
 }
 
 #define SWEEP_SECONDS 2
@@ -366,27 +298,25 @@ int main(int argc, char **argv) {
         struct event *sweep = event_new(d.base, -1, EV_PERSIST, sweep_cb, &d);
         if (sweep)
                 event_add(sweep, &sweep_tv);
-        load_soft_tokens(&d);
+        if ((r = registry_new(d.core, d.state, d.data_dir, &d.registry)) < 0) {
+                log_error("out of memory");
+                return 1;
+        }
         struct server *srv = NULL;
         if ((r = server_new(&d, listen_fd, workers, &srv)) < 0) {
                 if (r == -EADDRINUSE)
                         log_error("another netcad is already serving %s", d.socket_path);
                 else
                         log_error("cannot listen on %s: %s", d.socket_path, strerror(-r));
+                registry_free(d.registry);
                 core_free(d.core);
                 state_close(d.state);
                 return 1;
         }
         d.server = srv;
-        /* USB keys and readers; NETCA_USB=0 turns discovery off. */
-        struct usb_host usb_host = { .host = { .token_added = usb_token_added, .token_removed = usb_token_removed,
-                                               .data_dir = d.data_dir },
-                                     .core = d.core, .lock = PTHREAD_MUTEX_INITIALIZER };
-        struct usb_discovery *usb = NULL;
-        const char *usb_env = secure_getenv("NETCA_USB");
-        if (!(usb_env && strcmp(usb_env, "0") == 0) &&
-            (r = usb_discovery_new(&usb_host.host, usb_piv_factory, NULL, &usb)) < 0)
-                log_notice("USB keys not served: %s", strerror(-r));
+        /* The drivers (drivers/table.c): soft tokens, then USB keys and
+         * readers (NETCA_USB=0 turns those off). */
+        (void)registry_start(d.registry, netcad_drivers);
         struct event *sigterm = evsignal_new(d.base, SIGTERM, on_signal, d.base);
         struct event *sigint = evsignal_new(d.base, SIGINT, on_signal, d.base);
         event_add(sigterm, NULL);
@@ -403,13 +333,13 @@ int main(int argc, char **argv) {
         event_base_dispatch(d.base);
 
         (void)sd_notify(0, "STOPPING=1");
-        usb_discovery_stop(usb);     /* no token arrives or leaves from here on */
+        registry_stop(d.registry);   /* no token arrives or leaves from here on */
         d.server = NULL;
         server_free(srv);            /* clients' sessions closed, logins dropped */
         logind = logind_watch_free(logind);
         d.core = core_free(d.core);  /* soft tokens flushed and closed */
         d.audit = audit_close(d.audit); /* queued usage records written */
-        usb = usb_discovery_free(usb); /* after the tokens: their transports hold readers */
+        d.registry = registry_free(d.registry); /* after the tokens: their transports hold readers */
         d.state = state_close(d.state);
         event_free(sigterm);
         event_free(sigint);

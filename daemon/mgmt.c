@@ -37,7 +37,7 @@
 #include "daemon/netcad.h"
 #include "daemon/pincache.h"
 #include "daemon/state.h"
-#include "drivers/soft/soft.h"
+#include "daemon/registry.h"
 
 bool mgmt_is_op(uint16_t op) {
         switch (op) {
@@ -516,24 +516,9 @@ static cJSON *pin_to_json(const struct token_desc *d, bool so) {
         return o;
 }
 
-/* The token file of a soft token's slot key: "soft:<file name>" (as main.c
- * registers them at start and op_create_soft does), relative to
- * <data_dir>/tokens; an absolute path is taken as is.  NULL when the key is
- * not a soft token's or names something outside. */
-static char *soft_key_path(const struct netcad *d, const char *slot_key) {
-        const char *name;
-        char *p = NULL;
-
-        if (strncmp(slot_key, "soft:", 5) != 0 || !slot_key[5])
-                return NULL;
-        name = slot_key + 5;
-        if (name[0] == '/')
-                return strdup(name);
-        if (strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || !d->data_dir)
-                return NULL;
-        if (asprintf(&p, "%s/%s/%s", d->data_dir, SOFT_TOKENS_SUBDIR, name) < 0)
-                return NULL;
-        return p;
+/* The driver's extra members of a token listing (registry_describe). */
+static void put_string(void *ctx, const char *key, const char *value) {
+        cJSON_AddStringToObject(ctx, key, value);
 }
 
 static cJSON *token_to_json(const struct netcad *nd, const struct core_token_summary *t) {
@@ -560,9 +545,8 @@ static cJSON *token_to_json(const struct netcad *nd, const struct core_token_sum
                 cJSON_AddBoolToObject(o, "locked", !!(d->flags & CKF_USER_PIN_LOCKED));
                 cJSON_AddNumberToObject(o, "min_pin", (double)d->min_pin);
                 cJSON_AddNumberToObject(o, "max_pin", (double)d->max_pin);
-                _cleanup_free_ char *path = soft_key_path(nd, t->slot_key);
-                if (path)
-                        cJSON_AddStringToObject(o, "path", path);
+                if (nd->registry)
+                        registry_describe(nd->registry, t->slot, put_string, o);
         }
         cJSON_AddNumberToObject(o, "sessions", t->sessions);
         cJSON_AddNumberToObject(o, "logged_in", t->logged_in);
@@ -978,63 +962,44 @@ static int op_pin_status(struct netcad *d, const struct mgmt_request *req, char 
 }
 
 static int op_create_soft(struct netcad *d, const struct mgmt_request *req, char **ret_json) {
-        _cleanup_free_ char *path = NULL, *key = NULL;
-        struct token *t = NULL;
-        CK_SLOT_ID slot;
+        _cleanup_free_ char *where = NULL;
+        CK_SLOT_ID slot = 0;
         cJSON *o;
         int r;
 
-        if (!d->data_dir)
-                return reply_error(EIO, "the daemon has no data directory", ret_json);
-        r = soft_token_create(d->data_dir, req->label, req->pin, req->pin_len, req->so_pin, req->so_pin_len,
-                              req->max_tries, &path);
+        const struct driver_create_args a = {
+                .label = req->label,
+                .pin = req->pin,
+                .pin_len = req->pin_len,
+                .so_pin = req->so_pin,
+                .so_pin_len = req->so_pin_len,
+                .max_tries = req->max_tries,
+        };
+        r = d->registry ? registry_create(d->registry, "soft", &a, &slot, &where) : -ENOENT;
+        if (r == -ENOENT)
+                return reply_error(EIO, "soft tokens are not served (no data directory)", ret_json);
         if (r == -EINVAL)
                 return reply_error(r, "invalid label", ret_json);
         if (r == -EMSGSIZE)
                 return reply_error(r, "PINs must be 4 to 64 characters", ret_json);
         if (r < 0)
-                return reply_error(r, "cannot create the token file", ret_json);
-        r = soft_token_open(path, &t);
-        if (r < 0) {
-                (void)unlink(path);
-                return reply_error(r, "cannot open the new token", ret_json);
-        }
-        if (asprintf(&key, "soft:%s", strrchr(path, '/') ? strrchr(path, '/') + 1 : path) < 0) {
-                key = NULL;
-                soft_ops.free(t);
-                return reply_error(ENOMEM, "out of memory", ret_json);
-        }
-        r = core_add_token(d->core, &soft_ops, t, key, &slot); /* owns t */
-        if (r < 0)
-                return reply_error(r, "cannot add the token to the daemon", ret_json);
-        log_notice("created soft token \"%s\" in slot %lu (%s)", req->label, (unsigned long)slot, path);
+                return reply_error(r, "cannot create the token", ret_json);
+        log_notice("created soft token \"%s\" in slot %lu", req->label, (unsigned long)slot);
 
         o = cJSON_CreateObject();
         if (!o)
                 return reply_error(ENOMEM, "out of memory", ret_json);
         cJSON_AddNumberToObject(o, "slot", (double)slot);
         cJSON_AddStringToObject(o, "label", req->label);
-        cJSON_AddStringToObject(o, "path", path);
+        if (where)
+                cJSON_AddStringToObject(o, "path", where);
         return reply_ok(o, ret_json);
 }
 
-static void unlink_token_files(const char *path) {
-        static const char *const suffixes[] = { "-wal", "-shm", "-journal" };
-
-        (void)unlink(path);
-        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-                _cleanup_free_ char *p = NULL;
-                if (asprintf(&p, "%s%s", path, suffixes[i]) < 0) {
-                        p = NULL;
-                        continue;
-                }
-                (void)unlink(p);
-        }
-}
-
 static int op_token_delete(struct netcad *d, const struct mgmt_request *req, char **ret_json) {
-        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ char *where = NULL;
         struct core_token_summary t;
+        const char *kind = NULL;
         cJSON *o;
         int r;
 
@@ -1043,24 +1008,22 @@ static int op_token_delete(struct netcad *d, const struct mgmt_request *req, cha
                 return reply_error(ENOENT, "no token in this slot", ret_json);
         if (r < 0)
                 return reply_error(r, "cannot read the token state", ret_json);
-        if (strncmp(t.slot_key, "soft:", 5) != 0)
-                return reply_error(EPERM, "only soft tokens can be deleted", ret_json);
-        path = soft_key_path(d, t.slot_key);
-        if (!path)
-                return reply_error(EPERM, "the token file of this slot is unknown", ret_json);
-
-        r = core_remove_token(d->core, req->slot);
+        r = d->registry ? registry_delete(d->registry, req->slot, &kind, &where) : -ENOENT;
+        if (r == -ENOENT)
+                return reply_error(ENOENT, "no token in this slot", ret_json);
+        if (r == -EPERM)
+                return reply_error(EPERM, "tokens of this kind cannot be deleted", ret_json);
         if (r < 0)
-                return reply_error(r, "cannot remove the token", ret_json);
-        unlink_token_files(path);
-        log_notice("deleted soft token \"%s\" in slot %lu (%s)", t.desc.label, (unsigned long)req->slot, path);
+                return reply_error(r, "cannot delete the token", ret_json);
+        log_notice("deleted %s token \"%s\" in slot %lu", kind, t.desc.label, (unsigned long)req->slot);
 
         o = cJSON_CreateObject();
         if (!o)
                 return reply_error(ENOMEM, "out of memory", ret_json);
         cJSON_AddNumberToObject(o, "slot", (double)req->slot);
         cJSON_AddStringToObject(o, "label", t.desc.label);
-        cJSON_AddStringToObject(o, "path", path);
+        if (where)
+                cJSON_AddStringToObject(o, "path", where);
         return reply_ok(o, ret_json);
 }
 

@@ -11,6 +11,7 @@ struct core;
 struct event_base;
 struct state_db;
 struct audit;
+struct registry;
 
 struct netcad {
         struct core *core;
@@ -18,6 +19,7 @@ struct netcad {
         struct state_db *state;      /* daemon state database (daemon/state.h) */
         struct audit *audit;         /* usage records (daemon/audit.h), NULL when unavailable */
         struct server *server;       /* the socket's clients (daemon/server.h), once serving */
+        struct registry *registry;   /* the drivers (daemon/registry.h) */
         char *data_dir;              /* soft tokens and state.db live here (0700) */
         char *socket_path;
         time_t started;              /* wall-clock start time */

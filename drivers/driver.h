@@ -179,16 +179,87 @@ struct driver_ops {
         void (*free)(struct token *t);
 };
 
-/* What the daemon gives a driver that finds tokens by itself (hotplug). */
+/* ---- Drivers and the registry ----
+ *
+ * A driver is one kind of medium (soft tokens, USB keys, BLE keys, the
+ * phone).  The daemon walks a table of them (drivers/table.c): a new driver
+ * is a folder under drivers/ and one line in that table.  The daemon's
+ * registry (daemon/registry.c) gives each driver a host, starts it, and
+ * routes management requests (create, delete, describe) to the driver that
+ * added the token; it knows nothing of a driver's slot keys or files.
+ *
+ * Threads: start/stop/free run on the daemon's main thread.  A driver may
+ * call the host from any thread (its own discovery thread, a worker), but
+ * not from inside ops it is serving for the same token.  create, delete and
+ * describe run on a worker thread; the registry serialises them with the
+ * driver's own token_added/token_removed calls (one registry lock,
+ * recursive: delete may call token_removed), so a token named to delete or
+ * describe stays alive for the call. */
+
+struct driver_host;
+
+/* What a user asks for when creating a medium (netca-tool token create). */
+struct driver_create_args {
+        const char *label;
+        const char *pin;           /* not NUL-terminated: pin_len bytes */
+        size_t pin_len;
+        const char *so_pin;
+        size_t so_pin_len;
+        unsigned max_tries;        /* 0: the driver's default */
+};
+
+/* describe's output: one string member per call ("path", ...). */
+typedef void (*driver_put_fn)(void *ctx, const char *key, const char *value);
+
+struct driver {
+        const char *name;          /* "soft", "usb", ...: settings are kept under "<name>." */
+        /* Required.  Finds the tokens present (token_added for each) and,
+         * for hotplug media, starts watching.  The driver keeps its state in
+         * host->driver_data.  -ECANCELED: turned off by configuration (the
+         * daemon logs it at info level); other errors are logged and the
+         * daemon runs without this driver. */
+        int (*start)(struct driver_host *host);
+        /* Optional.  After it returns no token arrives or leaves. */
+        void (*stop)(struct driver_host *host);
+        /* Optional.  Frees the driver's state; called after the daemon freed
+         * the tokens (their transports may hold the driver's devices). */
+        void (*free)(struct driver_host *host);
+
+        /* Optional (NULL: the request fails with -EPERM).  Creates a new
+         * token and adds it (token_added); *ret_slot its slot, *ret_where
+         * (malloc'd, may stay NULL) where it lives, for the user.  Errors:
+         * -EINVAL bad label, -EMSGSIZE PIN length, -EIO storage. */
+        int (*create)(struct driver_host *host, const struct driver_create_args *a, CK_SLOT_ID *ret_slot,
+                      char **ret_where);
+        /* Optional (NULL: -EPERM).  Deletes token t for good: removes it from
+         * its slot (token_removed) and its storage.  *ret_where as for
+         * create. */
+        int (*delete)(struct driver_host *host, struct token *t, char **ret_where);
+        /* Optional.  Adds what a listing shows about t beyond its token_desc
+         * (a soft token's file).  Cheap, from memory. */
+        void (*describe)(struct driver_host *host, struct token *t, driver_put_fn put, void *ctx);
+};
+
+/* What the daemon gives a driver. */
 struct driver_host {
-        void *userdata;
-        const char *data_dir;
+        void *userdata;            /* the registry's */
+        void *driver_data;         /* the driver's own state */
+        const struct driver *driver;
+        const char *data_dir;      /* the daemon's data directory (0700) */
         /* Hand a new token to the daemon.  slot_key is a stable identity
-         * ("soft:<file>", "usb:<serial>") so a token that comes back gets the
-         * slot id it had.  The daemon owns t from here on (ops->free). */
+         * the driver chooses ("soft:<file>", "usb:<serial>") so a token that
+         * comes back gets the slot id it had.  The daemon owns t from here on
+         * (ops->free), also on failure.  ret_slot may be NULL. */
         int (*token_added)(struct driver_host *h, const struct driver_ops *ops, struct token *t,
-                           const char *slot_key);
+                           const char *slot_key, CK_SLOT_ID *ret_slot);
         /* The device is gone: the daemon fails its pending ops with
          * CKR_DEVICE_REMOVED, empties the slot and later calls ops->free. */
         void (*token_removed)(struct driver_host *h, struct token *t);
+        /* The token's info (flags, PIN counters, label) changed by itself:
+         * clients are told (a slot event). */
+        void (*token_changed)(struct driver_host *h, struct token *t);
+        /* The driver's settings in the daemon's state database, under
+         * "<driver name>.<key>".  get: *ret malloc'd, -ENOENT unset. */
+        int (*setting_get)(struct driver_host *h, const char *key, char **ret);
+        int (*setting_set)(struct driver_host *h, const char *key, const char *value);
 };

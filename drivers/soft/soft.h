@@ -22,6 +22,9 @@
 #define SOFT_TOKENS_SUBDIR "tokens"
 
 extern const struct driver_ops soft_ops;
+/* The driver (drivers/table.c): its tokens are <data_dir>/tokens/ files,
+ * slot keys "soft:<file name>"; creates and deletes them. */
+extern const struct driver soft_driver;
 
 /* Creates a new token in <data_dir>/tokens/ (directory created 0700).
  * label: at most 32 bytes UTF-8.  PINs: 4..64 bytes.  max_tries 0 means the

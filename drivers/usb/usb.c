@@ -577,7 +577,7 @@ static void card_inserted(struct usb_discovery *d, struct usb_reader *r) {
                 return;
         }
         r->token = tok;
-        e = d->host->token_added(d->host, ops, tok, key);
+        e = d->host->token_added(d->host, ops, tok, key, NULL);
         if (e < 0) {
                 log_error("usb: %s: token not added: %s", r->name, strerror(-e));
                 r->token = NULL; /* the host freed it */

@@ -15,6 +15,8 @@
 #include "common/wire.h"
 #include "daemon/core.h"
 #include "daemon/mgmt.h"
+#include "daemon/registry.h"
+#include "drivers/soft/soft.h"
 #include "daemon/netcad.h"
 #include "daemon/state.h"
 
@@ -171,9 +173,14 @@ int main(void) {
         d.socket_path = (char *)"/nonexistent.sock";
         d.started = time(NULL);
         d.pid = getpid();
+        static const struct driver *const drivers[] = { &soft_driver, NULL };
+        CHECK(registry_new(d.core, NULL, d.data_dir, &d.registry) == 0);
+        CHECK(registry_start(d.registry, drivers) == 1);
         test_errors(&d);
         test_tokens(&d);
+        registry_stop(d.registry);
         core_free(d.core);
+        registry_free(d.registry);
 
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
         CHECK(system(cmd) == 0);

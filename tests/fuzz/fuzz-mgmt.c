@@ -19,6 +19,8 @@
 #include "common/wire.h"
 #include "daemon/core.h"
 #include "daemon/mgmt.h"
+#include "daemon/registry.h"
+#include "drivers/soft/soft.h"
 #include "daemon/netcad.h"
 
 static const uint16_t ops[] = {
@@ -41,6 +43,12 @@ static struct netcad *get_daemon(void) {
                 d.socket_path = (char *)"/nonexistent/netca-fuzz.sock";
                 d.started = 1;
                 d.pid = 1;
+                /* The soft driver, whose data directory does not exist:
+                 * create requests reach it and fail there. */
+                static const struct driver *const drivers[] = { &soft_driver, NULL };
+                if (registry_new(d.core, NULL, d.data_dir, &d.registry) < 0)
+                        abort();
+                (void)registry_start(d.registry, drivers);
                 ready = true;
         }
         return &d;

@@ -299,7 +299,8 @@ static int factory(void *ud, struct apdu_transport *t, const char *reader, const
         return 0;
 }
 
-static int host_added(struct driver_host *h, const struct driver_ops *ops, struct token *t, const char *key) {
+static int host_added(struct driver_host *h, const struct driver_ops *ops, struct token *t, const char *key,
+                      CK_SLOT_ID *ret_slot) {
         pthread_mutex_lock(&mu);
         if (current)
                 FAIL("a second token while one is present");

@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "drivers/table.h"
+
+#include "drivers/soft/soft.h"
+#include "drivers/usb/usb-piv.h"
+
+const struct driver *const netcad_drivers[] = {
+        &soft_driver,  /* first: soft tokens keep the low slot ids they always had */
+        &usb_driver,
+        NULL,
+};
