@@ -15,7 +15,7 @@ PACKAGES=(
         p11-kit p11-kit-modules opensc gnutls-bin libengine-pkcs11-openssl
         # OpenSC reading the virtual PIV card (tests/opensc)
         opensc-pkcs11 pcscd vsmartcard-vpcd python3
-        libnss3-tools poppler-utils openssh-client softhsm2 openssl sqlite3
+        libnss3-tools poppler-utils openssh-client openssh-server softhsm2 openssl sqlite3
         util-linux coreutils procps
         # the emulated USB CCID reader (tests/usb: umockdev + Debian's python3-gi)
         umockdev gir1.2-umockdev-1.0 python3-gi

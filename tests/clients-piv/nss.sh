@@ -36,8 +36,9 @@ assert_file_contains "$T/K.out" "rsa +01 +($TOKEN_LABEL:)?PIV AUTH key" "certuti
 assert_file_contains "$T/K.out" "ec +02 +($TOKEN_LABEL:)?SIGN key" "certutil -K"
 
 echo 000000 >"$T/badpw"
-if foreign certutil -K -d "$db" -h "$TOKEN_LABEL" -f "$T/badpw" >"$T/K2.out" 2>&1; then
-        cat "$T/K2.out"
-        fail "certutil -K succeeded with a wrong PIN"
-fi
+# certutil exits 255 (its exit(-1)) when NSS's C_Login gets CKR_PIN_INCORRECT.
+expect_fail -s 255 -o "$T/K2.out" "certutil -K with a wrong PIN" \
+        "could not authenticate to token $TOKEN_LABEL\.: SEC_ERROR_BAD_PASSWORD" \
+        foreign certutil -K -d "$db" -h "$TOKEN_LABEL" -f "$T/badpw"
+assert_file_not_contains "$T/K2.out" '^< *[0-9]+>' "certutil -K with a wrong PIN"
 echo "ok"

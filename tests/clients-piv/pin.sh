@@ -13,15 +13,6 @@ piv_setup
 
 tool() { foreign "$NETCA_TOOL" --module "$MODULE" "$@"; }
 status() { tool pin status >"$T/status.out" 2>&1 || { cat "$T/status.out"; fail "pin status"; }; cat "$T/status.out"; }
-# expect_fail WHAT EXIT PATTERN CMD...: CMD fails with EXIT and says PATTERN.
-expect_fail() {
-        local what=$1 want=$2 pat=$3 rc=0
-        shift 3
-        "$@" >"$T/out" 2>&1 || rc=$?
-        cat "$T/out"
-        [[ $rc -eq $want ]] || fail "$what: exit status $rc, expected $want"
-        assert_file_contains "$T/out" "$pat" "$what"
-}
 # PUK commands the card got: VERIFY (20) or RESET RETRY COUNTER (2C) with data, key reference 81/80.
 puk_apdus() { awk '($2 == "20" && $4 == "81" && $5 > 0) || $2 == "2C"' "$USBENV_APDU_LOG" | wc -l; }
 
@@ -29,22 +20,19 @@ status
 assert_file_contains "$T/status.out" "user PIN: *3 tries left" "pin status"
 assert_file_contains "$T/status.out" "SO PIN: *3 tries left" "pin status"
 
-expect_fail "1st wrong PIN" 3 "wrong PIN for token \"$TOKEN_LABEL\": 2 tries left" \
+expect_fail -s 3 "1st wrong PIN" "wrong PIN for token \"$TOKEN_LABEL\": 2 tries left" \
         tool pin change --pin 000000 --new-pin 111111
 status
 assert_file_contains "$T/status.out" "user PIN: *2 tries left" "pin status after a wrong PIN"
-expect_fail "2nd wrong PIN" 3 "wrong PIN for token \"$TOKEN_LABEL\": 1 try left" \
+expect_fail -s 3 "2nd wrong PIN" "wrong PIN for token \"$TOKEN_LABEL\": 1 try left" \
         tool pin change --pin 000000 --new-pin 111111
-expect_fail "3rd wrong PIN" 3 "PIN of token \"$TOKEN_LABEL\" is locked; unblock it with the PUK" \
+expect_fail -s 3 "3rd wrong PIN" "PIN of token \"$TOKEN_LABEL\" is locked; unblock it with the PUK" \
         tool pin change --pin 000000 --new-pin 111111
 status
 assert_file_contains "$T/status.out" "user PIN: *(LOCKED|locked|0 tries)" "pin status after 3 wrong PINs"
 # The right PIN no longer works.
-if p11 --login --pin "$USER_PIN" -O --type privkey >"$T/locked.out" 2>&1; then
-        cat "$T/locked.out"
-        fail "login with the right PIN on a locked PIN"
-fi
-assert_file_contains "$T/locked.out" "CKR_PIN_LOCKED" "login on a locked PIN"
+expect_fail -o "$T/locked.out" "login with the right PIN on a locked PIN" "C_Login failed: rv = CKR_PIN_LOCKED" \
+        p11 --login --pin "$USER_PIN" -O --type privkey
 
 # --puk is PIV's unblock: RESET RETRY COUNTER with the PUK.
 tool pin unblock --puk "$SO_PIN" --new-pin 654321 >"$T/unblock.out" 2>&1 || { cat "$T/unblock.out"; fail "pin unblock --puk"; }
@@ -60,17 +48,17 @@ openssl x509 -in "$(card_cert 9a)" -noout -pubkey >"$T/9a.pub"
 openssl dgst -sha256 -verify "$T/9a.pub" -signature "$T/sig" "$T/data" || fail "signature after unblock"
 
 # Wrong PUKs: tries left, then locked.
-expect_fail "1st wrong PUK" 3 "wrong PUK for token \"$TOKEN_LABEL\": 2 tries left" \
+expect_fail -s 3 "1st wrong PUK" "wrong PUK for token \"$TOKEN_LABEL\": 2 tries left" \
         tool pin unblock --puk 87654321 --new-pin 111111
-expect_fail "2nd wrong PUK" 3 "wrong PUK for token \"$TOKEN_LABEL\": 1 try left" \
+expect_fail -s 3 "2nd wrong PUK" "wrong PUK for token \"$TOKEN_LABEL\": 1 try left" \
         tool pin unblock --puk 87654321 --new-pin 111111
-expect_fail "3rd wrong PUK" 3 "PUK of token \"$TOKEN_LABEL\" is locked" \
+expect_fail -s 3 "3rd wrong PUK" "PUK of token \"$TOKEN_LABEL\" is locked" \
         tool pin unblock --puk 87654321 --new-pin 111111
 status
 assert_file_contains "$T/status.out" "SO PIN: *(LOCKED|locked|0 tries)" "pin status after 3 wrong PUKs"
 sent=$(puk_apdus)
 # Locked: reported, not retried, even with the right PUK.
-expect_fail "locked PUK" 3 "PUK of token \"$TOKEN_LABEL\" is locked" \
+expect_fail -s 3 "locked PUK" "PUK of token \"$TOKEN_LABEL\" is locked" \
         tool pin unblock --puk "$SO_PIN" --new-pin 111111
 [[ $(puk_apdus) -eq $sent ]] || { tail -n 20 "$USBENV_APDU_LOG"; fail "a locked PUK was sent to the card again"; }
 # The PIN itself still works.

@@ -22,8 +22,9 @@ run_pdfsig() {
 }
 
 make_pdf "$T/in.pdf"
-pdfsig "$T/in.pdf" >"$T/unsigned.out" 2>&1 || true
-assert_file_contains "$T/unsigned.out" "does not contain any signatures" "pdfsig on the unsigned PDF"
+# pdfsig exits 2 on a PDF without signatures.
+expect_fail -s 2 -o "$T/unsigned.out" "pdfsig on the unsigned PDF" "does not contain any signatures" \
+        pdfsig "$T/in.pdf"
 
 db="sql:$T/nssdb"
 mkdir -p "$T/nssdb"
@@ -50,7 +51,12 @@ off=$(grep -abo 'netca test) Tj' "$T/signed.pdf" | head -n1 | cut -d: -f1)
 [[ -n "$off" ]] || fail "signed PDF lost its content"
 cp "$T/signed.pdf" "$T/tampered.pdf"
 printf 'N' | dd of="$T/tampered.pdf" bs=1 seek="$off" conv=notrunc 2>/dev/null
-run_pdfsig -nssdir "$db" -nss-pwd "$USER_PIN" "$T/tampered.pdf" >"$T/tampered.out" 2>&1 || true
+# pdfsig reports a digest mismatch (and exits 0: it did its job).
+rc=0
+run_pdfsig -nssdir "$db" -nss-pwd "$USER_PIN" "$T/tampered.pdf" >"$T/tampered.out" 2>&1 || rc=$?
 cat "$T/tampered.out"
+[[ $rc -eq 0 ]] || fail "pdfsig on a tampered PDF exited $rc"
+assert_file_contains "$T/tampered.out" "Signature #1:" "pdfsig on a tampered PDF"
+assert_file_contains "$T/tampered.out" "Signature Validation: Digest Mismatch\." "pdfsig on a tampered PDF"
 assert_file_not_contains "$T/tampered.out" "Signature is Valid\." "pdfsig on a tampered PDF"
 echo "ok"

@@ -19,12 +19,27 @@ openssl pkeyutl -encrypt -pubin -inkey "$T/test-rsa.pub" -in "$T/msg" -out "$T/e
 decrypt "$T/enc1" "$T/dec1" -m RSA-PKCS || { cat "$T/dec1.log"; fail "pkcs11-tool --decrypt -m RSA-PKCS"; }
 cmp "$T/msg" "$T/dec1" || fail "RSA-PKCS decryption gave other bytes"
 
-# A corrupted ciphertext must not decrypt to the message.
-cp "$T/enc1" "$T/enc3"
-printf '\x00\x01\x02\x03' | dd of="$T/enc3" bs=1 seek=100 conv=notrunc 2>/dev/null
-if decrypt "$T/enc3" "$T/dec3" -m RSA-PKCS && cmp -s "$T/msg" "$T/dec3"; then
-        fail "a corrupted ciphertext decrypted to the message"
-fi
+# Raw RSA (CKM_RSA_X_509): a full-size block below the modulus (first byte
+# 0) that openssl encrypted without padding decrypts to that block.
+head -c 256 /dev/urandom >"$T/block"
+printf '\000' | dd of="$T/block" bs=1 count=1 conv=notrunc 2>/dev/null
+openssl pkeyutl -encrypt -pubin -inkey "$T/test-rsa.pub" -pkeyopt rsa_padding_mode:none \
+        -in "$T/block" -out "$T/enc5" || fail "openssl encrypt (raw RSA)"
+decrypt "$T/enc5" "$T/dec5" -m RSA-X-509 || { cat "$T/dec5.log"; fail "pkcs11-tool --decrypt -m RSA-X-509"; }
+cmp "$T/block" "$T/dec5" || fail "RSA-X-509 decryption gave other bytes"
+
+# A ciphertext whose plaintext is not PKCS#1 v1.5 type 2 padded (00 03 ...,
+# encrypted raw by openssl: no 1-in-65536 chance of valid padding, as a
+# randomly corrupted ciphertext has) is refused as invalid.
+{ printf '\000\003'; head -c 254 /dev/urandom; } >"$T/badpad"
+openssl pkeyutl -encrypt -pubin -inkey "$T/test-rsa.pub" -pkeyopt rsa_padding_mode:none \
+        -in "$T/badpad" -out "$T/enc3" || fail "openssl encrypt (raw RSA)"
+# (pkcs11-tool retries a failed C_Decrypt part by part: SoftHSM2, the
+# stand-in, has no multi-part RSA decryption and reports that instead.)
+pat="CKR_ENCRYPTED_DATA_INVALID"
+standin_lacks "multi-part RSA decryption" && pat="C_DecryptUpdate failed: rv = CKR_FUNCTION_NOT_SUPPORTED"
+expect_fail -o "$T/dec3.log" "RSA-PKCS decryption of a badly padded block" "$pat" \
+        p11 --login --pin "$USER_PIN" --decrypt --id 01 -m RSA-PKCS --input-file "$T/enc3" --output-file "$T/dec3"
 
 # OAEP with SHA-1.
 openssl pkeyutl -encrypt -pubin -inkey "$T/test-rsa.pub" -in "$T/msg" -out "$T/enc4" \

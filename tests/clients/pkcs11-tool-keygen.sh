@@ -27,6 +27,16 @@ openssl pkey -pubin -in "$T/p256.pem" -noout -text | grep -q "NIST CURVE: P-256"
 fixture_read_pubkey a2 "$T/p384.pem"
 openssl pkey -pubin -in "$T/p384.pem" -noout -text | grep -q "NIST CURVE: P-384" || fail "a2 is not a P-384 key"
 openssl pkey -pubin -in "$T/rsa.pem" -noout -text | grep -q "Public-Key: (2048 bit)" || fail "a3 is not RSA-2048"
-# Two key pairs generated alike are different keys.
-cmp -s "$T/p256.pem" "$T/rsa.pem" && fail "distinct keys read back identical"
+# Two key pairs generated alike are different keys: a second P-256 and a
+# second RSA-2048 key pair differ from the first ones.
+p11 --login --pin "$USER_PIN" --keypairgen --key-type EC:prime256v1 --id b1 --label gen-p256-2 >"$T/g4" 2>&1 ||
+        { cat "$T/g4"; fail "second EC P-256 keypairgen"; }
+p11 --login --pin "$USER_PIN" --keypairgen --key-type rsa:2048 --id b3 --label gen-rsa-2 >"$T/g5" 2>&1 ||
+        { cat "$T/g5"; fail "second RSA-2048 keypairgen"; }
+fixture_read_pubkey b1 "$T/p256-2.pem"
+fixture_read_pubkey b3 "$T/rsa-2.pem"
+openssl pkey -pubin -in "$T/p256-2.pem" -noout -text | grep -q "NIST CURVE: P-256" || fail "b1 is not a P-256 key"
+openssl pkey -pubin -in "$T/rsa-2.pem" -noout -text | grep -q "Public-Key: (2048 bit)" || fail "b3 is not RSA-2048"
+cmp -s "$T/p256.pem" "$T/p256-2.pem" && fail "two P-256 key pairs generated alike read back identical"
+cmp -s "$T/rsa.pem" "$T/rsa-2.pem" && fail "two RSA-2048 key pairs generated alike read back identical"
 echo "ok"

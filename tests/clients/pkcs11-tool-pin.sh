@@ -7,11 +7,8 @@ fixture_setup
 NEW_PIN=24681357
 
 # A wrong PIN.
-if p11 --login --pin 99999999 -O >"$T/wrong.out" 2>&1; then
-        cat "$T/wrong.out"
-        fail "login with a wrong PIN succeeded"
-fi
-assert_file_contains "$T/wrong.out" "CKR_PIN_INCORRECT" "wrong PIN output"
+expect_fail -o "$T/wrong.out" "login with a wrong PIN" "C_Login failed: rv = CKR_PIN_INCORRECT" \
+        p11 --login --pin 99999999 -O
 # The token now says a wrong PIN was entered (CKF_USER_PIN_COUNT_LOW)...
 p11 -L >"$T/L1.out" 2>&1 || { cat "$T/L1.out"; fail "pkcs11-tool -L"; }
 assert_file_contains "$T/L1.out" "token flags .*user PIN count low" "-L after a wrong PIN"
@@ -24,10 +21,8 @@ assert_file_not_contains "$T/L2.out" "user PIN count low" "-L after a good login
 p11 --login --pin "$USER_PIN" --change-pin --new-pin "$NEW_PIN" >"$T/c1.out" 2>&1 ||
         { cat "$T/c1.out"; fail "--change-pin"; }
 p11 --login --pin "$NEW_PIN" -O >"$T/n.out" 2>&1 || { cat "$T/n.out"; fail "login with the new PIN"; }
-if p11 --login --pin "$USER_PIN" -O >"$T/old.out" 2>&1; then
-        fail "the old PIN still works after --change-pin"
-fi
-assert_file_contains "$T/old.out" "CKR_PIN_INCORRECT" "old PIN output"
+expect_fail -o "$T/old.out" "the old PIN after --change-pin" "C_Login failed: rv = CKR_PIN_INCORRECT" \
+        p11 --login --pin "$USER_PIN" -O
 
 p11 --login --pin "$NEW_PIN" --change-pin --new-pin "$USER_PIN" >"$T/c2.out" 2>&1 ||
         { cat "$T/c2.out"; fail "--change-pin back"; }

@@ -86,6 +86,35 @@ assert_file_not_contains() {
         fi
 }
 
+# expect_fail [-s STATUS] [-o OUT] WHAT PATTERN CMD ARGS...: CMD must fail the
+# way a program fails on purpose, and say why: its exit status must be STATUS
+# (with -s), else 1..123 -- never 0, nor a timeout of `foreign` (124, 137), a
+# death by a signal (>128) or a command that could not run (126, 127) -- and
+# its output (stdout and stderr, left in OUT, default $T/fail.out) must match
+# PATTERN (grep -E).  The output is shown either way.
+expect_fail() {
+        local want= out="$T/fail.out" rc=0
+        while [[ $# -gt 0 ]]; do
+                case $1 in
+                -s) want=$2; shift 2 ;;
+                -o) out=$2; shift 2 ;;
+                *) break ;;
+                esac
+        done
+        local what=$1 pat=$2
+        shift 2
+        "$@" >"$out" 2>&1 || rc=$?
+        cat "$out" >&2
+        if [[ -n "$want" ]]; then
+                [[ $rc -eq $want ]] || fail "$what: exit status $rc, expected $want"
+        elif [[ $rc -eq 0 ]]; then
+                fail "$what: succeeded (exit status 0), expected a failure"
+        elif [[ $rc -ge 124 ]]; then
+                fail "$what: exit status $rc (a timeout, a signal or a command that did not run), expected 1..123"
+        fi
+        assert_file_contains "$out" "$pat" "$what"
+}
+
 fixture_cleanup() {
         local rc=$?
         set +e
