@@ -984,7 +984,7 @@ static int op_create_soft(struct netcad *d, const struct mgmt_request *req, char
                 return reply_error(r, "PINs must be 4 to 64 characters", ret_json);
         if (r < 0)
                 return reply_error(r, "cannot create the token", ret_json);
-        log_notice("created soft token \"%s\" in slot %lu", req->label, (unsigned long)slot);
+        log_notice("created soft token \"%s\" in slot %lu (%s)", req->label, (unsigned long)slot, where ? where : "");
 
         o = cJSON_CreateObject();
         if (!o)
@@ -1015,7 +1015,8 @@ static int op_token_delete(struct netcad *d, const struct mgmt_request *req, cha
                 return reply_error(EPERM, "tokens of this kind cannot be deleted", ret_json);
         if (r < 0)
                 return reply_error(r, "cannot delete the token", ret_json);
-        log_notice("deleted %s token \"%s\" in slot %lu", kind, t.desc.label, (unsigned long)req->slot);
+        log_notice("deleted %s token \"%s\" in slot %lu (%s)", kind, t.desc.label, (unsigned long)req->slot,
+                   where ? where : "");
 
         o = cJSON_CreateObject();
         if (!o)

@@ -33,6 +33,7 @@ struct registry {
         size_t nhosts;
         struct reg_token *toks;
         size_t ntoks, atoks;
+        bool stopped;
 };
 
 static struct reg_host *host_of(struct driver_host *h) {
@@ -198,8 +199,9 @@ unsigned registry_start(struct registry *r, const struct driver *const *table) {
 }
 
 void registry_stop(struct registry *r) {
-        if (!r)
+        if (!r || r->stopped)
                 return;
+        r->stopped = true;
         for (size_t i = r->nhosts; i-- > 0;) {
                 struct reg_host *rh = r->hosts[i];
                 if (rh->started && rh->host.driver->stop)

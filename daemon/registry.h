@@ -20,7 +20,7 @@ int registry_new(struct core *core, struct state_db *state, const char *data_dir
 /* Starts each driver of the NULL-terminated table, in order.  A driver that
  * cannot start is logged and left out; returns the number started. */
 unsigned registry_start(struct registry *r, const struct driver *const *table);
-/* Stops every driver's discovery (reverse order): no token arrives or
+/* Stops every driver's discovery (reverse order, once): no token arrives or
  * leaves afterwards. */
 void registry_stop(struct registry *r);
 /* Frees the drivers (after core_free: tokens first).  NULL ok; returns NULL. */

@@ -72,7 +72,6 @@ static int soft_create(struct driver_host *h, const struct driver_create_args *a
                 (void)unlink(path);
                 return r;
         }
-        log_notice("created soft token \"%s\" (%s)", a->label, path);
         *ret_where = TAKE_PTR(path);
         return 0;
 }
@@ -96,7 +95,6 @@ static int soft_delete(struct driver_host *h, struct token *t, char **ret_where)
                 return -ENOMEM;
         h->token_removed(h, t); /* t may be freed from here on */
         unlink_token_files(path);
-        log_notice("deleted soft token %s", path);
         *ret_where = TAKE_PTR(path);
         return 0;
 }
