@@ -290,6 +290,43 @@ int raw_status_clients(const char *sock) {
         return r;
 }
 
+double raw_status_number(const char *sock, const char *key) {
+        int fd = raw_connect(sock);
+        if (fd < 0)
+                return -1;
+        if (raw_hello(fd) < 0) {
+                close(fd);
+                return -1;
+        }
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_MGMT_STATUS, 2, 0);
+        wire_put_json(&m, "{}");
+        int r = raw_send_msg(fd, &m);
+        wire_msg_done(&m);
+        uint8_t *frame = NULL;
+        size_t len;
+        if (r == 0)
+                r = raw_read_frame(fd, 20000, &frame, &len);
+        close(fd);
+        if (r < 0)
+                return -1;
+        uint64_t status = 1;
+        char *json = NULL;
+        double v = -1;
+        if (wire_msg_init_read(&m, frame, len) == 0 && wire_get_u64(&m, &status) && status == 0 &&
+            wire_get_json(&m, &json) && json) {
+                cJSON *o = cJSON_Parse(json);
+                cJSON *c = cJSON_GetObjectItem(o, key);
+                if (cJSON_IsNumber(c))
+                        v = c->valuedouble;
+                cJSON_Delete(o);
+        }
+        wire_msg_done(&m);
+        free(json);
+        free(frame);
+        return v;
+}
+
 int pipe_read_line(int fd, unsigned timeout_ms, char *buf, size_t size) {
         uint64_t deadline = stress_now_ms() + timeout_ms;
         size_t n = 0;
