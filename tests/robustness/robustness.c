@@ -747,36 +747,7 @@ static void fill_two(struct wire_msg *m, void *ud) {
 
 /* The daemon's count of PKCS#11 requests served (management status). */
 static double daemon_p11_requests(void) {
-        int fd = raw_connect(sock);
-        double v = -1;
-        if (fd < 0 || raw_hello(fd) < 0) {
-                if (fd >= 0)
-                        close(fd);
-                return -1;
-        }
-        struct wire_msg m;
-        wire_msg_init_write(&m, WIRE_OP_MGMT_STATUS, 2, 0);
-        wire_put_json(&m, "{}");
-        int r = raw_send_msg(fd, &m);
-        wire_msg_done(&m);
-        uint8_t *frame = NULL;
-        size_t len;
-        if (r == 0 && raw_read_frame(fd, 20000, &frame, &len) == 0) {
-                uint64_t st;
-                char *json = NULL;
-                if (wire_msg_init_read(&m, frame, len) == 0 && wire_get_u64(&m, &st) && st == 0 &&
-                    wire_get_json(&m, &json) && json) {
-                        cJSON *o = cJSON_Parse(json);
-                        cJSON *n = cJSON_GetObjectItem(o, "p11_requests");
-                        if (cJSON_IsNumber(n))
-                                v = n->valuedouble;
-                        cJSON_Delete(o);
-                }
-                free(json);
-                free(frame);
-        }
-        close(fd);
-        return v;
+        return raw_status_number(sock, "p11_requests");
 }
 
 /* All objects by label, through FindObjects; CK_INVALID_HANDLE if none. */
