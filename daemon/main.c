@@ -203,18 +203,23 @@ int main(int argc, char **argv) {
                         unsigned long v = strtoul(optarg, &end, 10);
                         if (*end || v < 1 || v > 256) {
                                 fprintf(stderr, "netcad: --workers wants a number from 1 to 256\n");
-                                return 2;
+                                goto usage_error;
                         }
                         workers = (unsigned)v;
                         break;
                 }
-                case 'h': usage(stdout); return 0;
-                case 'V': printf("netcad %s\n", NETCA_VERSION); return 0;
-                default: usage(stderr); return 2;
+                case 'h': usage(stdout); free(socket_path); free(data_dir); return 0;
+                case 'V': printf("netcad %s\n", NETCA_VERSION); free(socket_path); free(data_dir); return 0;
+                default: usage(stderr); goto usage_error;
                 }
         }
         if (optind < argc) {
                 usage(stderr);
+        usage_error:
+                /* Freed for LeakSanitizer: a usage error is an exit status 2,
+                 * not a leak report's 1 (daemon-version, daemon-workers). */
+                free(socket_path);
+                free(data_dir);
                 return 2;
         }
         log_setup("netcad");

@@ -5,6 +5,11 @@
  *
  * Token: a fresh soft token labelled CONF_TOKEN_LABEL, user PIN TU_USER_PIN,
  * SO PIN TU_SO_PIN. */
+#include <mbedtls/bignum.h>
+#include <mbedtls/ecdsa.h>
+#include <mbedtls/ecp.h>
+#include <mbedtls/rsa.h>
+#include <mbedtls/sha256.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -569,6 +574,124 @@ static void check_digest(CK_SESSION_HANDLE h) {
         CHECK(strcmp(hx, "a9993e364706816aba3e25717850c26c9cd0d89d") == 0);
 }
 
+/* ---- independent verification (mbedTLS, not the module) ----
+ * Every signature the module makes in check_sign_verify is also verified
+ * here with mbedTLS directly, against the public key as the token gives it
+ * (CKA_MODULUS + CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS + CKA_EC_POINT): a
+ * module whose C_Sign and C_Verify agreed on something that is not a
+ * standard signature would pass C_Verify, but not this. */
+
+enum ext_kind { EXT_ECDSA, EXT_RSA_PKCS1_SHA256, EXT_RSA_PSS_SHA256, EXT_RSA_X509 };
+
+struct ext_keys {
+        bool rsa_ok, ec_ok;
+        mbedtls_rsa_context rsa;
+        mbedtls_ecp_group grp;
+        mbedtls_ecp_point q;
+};
+
+static void ext_keys_load(CK_SESSION_HANDLE h, struct ext_keys *k) {
+        CK_BYTE n[512], e[16], params[64], point[160];
+        CK_ATTRIBUTE rt[] = { { CKA_MODULUS, n, sizeof n }, { CKA_PUBLIC_EXPONENT, e, sizeof e } };
+        CK_ATTRIBUTE et[] = { { CKA_EC_PARAMS, params, sizeof params }, { CKA_EC_POINT, point, sizeof point } };
+
+        memset(k, 0, sizeof *k);
+        mbedtls_rsa_init(&k->rsa, MBEDTLS_RSA_PKCS_V15, 0);
+        mbedtls_ecp_group_init(&k->grp);
+        mbedtls_ecp_point_init(&k->q);
+
+        CHECK_RV(f->C_GetAttributeValue(h, rsa_pub, rt, 2), CKR_OK);
+        k->rsa_ok = rt[0].ulValueLen == 256 && rt[1].ulValueLen > 0 && rt[1].ulValueLen <= sizeof e &&
+                    mbedtls_rsa_import_raw(&k->rsa, n, rt[0].ulValueLen, NULL, 0, NULL, 0, NULL, 0, e,
+                                           rt[1].ulValueLen) == 0 &&
+                    mbedtls_rsa_complete(&k->rsa) == 0 && mbedtls_rsa_check_pubkey(&k->rsa) == 0 &&
+                    mbedtls_rsa_get_len(&k->rsa) == 256;
+        CHECK(k->rsa_ok);
+
+        CHECK_RV(f->C_GetAttributeValue(h, ec_pub, et, 2), CKR_OK);
+        /* P-256 only here; CKA_EC_POINT is a DER OCTET STRING holding the
+         * uncompressed point (04 41 04 X Y). */
+        k->ec_ok = et[0].ulValueLen == sizeof p256_oid && memcmp(params, p256_oid, sizeof p256_oid) == 0 &&
+                   et[1].ulValueLen == 67 && point[0] == 0x04 && point[1] == 65 &&
+                   mbedtls_ecp_group_load(&k->grp, MBEDTLS_ECP_DP_SECP256R1) == 0 &&
+                   mbedtls_ecp_point_read_binary(&k->grp, &k->q, point + 2, 65) == 0 &&
+                   mbedtls_ecp_check_pubkey(&k->grp, &k->q) == 0;
+        CHECK(k->ec_ok);
+}
+
+static void ext_keys_free(struct ext_keys *k) {
+        mbedtls_rsa_free(&k->rsa);
+        mbedtls_ecp_point_free(&k->q);
+        mbedtls_ecp_group_free(&k->grp);
+}
+
+/* True when mbedTLS accepts sig over in (a SHA-256 hash; for EXT_RSA_X509
+ * the raw input, which sig^e mod n must give back exactly). */
+static bool ext_verify(struct ext_keys *k, enum ext_kind kind, const CK_BYTE *in, size_t inlen, const CK_BYTE *sig,
+                       size_t siglen) {
+        int r = -1;
+        switch (kind) {
+        case EXT_ECDSA: {
+                if (!k->ec_ok || siglen != 64)
+                        return false;
+                mbedtls_mpi rr, ss;
+                mbedtls_mpi_init(&rr);
+                mbedtls_mpi_init(&ss);
+                if (mbedtls_mpi_read_binary(&rr, sig, 32) == 0 && mbedtls_mpi_read_binary(&ss, sig + 32, 32) == 0)
+                        r = mbedtls_ecdsa_verify(&k->grp, in, inlen, &k->q, &rr, &ss);
+                mbedtls_mpi_free(&rr);
+                mbedtls_mpi_free(&ss);
+                break;
+        }
+        case EXT_RSA_PKCS1_SHA256:
+                if (!k->rsa_ok || siglen != 256 || inlen != 32)
+                        return false;
+                mbedtls_rsa_set_padding(&k->rsa, MBEDTLS_RSA_PKCS_V15, 0);
+                r = mbedtls_rsa_pkcs1_verify(&k->rsa, NULL, NULL, MBEDTLS_RSA_PUBLIC, MBEDTLS_MD_SHA256, 32, in, sig);
+                break;
+        case EXT_RSA_PSS_SHA256:
+                if (!k->rsa_ok || siglen != 256 || inlen != 32)
+                        return false;
+                /* The parameters asked for: SHA-256, MGF1-SHA-256, a
+                 * 32-byte salt (checked exactly). */
+                mbedtls_rsa_set_padding(&k->rsa, MBEDTLS_RSA_PKCS_V21, MBEDTLS_MD_SHA256);
+                r = mbedtls_rsa_rsassa_pss_verify_ext(&k->rsa, NULL, NULL, MBEDTLS_RSA_PUBLIC, MBEDTLS_MD_SHA256, 32,
+                                                      in, MBEDTLS_MD_SHA256, 32, sig);
+                break;
+        case EXT_RSA_X509: {
+                CK_BYTE out[256];
+                if (!k->rsa_ok || siglen != 256 || inlen != 256)
+                        return false;
+                r = mbedtls_rsa_public(&k->rsa, sig, out) == 0 && memcmp(out, in, 256) == 0 ? 0 : -1;
+                break;
+        }
+        }
+        return r == 0;
+}
+
+#define EXT_CHECK(k, kind, in, inlen, sig, siglen)                                                                \
+        do {                                                                                                      \
+                if (!ext_verify((k), (kind), (in), (inlen), (sig), (siglen))) {                                   \
+                        tu_failures++;                                                                            \
+                        fprintf(stderr, "FAIL %s:%d: mbedTLS rejects the module's %s signature\n", __FILE__,      \
+                                __LINE__, #kind);                                                                 \
+                }                                                                                                 \
+        } while (0)
+
+/* The verifier itself must see a broken signature (so that a pass above
+ * means something): one bit flipped in a copy. */
+#define EXT_CHECK_BAD(k, kind, in, inlen, sig, siglen)                                                            \
+        do {                                                                                                      \
+                CK_BYTE bad_[512];                                                                                \
+                memcpy(bad_, (sig), (siglen));                                                                    \
+                bad_[(siglen) / 2] ^= 0x10;                                                                       \
+                if (ext_verify((k), (kind), (in), (inlen), bad_, (siglen))) {                                     \
+                        tu_failures++;                                                                            \
+                        fprintf(stderr, "FAIL %s:%d: mbedTLS accepts a corrupted %s signature\n", __FILE__,       \
+                                __LINE__, #kind);                                                                 \
+                }                                                                                                 \
+        } while (0)
+
 static void check_sign_verify(CK_SESSION_HANDLE h) {
         static const char msg[] = "The quick brown fox jumps over the lazy dog";
         CK_BYTE hash[32], sig[512], sig2[512];
@@ -578,8 +701,14 @@ static void check_sign_verify(CK_SESSION_HANDLE h) {
         CK_MECHANISM rsa_sha256 = { CKM_SHA256_RSA_PKCS, NULL, 0 };
         CK_RSA_PKCS_PSS_PARAMS pss_params = { CKM_SHA256, CKG_MGF1_SHA256, 32 };
         CK_MECHANISM pss = { CKM_RSA_PKCS_PSS, &pss_params, sizeof pss_params };
+        CK_BYTE ext_hash[32];
+        struct ext_keys k;
 
+        ext_keys_load(h, &k);
         sha256_of(h, msg, strlen(msg), hash);
+        /* The module's digest, and mbedTLS's own for the checks below. */
+        CHECK(mbedtls_sha256_ret((const unsigned char *)msg, strlen(msg), ext_hash, 0) == 0);
+        CHECK(memcmp(hash, ext_hash, 32) == 0);
         CHECK_RV(f->C_Sign(h, hash, 32, sig, &len), CKR_OPERATION_NOT_INITIALIZED);
 
         /* CKM_ECDSA over a hash: length query, too small, then the real
@@ -596,6 +725,8 @@ static void check_sign_verify(CK_SESSION_HANDLE h) {
         CHECK(len == 64);
         CHECK_RV(f->C_VerifyInit(h, &ecdsa, ec_pub), CKR_OK);
         CHECK_RV(f->C_Verify(h, hash, 32, sig, len), CKR_OK);
+        EXT_CHECK(&k, EXT_ECDSA, ext_hash, 32, sig, len);
+        EXT_CHECK_BAD(&k, EXT_ECDSA, ext_hash, 32, sig, len);
         sig[5] ^= 0x01;
         CHECK_RV(f->C_VerifyInit(h, &ecdsa, ec_pub), CKR_OK);
         CHECK_RV(f->C_Verify(h, hash, 32, sig, len), CKR_SIGNATURE_INVALID);
@@ -617,6 +748,8 @@ static void check_sign_verify(CK_SESSION_HANDLE h) {
         CHECK_RV(f->C_VerifyFinal(h, sig, len), CKR_OK);
         CHECK_RV(f->C_VerifyInit(h, &ecdsa_sha256, ec_pub), CKR_OK);
         CHECK_RV(f->C_Verify(h, (CK_BYTE_PTR)msg, strlen(msg), sig2, len2), CKR_OK);
+        EXT_CHECK(&k, EXT_ECDSA, ext_hash, 32, sig, len);
+        EXT_CHECK(&k, EXT_ECDSA, ext_hash, 32, sig2, len2);
         /* The raw mechanism over the hash accepts the hashed one's signature. */
         CHECK_RV(f->C_VerifyInit(h, &ecdsa, ec_pub), CKR_OK);
         CHECK_RV(f->C_Verify(h, hash, 32, sig2, len2), CKR_OK);
@@ -639,6 +772,9 @@ static void check_sign_verify(CK_SESSION_HANDLE h) {
         CHECK(len2 == 256 && memcmp(sig, sig2, 256) == 0);
         CHECK_RV(f->C_VerifyInit(h, &rsa_sha256, rsa_pub), CKR_OK);
         CHECK_RV(f->C_Verify(h, (CK_BYTE_PTR)msg, strlen(msg), sig, len), CKR_OK);
+        EXT_CHECK(&k, EXT_RSA_PKCS1_SHA256, ext_hash, 32, sig, len);
+        EXT_CHECK(&k, EXT_RSA_PKCS1_SHA256, ext_hash, 32, sig2, len2);
+        EXT_CHECK_BAD(&k, EXT_RSA_PKCS1_SHA256, ext_hash, 32, sig, len);
         sig[100] ^= 0x40;
         CHECK_RV(f->C_VerifyInit(h, &rsa_sha256, rsa_pub), CKR_OK);
         CHECK_RV(f->C_Verify(h, (CK_BYTE_PTR)msg, strlen(msg), sig, len), CKR_SIGNATURE_INVALID);
@@ -650,9 +786,31 @@ static void check_sign_verify(CK_SESSION_HANDLE h) {
         CHECK(len == 256);
         CHECK_RV(f->C_VerifyInit(h, &pss, rsa_pub), CKR_OK);
         CHECK_RV(f->C_Verify(h, hash, 32, sig, len), CKR_OK);
+        EXT_CHECK(&k, EXT_RSA_PSS_SHA256, ext_hash, 32, sig, len);
+        EXT_CHECK_BAD(&k, EXT_RSA_PSS_SHA256, ext_hash, 32, sig, len);
         hash[0] ^= 1;
         CHECK_RV(f->C_VerifyInit(h, &pss, rsa_pub), CKR_OK);
         CHECK_RV(f->C_Verify(h, hash, 32, sig, len), CKR_SIGNATURE_INVALID);
+
+        /* CKM_RSA_X_509 (raw RSA), when the token offers it for signing:
+         * sig^e mod n must be the input, exactly. */
+        CK_MECHANISM_INFO mi;
+        if (f->C_GetMechanismInfo(slot, CKM_RSA_X_509, &mi) == CKR_OK && (mi.flags & CKF_SIGN)) {
+                CK_MECHANISM x509 = { CKM_RSA_X_509, NULL, 0 };
+                CK_BYTE raw[256];
+                for (size_t i = 0; i < sizeof raw; i++)
+                        raw[i] = (CK_BYTE)(i * 37 + 11);
+                raw[0] = 0x00; /* below the modulus */
+                CHECK_RV(f->C_SignInit(h, &x509, rsa_priv), CKR_OK);
+                len = sizeof sig;
+                CHECK_RV(f->C_Sign(h, raw, sizeof raw, sig, &len), CKR_OK);
+                CHECK(len == 256);
+                EXT_CHECK(&k, EXT_RSA_X509, raw, sizeof raw, sig, len);
+                EXT_CHECK_BAD(&k, EXT_RSA_X509, raw, sizeof raw, sig, len);
+        } else
+                fprintf(stderr, "NOTE: CKM_RSA_X_509 signing not offered: not checked\n");
+        ext_keys_free(&k);
+
         /* Failed inits; an init wrongly accepted is finished so that the
          * next check starts clean. */
         CK_MECHANISM pss_noparam = { CKM_RSA_PKCS_PSS, NULL, 0 };

@@ -66,14 +66,23 @@ void tu_rmrf(const char *dir);
 int tu_create_token(const char *data_dir, const char *label);
 
 /* Starts `netcad --foreground --socket sock --data-dir data_dir` and waits
- * until the socket accepts (or the daemon dies).  Returns the pid, or -1. */
+ * until the socket accepts (or the daemon dies).  Returns the pid, or -1
+ * having counted a failure (tu_failures): a test that cannot start its
+ * daemon fails, it never passes by doing nothing. */
 pid_t tu_start_daemon(const char *netcad, const char *sock, const char *data_dir);
-/* SIGTERM, then SIGKILL if it does not go; reaps it. */
-void tu_stop_daemon(pid_t pid);
+/* SIGTERM and reaps it: a failure is counted unless netcad exits with
+ * status 0 (what its clean shutdown returns; a sanitizer report, e.g.
+ * LeakSanitizer's status 23, or a crash is a failure), and when it has to
+ * be SIGKILLed because it does not go.  pid <= 0: nothing (true). */
+bool tu_stop_daemon(pid_t pid);
+/* SIGKILL on purpose (a crash the test causes) and reaps it: a failure is
+ * counted unless it died of that SIGKILL (not of something before). */
+bool tu_kill_daemon(pid_t pid);
 /* True when a connect() to the socket succeeds. */
 bool tu_socket_alive(const char *sock);
 
-/* dlopen()s the module and returns its function list (NULL on failure). */
+/* dlopen()s the module and returns its function list (NULL on failure,
+ * counted in tu_failures). */
 CK_FUNCTION_LIST_PTR tu_load_module(const char *path, void **ret_handle);
 
 /* The slot holding the token labelled label, via f (already initialized). */

@@ -252,19 +252,18 @@ int raw_ping(int fd, uint32_t id) {
         return ok ? 0 : -EPROTO;
 }
 
-int raw_status_clients(const char *sock) {
+double raw_status_number(const char *sock, const char *key) {
         int fd = raw_connect(sock);
         if (fd < 0)
-                return fd;
-        int r = raw_hello(fd);
-        if (r < 0) {
+                return -1;
+        if (raw_hello(fd) < 0) {
                 close(fd);
-                return r;
+                return -1;
         }
         struct wire_msg m;
         wire_msg_init_write(&m, WIRE_OP_MGMT_STATUS, 2, 0);
         wire_put_json(&m, "{}");
-        r = raw_send_msg(fd, &m);
+        int r = raw_send_msg(fd, &m);
         wire_msg_done(&m);
         uint8_t *frame = NULL;
         size_t len;
@@ -272,22 +271,27 @@ int raw_status_clients(const char *sock) {
                 r = raw_read_frame(fd, 20000, &frame, &len);
         close(fd);
         if (r < 0)
-                return r;
+                return -1;
         uint64_t status = 1;
         char *json = NULL;
-        r = -EPROTO;
+        double v = -1;
         if (wire_msg_init_read(&m, frame, len) == 0 && wire_get_u64(&m, &status) && status == 0 &&
             wire_get_json(&m, &json) && json) {
                 cJSON *o = cJSON_Parse(json);
-                cJSON *c = cJSON_GetObjectItem(o, "clients");
+                cJSON *c = cJSON_GetObjectItem(o, key);
                 if (cJSON_IsNumber(c))
-                        r = (int)c->valuedouble;
+                        v = c->valuedouble;
                 cJSON_Delete(o);
         }
         wire_msg_done(&m);
         free(json);
         free(frame);
-        return r;
+        return v;
+}
+
+int raw_status_clients(const char *sock) {
+        double v = raw_status_number(sock, "clients");
+        return v < 0 ? -EPROTO : (int)v;
 }
 
 int pipe_read_line(int fd, unsigned timeout_ms, char *buf, size_t size) {

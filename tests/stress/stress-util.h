@@ -55,6 +55,8 @@ int raw_hello(int fd);
 int raw_ping(int fd, uint32_t id);
 /* MGMT_STATUS "clients" (includes the asking connection), or -errno. */
 int raw_status_clients(const char *sock);
+/* A number in MGMT_STATUS (e.g. "p11_requests"), or -1. */
+double raw_status_number(const char *sock, const char *key);
 
 /* Pipes: one line ("X...\n") with a deadline.  0, -ETIMEDOUT, -EPIPE (EOF). */
 int pipe_read_line(int fd, unsigned timeout_ms, char *buf, size_t size);

@@ -33,7 +33,8 @@
  *               during and after each, fds come back and RSS does not grow
  *               from round to round (round 1 is the warm-up)
  *   ping-payload a PING carrying a payload is answered (with an error) or
- *               dropped, never left hanging (fails after a 20 s wait)
+ *               dropped, never left hanging (fails after a 20 s wait); a
+ *               module client is served afterwards
  *
  * RSS bounds are not asserted under AddressSanitizer (its quarantine keeps
  * freed memory resident by design); the fd checks always are.  netcad runs
@@ -49,6 +50,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -87,11 +90,11 @@ static bool start_daemon(void) {
         return daemon_pid > 0;
 }
 
+/* A crash on purpose: SIGKILL (anything else it died of is a failure). */
 static void kill_daemon(void) {
         if (daemon_pid <= 0)
                 return;
-        kill(daemon_pid, SIGKILL);
-        waitpid(daemon_pid, NULL, 0);
+        tu_kill_daemon(daemon_pid);
         daemon_pid = -1;
 }
 
@@ -1182,8 +1185,7 @@ static void bi_trailing_garbage(void) {
 }
 
 /* A PING with a payload (its grammar is empty): an error reply or a drop,
- * never silence.  Known to fail (the daemon answers nothing and keeps the
- * connection; see the report to the lead), so not registered in meson. */
+ * never silence; a module client is served after it. */
 static void scenario_ping_payload(void) {
         if (!start_daemon())
                 return;
@@ -1211,6 +1213,22 @@ static void scenario_ping_payload(void) {
                 tu_failures++;
         }
         close(fd);
+        /* And a module client is served after it. */
+        CK_SLOT_ID slot;
+        CK_SESSION_HANDLE h;
+        CK_BYTE rnd[16];
+        if (!load())
+                return;
+        REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+        if (!tu_find_slot(f, LABEL, &slot)) {
+                fprintf(stderr, "FAIL: token not found after the PING with a payload\n");
+                tu_failures++;
+        } else if (f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h) != CKR_OK ||
+                   f->C_GenerateRandom(h, rnd, sizeof rnd) != CKR_OK || f->C_CloseSession(h) != CKR_OK) {
+                fprintf(stderr, "FAIL: a module client after the PING with a payload\n");
+                tu_failures++;
+        }
+        CHECK_RV(f->C_Finalize(NULL), CKR_OK);
 }
 
 /* Random frames with valid lengths and flags: every one gets exactly one
@@ -1355,13 +1373,47 @@ static void bi_stall(unsigned nconn) {
         }
 }
 
+/* Bytes we sent on fd that the daemon has not read yet (SIOCOUTQ), -1. */
+static long unread_by_daemon(int fd) {
+        int n = 0;
+        return ioctl(fd, SIOCOUTQ, &n) == 0 ? n : -1;
+}
+
+/* Has the daemon stopped reading fd?  Asked when a send would block: the
+ * bytes on fd it has not read (and, for requests run by its workers, its
+ * count of PKCS#11 requests served) must not move across a sync with its
+ * event loop: SYNC_PINGS round trips on another connection (PING is
+ * answered on the loop thread, and each round trip is one more pass of
+ * the loop, which reads every readable connection it has not stopped
+ * reading).  A daemon that is only slow moves them: no time is measured. */
+#define SYNC_PINGS 3
+static bool daemon_stopped_reading(int fd, int sync_fd, bool count_requests) {
+        long q0 = unread_by_daemon(fd);
+        double r0 = count_requests ? raw_status_number(sock, "p11_requests") : 0;
+        for (uint32_t i = 0; i < SYNC_PINGS; i++)
+                if (raw_ping(sync_fd, 900 + i) != 0) {
+                        fprintf(stderr, "FAIL: flood: a PING on another connection got no answer\n");
+                        tu_failures++;
+                        return true;
+                }
+        long q1 = unread_by_daemon(fd);
+        double r1 = count_requests ? raw_status_number(sock, "p11_requests") : 0;
+        return q0 > 0 && q1 == q0 && r1 == r0 && r0 >= 0;
+}
+
 /* Requests flooded by a client that never reads its replies: the daemon
- * must stop reading it (bounded output), not buffer without end. */
+ * must stop reading it (bounded output), not buffer without end.  That it
+ * has stopped is a state (daemon_stopped_reading), not a time without
+ * progress; the deadline is only a hang guard. */
 static void bi_flood(uint16_t op) {
         long rss0 = proc_rss_kb(daemon_pid);
-        int fd = hello_conn();
-        if (fd < 0) {
+        int fd = hello_conn(), sync_fd = hello_conn();
+        if (fd < 0 || sync_fd < 0) {
                 tu_failures++;
+                if (fd >= 0)
+                        close(fd);
+                if (sync_fd >= 0)
+                        close(sync_fd);
                 return;
         }
         /* Small kernel buffers on our side, so the daemon's limit shows. */
@@ -1379,13 +1431,14 @@ static void bi_flood(uint16_t op) {
         }
         const size_t limit = 256u << 20;
         size_t sent = 0, off = 0, total = per * one;
-        uint64_t stuck_since = 0;
+        uint64_t guard = stress_now_ms() + 120000;
+        bool stopped = false;
+        unsigned syncs = 0;
         while (sent <= limit) {
                 ssize_t n = send(fd, batch + off, total - off, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n > 0) {
                         sent += (size_t)n;
                         off = (off + (size_t)n) % total;
-                        stuck_since = 0;
                         continue;
                 }
                 if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -1393,20 +1446,34 @@ static void bi_flood(uint16_t op) {
                         tu_failures++;
                         break;
                 }
-                if (!stuck_since)
-                        stuck_since = stress_now_ms();
-                else if (stress_now_ms() - stuck_since > 1500)
-                        break;  /* the daemon stopped reading us */
-                stress_sleep_ms(10);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                /* Full: the daemon is behind, or has stopped reading us. */
+                syncs++;
+                if (daemon_stopped_reading(fd, sync_fd, op != WIRE_OP_PING)) {
+                        stopped = true;
+                        break;
+                }
+                if (stress_now_ms() > guard) {
+                        fprintf(stderr, "FAIL: flood: the daemon neither read on nor stopped reading within the "
+                                        "120 s hang guard\n");
+                        tu_failures++;
+                        break;
+                }
         }
-        fprintf(stderr, "flood (op %u): %zu bytes of requests sent before the daemon stopped reading\n", op, sent);
+        long unread = unread_by_daemon(fd);
+        fprintf(stderr, "flood (op %u): %zu bytes of requests sent, %ld of them unread by the daemon, %s "
+                        "(%u syncs with its loop)\n", op, sent, unread, stopped ? "which stopped reading" : "at the end",
+                syncs);
         if (sent > limit) {
                 tu_failures++;
                 fprintf(stderr, "FAIL: flood: the daemon read %zu bytes of requests without its replies being "
                                 "read: no backpressure\n", sent);
-        }
+        } else
+                CHECK(stopped);
         normal_client_ok("during a flood");
         check_rss(rss0, 48 * 1024, "during a flood");
+        close(sync_fd);
         close(fd);
 }
 
