@@ -40,6 +40,18 @@ struct apdu_transport {
         const struct apdu_transport_ops *ops;
 };
 
+/* What an APDU discovery (USB CCID, BLE GATT, TPDU readers) calls for a
+ * card that was just powered on, to make it a token: the card application's
+ * binding (piv_token_factory).  Takes ownership of t (frees it on failure
+ * too).  *ret_slot_key (malloc'd) identifies the card across re-insertion
+ * ("<kind>:<serial>").  0 or -errno; -ENOTSUP means "not a card we serve"
+ * (the discovery keeps the reader for the next card). */
+struct token;
+struct driver_ops;
+typedef int (*apdu_token_factory_fn)(void *userdata, struct apdu_transport *t, const char *reader_name,
+                                     const struct driver_ops **ret_ops, struct token **ret_token,
+                                     char **ret_slot_key);
+
 /* Frees a transport through its ops; accepts NULL; returns NULL. */
 struct apdu_transport *apdu_transport_free(struct apdu_transport *t);
 

@@ -2,7 +2,7 @@
 #include "drivers/table.h"
 
 #include "drivers/soft/soft.h"
-#include "drivers/usb/usb-piv.h"
+#include "drivers/usb/usb-driver.h"
 
 const struct driver *const netcad_drivers[] = {
         &soft_driver,  /* first: soft tokens keep the low slot ids they always had */

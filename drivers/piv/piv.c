@@ -1328,15 +1328,6 @@ int piv_token_set_mgmt_key(struct token *t, enum piv_mgmt_alg alg, const uint8_t
         return 0;
 }
 
-void piv_token_set_kind(struct token *t, const char *kind) {
-        if (!t || !kind)
-                return;
-        pthread_mutex_lock(&t->lock);
-        t->kind = kind;
-        piv_publish_info(t);
-        pthread_mutex_unlock(&t->lock);
-}
-
 /* $NETCA_PIV_MGMT_KEY = "alg:hex". */
 static void mgmt_key_from_env(struct token *t) {
         const char *e = secure_getenv("NETCA_PIV_MGMT_KEY");
@@ -1374,7 +1365,8 @@ static void mgmt_key_from_env(struct token *t) {
         log_warning("NETCA_PIV_MGMT_KEY is malformed (want 3des|aes128|aes192|aes256:HEX); using the default key");
 }
 
-int piv_token_new(struct apdu_transport *tr, const char *reader_name, struct token **ret, char **slot_key) {
+int piv_token_new(struct apdu_transport *tr, const char *kind, const char *reader_name, struct token **ret,
+                  char **slot_key) {
         if (!tr || !tr->ops || !ret) {
                 apdu_transport_free(tr);
                 return -EINVAL;
@@ -1387,7 +1379,7 @@ int piv_token_new(struct apdu_transport *tr, const char *reader_name, struct tok
         pthread_mutex_init(&t->lock, NULL);
         pthread_mutex_init(&t->info_lock, NULL);
         t->tr = tr;
-        t->kind = "usb";
+        t->kind = kind ? kind : "usb";
         t->pin_tries = t->puk_tries = -1;
         for (size_t i = 0; i < PIV_NSLOTS; i++) {
                 t->keys[i].def = &piv_slot_defs[i];
@@ -1415,13 +1407,11 @@ int piv_token_new(struct apdu_transport *tr, const char *reader_name, struct tok
                 goto fail;
         snprintf(t->label, sizeof t->label, "PIV %s", t->serial);
         if (slot_key) {
-                size_t n = strlen(t->serial) + 5;
-                *slot_key = malloc(n);
-                if (!*slot_key) {
+                if (asprintf(slot_key, "%s:%s", t->kind, t->serial) < 0) {
+                        *slot_key = NULL;
                         r = -ENOMEM;
                         goto fail;
                 }
-                snprintf(*slot_key, n, "piv:%s", t->serial);
         }
         piv_publish_info(t);
         log_debug(LOG_SUB_PIV, "PIV card %s in %s", t->serial, reader_name ? reader_name : "?");
@@ -1431,6 +1421,15 @@ fail:
         log_debug(LOG_SUB_PIV, "PIV card in %s: %s", reader_name ? reader_name : "?", strerror(-r));
         piv_free(t);
         return r;
+}
+
+int piv_token_factory(void *kind, struct apdu_transport *t, const char *reader_name,
+                      const struct driver_ops **ret_ops, struct token **ret_token, char **ret_slot_key) {
+        int r = piv_token_new(t, kind, reader_name, ret_token, ret_slot_key);
+        if (r < 0)
+                return r;
+        *ret_ops = &piv_ops;
+        return 0;
 }
 
 const struct driver_ops piv_ops = {

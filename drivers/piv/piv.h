@@ -86,16 +86,24 @@ enum piv_mgmt_alg {
 
 /* Opens the PIV application on a card: SELECT, serial from the CHUID (GUID,
  * else FASC-N) or the CCC, PIN retry counter, and every certificate.
- * Takes ownership of t (freed on failure too).  reader_name is for the
- * token's model/label only (may be NULL).  *slot_key (malloc'd) is
- * "piv:<serial>", stable across re-insertion of the same card.
+ * Takes ownership of t (freed on failure too).  kind names the transport
+ * ("usb", "ble", "pcsc"; a static string, NULL = "usb"): it is the token's
+ * token_desc.kind and the prefix of *slot_key (malloc'd, may be NULL),
+ * "<kind>:<serial>", stable across re-insertion of the same card and
+ * distinct for the same card in another transport.  reader_name is for the
+ * token's model/label only (may be NULL).
  * Errors: -ENODEV, -EIO transport; -ENOTSUP no PIV application on the
  * card; -ENOMEM. */
-int piv_token_new(struct apdu_transport *t, const char *reader_name, struct token **ret, char **slot_key);
+int piv_token_new(struct apdu_transport *t, const char *kind, const char *reader_name, struct token **ret,
+                  char **slot_key);
+
+/* The one binding of PIV to a transport, as the apdu_token_factory_fn
+ * every APDU discovery (USB CCID, BLE, TPDU readers) takes: userdata is the
+ * transport's kind (a static string, as for piv_token_new), *ret_ops is
+ * &piv_ops. */
+int piv_token_factory(void *kind, struct apdu_transport *t, const char *reader_name,
+                      const struct driver_ops **ret_ops, struct token **ret_token, char **ret_slot_key);
 
 /* Sets the management key used for writes (copied to secure memory).
  * -EINVAL for a key length that does not fit the algorithm. */
 int piv_token_set_mgmt_key(struct token *t, enum piv_mgmt_alg alg, const uint8_t *key, size_t len);
-
-/* token_desc.kind: a static string, "usb" unless set ("ble" for BLE keys). */
-void piv_token_set_kind(struct token *t, const char *kind);

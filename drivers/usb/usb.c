@@ -60,7 +60,7 @@ struct ev {
 struct usb_discovery {
         libusb_context *ctx;
         struct driver_host *host;
-        usb_token_factory_fn factory;
+        apdu_token_factory_fn factory;
         void *factory_ud;
         pthread_t thread;
         bool thread_running;
@@ -698,7 +698,7 @@ static void *discovery_thread(void *arg) {
         return NULL;
 }
 
-int usb_discovery_new(struct driver_host *host, usb_token_factory_fn factory, void *factory_userdata,
+int usb_discovery_new(struct driver_host *host, apdu_token_factory_fn factory, void *factory_userdata,
                       struct usb_discovery **ret) {
         if (!host || !factory || !ret)
                 return -EINVAL;

@@ -33,18 +33,12 @@
 
 struct usb_discovery;
 
-/* Makes a token for a card that was just powered on.  Takes ownership of t
- * (frees it on failure too).  *ret_slot_key (malloc'd) identifies the card
- * across re-insertion ("usb:<serial>").  0 or -errno; -ENOTSUP means "not a
- * card we serve" (logged at notice level, the reader is kept for the next
- * card). */
-typedef int (*usb_token_factory_fn)(void *userdata, struct apdu_transport *t, const char *reader_name,
-                                    const struct driver_ops **ret_ops, struct token **ret_token, char **ret_slot_key);
-
+/* Cards become tokens through factory (apdu_token_factory_fn, drivers/apdu.h):
+ * -ENOTSUP is logged at notice level and the reader kept for the next card. */
 /* Starts discovery: initializes libusb, registers for hotplug, enumerates
  * what is attached, and starts the event thread.  Tokens go to host.  -EIO
  * libusb cannot start; -ENOMEM. */
-int usb_discovery_new(struct driver_host *host, usb_token_factory_fn factory, void *factory_userdata,
+int usb_discovery_new(struct driver_host *host, apdu_token_factory_fn factory, void *factory_userdata,
                       struct usb_discovery **ret);
 /* Stops the thread: no driver_host call happens after it returns.  Tokens
  * already handed over stay valid.  Idempotent, NULL ok. */

@@ -4,7 +4,7 @@
 #include "drivers/table.h"
 
 #include "drivers/soft/soft.h"
-#include "drivers/usb/usb-piv.h"
+#include "drivers/usb/usb-driver.h"
 
 extern const struct driver example_driver;
 

@@ -21,7 +21,7 @@
 static inline void fuzz_piv_session(struct apdu_transport *tr) {
         struct token *t = NULL;
         char *key = NULL;
-        if (piv_token_new(tr, "fuzz", &t, &key) < 0)
+        if (piv_token_new(tr, NULL, "fuzz", &t, &key) < 0)
                 return;
         free(key);
 

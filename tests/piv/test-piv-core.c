@@ -63,7 +63,7 @@ int main(void) {
         struct test_tr *tr = test_tr_new(card, 255);
         struct token *t = NULL;
         char *key = NULL;
-        CHECK_OK(piv_token_new(&tr->base, "test reader", &t, &key));
+        CHECK_OK(piv_token_new(&tr->base, NULL, "test reader", &t, &key));
         CK_SLOT_ID slot = 0;
         CHECK_OK(core_add_token(c, &piv_ops, t, key, &slot));
         struct core_peer peer = { .pid = getpid() };

@@ -28,8 +28,8 @@ static struct token *open_token(struct vpiv *card, size_t max_data, struct test_
         struct test_tr *tr = test_tr_new(card, max_data);
         struct token *t = NULL;
         char *key = NULL;
-        CHECK_OK(piv_token_new(&tr->base, "test reader", &t, &key));
-        CHECK(key && strncmp(key, "piv:", 4) == 0);
+        CHECK_OK(piv_token_new(&tr->base, NULL, "test reader", &t, &key));
+        CHECK(key && strncmp(key, "usb:", 4) == 0);
         free(key);
         if (ret_tr)
                 *ret_tr = tr;
@@ -179,11 +179,24 @@ static void test_objects(struct vpiv *card) {
         CHECK(d.user_tries_left == 3);
         CHECK(d.flags & CKF_LOGIN_REQUIRED);
         CHECK(strcmp(d.kind, "usb") == 0);
-        piv_token_set_kind(t, "ble");
-        CHECK_OK(piv_ops.get_info(t, &d));
-        CHECK(strcmp(d.kind, "ble") == 0);
         objs_done(&o);
         piv_ops.free(t);
+
+        /* The same card through the transport binding every APDU discovery
+         * uses, as a BLE key would: kind and slot key name the transport,
+         * the serial stays the card's. */
+        const struct driver_ops *ops = NULL;
+        char *key = NULL;
+        CHECK_OK(piv_token_factory((void *) "ble", &test_tr_new(card, 65535)->base, "BLE key", &ops, &t, &key));
+        CHECK(ops == &piv_ops);
+        CHECK(key && strncmp(key, "ble:", 4) == 0 && strcmp(key + 4, d.serial) == 0);
+        char serial[sizeof d.serial];
+        memcpy(serial, d.serial, sizeof serial);
+        CHECK_OK(ops->get_info(t, &d));
+        CHECK(strcmp(d.kind, "ble") == 0);
+        CHECK(strcmp(d.serial, serial) == 0);
+        free(key);
+        ops->free(t);
 }
 
 static void test_pins(struct vpiv *card) {
@@ -521,7 +534,7 @@ static void test_device_gone(struct vpiv *card) {
                 x->gone_after = at;
                 struct token *t2 = NULL;
                 char *key = NULL;
-                CHECK_RC(piv_token_new(&x->base, NULL, &t2, &key), -ENODEV);
+                CHECK_RC(piv_token_new(&x->base, NULL, NULL, &t2, &key), -ENODEV);
                 CHECK(f == 1 && !t2 && !key);
         }
         /* In the middle of a chained write. */
@@ -561,7 +574,7 @@ static void test_not_piv(void) {
         CHECK(x);
         x->ops = &ops;
         struct token *t = NULL;
-        CHECK_RC(piv_token_new(x, "empty", &t, NULL), -ENOTSUP);
+        CHECK_RC(piv_token_new(x, NULL, "empty", &t, NULL), -ENOTSUP);
         CHECK(nopiv_freed == 1 && !t);
 }
 
