@@ -5,19 +5,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Every row passes the build-time check (see WIRE_OPS). */
+WIRE_OPS(WIRE_OP_CHECK)
+
+/* The table's position of each op, for constant-time lookup. */
+enum {
+#define WIRE_POS(name, num, req, rep, kind, route, reply, handler) WIRE_POS_##name,
+        WIRE_OPS(WIRE_POS)
+#undef WIRE_POS
+        WIRE_N_OPS
+};
+
 static const struct wire_op wire_ops[] = {
-#define WIRE_ROW(name, num, req, rep) { num, #name, req, rep },
+#define WIRE_ROW(name, num, req, rep, kind, route, reply, handler)                                      \
+        [WIRE_POS_##name] = { num, #name, req, rep, WIRE_KIND_##kind, WIRE_ROUTE_##route,                 \
+                              WIRE_REPLY_##reply == WIRE_REPLY_SECRET },
         WIRE_OPS(WIRE_ROW)
 #undef WIRE_ROW
 };
 
+/* Op number -> position + 1 (0: no such op).  Numbers stay small: the
+ * largest is checked to fit. */
+#define WIRE_OP_NUM_MAX 512
+static const uint8_t wire_index[WIRE_OP_NUM_MAX] = {
+#define WIRE_IDX(name, num, req, rep, kind, route, reply, handler) [num] = WIRE_POS_##name + 1,
+        WIRE_OPS(WIRE_IDX)
+#undef WIRE_IDX
+};
+#define WIRE_FITS(name, num, req, rep, kind, route, reply, handler) \
+        _Static_assert((num) < WIRE_OP_NUM_MAX, #name ": op numbers are below WIRE_OP_NUM_MAX");
+WIRE_OPS(WIRE_FITS)
+#undef WIRE_FITS
+_Static_assert(WIRE_N_OPS < 255, "positions fit wire_index");
+
 static const char error_sig[] = "u";
 
 const struct wire_op *wire_op_lookup(uint16_t op) {
-        for (size_t i = 0; i < sizeof wire_ops / sizeof wire_ops[0]; i++)
-                if (wire_ops[i].op == op)
-                        return &wire_ops[i];
-        return NULL;
+        if (op >= WIRE_OP_NUM_MAX || !wire_index[op])
+                return NULL;
+        return &wire_ops[wire_index[op] - 1];
 }
 
 const char *wire_op_name(uint16_t op) {
@@ -41,6 +67,21 @@ int wire_hdr_parse(const uint8_t in[WIRE_HDR_SIZE], struct wire_hdr *ret) {
         return 0;
 }
 
+int wire_frame_first_u64(const uint8_t *frame, size_t len, uint64_t *ret) {
+        if (!frame || len < WIRE_HDR_SIZE + 8)
+                return -EBADMSG;
+        const struct wire_op *o = wire_op_lookup((uint16_t)(frame[8] << 8 | frame[9]));
+        if (!o || o->req[0] != 'u')
+                return -EBADMSG;
+        struct nbuf b;
+        nbuf_init_const(&b, frame + WIRE_HDR_SIZE, 8);
+        uint64_t v = 0;
+        if (!nbuf_get_u64(&b, &v))
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
 static const char *sig_for(const struct wire_op *op, uint16_t flags) {
         if (!op)
                 return NULL;
@@ -56,6 +97,10 @@ void wire_msg_init_write(struct wire_msg *m, uint16_t op, uint32_t id, uint16_t 
         nbuf_init(&m->buf, WIRE_FRAME_MAX);
         m->op = wire_op_lookup(op);
         m->sigp = sig_for(m->op, flags);
+        /* An error reply ("u") can be made for any op number: the server
+         * echoes the number of a request it did not know. */
+        if (!m->op && (flags & WIRE_F_REPLY) && (flags & WIRE_F_ERROR))
+                m->sigp = error_sig;
         m->id = id;
         m->opnum = op;
         m->flags = flags;
@@ -63,7 +108,7 @@ void wire_msg_init_write(struct wire_msg *m, uint16_t op, uint32_t id, uint16_t 
         nbuf_put_u32(&m->buf, id);
         nbuf_put_u16(&m->buf, op);
         nbuf_put_u16(&m->buf, flags);
-        if (!m->op)
+        if (!m->sigp)
                 nbuf_fail(&m->buf);
 }
 
@@ -106,6 +151,16 @@ int wire_msg_read_done(struct wire_msg *m) {
 void wire_msg_done(struct wire_msg *m) {
         nbuf_done(&m->buf);
         m->sigp = NULL;
+}
+
+int wire_error_reply(struct wire_msg *m, uint16_t op, uint32_t id, uint64_t rv) {
+        wire_msg_init_write(m, op, id, WIRE_F_REPLY | WIRE_F_ERROR);
+        wire_put_u64(m, rv);
+        if (wire_msg_finish(m) < 0) {
+                wire_msg_done(m);
+                return -ENOMEM;
+        }
+        return 0;
 }
 
 /* Consume one signature character; fail the message on mismatch. */

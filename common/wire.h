@@ -72,83 +72,137 @@ enum wire_event {
         WIRE_EV_OBJECTS_CHANGED = 4,/* slot id: objects added/removed/changed */
 };
 
-/* The op table.  Numbers are part of the protocol: never renumber, only add. */
-#define WIRE_OPS(X)                                                         \
-        X(HELLO, 1, "uus", "uuus")                                          \
-        X(PING, 2, "", "u")                                                 \
-        X(EVENT, 3, "", "uuu")                                              \
-        X(GET_SLOT_LIST, 16, "yq", "uL")                                    \
-        X(GET_SLOT_INFO, 17, "u", "uI")                                     \
-        X(GET_TOKEN_INFO, 18, "u", "uT")                                    \
-        X(GET_MECHANISM_LIST, 19, "uq", "uL")                               \
-        X(GET_MECHANISM_INFO, 20, "uu", "uN")                               \
-        X(INIT_TOKEN, 21, "uzz", "u")                                       \
-        X(INIT_PIN, 22, "uz", "u")                                          \
-        X(SET_PIN, 23, "uzz", "u")                                          \
-        X(OPEN_SESSION, 24, "uu", "uu")                                     \
-        X(CLOSE_SESSION, 25, "u", "u")                                      \
-        X(CLOSE_ALL_SESSIONS, 26, "u", "u")                                 \
-        X(GET_SESSION_INFO, 27, "u", "uS")                                  \
-        X(LOGIN, 28, "uuz", "u")                                            \
-        X(LOGOUT, 29, "u", "u")                                             \
-        X(CREATE_OBJECT, 30, "uA", "uu")                                    \
-        X(DESTROY_OBJECT, 31, "uu", "u")                                    \
-        X(GET_ATTRIBUTE_VALUE, 32, "uuG", "uR")                             \
-        X(SET_ATTRIBUTE_VALUE, 33, "uuA", "u")                              \
-        X(FIND_OBJECTS_INIT, 34, "uA", "u")                                 \
-        X(FIND_OBJECTS, 35, "uu", "uU")                                     \
-        X(FIND_OBJECTS_FINAL, 36, "u", "u")                                 \
-        X(SIGN_INIT, 37, "uMu", "u")                                        \
-        X(SIGN, 38, "uzq", "uZ")                                            \
-        X(SIGN_UPDATE, 39, "uz", "u")                                       \
-        X(SIGN_FINAL, 40, "uq", "uZ")                                       \
-        X(VERIFY_INIT, 41, "uMu", "u")                                      \
-        X(VERIFY, 42, "uzz", "u")                                           \
-        X(VERIFY_UPDATE, 43, "uz", "u")                                     \
-        X(VERIFY_FINAL, 44, "uz", "u")                                      \
-        X(ENCRYPT_INIT, 45, "uMu", "u")                                     \
-        X(ENCRYPT, 46, "uzq", "uZ")                                         \
-        X(ENCRYPT_UPDATE, 47, "uzq", "uZ")                                  \
-        X(ENCRYPT_FINAL, 48, "uq", "uZ")                                    \
-        X(DECRYPT_INIT, 49, "uMu", "u")                                     \
-        X(DECRYPT, 50, "uzq", "uZ")                                         \
-        X(DECRYPT_UPDATE, 51, "uzq", "uZ")                                  \
-        X(DECRYPT_FINAL, 52, "uq", "uZ")                                    \
-        X(DIGEST_INIT, 53, "uM", "u")                                       \
-        X(DIGEST, 54, "uzq", "uZ")                                          \
-        X(DIGEST_UPDATE, 55, "uz", "u")                                     \
-        X(DIGEST_FINAL, 56, "uq", "uZ")                                     \
-        X(GENERATE_KEY_PAIR, 57, "uMAA", "uuu")                             \
-        X(GENERATE_RANDOM, 58, "uu", "uz")                                  \
-        X(SEED_RANDOM, 59, "uz", "u")                                       \
-        X(GET_OBJECTS, 60, "u", "uz")                                       \
-        X(MGMT_STATUS, 256, "j", "uj")                                      \
-        X(MGMT_TOKEN_LIST, 257, "j", "uj")                                  \
-        X(MGMT_TOKEN_CREATE_SOFT, 258, "j", "uj")                           \
-        X(MGMT_PIN_STATUS, 259, "j", "uj")                                  \
-        X(MGMT_TOKEN_DELETE, 260, "j", "uj")                                \
-        X(MGMT_PIN_CACHE_SET, 261, "j", "uj")                               \
-        X(MGMT_PIN_CACHE_STATUS, 262, "j", "uj")                            \
-        X(MGMT_PIN_CACHE_CLEAR, 263, "j", "uj")                             \
-        X(MGMT_LOG_SHOW, 264, "j", "uj")                                    \
-        X(MGMT_LOG_CLEAR, 265, "j", "uj")                                   \
-        X(MGMT_LOG_SET, 266, "j", "uj")                                     \
-        X(MGMT_PINENTRY_SET, 267, "j", "uj")
+/* The op table: one row per op, everything the two sides and netcad's
+ * server need to know of it.  Numbers are part of the protocol: never
+ * renumber, only add.
+ *
+ *   X(name, number, request signature, reply signature, kind, route,
+ *     reply, handler)
+ *
+ * kind     LOOP  answered by the server's event loop itself (HELLO, PING)
+ *          PUSH  sent by the daemon only (events); refused as a request
+ *          P11   a PKCS#11 call (numbers 16..255): daemon/dispatch.c
+ *          MGMT  a management op (numbers from 256), JSON: daemon/mgmt.c
+ * route    where netcad runs the request (daemon/server.c):
+ *          LOOP            on the event loop
+ *          GENERAL         the general lane: no device
+ *          SLOT_DEVICE     first argument a slot; calls the driver (token lane)
+ *          SESSION         first argument a session; no device
+ *          SESSION_LOAD    first argument a session; calls the driver only
+ *                          while the token's objects are not cached
+ *          SESSION_DEVICE  first argument a session; calls the driver
+ * reply    SECRET when the reply may carry plaintext or key material (its
+ *          buffer is wiped on every reallocation and when freed), else
+ *          PUBLIC
+ * handler  the function of the kind's file that runs it (none for PUSH)
+ *
+ * A row that lacks a column, or names a kind, route or reply that does not
+ * exist, does not compile (WIRE_OP_CHECK, common/wire.c; meson.build checks
+ * that the check refuses a row without a route). */
+#define WIRE_OPS(X) \
+        X(HELLO, 1, "uus", "uuus", LOOP, LOOP, PUBLIC, loop_hello)                                 \
+        X(PING, 2, "", "u", LOOP, LOOP, PUBLIC, loop_ping)                                         \
+        X(EVENT, 3, "", "uuu", PUSH, LOOP, PUBLIC, none)                                           \
+        X(GET_SLOT_LIST, 16, "yq", "uL", P11, GENERAL, PUBLIC, h_get_slot_list)                    \
+        X(GET_SLOT_INFO, 17, "u", "uI", P11, GENERAL, PUBLIC, h_get_slot_info)                     \
+        X(GET_TOKEN_INFO, 18, "u", "uT", P11, GENERAL, PUBLIC, h_get_token_info)                   \
+        X(GET_MECHANISM_LIST, 19, "uq", "uL", P11, GENERAL, PUBLIC, h_get_mechanism_list)          \
+        X(GET_MECHANISM_INFO, 20, "uu", "uN", P11, GENERAL, PUBLIC, h_get_mechanism_info)          \
+        X(INIT_TOKEN, 21, "uzz", "u", P11, SLOT_DEVICE, PUBLIC, h_init_token)                      \
+        X(INIT_PIN, 22, "uz", "u", P11, SESSION_DEVICE, PUBLIC, h_init_pin)                        \
+        X(SET_PIN, 23, "uzz", "u", P11, SESSION_DEVICE, PUBLIC, h_set_pin)                         \
+        X(OPEN_SESSION, 24, "uu", "uu", P11, GENERAL, PUBLIC, h_open_session)                      \
+        X(CLOSE_SESSION, 25, "u", "u", P11, SESSION_DEVICE, PUBLIC, h_close_session)               \
+        X(CLOSE_ALL_SESSIONS, 26, "u", "u", P11, SLOT_DEVICE, PUBLIC, h_close_all_sessions)        \
+        X(GET_SESSION_INFO, 27, "u", "uS", P11, SESSION, PUBLIC, h_get_session_info)               \
+        X(LOGIN, 28, "uuz", "u", P11, SESSION_DEVICE, PUBLIC, h_login)                             \
+        X(LOGOUT, 29, "u", "u", P11, SESSION_DEVICE, PUBLIC, h_logout)                             \
+        X(CREATE_OBJECT, 30, "uA", "uu", P11, SESSION_DEVICE, PUBLIC, h_create_object)             \
+        X(DESTROY_OBJECT, 31, "uu", "u", P11, SESSION_DEVICE, PUBLIC, h_destroy_object)            \
+        X(GET_ATTRIBUTE_VALUE, 32, "uuG", "uR", P11, SESSION_LOAD, SECRET, h_get_attribute_value)  \
+        X(SET_ATTRIBUTE_VALUE, 33, "uuA", "u", P11, SESSION_DEVICE, PUBLIC, h_set_attribute_value) \
+        X(FIND_OBJECTS_INIT, 34, "uA", "u", P11, SESSION_LOAD, PUBLIC, h_find_objects_init)        \
+        X(FIND_OBJECTS, 35, "uu", "uU", P11, SESSION, PUBLIC, h_find_objects)                      \
+        X(FIND_OBJECTS_FINAL, 36, "u", "u", P11, SESSION, PUBLIC, h_find_objects_final)            \
+        X(SIGN_INIT, 37, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_sign_init)                       \
+        X(SIGN, 38, "uzq", "uZ", P11, SESSION_DEVICE, PUBLIC, h_sign)                              \
+        X(SIGN_UPDATE, 39, "uz", "u", P11, SESSION, PUBLIC, h_sign_update)                         \
+        X(SIGN_FINAL, 40, "uq", "uZ", P11, SESSION_DEVICE, PUBLIC, h_sign_final)                   \
+        X(VERIFY_INIT, 41, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_verify_init)                   \
+        X(VERIFY, 42, "uzz", "u", P11, SESSION, PUBLIC, h_verify)                                  \
+        X(VERIFY_UPDATE, 43, "uz", "u", P11, SESSION, PUBLIC, h_verify_update)                     \
+        X(VERIFY_FINAL, 44, "uz", "u", P11, SESSION, PUBLIC, h_verify_final)                       \
+        X(ENCRYPT_INIT, 45, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_encrypt_init)                 \
+        X(ENCRYPT, 46, "uzq", "uZ", P11, SESSION, PUBLIC, h_encrypt)                               \
+        X(ENCRYPT_UPDATE, 47, "uzq", "uZ", P11, SESSION, PUBLIC, h_encrypt_update)                 \
+        X(ENCRYPT_FINAL, 48, "uq", "uZ", P11, SESSION, PUBLIC, h_encrypt_final)                    \
+        X(DECRYPT_INIT, 49, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_decrypt_init)                 \
+        X(DECRYPT, 50, "uzq", "uZ", P11, SESSION_DEVICE, SECRET, h_decrypt)                        \
+        X(DECRYPT_UPDATE, 51, "uzq", "uZ", P11, SESSION, SECRET, h_decrypt_update)                 \
+        X(DECRYPT_FINAL, 52, "uq", "uZ", P11, SESSION_DEVICE, SECRET, h_decrypt_final)             \
+        X(DIGEST_INIT, 53, "uM", "u", P11, SESSION, PUBLIC, h_digest_init)                         \
+        X(DIGEST, 54, "uzq", "uZ", P11, SESSION, PUBLIC, h_digest)                                 \
+        X(DIGEST_UPDATE, 55, "uz", "u", P11, SESSION, PUBLIC, h_digest_update)                     \
+        X(DIGEST_FINAL, 56, "uq", "uZ", P11, SESSION, PUBLIC, h_digest_final)                      \
+        X(GENERATE_KEY_PAIR, 57, "uMAA", "uuu", P11, SESSION_DEVICE, PUBLIC, h_generate_key_pair)  \
+        X(GENERATE_RANDOM, 58, "uu", "uz", P11, SESSION_DEVICE, SECRET, h_generate_random)         \
+        X(SEED_RANDOM, 59, "uz", "u", P11, SESSION_DEVICE, PUBLIC, h_seed_random)                  \
+        X(GET_OBJECTS, 60, "u", "uz", P11, SESSION_LOAD, SECRET, h_get_objects)                    \
+        X(MGMT_STATUS, 256, "j", "uj", MGMT, GENERAL, PUBLIC, op_status)                           \
+        X(MGMT_TOKEN_LIST, 257, "j", "uj", MGMT, GENERAL, PUBLIC, op_token_list)                   \
+        X(MGMT_TOKEN_CREATE_SOFT, 258, "j", "uj", MGMT, GENERAL, PUBLIC, op_create_soft)           \
+        X(MGMT_PIN_STATUS, 259, "j", "uj", MGMT, GENERAL, PUBLIC, op_pin_status)                   \
+        X(MGMT_TOKEN_DELETE, 260, "j", "uj", MGMT, GENERAL, PUBLIC, op_token_delete)               \
+        X(MGMT_PIN_CACHE_SET, 261, "j", "uj", MGMT, GENERAL, PUBLIC, op_pin_cache_set)             \
+        X(MGMT_PIN_CACHE_STATUS, 262, "j", "uj", MGMT, GENERAL, PUBLIC, op_pin_cache_status)       \
+        X(MGMT_PIN_CACHE_CLEAR, 263, "j", "uj", MGMT, GENERAL, PUBLIC, op_pin_cache_clear)         \
+        X(MGMT_LOG_SHOW, 264, "j", "uj", MGMT, GENERAL, PUBLIC, op_log_show)                       \
+        X(MGMT_LOG_CLEAR, 265, "j", "uj", MGMT, GENERAL, PUBLIC, op_log_clear)                     \
+        X(MGMT_LOG_SET, 266, "j", "uj", MGMT, GENERAL, PUBLIC, op_log_set)                         \
+        X(MGMT_PINENTRY_SET, 267, "j", "uj", MGMT, GENERAL, PUBLIC, op_pinentry_set)
 
 enum wire_op_code {
-#define WIRE_ENUM(name, num, req, rep) WIRE_OP_##name = num,
+#define WIRE_ENUM(name, num, req, rep, kind, route, reply, handler) WIRE_OP_##name = num,
         WIRE_OPS(WIRE_ENUM)
 #undef WIRE_ENUM
 };
 
+enum wire_kind { WIRE_KIND_LOOP, WIRE_KIND_PUSH, WIRE_KIND_P11, WIRE_KIND_MGMT };
+
+enum wire_route {
+        WIRE_ROUTE_LOOP,
+        WIRE_ROUTE_GENERAL,
+        WIRE_ROUTE_SLOT_DEVICE,
+        WIRE_ROUTE_SESSION,
+        WIRE_ROUTE_SESSION_LOAD,
+        WIRE_ROUTE_SESSION_DEVICE,
+};
+
+enum wire_reply { WIRE_REPLY_PUBLIC, WIRE_REPLY_SECRET };
+
+/* The build-time check of one row (common/wire.c applies it to every row). */
+#define WIRE_OP_CHECK(name, num, req, rep, kind, route, reply, handler)                                      \
+        _Static_assert((WIRE_KIND_##kind == WIRE_KIND_P11) == ((num) >= 16 && (num) < 256),                   \
+                       #name ": PKCS#11 ops, and only they, are numbered 16..255");                          \
+        _Static_assert((WIRE_KIND_##kind == WIRE_KIND_MGMT) == ((num) >= 256), #name ": management ops from 256"); \
+        _Static_assert((WIRE_ROUTE_##route == WIRE_ROUTE_LOOP) ==                                              \
+                               (WIRE_KIND_##kind == WIRE_KIND_LOOP || WIRE_KIND_##kind == WIRE_KIND_PUSH),    \
+                       #name ": only LOOP and PUSH ops stay on the loop");                                    \
+        _Static_assert(WIRE_KIND_##kind != WIRE_KIND_MGMT || WIRE_ROUTE_##route == WIRE_ROUTE_GENERAL,         \
+                       #name ": management ops run on the general lane");                                     \
+        _Static_assert(WIRE_REPLY_##reply == WIRE_REPLY_PUBLIC || WIRE_REPLY_##reply == WIRE_REPLY_SECRET, #name);
+
 struct wire_op {
         uint16_t op;
         const char *name;
-        const char *req;  /* request signature */
-        const char *rep;  /* reply signature */
+        const char *req;          /* request signature */
+        const char *rep;          /* reply signature */
+        enum wire_kind kind;
+        enum wire_route route;
+        bool secret;              /* WIRE_REPLY_SECRET */
 };
 
-/* NULL for an unknown op. */
+/* NULL for an unknown op.  Constant time. */
 const struct wire_op *wire_op_lookup(uint16_t op);
 const char *wire_op_name(uint16_t op);
 
@@ -162,6 +216,12 @@ struct wire_hdr {
 /* Parses the first WIRE_HDR_SIZE bytes.  Returns 0, -EBADMSG (length under 8)
  * or -EMSGSIZE (frame over WIRE_FRAME_MAX).  *ret untouched on failure. */
 int wire_hdr_parse(const uint8_t in[WIRE_HDR_SIZE], struct wire_hdr *ret);
+
+/* Peeks at the first field of a request frame (len bytes, header included
+ * and parsed) without decoding the rest: the slot or session handle that
+ * routes it.  0, or -EBADMSG when the op is unknown, its request does not
+ * begin with a u64, or the frame is too short for one. */
+int wire_frame_first_u64(const uint8_t *frame, size_t len, uint64_t *ret);
 
 /* A message being written or read, checked against its op's signature. */
 struct wire_msg {
@@ -190,6 +250,11 @@ int wire_msg_init_read(struct wire_msg *m, const uint8_t *frame, size_t len);
 int wire_msg_read_done(struct wire_msg *m);
 
 void wire_msg_done(struct wire_msg *m);
+
+/* Builds the finished error reply (WIRE_F_REPLY | WIRE_F_ERROR, payload the
+ * u64 rv) to request id of op; any op number, also unknown ones, is echoed.
+ * 0, or -ENOMEM (m is then released). */
+int wire_error_reply(struct wire_msg *m, uint16_t op, uint32_t id, uint64_t rv);
 static inline bool wire_msg_failed(const struct wire_msg *m) { return nbuf_failed(&m->buf); }
 
 /* Puts: append a field; a type mismatch with the signature fails the msg. */

@@ -32,7 +32,8 @@
 #define OUT_CAP_MAX WIRE_FRAME_MAX
 
 bool dispatch_is_p11_op(uint16_t op) {
-        return op >= 16 && op <= 255 && wire_op_lookup(op) != NULL;
+        const struct wire_op *o = wire_op_lookup(op);
+        return o && o->kind == WIRE_KIND_P11;
 }
 
 /* An output byte buffer for a 'q' request. */
@@ -81,16 +82,10 @@ static void outbuf_put(struct wire_msg *rep, CK_RV rv, const struct outbuf *o) {
                 wire_put_outbytes(rep, 0, NULL);
 }
 
-static bool op_is_secret(uint16_t op) {
-        /* Replies that may carry plaintext or key material. */
-        return op == WIRE_OP_DECRYPT || op == WIRE_OP_DECRYPT_UPDATE || op == WIRE_OP_DECRYPT_FINAL ||
-               op == WIRE_OP_GET_ATTRIBUTE_VALUE || op == WIRE_OP_GET_OBJECTS || op == WIRE_OP_GENERATE_RANDOM;
-}
-
 static void reply_start(struct wire_msg *req, struct wire_msg *rep, CK_RV rv) {
         wire_msg_init_write(rep, req->opnum, req->id, WIRE_F_REPLY);
         /* Wiped on every reallocation and when freed. */
-        if (op_is_secret(req->opnum))
+        if (req->op && req->op->secret)
                 rep->buf.secure = true;
         wire_put_u64(rep, rv);
 }
@@ -542,112 +537,60 @@ static int h_get_objects(struct core_client *cl, struct wire_msg *req, struct wi
         return 0;
 }
 
-static int dispatch_op(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
-        switch (req->opnum) {
-        case WIRE_OP_GET_SLOT_LIST:
-                return h_get_slot_list(cl, req, rep);
-        case WIRE_OP_GET_SLOT_INFO:
-                return h_get_slot_info(cl, req, rep);
-        case WIRE_OP_GET_TOKEN_INFO:
-                return h_get_token_info(cl, req, rep);
-        case WIRE_OP_GET_MECHANISM_LIST:
-                return h_get_mechanism_list(cl, req, rep);
-        case WIRE_OP_GET_MECHANISM_INFO:
-                return h_get_mechanism_info(cl, req, rep);
-        case WIRE_OP_INIT_TOKEN:
-                return h_init_token(cl, req, rep);
-        case WIRE_OP_INIT_PIN:
-                return h_init_pin(cl, req, rep);
-        case WIRE_OP_SET_PIN:
-                return h_set_pin(cl, req, rep);
-        case WIRE_OP_OPEN_SESSION:
-                return h_open_session(cl, req, rep);
-        case WIRE_OP_CLOSE_SESSION:
-                return h_handle_only(cl, req, rep, core_close_session);
-        case WIRE_OP_CLOSE_ALL_SESSIONS:
-                return h_handle_only(cl, req, rep, core_close_all_sessions);
-        case WIRE_OP_GET_SESSION_INFO:
-                return h_get_session_info(cl, req, rep);
-        case WIRE_OP_LOGIN:
-                return h_login(cl, req, rep);
-        case WIRE_OP_LOGOUT:
-                return h_handle_only(cl, req, rep, core_logout);
-        case WIRE_OP_CREATE_OBJECT:
-                return h_create_object(cl, req, rep);
-        case WIRE_OP_DESTROY_OBJECT:
-                return h_destroy_object(cl, req, rep);
-        case WIRE_OP_GET_ATTRIBUTE_VALUE:
-                return h_get_attribute_value(cl, req, rep);
-        case WIRE_OP_SET_ATTRIBUTE_VALUE:
-                return h_set_attribute_value(cl, req, rep);
-        case WIRE_OP_FIND_OBJECTS_INIT:
-                return h_find_objects_init(cl, req, rep);
-        case WIRE_OP_FIND_OBJECTS:
-                return h_find_objects(cl, req, rep);
-        case WIRE_OP_FIND_OBJECTS_FINAL:
-                return h_handle_only(cl, req, rep, core_find_objects_final);
-        case WIRE_OP_SIGN_INIT:
-                return h_crypt_init(cl, req, rep, core_sign_init);
-        case WIRE_OP_SIGN:
-                return h_data_out(cl, req, rep, core_sign);
-        case WIRE_OP_SIGN_UPDATE:
-                return h_data_in(cl, req, rep, core_sign_update);
-        case WIRE_OP_SIGN_FINAL:
-                return h_final_out(cl, req, rep, core_sign_final);
-        case WIRE_OP_VERIFY_INIT:
-                return h_crypt_init(cl, req, rep, core_verify_init);
-        case WIRE_OP_VERIFY:
-                return h_verify(cl, req, rep);
-        case WIRE_OP_VERIFY_UPDATE:
-                return h_data_in(cl, req, rep, core_verify_update);
-        case WIRE_OP_VERIFY_FINAL:
-                return h_data_in(cl, req, rep, core_verify_final);
-        case WIRE_OP_ENCRYPT_INIT:
-                return h_crypt_init(cl, req, rep, core_encrypt_init);
-        case WIRE_OP_ENCRYPT:
-                return h_data_out(cl, req, rep, core_encrypt);
-        case WIRE_OP_ENCRYPT_UPDATE:
-                return h_data_out(cl, req, rep, core_encrypt_update);
-        case WIRE_OP_ENCRYPT_FINAL:
-                return h_final_out(cl, req, rep, core_encrypt_final);
-        case WIRE_OP_DECRYPT_INIT:
-                return h_crypt_init(cl, req, rep, core_decrypt_init);
-        case WIRE_OP_DECRYPT:
-                return h_data_out(cl, req, rep, core_decrypt);
-        case WIRE_OP_DECRYPT_UPDATE:
-                return h_data_out(cl, req, rep, core_decrypt_update);
-        case WIRE_OP_DECRYPT_FINAL:
-                return h_final_out(cl, req, rep, core_decrypt_final);
-        case WIRE_OP_DIGEST_INIT:
-                return h_digest_init(cl, req, rep);
-        case WIRE_OP_DIGEST:
-                return h_data_out(cl, req, rep, core_digest);
-        case WIRE_OP_DIGEST_UPDATE:
-                return h_data_in(cl, req, rep, core_digest_update);
-        case WIRE_OP_DIGEST_FINAL:
-                return h_final_out(cl, req, rep, core_digest_final);
-        case WIRE_OP_GENERATE_KEY_PAIR:
-                return h_generate_key_pair(cl, req, rep);
-        case WIRE_OP_GENERATE_RANDOM:
-                return h_generate_random(cl, req, rep);
-        case WIRE_OP_SEED_RANDOM:
-                return h_data_in(cl, req, rep, core_seed_random);
-        case WIRE_OP_GET_OBJECTS:
-                return h_get_objects(cl, req, rep);
-        default:
-                return BAD_REQUEST;
+/* The handlers that are one of the shapes above applied to a core call. */
+#define WITH_CORE(handler, shape, fn)                                                              \
+        static int handler(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) { \
+                return shape(cl, req, rep, fn);                                                    \
         }
+WITH_CORE(h_close_session, h_handle_only, core_close_session)
+WITH_CORE(h_close_all_sessions, h_handle_only, core_close_all_sessions)
+WITH_CORE(h_logout, h_handle_only, core_logout)
+WITH_CORE(h_find_objects_final, h_handle_only, core_find_objects_final)
+WITH_CORE(h_sign_init, h_crypt_init, core_sign_init)
+WITH_CORE(h_sign, h_data_out, core_sign)
+WITH_CORE(h_sign_update, h_data_in, core_sign_update)
+WITH_CORE(h_sign_final, h_final_out, core_sign_final)
+WITH_CORE(h_verify_init, h_crypt_init, core_verify_init)
+WITH_CORE(h_verify_update, h_data_in, core_verify_update)
+WITH_CORE(h_verify_final, h_data_in, core_verify_final)
+WITH_CORE(h_encrypt_init, h_crypt_init, core_encrypt_init)
+WITH_CORE(h_encrypt, h_data_out, core_encrypt)
+WITH_CORE(h_encrypt_update, h_data_out, core_encrypt_update)
+WITH_CORE(h_encrypt_final, h_final_out, core_encrypt_final)
+WITH_CORE(h_decrypt_init, h_crypt_init, core_decrypt_init)
+WITH_CORE(h_decrypt, h_data_out, core_decrypt)
+WITH_CORE(h_decrypt_update, h_data_out, core_decrypt_update)
+WITH_CORE(h_decrypt_final, h_final_out, core_decrypt_final)
+WITH_CORE(h_digest, h_data_out, core_digest)
+WITH_CORE(h_digest_update, h_data_in, core_digest_update)
+WITH_CORE(h_digest_final, h_final_out, core_digest_final)
+WITH_CORE(h_seed_random, h_data_in, core_seed_random)
+#undef WITH_CORE
+
+typedef int (*p11_handler_fn)(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep);
+
+/* The handler of each P11 row of the op table (common/wire.h). */
+static const p11_handler_fn p11_handlers[256] = {
+#define ROW(name, num, req, rep, kind, route, reply, handler) ROW_##kind(num, handler)
+#define ROW_P11(num, handler) [num] = handler,
+#define ROW_LOOP(num, handler)
+#define ROW_PUSH(num, handler)
+#define ROW_MGMT(num, handler)
+        WIRE_OPS(ROW)
+#undef ROW
+#undef ROW_P11
+#undef ROW_LOOP
+#undef ROW_PUSH
+#undef ROW_MGMT
+};
+
+static int dispatch_op(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        p11_handler_fn fn = req->opnum < ELEMENTSOF(p11_handlers) ? p11_handlers[req->opnum] : NULL;
+        return fn ? fn(cl, req, rep) : BAD_REQUEST;
 }
 
 static int error_reply(struct wire_msg *req, struct wire_msg *rep, CK_RV rv) {
-        wire_msg_init_write(rep, req->opnum, req->id, WIRE_F_REPLY | WIRE_F_ERROR);
-        wire_put_u64(rep, rv);
-        int r = wire_msg_finish(rep);
-        if (r < 0) {
-                wire_msg_done(rep);
-                return -ENOMEM;
-        }
-        return 0;
+        return wire_error_reply(rep, req->opnum, req->id, rv);
 }
 
 static uint64_t n_dispatched;

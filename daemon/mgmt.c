@@ -40,23 +40,8 @@
 #include "daemon/registry.h"
 
 bool mgmt_is_op(uint16_t op) {
-        switch (op) {
-        case WIRE_OP_MGMT_STATUS:
-        case WIRE_OP_MGMT_TOKEN_LIST:
-        case WIRE_OP_MGMT_TOKEN_CREATE_SOFT:
-        case WIRE_OP_MGMT_PIN_STATUS:
-        case WIRE_OP_MGMT_TOKEN_DELETE:
-        case WIRE_OP_MGMT_PIN_CACHE_SET:
-        case WIRE_OP_MGMT_PIN_CACHE_STATUS:
-        case WIRE_OP_MGMT_PIN_CACHE_CLEAR:
-        case WIRE_OP_MGMT_LOG_SHOW:
-        case WIRE_OP_MGMT_LOG_CLEAR:
-        case WIRE_OP_MGMT_LOG_SET:
-        case WIRE_OP_MGMT_PINENTRY_SET:
-                return true;
-        default:
-                return false;
-        }
+        const struct wire_op *o = wire_op_lookup(op);
+        return o && o->kind == WIRE_KIND_MGMT;
 }
 
 void mgmt_request_done(struct mgmt_request *req) {
@@ -572,7 +557,7 @@ static int find_token(struct core *c, CK_SLOT_ID slot, struct core_token_summary
         return -ENOENT;
 }
 
-static int op_status(struct netcad *d, char **ret_json) {
+static int op_status(struct netcad *d, _unused_ const struct mgmt_request *req, char **ret_json) {
         _cleanup_free_ struct core_token_summary *v = NULL;
         unsigned clients = 0, sessions = 0, ntok = 0;
         size_t n = 0;
@@ -699,7 +684,7 @@ static void status_entry(const struct pincache_entry_info *e, void *ud) {
         cJSON_AddItemToArray(k->entries, o);
 }
 
-static int op_pin_cache_status(struct netcad *d, char **ret_json) {
+static int op_pin_cache_status(struct netcad *d, _unused_ const struct mgmt_request *req, char **ret_json) {
         struct pincache *pc = core_pin_cache(d->core);
         core_sweep(d->core);
         struct pincache_policy p;
@@ -871,7 +856,7 @@ static int op_log_show(struct netcad *d, const struct mgmt_request *req, char **
         return reply_ok(o, ret_json);
 }
 
-static int op_log_clear(struct netcad *d, char **ret_json) {
+static int op_log_clear(struct netcad *d, _unused_ const struct mgmt_request *req, char **ret_json) {
         unsigned n = 0;
         if (!d->audit)
                 return reply_error(EIO, "usage records are not available (see the daemon's log)", ret_json);
@@ -918,7 +903,7 @@ static int op_log_set(struct netcad *d, const struct mgmt_request *req, char **r
         return reply_ok(rep, ret_json);
 }
 
-static int op_token_list(struct netcad *d, char **ret_json) {
+static int op_token_list(struct netcad *d, _unused_ const struct mgmt_request *req, char **ret_json) {
         _cleanup_free_ struct core_token_summary *v = NULL;
         size_t n = 0;
         cJSON *o, *a;
@@ -1028,6 +1013,26 @@ static int op_token_delete(struct netcad *d, const struct mgmt_request *req, cha
         return reply_ok(o, ret_json);
 }
 
+typedef int (*mgmt_handler_fn)(struct netcad *d, const struct mgmt_request *req, char **ret_json);
+
+/* The handler of each MGMT row of the op table (common/wire.h). */
+static const struct {
+        uint16_t op;
+        mgmt_handler_fn fn;
+} mgmt_handlers[] = {
+#define ROW(name, num, req, rep, kind, route, reply, handler) ROW_##kind(num, handler)
+#define ROW_MGMT(num, handler) { num, handler },
+#define ROW_LOOP(num, handler)
+#define ROW_PUSH(num, handler)
+#define ROW_P11(num, handler)
+        WIRE_OPS(ROW)
+#undef ROW
+#undef ROW_MGMT
+#undef ROW_LOOP
+#undef ROW_PUSH
+#undef ROW_P11
+};
+
 int mgmt_handle(struct netcad *d, struct core_client *cl, uint16_t op, const char *json, char **ret_json) {
         struct mgmt_request req = {};
         const char *err = NULL;
@@ -1045,47 +1050,37 @@ int mgmt_handle(struct netcad *d, struct core_client *cl, uint16_t op, const cha
         }
         log_debug(LOG_SUB_MGMT, "mgmt %s", wire_op_name(op));
 
-        switch (op) {
-        case WIRE_OP_MGMT_STATUS:
-                r = op_status(d, ret_json);
-                break;
-        case WIRE_OP_MGMT_TOKEN_LIST:
-                r = op_token_list(d, ret_json);
-                break;
-        case WIRE_OP_MGMT_TOKEN_CREATE_SOFT:
-                r = op_create_soft(d, &req, ret_json);
-                break;
-        case WIRE_OP_MGMT_PIN_STATUS:
-                r = op_pin_status(d, &req, ret_json);
-                break;
-        case WIRE_OP_MGMT_TOKEN_DELETE:
-                r = op_token_delete(d, &req, ret_json);
-                break;
-        case WIRE_OP_MGMT_PIN_CACHE_SET:
-                r = op_pin_cache_set(d, &req, ret_json);
-                break;
-        case WIRE_OP_MGMT_PIN_CACHE_STATUS:
-                r = op_pin_cache_status(d, ret_json);
-                break;
-        case WIRE_OP_MGMT_PIN_CACHE_CLEAR:
-                r = op_pin_cache_clear(d, &req, ret_json);
-                break;
-        case WIRE_OP_MGMT_LOG_SHOW:
-                r = op_log_show(d, &req, ret_json);
-                break;
-        case WIRE_OP_MGMT_LOG_CLEAR:
-                r = op_log_clear(d, ret_json);
-                break;
-        case WIRE_OP_MGMT_LOG_SET:
-                r = op_log_set(d, &req, ret_json);
-                break;
-        case WIRE_OP_MGMT_PINENTRY_SET:
-                r = op_pinentry_set(d, &req, ret_json);
-                break;
-        default:
-                r = reply_error(EOPNOTSUPP, "unknown management operation", ret_json);
-                break;
-        }
+        mgmt_handler_fn fn = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(mgmt_handlers) && !fn; i++)
+                if (mgmt_handlers[i].op == op)
+                        fn = mgmt_handlers[i].fn;
+        r = fn ? fn(d, &req, ret_json) : reply_error(EOPNOTSUPP, "unknown management operation", ret_json);
         mgmt_request_done(&req);
+        return r;
+}
+
+int mgmt_dispatch(struct netcad *d, struct core_client *cl, struct wire_msg *req, struct wire_msg *reply) {
+        char *json = NULL, *out = NULL;
+        int r;
+        if (!mgmt_is_op(req->opnum) || (req->flags & (WIRE_F_REPLY | WIRE_F_EVENT)) || !wire_get_json(req, &json) ||
+            wire_msg_read_done(req) < 0 || !json) {
+                r = wire_error_reply(reply, req->opnum, req->id, CKR_ARGUMENTS_BAD);
+                goto out;
+        }
+        int st = mgmt_handle(d, cl, req->opnum, json, &out);
+        wire_msg_init_write(reply, req->opnum, req->id, WIRE_F_REPLY);
+        wire_put_u64(reply, st < 0 ? (uint64_t)-st : (uint64_t)st);
+        wire_put_json(reply, out ? out : "{\"error\":\"out of memory\",\"errno\":12}");
+        r = wire_msg_finish(reply);
+        if (r < 0) {
+                wire_msg_done(reply);
+                r = wire_error_reply(reply, req->opnum, req->id, CKR_GENERAL_ERROR);
+        }
+out:
+        if (json) {
+                explicit_bzero(json, strlen(json)); /* may hold PINs */
+                free(json);
+        }
+        free(out);
         return r;
 }

@@ -72,3 +72,11 @@ int mgmt_apply_settings(struct netcad *d);
  * reply's 'u' field: 0 on success, else a positive errno.  Negative only when
  * no reply could be built at all (-ENOMEM). */
 int mgmt_handle(struct netcad *d, struct core_client *cl, uint16_t op, const char *json, char **ret_json);
+
+struct wire_msg;
+/* The wire side of mgmt_handle: req is a management request read with
+ * wire_msg_init_read(); on return 0 *reply is a finished reply frame ("uj"),
+ * or an error reply (WIRE_F_ERROR, CKR_ARGUMENTS_BAD) when the request does
+ * not decode.  The request's JSON is wiped (it may hold PINs).  -ENOMEM when
+ * no reply could be built. */
+int mgmt_dispatch(struct netcad *d, struct core_client *cl, struct wire_msg *req, struct wire_msg *reply);

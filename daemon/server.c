@@ -91,20 +91,11 @@ struct conn {
         struct conn *next;        /* srv->conns, guarded by srv->lock */
 };
 
-/* Where a request goes, by op (see the table in op_route()). */
-enum route {
-        ROUTE_GENERAL,        /* no device: general lane */
-        ROUTE_SLOT_DEVICE,    /* first argument a slot; calls the driver */
-        ROUTE_SESSION,        /* first argument a session; no device */
-        ROUTE_SESSION_LOAD,   /* first argument a session; the driver only while objects are not cached */
-        ROUTE_SESSION_DEVICE, /* first argument a session; calls the driver */
-};
-
 struct job {
         struct conn *conn;
         uint8_t *frame;           /* NULL: release the connection's client */
         size_t len;
-        enum route route;
+        enum wire_route route;
         uint16_t op;
         uint64_t key;             /* the first argument: slot or session handle */
         struct job *next;         /* lane queue */
@@ -151,62 +142,16 @@ struct server {
 
 /* ------------------------------------------------------------- routing */
 
-static enum route op_route(uint16_t op) {
-        switch (op) {
-        case WIRE_OP_INIT_TOKEN:
-        case WIRE_OP_CLOSE_ALL_SESSIONS:
-                return ROUTE_SLOT_DEVICE;
-        case WIRE_OP_GET_SESSION_INFO:
-        case WIRE_OP_FIND_OBJECTS:
-        case WIRE_OP_FIND_OBJECTS_FINAL:
-        case WIRE_OP_SIGN_UPDATE:
-        case WIRE_OP_DECRYPT_UPDATE:
-        case WIRE_OP_VERIFY:
-        case WIRE_OP_VERIFY_UPDATE:
-        case WIRE_OP_VERIFY_FINAL:
-        case WIRE_OP_ENCRYPT:
-        case WIRE_OP_ENCRYPT_UPDATE:
-        case WIRE_OP_ENCRYPT_FINAL:
-        case WIRE_OP_DIGEST_INIT:
-        case WIRE_OP_DIGEST:
-        case WIRE_OP_DIGEST_UPDATE:
-        case WIRE_OP_DIGEST_FINAL:
-                return ROUTE_SESSION;
-        case WIRE_OP_GET_ATTRIBUTE_VALUE:
-        case WIRE_OP_GET_OBJECTS:
-        case WIRE_OP_FIND_OBJECTS_INIT:
-        case WIRE_OP_SIGN_INIT:
-        case WIRE_OP_VERIFY_INIT:
-        case WIRE_OP_ENCRYPT_INIT:
-        case WIRE_OP_DECRYPT_INIT:
-                return ROUTE_SESSION_LOAD;
-        case WIRE_OP_INIT_PIN:
-        case WIRE_OP_SET_PIN:
-        case WIRE_OP_CLOSE_SESSION:
-        case WIRE_OP_LOGIN:
-        case WIRE_OP_LOGOUT:
-        case WIRE_OP_CREATE_OBJECT:
-        case WIRE_OP_DESTROY_OBJECT:
-        case WIRE_OP_SET_ATTRIBUTE_VALUE:
-        case WIRE_OP_SIGN:
-        case WIRE_OP_SIGN_FINAL:
-        case WIRE_OP_DECRYPT:
-        case WIRE_OP_DECRYPT_FINAL:
-        case WIRE_OP_GENERATE_KEY_PAIR:
-        case WIRE_OP_GENERATE_RANDOM:
-        case WIRE_OP_SEED_RANDOM:
-                return ROUTE_SESSION_DEVICE;
-        default:
-                /* Slot list, slot/token/mechanism info, open session,
-                 * management, and any op not listed here: ops added to the
-                 * wire table that take a session or call a driver must be
-                 * added above. */
-                return ROUTE_GENERAL;
-        }
+/* Where a request goes: its row of the op table (common/wire.h).  An
+ * unknown op, or an event sent as a request, runs on the general lane,
+ * where it gets its error reply (the LOOP ops never get here). */
+static enum wire_route op_route(uint16_t op) {
+        const struct wire_op *o = wire_op_lookup(op);
+        return o && o->route != WIRE_ROUTE_LOOP ? o->route : WIRE_ROUTE_GENERAL;
 }
 
-static bool route_has_session(enum route r) {
-        return r == ROUTE_SESSION || r == ROUTE_SESSION_LOAD || r == ROUTE_SESSION_DEVICE;
+static bool route_has_session(enum wire_route r) {
+        return r == WIRE_ROUTE_SESSION || r == WIRE_ROUTE_SESSION_LOAD || r == WIRE_ROUTE_SESSION_DEVICE;
 }
 
 /* Classifies a request frame (header already checked): its route and first
@@ -215,16 +160,10 @@ static bool route_has_session(enum route r) {
 static void job_classify(struct job *j, uint16_t op) {
         j->op = op;
         j->route = op_route(op);
-        if (j->route == ROUTE_GENERAL)
+        if (j->route == WIRE_ROUTE_GENERAL)
                 return;
-        if (j->len < WIRE_HDR_SIZE + 8) {
-                j->route = ROUTE_GENERAL;
-                return;
-        }
-        uint64_t v = 0;
-        for (size_t i = 0; i < 8; i++)
-                v = v << 8 | j->frame[WIRE_HDR_SIZE + i];
-        j->key = v;
+        if (wire_frame_first_u64(j->frame, j->len, &j->key) < 0)
+                j->route = WIRE_ROUTE_GENERAL;
 }
 
 /* ---------------------------------------------------------------- lanes */
@@ -397,11 +336,11 @@ static void job_dispatch(struct server *s, struct job *j) {
         bool token = false;
         if (!j->frame)
                 ; /* a release: its own lane */
-        else if (j->route == ROUTE_SLOT_DEVICE)
+        else if (j->route == WIRE_ROUTE_SLOT_DEVICE)
                 token = core_route(j->conn->cl, false, j->key, &rt) == 0;
-        else if (j->route == ROUTE_SESSION_DEVICE || j->route == ROUTE_SESSION_LOAD)
+        else if (j->route == WIRE_ROUTE_SESSION_DEVICE || j->route == WIRE_ROUTE_SESSION_LOAD)
                 token = core_route(j->conn->cl, true, j->key, &rt) == 0 &&
-                        (j->route == ROUTE_SESSION_DEVICE || !rt.loaded);
+                        (j->route == WIRE_ROUTE_SESSION_DEVICE || !rt.loaded);
         pthread_mutex_lock(&s->lock);
         struct lane *l = !j->frame ? &s->release : token ? lane_get_locked(s, rt.slot, rt.parallel) : &s->general;
         if (!l)
@@ -502,14 +441,8 @@ static void conn_send(struct conn *c, const uint8_t *p, size_t n) {
 
 static void send_error(struct conn *c, uint32_t id, uint16_t op, CK_RV rv) {
         struct wire_msg m;
-        wire_msg_init_write(&m, WIRE_OP_PING, id, WIRE_F_REPLY | WIRE_F_ERROR);
-        /* The op number of the request is echoed even when unknown. */
-        wire_put_u64(&m, rv);
-        if (wire_msg_finish(&m) == 0) {
-                m.buf.data[8] = (uint8_t)(op >> 8);
-                m.buf.data[9] = (uint8_t)op;
+        if (wire_error_reply(&m, op, id, rv) == 0)
                 conn_send(c, m.buf.data, m.buf.len);
-        }
         wire_msg_done(&m);
 }
 
@@ -526,40 +459,26 @@ static bool run_request(struct conn *c, const uint8_t *frame, size_t len) {
                 wire_msg_done(&req);
                 return true;
         }
-        if (dispatch_is_p11_op(req.opnum)) {
-                struct wire_msg rep;
-                memset(&rep, 0, sizeof rep);
+        struct wire_msg rep;
+        memset(&rep, 0, sizeof rep);
+        switch (req.op->kind) {
+        case WIRE_KIND_P11:
                 r = dispatch_p11(c->cl, &req, &rep);
-                if (core_take_would_block())
-                        done = false;
-                else if (r == 0)
-                        conn_send(c, rep.buf.data, rep.buf.len);
-                else
-                        send_error(c, req.id, req.opnum, CKR_HOST_MEMORY);
-                wire_msg_done(&rep);
-        } else if (mgmt_is_op(req.opnum)) {
-                char *json = NULL, *out = NULL;
-                if (!wire_get_json(&req, &json) || wire_msg_read_done(&req) < 0 || !json) {
-                        send_error(c, req.id, req.opnum, CKR_ARGUMENTS_BAD);
-                } else {
-                        int st = mgmt_handle(s->d, c->cl, req.opnum, json, &out);
-                        struct wire_msg rep;
-                        wire_msg_init_write(&rep, req.opnum, req.id, WIRE_F_REPLY);
-                        wire_put_u64(&rep, st < 0 ? (uint64_t)-st : (uint64_t)st);
-                        wire_put_json(&rep, out ? out : "{\"error\":\"out of memory\",\"errno\":12}");
-                        if (wire_msg_finish(&rep) == 0)
-                                conn_send(c, rep.buf.data, rep.buf.len);
-                        else
-                                send_error(c, req.id, req.opnum, CKR_GENERAL_ERROR);
-                        wire_msg_done(&rep);
-                }
-                if (json) {
-                        explicit_bzero(json, strlen(json)); /* may hold PINs */
-                        free(json);
-                }
-                free(out);
-        } else
-                send_error(c, req.id, req.opnum, CKR_FUNCTION_NOT_SUPPORTED);
+                break;
+        case WIRE_KIND_MGMT:
+                r = mgmt_dispatch(s->d, c->cl, &req, &rep);
+                break;
+        default: /* LOOP ops never reach a lane; PUSH ops are not requests */
+                r = wire_error_reply(&rep, req.opnum, req.id, CKR_FUNCTION_NOT_SUPPORTED);
+                break;
+        }
+        if (core_take_would_block())
+                done = false;
+        else if (r == 0)
+                conn_send(c, rep.buf.data, rep.buf.len);
+        else
+                send_error(c, req.id, req.opnum, CKR_HOST_MEMORY);
+        wire_msg_done(&rep);
         wire_msg_done(&req);
         return done;
 }
@@ -590,7 +509,7 @@ static bool job_inline_ok(const struct job *j) {
                 return false;
         if (!dispatch_is_p11_op(j->op))
                 return false; /* management: may take long */
-        return j->route == ROUTE_GENERAL || j->route == ROUTE_SESSION || j->route == ROUTE_SESSION_LOAD;
+        return j->route == WIRE_ROUTE_GENERAL || j->route == WIRE_ROUTE_SESSION || j->route == WIRE_ROUTE_SESSION_LOAD;
 }
 
 /* Loop thread: runs j here, or, when the core says it would wait for a
@@ -677,50 +596,73 @@ static void send_hello_reply(struct conn *c, uint32_t id, CK_RV rv) {
         wire_msg_done(&m);
 }
 
-/* HELLO and PING run on the loop.  Returns false to drop the client. */
-static bool handle_inline(struct conn *c, const uint8_t *frame, size_t len, uint16_t op) {
-        struct wire_msg m;
-        if (wire_msg_init_read(&m, frame, len) < 0) {
-                wire_msg_done(&m);
+/* The LOOP ops (HELLO, PING) run on the loop.  A handler returns false to
+ * drop the client. */
+static bool loop_hello(struct conn *c, struct wire_msg *m) {
+        uint64_t version = 0, caps = 0;
+        char *name = NULL;
+        if (!wire_get_u64(m, &version) || !wire_get_u64(m, &caps) || !wire_get_string(m, &name) ||
+            wire_msg_read_done(m) < 0) {
+                free(name);
                 return false;
         }
         bool ok = true;
-        if (op == WIRE_OP_HELLO) {
-                uint64_t version = 0, caps = 0;
-                char *name = NULL;
-                if (!wire_get_u64(&m, &version) || !wire_get_u64(&m, &caps) || !wire_get_string(&m, &name) ||
-                    wire_msg_read_done(&m) < 0) {
-                        free(name);
-                        wire_msg_done(&m);
-                        return false;
-                }
-                if ((version >> 16) != WIRE_VERSION_MAJOR) {
-                        log_warning("client pid %d speaks protocol %u.%u, not %u.x: refused", (int)c->peer.pid,
-                                    (unsigned)(version >> 16), (unsigned)(version & 0xffff), WIRE_VERSION_MAJOR);
-                        send_hello_reply(c, m.id, CKR_DEVICE_ERROR);
-                        ok = false;
-                } else {
-                        c->hello = true;
-                        c->events = (caps & WIRE_CAP_EVENTS) != 0;
-                        log_debug(LOG_SUB_SERVER, "client pid %d (%s) hello, version %u.%u", (int)c->peer.pid,
-                                  name ? name : "?", (unsigned)(version >> 16), (unsigned)(version & 0xffff));
-                        send_hello_reply(c, m.id, CKR_OK);
-                }
-                free(name);
-        } else { /* PING */
-                /* A PING carries nothing; one with a payload is answered
-                 * with an error rather than left unanswered. */
-                if (wire_msg_read_done(&m) < 0) {
-                        send_error(c, m.id, WIRE_OP_PING, CKR_ARGUMENTS_BAD);
-                } else {
-                        struct wire_msg r;
-                        wire_msg_init_write(&r, WIRE_OP_PING, m.id, WIRE_F_REPLY);
-                        wire_put_u64(&r, CKR_OK);
-                        if (wire_msg_finish(&r) == 0)
-                                conn_send(c, r.buf.data, r.buf.len);
-                        wire_msg_done(&r);
-                }
+        if ((version >> 16) != WIRE_VERSION_MAJOR) {
+                log_warning("client pid %d speaks protocol %u.%u, not %u.x: refused", (int)c->peer.pid,
+                            (unsigned)(version >> 16), (unsigned)(version & 0xffff), WIRE_VERSION_MAJOR);
+                send_hello_reply(c, m->id, CKR_DEVICE_ERROR);
+                ok = false;
+        } else {
+                c->hello = true;
+                c->events = (caps & WIRE_CAP_EVENTS) != 0;
+                log_debug(LOG_SUB_SERVER, "client pid %d (%s) hello, version %u.%u", (int)c->peer.pid,
+                          name ? name : "?", (unsigned)(version >> 16), (unsigned)(version & 0xffff));
+                send_hello_reply(c, m->id, CKR_OK);
         }
+        free(name);
+        return ok;
+}
+
+static bool loop_ping(struct conn *c, struct wire_msg *m) {
+        /* A PING carries nothing; one with a payload is answered with an
+         * error rather than left unanswered. */
+        if (wire_msg_read_done(m) < 0) {
+                send_error(c, m->id, WIRE_OP_PING, CKR_ARGUMENTS_BAD);
+                return true;
+        }
+        struct wire_msg r;
+        wire_msg_init_write(&r, WIRE_OP_PING, m->id, WIRE_F_REPLY);
+        wire_put_u64(&r, CKR_OK);
+        if (wire_msg_finish(&r) == 0)
+                conn_send(c, r.buf.data, r.buf.len);
+        wire_msg_done(&r);
+        return true;
+}
+
+typedef bool (*loop_handler_fn)(struct conn *c, struct wire_msg *m);
+
+/* The handler of each LOOP row of the op table (common/wire.h). */
+static const loop_handler_fn loop_handlers[16] = {
+#define ROW(name, num, req, rep, kind, route, reply, handler) ROW_##kind(num, handler)
+#define ROW_LOOP(num, handler) [num] = handler,
+#define ROW_PUSH(num, handler)
+#define ROW_P11(num, handler)
+#define ROW_MGMT(num, handler)
+        WIRE_OPS(ROW)
+#undef ROW
+#undef ROW_LOOP
+#undef ROW_PUSH
+#undef ROW_P11
+#undef ROW_MGMT
+};
+
+static loop_handler_fn loop_handler(uint16_t op) {
+        return op < ELEMENTSOF(loop_handlers) ? loop_handlers[op] : NULL;
+}
+
+static bool handle_inline(struct conn *c, const uint8_t *frame, size_t len, loop_handler_fn fn) {
+        struct wire_msg m;
+        bool ok = wire_msg_init_read(&m, frame, len) == 0 && fn(c, &m);
         wire_msg_done(&m);
         return ok;
 }
@@ -776,8 +718,9 @@ static void read_cb(struct bufferevent *bev, void *arg) {
                         free(frame);
                         continue;
                 }
-                if (h.op == WIRE_OP_HELLO || h.op == WIRE_OP_PING) {
-                        bool ok = handle_inline(c, frame, len, h.op);
+                loop_handler_fn lfn = loop_handler(h.op);
+                if (lfn) {
+                        bool ok = handle_inline(c, frame, len, lfn);
                         free(frame);
                         if (!ok) {
                                 /* Let the refusal reach the client before closing. */

@@ -4,6 +4,7 @@
  * unknown op, trailing bytes, NULL marker vs empty blob). */
 #include "unit.h"
 
+#include "common/util.h"
 #include "common/wire.h"
 
 static void test_sign_roundtrip(void) {
@@ -222,7 +223,86 @@ static void test_array_attribute_refused(void) {
         nbuf_done(&b);
 }
 
+/* The op table's derived facts: every op is found by its number and only
+ * by it; an op routed by its first argument has a u64 there; the secret
+ * replies are exactly the ones that may carry plaintext or key material;
+ * kinds follow the number ranges. */
+static void test_op_table(void) {
+        static const struct {
+                uint16_t op;
+                const char *name;
+        } ops[] = {
+#define ROW(name, num, req, rep, kind, route, reply, handler) { num, #name },
+                WIRE_OPS(ROW)
+#undef ROW
+        };
+        unsigned found = 0;
+        for (unsigned n = 0; n < 65536; n++) {
+                const struct wire_op *o = wire_op_lookup((uint16_t)n);
+                if (!o)
+                        continue;
+                found++;
+                CHECK(o->op == n);
+                bool listed = false;
+                for (size_t i = 0; i < ELEMENTSOF(ops); i++)
+                        listed |= ops[i].op == n && strcmp(ops[i].name, o->name) == 0;
+                CHECK(listed);
+                if (o->route == WIRE_ROUTE_SLOT_DEVICE || o->route == WIRE_ROUTE_SESSION ||
+                    o->route == WIRE_ROUTE_SESSION_LOAD || o->route == WIRE_ROUTE_SESSION_DEVICE)
+                        CHECK(o->req[0] == 'u');
+                CHECK((o->kind == WIRE_KIND_P11) == (n >= 16 && n < 256));
+                CHECK((o->kind == WIRE_KIND_MGMT) == (n >= 256));
+                CHECK((o->route == WIRE_ROUTE_LOOP) == (o->kind == WIRE_KIND_LOOP || o->kind == WIRE_KIND_PUSH));
+        }
+        CHECK(found == ELEMENTSOF(ops));
+        const uint16_t secret[] = { WIRE_OP_DECRYPT,        WIRE_OP_DECRYPT_UPDATE, WIRE_OP_DECRYPT_FINAL,
+                                    WIRE_OP_GET_ATTRIBUTE_VALUE, WIRE_OP_GET_OBJECTS, WIRE_OP_GENERATE_RANDOM };
+        unsigned nsecret = 0;
+        for (size_t i = 0; i < ELEMENTSOF(ops); i++)
+                nsecret += wire_op_lookup(ops[i].op)->secret;
+        CHECK(nsecret == ELEMENTSOF(secret));
+        for (size_t i = 0; i < ELEMENTSOF(secret); i++)
+                CHECK(wire_op_lookup(secret[i])->secret);
+        CHECK(wire_op_lookup(WIRE_OP_SIGN)->route == WIRE_ROUTE_SESSION_DEVICE);
+        CHECK(wire_op_lookup(WIRE_OP_GET_SLOT_LIST)->route == WIRE_ROUTE_GENERAL);
+        CHECK(wire_op_lookup(WIRE_OP_MGMT_STATUS)->kind == WIRE_KIND_MGMT);
+
+        /* The routing peek: the first u64, or -EBADMSG. */
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_SIGN_INIT, 5, 0);
+        wire_put_u64(&m, 0x0102030405060708ull);
+        CK_MECHANISM mech = { CKM_ECDSA, NULL, 0 };
+        wire_put_mechanism(&m, &mech);
+        wire_put_u64(&m, 9);
+        CHECK_OK(wire_msg_finish(&m));
+        uint64_t v = 0;
+        CHECK_OK(wire_frame_first_u64(m.buf.data, m.buf.len, &v));
+        CHECK(v == 0x0102030405060708ull);
+        CHECK(wire_frame_first_u64(m.buf.data, WIRE_HDR_SIZE + 7, &v) == -EBADMSG);
+        wire_msg_done(&m);
+        wire_msg_init_write(&m, WIRE_OP_GET_SLOT_LIST, 5, 0);
+        wire_put_u8(&m, 1);
+        wire_put_outreq(&m, false, 8);
+        CHECK_OK(wire_msg_finish(&m));
+        CHECK(wire_frame_first_u64(m.buf.data, m.buf.len, &v) == -EBADMSG); /* "yq": no u64 first */
+        wire_msg_done(&m);
+
+        /* Error replies echo any op number, known or not. */
+        CHECK_OK(wire_error_reply(&m, 999, 77, CKR_FUNCTION_NOT_SUPPORTED));
+        struct wire_hdr h;
+        CHECK_OK(wire_hdr_parse(m.buf.data, &h));
+        CHECK(h.op == 999 && h.id == 77 && h.flags == (WIRE_F_REPLY | WIRE_F_ERROR) && h.len + 4 == m.buf.len);
+        CHECK(m.buf.len == WIRE_HDR_SIZE + 8);
+        wire_msg_done(&m);
+        /* ... but a normal reply or request to an unknown op fails. */
+        wire_msg_init_write(&m, 999, 1, WIRE_F_REPLY);
+        wire_put_u64(&m, 0);
+        CHECK(wire_msg_finish(&m) < 0);
+        wire_msg_done(&m);
+}
+
 int main(void) {
+        test_op_table();
         test_sign_roundtrip();
         test_signature_mismatch_write();
         test_header_limits();
