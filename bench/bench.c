@@ -22,7 +22,7 @@
  *   mbedtls            in-process mbedTLS ECDSA P-256 signatures, -t threads
  *   isolation SLOW     median C_Sign (ECDSA P-256) latency on the token -l, idle
  *                      and while the token labelled SLOW (made slow with
- *                      NETCA_SOFT_DELAY in netcad's environment) is kept busy
+ *                      NETCA_SOFT_DELAY in netcad-test's environment) is kept busy
  *                      by 8 threads here and 8 in each of 2 other processes
  *                      (mode isolation-load): 24 concurrent slow signatures,
  *                      3x netcad's 8 workers; reports both medians, their

@@ -43,7 +43,11 @@ while [[ $# -gt 0 ]]; do
         shift
 done
 
-NETCAD=$BUILD/daemon/netcad
+# netcad-test is netcad's main.c with the product's drivers, the soft driver
+# behind the test-only delay driver (tests/drivers/delay/delay.c) that slows
+# down bench-slow alone and hands every other token to the daemon untouched:
+# the product netcad has no way to make a token slow.
+NETCAD=$BUILD/tests/drivers/netcad-test
 NETCA_TOOL=$BUILD/cli/netca-tool
 NETCA_MODULE=$BUILD/pkcs11/netca-pkcs11.so
 SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
@@ -116,7 +120,7 @@ say "starting netcad"
 mkdir -p "$T/netca/d"
 export NETCA_SOCKET=$T/netca/s NETCA_DATA_DIR=$T/netca/d
 # bench-slow (made after the idle RSS reading) is the isolation metric's slow
-# token: every signature on it takes 200 ms (drivers/soft/soft.h).
+# token: every signature on it takes 200 ms (tests/drivers/delay/delay.c).
 NETCA_SOFT_DELAY=$SLOW_LABEL=200 "$NETCAD" --foreground --socket "$NETCA_SOCKET" --data-dir "$NETCA_DATA_DIR" \
         >"$T/netcad.log" 2>&1 </dev/null &
 NETCAD_PID=$!

@@ -298,7 +298,7 @@ static CK_RV nc_Initialize(CK_VOID_PTR init_args) {
         if (r >= 0) {
                 t->on_event = on_event;
                 t->event_userdata = m;
-                const char *e = getenv("NETCA_MODULE_CACHE");
+                const char *e = secure_getenv("NETCA_MODULE_CACHE");
                 if (t->live_events && !(e && strcmp(e, "0") == 0) && mcache_new(&m->cache) < 0)
                         m->cache = NULL; /* no memory for it: forward everything */
                 r = rpc_client_new(t, &m->rpc);

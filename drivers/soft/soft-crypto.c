@@ -11,11 +11,9 @@
  * use (RSA blinding values, the padding/hash fields).  logout drops the
  * cache; a key still in use is freed by its last user. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <mbedtls/ecdsa.h>
@@ -150,34 +148,6 @@ static void key_put(struct token *t, struct soft_key *k) {
         pthread_mutex_unlock(&t->lock);
 }
 
-static void sleep_ms(unsigned ms) {
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
-/* The test hook (soft.h): the delay, then the gate.  Entering the gate is
- * recorded as one byte appended to "<gate>.entered", so that a test can see
- * how many operations the daemon has in progress without timing anything. */
-void soft_test_delay(struct token *t) {
-        unsigned ms = __atomic_load_n(&t->delay_ms, __ATOMIC_RELAXED);
-        if (ms)
-                sleep_ms(ms);
-        if (!t->gate_path)
-                return;
-        char *mark = NULL;
-        if (asprintf(&mark, "%s.entered", t->gate_path) >= 0) {
-                int fd = open(mark, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-                if (fd >= 0) {
-                        (void)!write(fd, "+", 1);
-                        close(fd);
-                }
-                free(mark);
-        }
-        while (access(t->gate_path, F_OK) == 0)
-                sleep_ms(2);
-}
-
 static int mbed_err(int rc) {
         if (rc == MBEDTLS_ERR_RSA_BAD_INPUT_DATA || rc == MBEDTLS_ERR_ECP_BAD_INPUT_DATA)
                 return -ERANGE;
@@ -308,7 +278,6 @@ int soft_sign(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uin
                 r = -ENOBUFS;
                 goto out;
         }
-        soft_test_delay(t);
         if (mech->mechanism == CKM_ECDSA && k->ec)
                 r = soft_ecdsa_sign(k->ec, in, in_len, out, sz);
         else {
@@ -372,7 +341,6 @@ int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const 
                 r = -ENOMEM;
                 goto out;
         }
-        soft_test_delay(t);
         pthread_mutex_lock(&k->lock);
         switch (mech->mechanism) {
         case CKM_RSA_PKCS:

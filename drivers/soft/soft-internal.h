@@ -82,9 +82,6 @@ struct token {
 
         struct soft_key **keys;
         size_t n_keys;
-
-        unsigned delay_ms;       /* atomic access */
-        char *gate_path;         /* test hook (NETCA_SOFT_DELAY): set once at open, then read-only */
 };
 
 /* soft.c: storage helpers */
@@ -121,8 +118,6 @@ int soft_sign(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uin
               uint8_t *out, size_t *outlen);
 int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
                  uint8_t *out, size_t *outlen);
-/* The test hook of soft.h (NETCA_SOFT_DELAY): the delay, then the gate. */
-void soft_test_delay(struct token *t);
 /* Drops cached keys (all, or one id); under the token lock. */
 void soft_keys_drop(struct token *t);
 void soft_keys_drop_id(struct token *t, uint64_t id);

@@ -442,7 +442,6 @@ static void token_free(struct token *t) {
         if (t->db)
                 sqlite3_close(t->db);
         free(t->path);
-        free(t->gate_path);
         pthread_mutex_destroy(&t->lock);
         pthread_mutex_destroy(&t->info_lock);
         free(t);
@@ -494,37 +493,6 @@ static struct token *token_alloc(void) {
         return t;
 }
 
-/* The test hook of soft.h: NETCA_SOFT_DELAY="LABEL=MS[:GATE],..." gives
- * the token whose label is LABEL a delay (and a gate).  Read once per open,
- * in the daemon; nothing here is ever set by a user-facing path. */
-static void apply_test_delay(struct token *t) {
-        const char *e = secure_getenv("NETCA_SOFT_DELAY");
-        if (!e || !*e)
-                return;
-        size_t ll = strlen(t->label);
-        for (const char *p = e; *p;) {
-                const char *end = strchrnul(p, ',');
-                const char *eq = memchr(p, '=', (size_t)(end - p));
-                if (eq && (size_t)(eq - p) == ll && memcmp(p, t->label, ll) == 0) {
-                        char *stop;
-                        unsigned long ms = strtoul(eq + 1, &stop, 10);
-                        if (stop == eq + 1 || ms > 600000 || (stop != end && *stop != ':')) {
-                                log_warning("NETCA_SOFT_DELAY: bad entry for token '%s': ignored", t->label);
-                                return;
-                        }
-                        free(t->gate_path);
-                        t->gate_path = NULL;
-                        if (*stop == ':' && stop + 1 < end)
-                                t->gate_path = strndup(stop + 1, (size_t)(end - stop - 1));
-                        t->delay_ms = (unsigned)ms;
-                        log_warning("test hook NETCA_SOFT_DELAY: token '%s' signs, decrypts and reads its objects after %lu ms%s",
-                                    t->label, ms, t->gate_path ? " and a gate" : "");
-                        return;
-                }
-                p = *end ? end + 1 : end;
-        }
-}
-
 int soft_token_open(const char *path, struct token **ret) {
         struct token *t;
         uint8_t *magic = NULL, *serial = NULL;
@@ -564,7 +532,6 @@ int soft_token_open(const char *path, struct token **ret) {
                 goto fail;
         free(magic);
         free(serial);
-        apply_test_delay(t);
         log_debug(LOG_SUB_SOFT, "opened %s", path);
         *ret = t;
         return 0;
@@ -788,11 +755,6 @@ int soft_token_scan(const char *data_dir, char ***ret_paths, size_t *ret_n) {
 
 const char *soft_token_path(struct token *t) { return t ? t->path : NULL; }
 
-void soft_token_set_delay_ms(struct token *t, unsigned ms) {
-        if (t)
-                __atomic_store_n(&t->delay_ms, ms, __ATOMIC_RELAXED);
-}
-
 /* ---------------------------------------------------------------- ops */
 
 static int op_get_info(struct token *t, struct token_desc *ret) {
@@ -825,7 +787,6 @@ static int op_get_mechanisms(struct token *t, const struct driver_mech **ret, si
 static int op_load_objects(struct token *t, struct dobj **ret, size_t *ret_n) {
         if (!t || !ret || !ret_n)
                 return -EINVAL;
-        soft_test_delay(t);
         pthread_mutex_lock(&t->lock);
         int r = soft_load_objects(t, ret, ret_n);
         pthread_mutex_unlock(&t->lock);

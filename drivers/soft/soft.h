@@ -44,23 +44,9 @@ int soft_token_scan(const char *data_dir, char ***ret_paths, size_t *ret_n);
 /* The token's file path (owned by the token). */
 const char *soft_token_path(struct token *t);
 
-/* Test hook: every sign/decrypt sleeps this long first (0: off). */
-void soft_token_set_delay_ms(struct token *t, unsigned ms);
-
-/* The same hook for a daemon under test, from the environment (read by
- * soft_token_open, so set it before netcad starts):
- *
- *     NETCA_SOFT_DELAY="LABEL=MS[:GATE][,LABEL=MS[:GATE]...]"
- *
- * The token labelled LABEL (exactly; labels holding ',' or '=' cannot be
- * named) sleeps MS milliseconds (0..600000) before every sign and decrypt,
- * and before each reading of its objects for the daemon (load_objects).
- * With GATE (a path), each such operation then appends one byte to
- * "GATE.entered" and waits for as long as the file GATE exists, so that a
- * test holds the token busy for exactly as long as it wants and counts the
- * operations in progress (tests/stress/isolation.c; bench/run.sh uses
- * "bench-slow=200").  Only tests and the benchmark set it; netcad logs a
- * warning naming each token it slows down. */
+/* Tests that need a busy token slow soft tokens down from outside, with a
+ * test-only driver that wraps this one (tests/drivers/delay/delay.c,
+ * NETCA_SOFT_DELAY in netcad-test's environment). */
 
 /* ECDSA (P-256/P-384) keeps a small pool of precomputed nonces, refilled by
  * a background thread per CPU (drivers/soft/soft-ecdsa.c).

@@ -5,6 +5,9 @@
 # module is PKCS#11 2.40 (no C_GetInterface/C_GetInterfaceList), so every
 # other function is reached only through the function list, and no internal
 # symbol (mbedTLS, cJSON, our helpers) can clash with the client's own.
+# It also never calls getenv(): a setuid or setgid client (a privileged
+# signing helper) must not have its module steered by its caller's
+# environment, so every variable is read with secure_getenv().
 set -euo pipefail
 . "$(dirname "$0")/../lib/fixture.sh"
 need_cmd nm
@@ -18,4 +21,9 @@ names=$(awk 'NF >= 3 { print $3 }' <<<"$out" | sed 's/@.*//' | sort -u)
         fail "netca-pkcs11.so exports $(echo $names) instead of only C_GetFunctionList"
 # ...as a function (T: in the text section).
 grep -Eq '^[0-9a-f]+ T C_GetFunctionList(@.*)?$' <<<"$out" || fail "C_GetFunctionList is not an exported function"
+undef=$(nm -D --undefined-only "$NETCA_MODULE" 2>&1) || fail "nm -D --undefined-only $NETCA_MODULE"
+grep -Eq '(^| )secure_getenv(@|$)' <<<"$undef" || fail "netca-pkcs11.so does not import secure_getenv (nm output changed?)"
+if grep -Eq '(^| )getenv(@|$)' <<<"$undef"; then
+        fail "netca-pkcs11.so calls getenv(): its environment variables must be read with secure_getenv()"
+fi
 echo "ok"

@@ -6,7 +6,7 @@
 #include "coresetup.h"
 #include "layer.h"
 #include "pkcs11/module.h"
-#include "pkcs11/transport-inproc.h"
+#include "tests/lib/transport-inproc.h"
 
 static struct core *core;
 

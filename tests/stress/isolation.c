@@ -4,7 +4,7 @@
  * -> netcad -> soft tokens).
  *
  * Two soft tokens, "fast" and "slow".  netcad runs with
- * NETCA_SOFT_DELAY="slow=200:GATE" (drivers/soft/soft.h): every signature on
+ * NETCA_SOFT_DELAY="slow=200:GATE" (netcad-test, tests/drivers/delay/delay.c): every signature on
  * "slow" takes 200 ms and then waits for as long as the file GATE exists.
  * With the gate closed, SLOW_PARENT threads here and SLOW_CHILD threads in a
  * second process each start one C_Sign on "slow": more concurrent slow
@@ -771,7 +771,7 @@ int main(void) {
         char *spec;
         if (asprintf(&spec, "slow=200:%s,cold=0:%s", gate, cold_gate) < 0)
                 return 1;
-        setenv("NETCA_SOFT_DELAY", spec, 1); /* inherited by netcad */
+        setenv("NETCA_SOFT_DELAY", spec, 1); /* inherited by netcad-test */
         setenv("NETCA_SOCKET", sock, 1);
         setenv("NETCA_AUTOSTART", "0", 1);
         free(spec);

@@ -36,10 +36,7 @@ int main(void) {
         soft_keygen(t, "p256", true, "b", &b_pub, &b_priv);
         CK_ATTRIBUTE dt[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_TOKEN, &tru, 1 }, { CKA_VALUE, "v", 1 } };
         CHECK_OK(soft_ops.create_object(t, dt, 3, true, &data));
-        /* The test hook: a delay before the operation, the result unchanged. */
-        soft_token_set_delay_ms(t, 5);
         sign_and_verify(t, &a_pub, a_priv.id, CKM_ECDSA);
-        soft_token_set_delay_ms(t, 0);
         soft_ops.free(t);
 
         /* B's sealed key copied onto A: the AAD (object id) no longer matches. */

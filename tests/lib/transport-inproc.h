@@ -4,7 +4,7 @@
  * encoded and decoded exactly as over the socket.  Not part of the .so. */
 #pragma once
 
-#include "rpc-client.h"
+#include "pkcs11/rpc-client.h"
 
 struct core;
 
