@@ -16,98 +16,12 @@
 #include "common/log.h"
 #include "common/secmem.h"
 #include "common/wire.h"
+#include "common/wire-client.h"
 
 #define MGMT_TIMEOUT_MS 30000  /* create-soft runs PBKDF2 twice: well under this */
 
 char *cli_socket_path(void) {
-        const char *e;
-        char *p = NULL;
-
-        if (arg.socket)
-                return strdup(arg.socket);
-        e = secure_getenv("NETCA_SOCKET");
-        if (e && *e)
-                return strdup(e);
-        e = secure_getenv("XDG_RUNTIME_DIR");
-        if (e && *e) {
-                if (asprintf(&p, "%s/netca/netcad.sock", e) < 0)
-                        return NULL;
-                return p;
-        }
-        if (asprintf(&p, "/run/user/%u/netca/netcad.sock", (unsigned)getuid()) < 0)
-                return NULL;
-        return p;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += k;
-                n -= (size_t)k;
-        }
-        return 0;
-}
-
-static int read_all(int fd, uint8_t *p, size_t n) {
-        while (n > 0) {
-                struct pollfd pfd = { .fd = fd, .events = POLLIN };
-                int r = poll(&pfd, 1, MGMT_TIMEOUT_MS);
-                ssize_t k;
-
-                if (r < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (r == 0)
-                        return -ETIMEDOUT;
-                k = read(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR || errno == EAGAIN)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        return -ECONNRESET;
-                p += k;
-                n -= (size_t)k;
-        }
-        return 0;
-}
-
-/* Reads one frame; *ret malloc'd (whole frame), length checked before
- * allocating. */
-static int read_frame(int fd, uint8_t **ret, size_t *ret_len) {
-        uint8_t hdr[WIRE_HDR_SIZE];
-        struct wire_hdr h;
-        uint8_t *f;
-        size_t total;
-        int r;
-
-        r = read_all(fd, hdr, sizeof hdr);
-        if (r < 0)
-                return r;
-        r = wire_hdr_parse(hdr, &h);
-        if (r < 0)
-                return -EPROTO;
-        total = (size_t)h.len + 4;
-        f = malloc(total);
-        if (!f)
-                return -ENOMEM;
-        memcpy(f, hdr, sizeof hdr);
-        r = read_all(fd, f + sizeof hdr, total - sizeof hdr);
-        if (r < 0) {
-                free(f);
-                return r;
-        }
-        *ret = f;
-        *ret_len = total;
-        return 0;
+        return arg.socket ? strdup(arg.socket) : wire_socket_path();
 }
 
 /* Sends m and waits for the reply with the same id. */
@@ -117,7 +31,7 @@ static int roundtrip(int fd, struct wire_msg *req, uint8_t **ret_frame, size_t *
         r = wire_msg_finish(req);
         if (r < 0)
                 return r;
-        r = write_all(fd, req->buf.data, req->buf.len);
+        r = wire_write_all(fd, req->buf.data, req->buf.len);
         if (r < 0)
                 return r;
         for (;;) {
@@ -125,7 +39,7 @@ static int roundtrip(int fd, struct wire_msg *req, uint8_t **ret_frame, size_t *
                 size_t n = 0;
                 struct wire_hdr h;
 
-                r = read_frame(fd, &f, &n);
+                r = wire_read_frame(fd, MGMT_TIMEOUT_MS, &f, &n);
                 if (r < 0)
                         return r;
                 (void)wire_hdr_parse(f, &h);
@@ -141,62 +55,20 @@ static int roundtrip(int fd, struct wire_msg *req, uint8_t **ret_frame, size_t *
 
 static int connect_daemon(int *ret_fd) {
         _cleanup_free_ char *path = cli_socket_path();
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_close_ int fd = -1;
-
         if (!path)
                 return -ENOMEM;
-        if (strlen(path) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-                return -errno;
-        *ret_fd = TAKE_FD(fd);
-        return 0;
+        return wire_connect(path, ret_fd);
 }
 
 static int hello(int fd) {
-        struct wire_msg m, rep;
-        uint8_t *f = NULL;
-        size_t n = 0;
-        uint64_t rv = 1, version = 0, caps = 0;
-        char *name = NULL;
-        int r;
-
-        wire_msg_init_write(&m, WIRE_OP_HELLO, 1, 0);
-        wire_put_u64(&m, WIRE_VERSION);
-        wire_put_u64(&m, WIRE_CAP_MGMT);
-        wire_put_string(&m, "netca-tool");
-        r = roundtrip(fd, &m, &f, &n);
-        wire_msg_done(&m);
+        struct wire_hello_info info;
+        int r = wire_hello(fd, WIRE_CAP_MGMT, "netca-tool", MGMT_TIMEOUT_MS, &info);
         if (r < 0)
                 return r;
-        r = wire_msg_init_read(&rep, f, n);
-        if (r == 0 && (rep.flags & WIRE_F_ERROR)) {
-                r = -EPROTO;
-        } else if (r == 0) {
-                if (!wire_get_u64(&rep, &rv) || !wire_get_u64(&rep, &version) || !wire_get_u64(&rep, &caps) ||
-                    !wire_get_string(&rep, &name) || wire_msg_read_done(&rep) < 0)
-                        r = -EPROTO;
-        } else {
-                r = -EPROTO;
-        }
-        wire_msg_done(&rep);
-        free(f);
-        if (r == 0 && rv != 0)
-                r = -EPROTONOSUPPORT;
-        if (r == 0 && (version >> 16) != WIRE_VERSION_MAJOR)
-                r = -EPROTONOSUPPORT;
-        if (r == 0 && !(caps & WIRE_CAP_MGMT))
-                r = -EOPNOTSUPP;
-        log_debug(LOG_SUB_CLI, "hello: daemon %s, wire %llu.%llu, caps 0x%llx", name ? name : "?",
-                  (unsigned long long)(version >> 16), (unsigned long long)(version & 0xffff),
-                  (unsigned long long)caps);
-        free(name);
-        return r;
+        log_debug(LOG_SUB_CLI, "hello: daemon %s, wire %llu.%llu, caps 0x%llx", info.name,
+                  (unsigned long long)(info.version >> 16), (unsigned long long)(info.version & 0xffff),
+                  (unsigned long long)info.caps);
+        return info.caps & WIRE_CAP_MGMT ? 0 : -EOPNOTSUPP;
 }
 
 void cjson_delete_wiped(cJSON *o) {

@@ -491,8 +491,8 @@ static int rsa_public_raw(mbedtls_rsa_context *rsa, const uint8_t *sig, size_t s
         return mbed_to_errno(r) == -ENOMEM ? -ENOMEM : -EBADMSG;
 }
 
-static int pkc_pss_params(const CK_MECHANISM *mech, size_t hash_len, mbedtls_md_type_t *ret_md,
-                   mbedtls_md_type_t *ret_mgf, int *ret_slen) {
+int pkc_pss_params(const CK_MECHANISM *mech, const mbedtls_pk_context *pk, size_t hash_len,
+                   mbedtls_md_type_t *ret_md, mbedtls_md_type_t *ret_mgf, size_t *ret_slen) {
         CK_RSA_PKCS_PSS_PARAMS pp;
         if (!mech->pParameter || mech->ulParameterLen != sizeof pp)
                 return -EBADR;
@@ -500,11 +500,18 @@ static int pkc_pss_params(const CK_MECHANISM *mech, size_t hash_len, mbedtls_md_
         mbedtls_md_type_t md = pkc_md_type(pp.hashAlg), mgf = pkc_mgf_md(pp.mgf);
         if (md == MBEDTLS_MD_NONE || mgf == MBEDTLS_MD_NONE || pp.sLen > 1024)
                 return -EBADR;
-        if (mbedtls_md_get_size(mbedtls_md_info_from_type(md)) != hash_len)
+        size_t hl = mbedtls_md_get_size(mbedtls_md_info_from_type(md));
+        if (hl != hash_len)
                 return -ERANGE;
+        if (pk) {
+                /* EM (emBits = modBits - 1) needs hLen + sLen + 2 bytes. */
+                size_t embits = mbedtls_pk_get_bitlen(pk) - 1, emlen = (embits + 7) / 8;
+                if (hl + pp.sLen + 2 > emlen)
+                        return -EBADR;
+        }
         *ret_md = md;
         *ret_mgf = mgf;
-        *ret_slen = (int) pp.sLen;
+        *ret_slen = (size_t)pp.sLen;
         return 0;
 }
 
@@ -555,14 +562,14 @@ int pkc_verify(const mbedtls_pk_context *pk, const CK_MECHANISM *mech, const uin
                 size_t k = mbedtls_rsa_get_len(rsa);
                 if (mech->mechanism == CKM_RSA_PKCS_PSS) {
                         mbedtls_md_type_t md, mgf;
-                        int slen, r;
-                        r = pkc_pss_params(mech, in_len, &md, &mgf, &slen);
+                        size_t slen;
+                        int r = pkc_pss_params(mech, NULL, in_len, &md, &mgf, &slen);
                         if (r < 0)
                                 return r;
                         if (sig_len != k)
                                 return -ERANGE;
                         r = mbedtls_rsa_rsassa_pss_verify_ext(rsa, NULL, NULL, MBEDTLS_RSA_PUBLIC, md,
-                                                              (unsigned) in_len, in, mgf, slen, sig);
+                                                              (unsigned) in_len, in, mgf, (int) slen, sig);
                         if (r == 0)
                                 return 0;
                         return mbed_to_errno(r) == -ENOMEM ? -ENOMEM : -EBADMSG;
@@ -614,7 +621,7 @@ int pkc_verify(const mbedtls_pk_context *pk, const CK_MECHANISM *mech, const uin
 
 /* ---------------------------------------------------------------- encrypt */
 
-static int pkc_oaep_params(const CK_MECHANISM *mech, mbedtls_md_type_t *ret_md) {
+int pkc_oaep_params(const CK_MECHANISM *mech, mbedtls_md_type_t *ret_md) {
         CK_RSA_PKCS_OAEP_PARAMS op;
         if (!mech->pParameter || mech->ulParameterLen != sizeof op)
                 return -EBADR;
@@ -781,4 +788,12 @@ int pkc_cert_attrs(const uint8_t *der, size_t len, struct nattrs *a) {
         nattrs_done(a);
         *a = tmp;
         return 0;
+}
+
+int pkc_set_spki(struct nattrs *a, mbedtls_pk_context *pk) {
+        uint8_t buf[1200];
+        int len = mbedtls_pk_write_pubkey_der(pk, buf, sizeof buf);
+        if (len <= 0)
+                return -EIO;
+        return nattrs_set(a, CKA_PUBLIC_KEY_INFO, buf + sizeof buf - len, (size_t) len);
 }

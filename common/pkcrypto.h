@@ -24,6 +24,18 @@
 mbedtls_md_type_t pkc_md_type(CK_MECHANISM_TYPE hash_mech);
 /* The hash of an MGF1 (CKG_MGF1_*), MBEDTLS_MD_NONE when unknown. */
 mbedtls_md_type_t pkc_mgf_md(CK_RSA_PKCS_MGF_TYPE mgf);
+/* The parameters of CKM_RSA_PKCS_PSS (CK_RSA_PKCS_PSS_PARAMS) for a hash
+ * of hash_len bytes: *ret_md, *ret_mgf (the MGF1 hash), *ret_slen.  With
+ * pk, also that the encoded message fits the key (hLen + sLen + 2 bytes of
+ * the modulus less one bit).  -EBADR bad or unsupported parameters (sLen
+ * over 1024 included), -ERANGE hash_len not the hash's size. */
+int pkc_pss_params(const CK_MECHANISM *mech, const mbedtls_pk_context *pk, size_t hash_len,
+                   mbedtls_md_type_t *ret_md, mbedtls_md_type_t *ret_mgf, size_t *ret_slen);
+/* The parameters of CKM_RSA_PKCS_OAEP (CK_RSA_PKCS_OAEP_PARAMS): a SHA
+ * hash, MGF1 with the same hash, an empty label.  *ret_md; -EBADR. */
+int pkc_oaep_params(const CK_MECHANISM *mech, mbedtls_md_type_t *ret_md);
+/* Sets CKA_PUBLIC_KEY_INFO (the DER SubjectPublicKeyInfo of pk) in a. */
+int pkc_set_spki(struct nattrs *a, mbedtls_pk_context *pk);
 /* Combined mechanisms: CKM_SHA256_RSA_PKCS -> (CKM_SHA256, CKM_RSA_PKCS),
  * CKM_SHA256_RSA_PKCS_PSS -> (CKM_SHA256, CKM_RSA_PKCS_PSS),
  * CKM_ECDSA_SHA256 -> (CKM_SHA256, CKM_ECDSA), and the SHA-1/224/384/512

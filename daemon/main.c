@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/secmem.h"
 #include "common/util.h"
+#include "common/wire-client.h"
 #include "core.h"
 #include "drivers/table.h"
 #include "netcad.h"
@@ -64,17 +65,7 @@ static int mkdir_p(const char *path, mode_t mode) {
 }
 
 static char *default_socket(void) {
-        const char *e = secure_getenv("NETCA_SOCKET");
-        char *r = NULL;
-        if (e && *e)
-                return strdup(e);
-        const char *rt = secure_getenv("XDG_RUNTIME_DIR");
-        if (rt && *rt) {
-                if (asprintf(&r, "%s/netca/netcad.sock", rt) < 0)
-                        return NULL;
-        } else if (asprintf(&r, "/run/user/%u/netca/netcad.sock", (unsigned)getuid()) < 0)
-                return NULL;
-        return r;
+        return wire_socket_path(); /* the clients' default, common/wire-client.h */
 }
 
 static char *default_data_dir(void) {
@@ -149,6 +140,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *userdata) {
         if (released != trimmed_at) {
                 trimmed_at = released;
                 (void)malloc_trim(0);
+                __atomic_add_fetch(&d->memory_trims, 1, __ATOMIC_RELAXED);
         }
 }
 

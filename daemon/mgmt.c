@@ -588,6 +588,9 @@ static int op_status(struct netcad *d, _unused_ const struct mgmt_request *req, 
         /* How often token object lists were read from the drivers (once per
          * token and insertion, plus re-reads after writes on card tokens). */
         cJSON_AddNumberToObject(o, "object_loads", loads);
+        /* Sweeps that gave freed memory back to the system (after clients
+         * went away): a test reads the daemon's RSS once one has run. */
+        cJSON_AddNumberToObject(o, "memory_trims", (double)__atomic_load_n(&d->memory_trims, __ATOMIC_RELAXED));
         return reply_ok(o, ret_json);
 }
 

@@ -24,4 +24,5 @@ struct netcad {
         char *socket_path;
         time_t started;              /* wall-clock start time */
         pid_t pid;
+        unsigned long memory_trims;  /* sweeps that gave memory back (atomic; MGMT_STATUS) */
 };

@@ -84,15 +84,13 @@ struct rpc_transport {
 };
 
 /* The Unix socket transport.  path NULL: NETCA_SOCKET, else
- * $XDG_RUNTIME_DIR/netca/netcad.sock, else /run/user/<uid>/netca/netcad.sock.
- * With autostart, a missing daemon is started (NETCA_DAEMON, else the
+ * $XDG_RUNTIME_DIR/netca/netcad.sock, else /run/user/<uid>/netca/netcad.sock
+ * (wire_socket_path, common/wire-client.h).  With autostart, a missing daemon is started (NETCA_DAEMON, else the
  * installed netcad) and waited for (about 3 s). */
 int rpc_transport_unix_new(const char *path, bool autostart, struct rpc_transport **ret);
 /* threaded false: no reader thread; callers read for each other (for
  * applications that forbid library threads).  Before the first connect. */
 void rpc_transport_unix_set_threaded(struct rpc_transport *t, bool threaded);
-/* The socket path the module uses by default (malloc'd), or NULL. */
-char *rpc_default_socket_path(void);
 
 struct rpc_client {
         struct rpc_transport *t;

@@ -47,6 +47,7 @@
 
 #include "config.h"
 #include "common/log.h"
+#include "common/wire-client.h"
 #include "common/util.h"
 #include "rpc-client.h"
 
@@ -83,107 +84,6 @@ struct unix_transport {
         uint32_t next_id;
         struct pending *pending;
 };
-
-char *rpc_default_socket_path(void) {
-        const char *e = secure_getenv("NETCA_SOCKET");
-        char *p = NULL;
-        if (e && *e)
-                return strdup(e);
-        e = secure_getenv("XDG_RUNTIME_DIR");
-        if (e && *e && e[0] == '/') {
-                if (asprintf(&p, "%s/netca/netcad.sock", e) < 0)
-                        return NULL;
-                return p;
-        }
-        if (asprintf(&p, "/run/user/%u/netca/netcad.sock", (unsigned)getuid()) < 0)
-                return NULL;
-        return p;
-}
-
-static int sock_connect(const char *path, int *ret_fd) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        if (strlen(path) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
-        *ret_fd = fd;
-        return 0;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n) {
-        while (n > 0) {
-                ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-                if (w < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += w;
-                n -= (size_t)w;
-        }
-        return 0;
-}
-
-/* Reads exactly n bytes; timeout_ms < 0 waits forever.  -ECONNRESET on
- * EOF. */
-static int read_all(int fd, uint8_t *p, size_t n, int timeout_ms) {
-        while (n > 0) {
-                if (timeout_ms >= 0) {
-                        struct pollfd pfd = { .fd = fd, .events = POLLIN };
-                        int r = poll(&pfd, 1, timeout_ms);
-                        if (r < 0) {
-                                if (errno == EINTR)
-                                        continue;
-                                return -errno;
-                        }
-                        if (r == 0)
-                                return -ETIMEDOUT;
-                }
-                ssize_t got = recv(fd, p, n, 0);
-                if (got < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (got == 0)
-                        return -ECONNRESET;
-                p += got;
-                n -= (size_t)got;
-        }
-        return 0;
-}
-
-/* Reads one whole frame (checked against the cap before allocating). */
-static int read_frame(int fd, int timeout_ms, uint8_t **ret, size_t *ret_len) {
-        uint8_t hdr[WIRE_HDR_SIZE];
-        struct wire_hdr h;
-        int r = read_all(fd, hdr, sizeof hdr, timeout_ms);
-        if (r < 0)
-                return r;
-        r = wire_hdr_parse(hdr, &h);
-        if (r < 0)
-                return r;
-        size_t len = (size_t)h.len + 4;
-        uint8_t *f = malloc(len);
-        if (!f)
-                return -ENOMEM;
-        memcpy(f, hdr, sizeof hdr);
-        r = read_all(fd, f + sizeof hdr, len - sizeof hdr, timeout_ms);
-        if (r < 0) {
-                free(f);
-                return r;
-        }
-        *ret = f;
-        *ret_len = len;
-        return 0;
-}
 
 /* With t->lock held. */
 static void fail_pending_locked(struct unix_transport *t, int error) {
@@ -258,7 +158,7 @@ static void *reader_main(void *userdata) {
         for (;;) {
                 uint8_t *f = NULL;
                 size_t len = 0;
-                r = read_frame(fd, -1, &f, &len);
+                r = wire_read_frame(fd, -1, &f, &len);
                 if (r < 0)
                         break;
                 route_frame(t, f, len);
@@ -292,7 +192,7 @@ static void wait_reading(struct unix_transport *t, struct pending *p, int fd) {
                 pthread_mutex_unlock(&t->lock);
                 uint8_t *f = NULL;
                 size_t len = 0;
-                int r = read_frame(fd, -1, &f, &len);
+                int r = wire_read_frame(fd, -1, &f, &len);
                 if (r < 0)
                         connection_ended(t, r);
                 else
@@ -349,7 +249,7 @@ static void drain(struct unix_transport *t, int fd) {
                 uint8_t *f = NULL;
                 size_t len = 0;
                 /* A frame begun is finished quickly; a stall is a failure. */
-                int r = read_frame(fd, 1000, &f, &len);
+                int r = wire_read_frame(fd, 1000, &f, &len);
                 if (r < 0) {
                         connection_ended(t, r);
                         break;
@@ -359,55 +259,16 @@ static void drain(struct unix_transport *t, int fd) {
 }
 
 static int hello(int fd) {
-        struct wire_msg m;
-        wire_msg_init_write(&m, WIRE_OP_HELLO, 1, 0);
-        wire_put_u64(&m, WIRE_VERSION);
-        wire_put_u64(&m, WIRE_CAP_EVENTS);
-        wire_put_string(&m, CLIENT_NAME);
-        int r = wire_msg_finish(&m);
-        if (r >= 0)
-                r = write_all(fd, m.buf.data, m.buf.len);
-        wire_msg_done(&m);
-        if (r < 0)
-                return r == -EPIPE ? -ECONNREFUSED : r;
-
-        _cleanup_free_ uint8_t *f = NULL;
-        size_t len;
-        r = read_frame(fd, HELLO_TIMEOUT_MS, &f, &len);
-        if (r == -ECONNRESET || r == -EPIPE) {
-                /* Closed without an answer: the daemon refused us. */
-                log_debug(LOG_SUB_MODULE, "netcad closed the connection at HELLO");
-                return -ECONNREFUSED;
-        }
-        if (r < 0)
-                return r;
-        uint64_t rv, version, caps;
-        if (wire_msg_init_read(&m, f, len) < 0 || m.opnum != WIRE_OP_HELLO || !(m.flags & WIRE_F_REPLY)) {
-                log_debug(LOG_SUB_MODULE, "netcad: malformed HELLO reply");
-                return -EPROTO;
-        }
-        if (m.flags & WIRE_F_ERROR) {
-                if (wire_get_u64(&m, &rv))
-                        log_debug(LOG_SUB_MODULE, "netcad refused HELLO (0x%llx)", (unsigned long long)rv);
-                return -EPROTO;
-        }
-        char *name = NULL;
-        if (!wire_get_u64(&m, &rv) || !wire_get_u64(&m, &version) || !wire_get_u64(&m, &caps) ||
-            !wire_get_string(&m, &name) || wire_msg_read_done(&m) < 0) {
-                free(name);
-                log_debug(LOG_SUB_MODULE, "netcad: malformed HELLO reply");
-                return -EPROTO;
-        }
-        log_debug(LOG_SUB_MODULE, "netcad %s: protocol %llu.%llu caps 0x%llx rv 0x%llx", name ? name : "?",
-                  (unsigned long long)(version >> 16), (unsigned long long)(version & 0xffff),
-                  (unsigned long long)caps, (unsigned long long)rv);
-        free(name);
-        if (rv != CKR_OK || (version >> 16) != WIRE_VERSION_MAJOR) {
-                log_debug(LOG_SUB_MODULE, "protocol version mismatch: module %u.%u", WIRE_VERSION_MAJOR,
-                          WIRE_VERSION_MINOR);
-                return -EPROTO;
-        }
-        return 0;
+        struct wire_hello_info info;
+        int r = wire_hello(fd, WIRE_CAP_EVENTS, CLIENT_NAME, HELLO_TIMEOUT_MS, &info);
+        if (r == 0)
+                log_debug(LOG_SUB_MODULE, "netcad %s: protocol %llu.%llu caps 0x%llx", info.name,
+                          (unsigned long long)(info.version >> 16), (unsigned long long)(info.version & 0xffff),
+                          (unsigned long long)info.caps);
+        else
+                log_debug(LOG_SUB_MODULE, "HELLO (module protocol %u.%u): %s", WIRE_VERSION_MAJOR, WIRE_VERSION_MINOR,
+                          strerror(-r));
+        return r;
 }
 
 static bool autostart_enabled(const struct unix_transport *t) {
@@ -497,7 +358,7 @@ static int ut_connect(struct rpc_transport *base) {
         struct unix_transport *t = (struct unix_transport *)base;
         int fd = -1, r;
 
-        r = sock_connect(t->path, &fd);
+        r = wire_connect(t->path, &fd);
         if ((r == -ENOENT || r == -ECONNREFUSED) && autostart_enabled(t) &&
             (t->last_autostart_ms == 0 || now_ms() - t->last_autostart_ms > AUTOSTART_RETRY_MS)) {
                 t->last_autostart_ms = now_ms();
@@ -506,7 +367,7 @@ static int ut_connect(struct rpc_transport *base) {
                         do {
                                 struct timespec ts = { 0, 50 * 1000 * 1000 };
                                 nanosleep(&ts, NULL);
-                                r = sock_connect(t->path, &fd);
+                                r = wire_connect(t->path, &fd);
                         } while ((r == -ENOENT || r == -ECONNREFUSED) && now_ms() < end);
                 }
         }
@@ -597,10 +458,10 @@ static int ut_call_many(struct rpc_transport *base, struct nbuf **frames, size_t
         }
         pthread_mutex_lock(&t->wlock);
         if (all)
-                r = write_all(fd, all, total);
+                r = wire_write_all(fd, all, total);
         else
                 for (size_t i = 0; i < n && r == 0; i++)
-                        r = write_all(fd, frames[i]->data, frames[i]->len);
+                        r = wire_write_all(fd, frames[i]->data, frames[i]->len);
         pthread_mutex_unlock(&t->wlock);
         if (all) {
                 explicit_bzero(all, total); /* a request may hold a PIN */
@@ -708,7 +569,7 @@ int rpc_transport_unix_new(const char *path, bool autostart, struct rpc_transpor
         struct unix_transport *t = calloc(1, sizeof *t);
         if (!t)
                 return -ENOMEM;
-        t->path = path ? strdup(path) : rpc_default_socket_path();
+        t->path = path ? strdup(path) : wire_socket_path();
         if (!t->path) {
                 free(t);
                 return -ENOMEM;

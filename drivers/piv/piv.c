@@ -520,14 +520,6 @@ static void slot_labels(const struct piv_slot_def *d, char *key, char *cert, cha
         }
 }
 
-static int set_spki(struct nattrs *a, mbedtls_pk_context *pk) {
-        uint8_t buf[1200];
-        int len = mbedtls_pk_write_pubkey_der(pk, buf, sizeof buf);
-        if (len <= 0)
-                return -EIO;
-        return nattrs_set(a, CKA_PUBLIC_KEY_INFO, buf + sizeof buf - len, (size_t) len);
-}
-
 static int build_cert(const struct piv_key *k, const char *label, struct dobj *o) {
         o->id = PIV_OBJ_CERT << 8 | k->def->ref;
         nattrs_init(&o->attrs);
@@ -560,7 +552,7 @@ static int build_key_common(const struct piv_key *k, CK_OBJECT_CLASS cls, const 
         if (r >= 0) r = nattrs_set_bool(a, CKA_DERIVE, false);
         if (r >= 0) r = nattrs_set(a, CKA_START_DATE, NULL, 0);
         if (r >= 0) r = nattrs_set(a, CKA_END_DATE, NULL, 0);
-        if (r >= 0) r = set_spki(a, (mbedtls_pk_context *) &k->pk);
+        if (r >= 0) r = pkc_set_spki(a, (mbedtls_pk_context *) &k->pk);
         return r;
 }
 
@@ -940,24 +932,18 @@ static int mgf1_xor(mbedtls_md_type_t mdt, const uint8_t *seed, size_t seed_len,
  * input; emBits = modBits - 1). */
 static int pss_encode(const mbedtls_pk_context *pk, const CK_MECHANISM *mech, const uint8_t *hash, size_t hlen,
                       uint8_t *em, size_t k) {
-        CK_RSA_PKCS_PSS_PARAMS pp;
-        if (!mech->pParameter || mech->ulParameterLen != sizeof pp)
-                return -EBADR;
-        memcpy(&pp, mech->pParameter, sizeof pp);
-        mbedtls_md_type_t md = pkc_md_type(pp.hashAlg), mgf = pkc_mgf_md(pp.mgf);
-        if (md == MBEDTLS_MD_NONE || mgf == MBEDTLS_MD_NONE)
-                return -EBADR;
+        mbedtls_md_type_t md, mgf;
+        size_t slen;
+        int r = pkc_pss_params(mech, pk, hlen, &md, &mgf, &slen);
+        if (r < 0)
+                return r;
         const mbedtls_md_info_t *mi = mbedtls_md_info_from_type(md);
         size_t hl = mbedtls_md_get_size(mi);
-        if (hlen != hl)
-                return -ERANGE;
         size_t embits = mbedtls_pk_get_bitlen(pk) - 1, emlen = (embits + 7) / 8;
-        if (pp.sLen > 1024 || hl + pp.sLen + 2 > emlen)
-                return -EBADR;
-        size_t slen = pp.sLen, dblen = emlen - hl - 1;
+        size_t dblen = emlen - hl - 1;
         uint8_t salt[1024], mprime_h[MBEDTLS_MD_MAX_SIZE], zeros[8] = { 0 };
         mbedtls_md_context_t ctx;
-        int r = pkc_random(salt, slen);
+        r = pkc_random(salt, slen);
         if (r < 0)
                 return r;
         mbedtls_md_init(&ctx);
@@ -989,13 +975,8 @@ static int pss_encode(const mbedtls_pk_context *pk, const CK_MECHANISM *mech, co
  * checked without early exit on the secret-dependent parts. */
 static int oaep_decode(const CK_MECHANISM *mech, uint8_t *em, size_t k, uint8_t *out, size_t *outlen,
                        size_t *ret_mlen) {
-        CK_RSA_PKCS_OAEP_PARAMS op;
-        if (!mech->pParameter || mech->ulParameterLen != sizeof op)
-                return -EBADR;
-        memcpy(&op, mech->pParameter, sizeof op);
-        mbedtls_md_type_t md = pkc_md_type(op.hashAlg);
-        if (md == MBEDTLS_MD_NONE || pkc_mgf_md(op.mgf) != md || (op.source != 0 && op.source != CKZ_DATA_SPECIFIED) ||
-            op.ulSourceDataLen != 0)
+        mbedtls_md_type_t md;
+        if (pkc_oaep_params(mech, &md) < 0)
                 return -EBADR;
         size_t hl = mbedtls_md_get_size(mbedtls_md_info_from_type(md));
         if (k < 2 * hl + 2)

@@ -208,24 +208,14 @@ static int do_sign(struct soft_key *k, const CK_MECHANISM *mech, const uint8_t *
                                              : mbed_err(rc);
         }
         case CKM_RSA_PKCS_PSS: {
-                CK_RSA_PKCS_PSS_PARAMS pp;
-                if (!mech->pParameter || mech->ulParameterLen != sizeof pp)
-                        return -EBADR;
-                memcpy(&pp, mech->pParameter, sizeof pp);
-                mbedtls_md_type_t md = pkc_md_type(pp.hashAlg), mgf = pkc_mgf_md(pp.mgf);
-                if (md == MBEDTLS_MD_NONE || mgf == MBEDTLS_MD_NONE)
-                        return -EBADR;
-                size_t hl = mbedtls_md_get_size(mbedtls_md_info_from_type(md));
-                if (in_len != hl)
-                        return -ERANGE;
-                /* EM needs hLen + sLen + 2 bytes. */
-                size_t embits = mbedtls_pk_get_bitlen(&k->pk) - 1;
-                size_t emlen = (embits + 7) / 8;
-                if (pp.sLen > 1024 || hl + pp.sLen + 2 > emlen)
-                        return -EBADR;
+                mbedtls_md_type_t md, mgf;
+                size_t slen;
+                int r = pkc_pss_params(mech, &k->pk, in_len, &md, &mgf, &slen);
+                if (r < 0)
+                        return r;
                 mbedtls_rsa_context *rsa = mbedtls_pk_rsa(k->pk);
                 mbedtls_rsa_set_padding(rsa, MBEDTLS_RSA_PKCS_V21, mgf);
-                rc = mbedtls_rsa_rsassa_pss_sign_ext(rsa, pkc_rng, NULL, md, (unsigned) in_len, in, (int) pp.sLen,
+                rc = mbedtls_rsa_rsassa_pss_sign_ext(rsa, pkc_rng, NULL, md, (unsigned) in_len, in, (int) slen,
                                                      out);
                 return rc == 0 ? 0 : mbed_err(rc);
         }
@@ -306,14 +296,8 @@ int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const 
             mech->mechanism != CKM_RSA_X_509)
                 return -ENOTSUP;
         if (mech->mechanism == CKM_RSA_PKCS_OAEP) {
-                CK_RSA_PKCS_OAEP_PARAMS op;
-                if (!mech->pParameter || mech->ulParameterLen != sizeof op)
+                if (pkc_oaep_params(mech, &md) < 0)
                         return -EBADR;
-                memcpy(&op, mech->pParameter, sizeof op);
-                if (pkc_md_type(op.hashAlg) == MBEDTLS_MD_NONE || pkc_mgf_md(op.mgf) != pkc_md_type(op.hashAlg) ||
-                    (op.source != 0 && op.source != CKZ_DATA_SPECIFIED) || op.ulSourceDataLen != 0)
-                        return -EBADR;
-                md = pkc_md_type(op.hashAlg);
         }
         r = key_get(t, key, &k);
         if (r < 0)

@@ -382,14 +382,6 @@ static int default_id(struct nattrs *a) {
         return nattrs_set(a, CKA_ID, h, sizeof h);
 }
 
-static int set_spki(struct nattrs *a, mbedtls_pk_context *pk) {
-        uint8_t buf[1200];
-        int len = mbedtls_pk_write_pubkey_der(pk, buf, sizeof buf);
-        if (len <= 0)
-                return -EIO;
-        return nattrs_set(a, CKA_PUBLIC_KEY_INFO, buf + sizeof buf - len, (size_t) len);
-}
-
 static int fill_key_common(struct nattrs *a, mbedtls_pk_context *pk, bool local, CK_MECHANISM_TYPE genmech) {
         int r = pkc_pub_attrs_from_pk(pk, a);
         if (r >= 0) r = default_id(a);
@@ -399,7 +391,7 @@ static int fill_key_common(struct nattrs *a, mbedtls_pk_context *pk, bool local,
         if (r >= 0) r = nattrs_default_bool(a, CKA_DERIVE, false);
         if (r >= 0) r = nattrs_set_bool(a, CKA_LOCAL, local);
         if (r >= 0) r = set_ulong(a, CKA_KEY_GEN_MECHANISM, local ? genmech : CK_UNAVAILABLE_INFORMATION);
-        if (r >= 0) r = set_spki(a, pk);
+        if (r >= 0) r = pkc_set_spki(a, pk);
         return r;
 }
 

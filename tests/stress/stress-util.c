@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/wire-client.h"
+
 unsigned stress_scaled(unsigned n, unsigned lo) {
         const char *e = getenv("NETCA_STRESS_SCALE");
         double s = 1.0;
@@ -102,19 +104,9 @@ long proc_rss_kb(pid_t pid) {
 }
 
 int raw_connect(const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        if (strlen(path) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
-        return fd;
+        int fd = -1;
+        int r = wire_connect(path, &fd);
+        return r < 0 ? r : fd;
 }
 
 int raw_send_all(int fd, const void *p, size_t n) {
@@ -141,53 +133,8 @@ int raw_send_msg(int fd, struct wire_msg *m) {
         return raw_send_all(fd, m->buf.data, m->buf.len);
 }
 
-static int recv_exact(int fd, uint8_t *p, size_t n, uint64_t deadline) {
-        size_t got = 0;
-        while (got < n) {
-                uint64_t now = stress_now_ms();
-                if (now >= deadline)
-                        return -ETIMEDOUT;
-                struct pollfd pf = { .fd = fd, .events = POLLIN };
-                int k = poll(&pf, 1, (int)(deadline - now));
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
-                        return -ETIMEDOUT;
-                ssize_t r = recv(fd, p + got, n - got, MSG_DONTWAIT);
-                if (r == 0)
-                        return -ECONNRESET;
-                if (r < 0) {
-                        if (errno == EAGAIN || errno == EINTR)
-                                continue;
-                        return -ECONNRESET;
-                }
-                got += (size_t)r;
-        }
-        return 0;
-}
-
 int raw_read_frame(int fd, unsigned timeout_ms, uint8_t **ret, size_t *ret_len) {
-        uint64_t deadline = stress_now_ms() + timeout_ms;
-        uint8_t hdr[WIRE_HDR_SIZE];
-        int r = recv_exact(fd, hdr, sizeof hdr, deadline);
-        if (r < 0)
-                return r;
-        struct wire_hdr h;
-        if (wire_hdr_parse(hdr, &h) < 0)
-                return -EBADMSG;
-        size_t len = (size_t)h.len + 4;
-        uint8_t *frame = malloc(len);
-        if (!frame)
-                return -ENOMEM;
-        memcpy(frame, hdr, sizeof hdr);
-        r = recv_exact(fd, frame + sizeof hdr, len - sizeof hdr, deadline);
-        if (r < 0) {
-                free(frame);
-                return r;
-        }
-        *ret = frame;
-        *ret_len = len;
-        return 0;
+        return wire_read_frame(fd, (int)timeout_ms, ret, ret_len);
 }
 
 int raw_wait_closed(int fd, unsigned timeout_ms) {
@@ -210,26 +157,7 @@ int raw_wait_closed(int fd, unsigned timeout_ms) {
 }
 
 int raw_hello(int fd) {
-        struct wire_msg m;
-        wire_msg_init_write(&m, WIRE_OP_HELLO, 1, 0);
-        wire_put_u64(&m, WIRE_VERSION);
-        wire_put_u64(&m, 0);
-        wire_put_string(&m, "stress");
-        int r = raw_send_msg(fd, &m);
-        wire_msg_done(&m);
-        if (r < 0)
-                return r;
-        uint8_t *frame;
-        size_t len;
-        r = raw_read_frame(fd, 20000, &frame, &len);
-        if (r < 0)
-                return r;
-        uint64_t rv = 1;
-        bool ok = wire_msg_init_read(&m, frame, len) == 0 && !(m.flags & WIRE_F_ERROR) && wire_get_u64(&m, &rv) &&
-                  rv == CKR_OK;
-        wire_msg_done(&m);
-        free(frame);
-        return ok ? 0 : -EPROTO;
+        return wire_hello(fd, 0, "stress", 20000, NULL);
 }
 
 int raw_ping(int fd, uint32_t id) {

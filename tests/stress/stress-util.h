@@ -39,12 +39,13 @@ uint64_t stress_now_ms(void);
 long proc_fd_count(pid_t pid);
 long proc_rss_kb(pid_t pid);
 
-/* Raw wire client.  All reads have a deadline. */
+/* Raw wire client (connect, frames and HELLO are common/wire-client.h's).
+ * All reads have a timeout. */
 int raw_connect(const char *path);
 int raw_send_all(int fd, const void *p, size_t n);
 int raw_send_msg(int fd, struct wire_msg *m);
 /* One frame (malloc'd, header included): 0, -ECONNRESET (EOF or reset),
- * -ETIMEDOUT, -EBADMSG (bad header). */
+ * -ETIMEDOUT (no byte for timeout_ms), -EPROTO (bad header): wire_read_frame. */
 int raw_read_frame(int fd, unsigned timeout_ms, uint8_t **ret, size_t *ret_len);
 /* 0 when the peer closed the connection within timeout_ms (reading and
  * discarding whatever came first), -ETIMEDOUT otherwise. */

@@ -164,10 +164,28 @@ static void wait_clients(int others) {
         fprintf(stderr, "FAIL: daemon still has %d clients, want %d\n", n - 1, others);
 }
 
-/* wait_clients(), then waits until the daemon's fd count is steady and
- * returns it. */
+/* Waits until the daemon's sweep has given freed memory back after the
+ * clients so far went away (MGMT_STATUS "memory_trims" grows: every status
+ * connection is itself a client that goes away, so a sweep always comes
+ * within its 2 s).  An RSS read before it would depend on where in the
+ * sweep's period the test happens to be. */
+static void wait_trimmed(void) {
+        double t0 = raw_status_number(sock, "memory_trims"), t = t0;
+        for (int i = 0; i < 200 && t0 >= 0 && t <= t0; i++) {
+                stress_sleep_ms(50);
+                t = raw_status_number(sock, "memory_trims");
+        }
+        if (t0 < 0 || t <= t0) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: the daemon's sweep did not give memory back within 10 s (memory_trims %.0f)\n", t);
+        }
+}
+
+/* wait_clients(), then waits until the daemon's fd count is steady and its
+ * sweep has trimmed the heap; returns the fd count. */
 static long settle(int others) {
         wait_clients(others);
+        wait_trimmed();
         long prev = -2, cur = proc_fd_count(daemon_pid);
         for (int i = 0; i < 100 && cur != prev; i++) {
                 stress_sleep_ms(100);

@@ -254,6 +254,50 @@ static void test_rsa(void) {
         on = sizeof out;
         CHECK_RC(pkc_encrypt(&pub, &m, msg, 250, out, &on), -ERANGE);
 
+        /* The mechanism parameters both drivers parse here. */
+        mbedtls_md_type_t md, mgf;
+        size_t sl;
+        CK_RSA_PKCS_PSS_PARAMS pss_p = { CKM_SHA256, CKG_MGF1_SHA384, 32 };
+        CK_MECHANISM pss_m = { CKM_RSA_PKCS_PSS, &pss_p, sizeof pss_p };
+        CHECK_OK(pkc_pss_params(&pss_m, &pk, 32, &md, &mgf, &sl));
+        CHECK(md == MBEDTLS_MD_SHA256 && mgf == MBEDTLS_MD_SHA384 && sl == 32);
+        CHECK_RC(pkc_pss_params(&pss_m, &pk, 20, &md, &mgf, &sl), -ERANGE); /* not a SHA-256 hash */
+        pss_p.sLen = 256 - 32 - 1; /* hLen + sLen + 2 > emLen (255 for 2048 bits) */
+        CHECK_RC(pkc_pss_params(&pss_m, &pk, 32, &md, &mgf, &sl), -EBADR);
+        CHECK_OK(pkc_pss_params(&pss_m, NULL, 32, &md, &mgf, &sl)); /* no key: not checked */
+        pss_p.sLen = 255 - 32 - 2;
+        CHECK_OK(pkc_pss_params(&pss_m, &pk, 32, &md, &mgf, &sl)); /* the largest that fits */
+        pss_p.sLen = 1025;
+        CHECK_RC(pkc_pss_params(&pss_m, NULL, 32, &md, &mgf, &sl), -EBADR);
+        pss_p.sLen = 0;
+        pss_p.mgf = 0x77;
+        CHECK_RC(pkc_pss_params(&pss_m, &pk, 32, &md, &mgf, &sl), -EBADR);
+        pss_m.ulParameterLen = sizeof pss_p - 1;
+        CHECK_RC(pkc_pss_params(&pss_m, &pk, 32, &md, &mgf, &sl), -EBADR);
+        CK_RSA_PKCS_OAEP_PARAMS oaep_p = { CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, NULL, 0 };
+        CK_MECHANISM oaep_m = { CKM_RSA_PKCS_OAEP, &oaep_p, sizeof oaep_p };
+        CHECK_OK(pkc_oaep_params(&oaep_m, &md));
+        CHECK(md == MBEDTLS_MD_SHA256);
+        oaep_p.mgf = CKG_MGF1_SHA1; /* MGF1 with another hash */
+        CHECK_RC(pkc_oaep_params(&oaep_m, &md), -EBADR);
+        oaep_p.mgf = CKG_MGF1_SHA256;
+        oaep_p.ulSourceDataLen = 3; /* a label */
+        CHECK_RC(pkc_oaep_params(&oaep_m, &md), -EBADR);
+        /* CKA_PUBLIC_KEY_INFO: the key's SubjectPublicKeyInfo, which parses
+         * back to the same key. */
+        struct nattrs sa;
+        nattrs_init(&sa);
+        CHECK_OK(pkc_set_spki(&sa, &pk));
+        const struct nattr *spki = nattrs_get(&sa, CKA_PUBLIC_KEY_INFO);
+        CHECK(spki && spki->len > 256);
+        mbedtls_pk_context back;
+        mbedtls_pk_init(&back);
+        CHECK(mbedtls_pk_parse_public_key(&back, spki->value, spki->len) == 0);
+        CHECK(mbedtls_rsa_get_len(mbedtls_pk_rsa(back)) == 256 &&
+              mbedtls_mpi_cmp_mpi(&mbedtls_pk_rsa(back)->N, &mbedtls_pk_rsa(pk)->N) == 0);
+        mbedtls_pk_free(&back);
+        nattrs_done(&sa);
+
         mbedtls_pk_free(&pub);
         mbedtls_pk_free(&pk);
 }
