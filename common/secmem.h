@@ -12,6 +12,10 @@
 
 void *secure_alloc(size_t n);
 void *secure_free(void *p);
+/* For _cleanup_: a secure buffer freed (and wiped) on every way out of its
+ * scope, as systemd's _cleanup_free_ does for malloc'd ones. */
+static inline void secure_freep(void *p) { secure_free(*(void **)p); }
+#define _cleanup_secure_free_ __attribute__((cleanup(secure_freep)))
 char *secure_strndup(const char *s, size_t n);
 void secure_wipe(void *p, size_t n);
 /* Returns 0 or a negative errno. */

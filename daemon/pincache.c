@@ -313,25 +313,6 @@ unsigned pincache_sweep(struct pincache *c, bool (*alive)(pid_t pid, unsigned lo
         return n;
 }
 
-bool pincache_process_alive(pid_t pid, unsigned long long start_time) {
-        char path[64], buf[1024];
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-        FILE *f = fopen(path, "re");
-        if (!f)
-                return false;
-        size_t m = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[m] = '\0';
-        const char *e = strrchr(buf, ')');
-        char state = 0;
-        unsigned long long st = 0;
-        /* After "comm)": state (field 3) ... starttime (field 22). */
-        if (!e || sscanf(e + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-                         &state, &st) != 2)
-                return false;
-        return state != 'Z' && state != 'X' && st == start_time;
-}
-
 void pincache_foreach(struct pincache *c, void (*fn)(const struct pincache_entry_info *e, void *ud), void *ud) {
         pthread_mutex_lock(&c->lock);
         uint64_t now = c->clock(c->clock_ud);

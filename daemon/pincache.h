@@ -85,11 +85,9 @@ unsigned pincache_flush_entry(struct pincache *c, const char *token, const struc
 unsigned pincache_flush_process(struct pincache *c, pid_t pid, unsigned long long start_time);
 unsigned pincache_flush_session(struct pincache *c, const char *session);
 unsigned pincache_flush_all(struct pincache *c);
-/* Drops the process-scope entries whose process alive() says is gone. */
+/* Drops the process-scope entries whose process alive() says is gone
+ * (the daemon passes peer_alive, daemon/peer.h). */
 unsigned pincache_sweep(struct pincache *c, bool (*alive)(pid_t pid, unsigned long long start_time));
-/* alive() for the live system: /proc/<pid>/stat exists, has that start
- * time, and is not a zombie. */
-bool pincache_process_alive(pid_t pid, unsigned long long start_time);
 
 /* Status, never the PIN: one callback per live entry (expired ones are
  * dropped first).  expires_in: seconds from now. */

@@ -23,6 +23,7 @@
 #include "dispatch.h"
 #include "mgmt.h"
 #include "netcad.h"
+#include "peer.h"
 
 /* Scheduling.  Requests run on worker threads grouped in lanes, so that a
  * slow token can only ever hold up its own requests:
@@ -773,42 +774,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg) {
                 conn_close(c);
 }
 
-static void fill_peer(int fd, struct core_peer *p, bool *ret_ok) {
-        struct ucred cred;
-        socklen_t len = sizeof cred;
-        memset(p, 0, sizeof *p);
-        *ret_ok = false;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-                return;
-        p->pid = cred.pid;
-        p->uid = cred.uid;
-        p->gid = cred.gid;
-        *ret_ok = true;
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%d/exe", (int)cred.pid);
-        ssize_t n = readlink(path, p->exe, sizeof p->exe - 1);
-        p->exe[n > 0 ? n : 0] = '\0';
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)cred.pid);
-        FILE *f = fopen(path, "re");
-        if (f) {
-                char buf[1024];
-                size_t m = fread(buf, 1, sizeof buf - 1, f);
-                fclose(f);
-                buf[m] = '\0';
-                char *e = strrchr(buf, ')');
-                unsigned long long st = 0;
-                /* Fields after "comm)": state is field 3; starttime is 22. */
-                if (e && sscanf(e + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-                                &st) == 1)
-                        p->start_time = st;
-        }
-}
-
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr, int socklen, void *arg) {
         struct server *s = arg;
         struct core_peer peer;
-        bool ok;
-        fill_peer(fd, &peer, &ok);
+        bool ok = peer_from_socket(fd, &peer);
         if (!ok || peer.uid != geteuid()) {
                 log_warning("refused connection from uid %ld pid %ld (%s): only uid %ld may use this daemon",
                             ok ? (long)peer.uid : -1L, ok ? (long)peer.pid : -1L, peer.exe[0] ? peer.exe : "?",

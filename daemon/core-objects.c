@@ -1,0 +1,634 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* PKCS#11 semantics over the drivers, objects: the per-token object cache,
+ * visibility, find, attributes, create and destroy, key generation.  See
+ * core.h, and core-internal.h for the locks and the state the files share. */
+#include "core-internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <mbedtls/md.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/pkcrypto.h"
+#include "common/secmem.h"
+#include "audit.h"
+#include "common/ckr.h"
+#include "pincache.h"
+#include "peer.h"
+#include "pinentry.h"
+#include "common/util.h"
+
+
+/* --------------------------------------------------------------- objects */
+
+/* Makes sure the token's objects are in the cache (reading them once). */
+static int obj_insert_locked(struct tok *k, struct dobj *d, struct core_client *owner, CK_SESSION_HANDLE sess,
+                             CK_OBJECT_HANDLE *ret);
+static void obj_remove_locked(struct tok *k, struct cobj *o);
+
+/* After a write to a token whose writes may touch other objects
+ * (driver_ops.writes_affect_others): its list read again and matched by id
+ * with the token objects the core has: gone ones removed, changed ones
+ * updated, new ones added; their handles stay.  Session objects are the
+ * core's own and untouched.  Token lock held. */
+static int tok_reconcile_locked(struct tok *k) {
+        struct dobj *v = NULL;
+        size_t n = 0;
+        int r = k->ops->load_objects(k->t, &v, &n);
+        if (r < 0)
+                return r;
+        struct core *c = k->core;
+        core_lock(c);
+        k->object_loads++;
+        for (size_t i = 0; i < k->nobjs;) {
+                struct cobj *o = k->objs[i];
+                size_t j = 0;
+                while (j < n && (o->owner || v[j].id != o->id))
+                        j++;
+                if (o->owner) {
+                        i++;
+                        continue;
+                }
+                if (j == n) {
+                        obj_remove_locked(k, o);
+                        continue;
+                }
+                nattrs_done(&o->attrs);
+                o->attrs = v[j].attrs;
+                nattrs_init(&v[j].attrs);
+                v[j].id = 0; /* matched */
+                i++;
+        }
+        for (size_t j = 0; j < n && r == 0; j++)
+                if (v[j].id)
+                        r = obj_insert_locked(k, &v[j], NULL, 0, NULL);
+        core_unlock(c);
+        dobj_free_array(v, n);
+        return r;
+}
+
+/* Core lock held.  The handle of token object id, 0 if none. */
+static CK_OBJECT_HANDLE handle_of_id_locked(struct tok *k, uint64_t id) {
+        for (size_t i = 0; i < k->nobjs; i++)
+                if (!k->objs[i]->owner && k->objs[i]->id == id)
+                        return k->objs[i]->handle;
+        return CK_INVALID_HANDLE;
+}
+
+static __thread bool tl_nowait, tl_would_block;
+
+void core_set_nowait(bool on) {
+        tl_nowait = on;
+        tl_would_block = false;
+}
+
+bool core_take_would_block(void) {
+        bool r = tl_would_block;
+        tl_would_block = false;
+        return r;
+}
+
+CK_RV tok_load(struct tok *k) {
+        struct core *c = k->core;
+        core_lock(c);
+        bool loaded = k->loaded;
+        core_unlock(c);
+        if (loaded)
+                return CKR_OK;
+        if (tl_nowait) {
+                /* Every caller calls this before it changes anything. */
+                tl_would_block = true;
+                return CKR_FUNCTION_FAILED;
+        }
+        pthread_mutex_lock(&k->lock);
+        core_lock(c);
+        loaded = k->loaded;
+        core_unlock(c);
+        if (loaded) {
+                pthread_mutex_unlock(&k->lock);
+                return CKR_OK;
+        }
+        struct dobj *v = NULL;
+        size_t n = 0;
+        int r = k->ops->load_objects(k->t, &v, &n);
+        if (r < 0) {
+                pthread_mutex_unlock(&k->lock);
+                return rv_from_errno(r);
+        }
+        core_lock(c);
+        k->object_loads++;
+        core_unlock(c);
+        struct cobj **objs = calloc(n ? n : 1, sizeof *objs);
+        if (!objs) {
+                dobj_free_array(v, n);
+                pthread_mutex_unlock(&k->lock);
+                return CKR_HOST_MEMORY;
+        }
+        for (size_t i = 0; i < n; i++) {
+                objs[i] = calloc(1, sizeof **objs);
+                if (!objs[i]) {
+                        for (size_t j = 0; j < i; j++)
+                                cobj_free(objs[j]);
+                        free(objs);
+                        dobj_free_array(v, n);
+                        pthread_mutex_unlock(&k->lock);
+                        return CKR_HOST_MEMORY;
+                }
+                objs[i]->id = v[i].id;
+                objs[i]->attrs = v[i].attrs;
+                nattrs_init(&v[i].attrs);
+        }
+        dobj_free_array(v, n);
+        core_lock(c);
+        for (size_t i = 0; i < n; i++)
+                objs[i]->handle = c->next_object++;
+        /* Session objects created before the load stay. */
+        for (size_t i = 0; i < k->nobjs; i++)
+                if (k->objs[i]->owner) {
+                        struct cobj **no = realloc(objs, (n + 1) * sizeof *no);
+                        if (!no)
+                                break;
+                        objs = no;
+                        objs[n++] = k->objs[i];
+                        k->objs[i] = NULL;
+                }
+        for (size_t i = 0; i < k->nobjs; i++)
+                cobj_free(k->objs[i]);
+        free(k->objs);
+        k->objs = objs;
+        k->nobjs = n;
+        k->loaded = true;
+        core_unlock(c);
+        pthread_mutex_unlock(&k->lock);
+        log_debug(LOG_SUB_CORE, "slot %lu: %zu objects loaded", (unsigned long)k->slot, n);
+        return CKR_OK;
+}
+
+static bool obj_visible(const struct cobj *o, struct core_client *cl, bool user) {
+        if (o->owner && o->owner != cl)
+                return false;
+        if (nattrs_get_bool(&o->attrs, CKA_PRIVATE, false) && !user)
+                return false;
+        return true;
+}
+
+/* Core lock held.  The visible object with this handle, or NULL. */
+struct cobj *obj_find_locked(struct tok *k, CK_OBJECT_HANDLE h, struct core_client *cl, bool user) {
+        for (size_t i = 0; i < k->nobjs; i++)
+                if (k->objs[i]->handle == h)
+                        return obj_visible(k->objs[i], cl, user) ? k->objs[i] : NULL;
+        return NULL;
+}
+
+static int obj_insert_locked(struct tok *k, struct dobj *d, struct core_client *owner, CK_SESSION_HANDLE sess,
+                             CK_OBJECT_HANDLE *ret) {
+        struct cobj *o = calloc(1, sizeof *o);
+        if (!o)
+                return -ENOMEM;
+        struct cobj **no = realloc(k->objs, (k->nobjs + 1) * sizeof *no);
+        if (!no) {
+                free(o);
+                return -ENOMEM;
+        }
+        k->objs = no;
+        o->id = d->id;
+        o->attrs = d->attrs;
+        nattrs_init(&d->attrs);
+        o->owner = owner;
+        o->owner_session = sess;
+        o->handle = k->core->next_object++;
+        k->objs[k->nobjs++] = o;
+        if (ret)
+                *ret = o->handle;
+        return 0;
+}
+
+static void obj_remove_locked(struct tok *k, struct cobj *o) {
+        for (size_t i = 0; i < k->nobjs; i++)
+                if (k->objs[i] == o) {
+                        memmove(&k->objs[i], &k->objs[i + 1], (k->nobjs - i - 1) * sizeof *k->objs);
+                        k->nobjs--;
+                        cobj_free(o);
+                        return;
+                }
+}
+
+void destroy_session_objects(struct core *c, struct tok *k, struct core_client *cl,
+                                    CK_SESSION_HANDLE only) {
+        for (;;) {
+                uint64_t id = 0;
+                core_lock(c);
+                for (size_t i = 0; i < k->nobjs; i++)
+                        if (k->objs[i]->owner == cl && (!only || k->objs[i]->owner_session == only)) {
+                                id = k->objs[i]->id;
+                                obj_remove_locked(k, k->objs[i]);
+                                break;
+                        }
+                bool removed = k->removed;
+                core_unlock(c);
+                if (!id)
+                        break;
+                if (!removed) {
+                        pthread_mutex_lock(&k->lock);
+                        (void)k->ops->destroy_object(k->t, id);
+                        pthread_mutex_unlock(&k->lock);
+                }
+        }
+}
+
+/* The session, with its token's objects loaded, and whether its client is
+ * logged in as user (who sees private objects).  Released with
+ * session_put() on CKR_OK only. */
+static CK_RV session_get_objects(struct core_client *cl, CK_SESSION_HANDLE h, struct session **ret, bool *ret_user) {
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        if ((rv = tok_load(s->tok)) != CKR_OK) {
+                session_put(s);
+                return rv;
+        }
+        *ret_user = is_user(cl, s->tok);
+        *ret = s;
+        return CKR_OK;
+}
+
+CK_RV core_get_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
+                               CK_ATTRIBUTE_PTR tmpl, CK_ULONG n) {
+        if (!tmpl && n)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        bool user;
+        CK_RV rv = session_get_objects(cl, h, &s, &user);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        core_lock(cl->core);
+        struct cobj *o = obj_find_locked(k, obj, cl, user);
+        rv = o ? nattrs_answer(&o->attrs, tmpl, n) : CKR_OBJECT_HANDLE_INVALID;
+        core_unlock(cl->core);
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_find_objects_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n) {
+        if (!tmpl && n)
+                return CKR_ARGUMENTS_BAD;
+        _cleanup_session_ struct session *s = NULL;
+        bool user;
+        CK_RV rv = session_get_objects(cl, h, &s, &user);
+        if (rv != CKR_OK)
+                return rv;
+        if (s->finding)
+                return CKR_OPERATION_ACTIVE;
+        struct tok *k = s->tok;
+        core_lock(cl->core);
+        CK_OBJECT_HANDLE *found = calloc(k->nobjs ? k->nobjs : 1, sizeof *found);
+        size_t nf = 0;
+        if (found)
+                for (size_t i = 0; i < k->nobjs; i++)
+                        if (obj_visible(k->objs[i], cl, user) && nattrs_match(&k->objs[i]->attrs, tmpl, n))
+                                found[nf++] = k->objs[i]->handle;
+        core_unlock(cl->core);
+        if (!found)
+                return CKR_HOST_MEMORY;
+        free(s->found);
+        s->found = found;
+        s->nfound = nf;
+        s->found_pos = 0;
+        s->finding = true;
+        return CKR_OK;
+}
+
+CK_RV core_find_objects(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR ret, CK_ULONG max,
+                        CK_ULONG_PTR ret_count) {
+        if (!ret_count || (!ret && max))
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        if (!s->finding) {
+                session_put(s);
+                return CKR_OPERATION_NOT_INITIALIZED;
+        }
+        CK_ULONG n = 0;
+        while (n < max && s->found_pos < s->nfound)
+                ret[n++] = s->found[s->found_pos++];
+        *ret_count = n;
+        session_put(s);
+        return CKR_OK;
+}
+
+CK_RV core_find_objects_final(struct core_client *cl, CK_SESSION_HANDLE h) {
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        if (!s->finding)
+                rv = CKR_OPERATION_NOT_INITIALIZED;
+        free(s->found);
+        s->found = NULL;
+        s->nfound = s->found_pos = 0;
+        s->finding = false;
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_get_objects(struct core_client *cl, CK_SESSION_HANDLE h, size_t max_bytes, struct nbuf *out) {
+        struct session *s;
+        bool user;
+        CK_RV rv = session_get_objects(cl, h, &s, &user);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        struct nattrs pub;
+        nattrs_init(&pub);
+        core_lock(cl->core);
+        uint32_t n = 0;
+        for (size_t i = 0; i < k->nobjs; i++)
+                if (obj_visible(k->objs[i], cl, user))
+                        n++;
+        nbuf_put_u32(out, n);
+        for (size_t i = 0; i < k->nobjs && !nbuf_failed(out); i++) {
+                const struct cobj *o = k->objs[i];
+                if (!obj_visible(o, cl, user))
+                        continue;
+                /* The object as C_GetAttributeValue shows it: without the
+                 * sensitive attributes. */
+                nattrs_done(&pub);
+                for (size_t j = 0; j < o->attrs.n; j++)
+                        if (!nattrs_is_sensitive(&o->attrs, o->attrs.v[j].type) &&
+                            nattrs_set(&pub, o->attrs.v[j].type, o->attrs.v[j].value, o->attrs.v[j].len) < 0)
+                                nbuf_fail(out);
+                struct nbuf one;
+                nbuf_init(&one, WIRE_FRAME_MAX);
+                nattrs_serialize(&pub, &one);
+                nbuf_put_u64(out, o->handle);
+                nbuf_put_blob(out, one.data, one.len);
+                if (nbuf_failed(&one))
+                        nbuf_fail(out);
+                nbuf_done(&one);
+                if (out->len > max_bytes) {
+                        rv = CKR_DATA_LEN_RANGE;
+                        break;
+                }
+        }
+        core_unlock(cl->core);
+        nattrs_done(&pub);
+        session_put(s);
+        if (rv == CKR_OK && nbuf_failed(out))
+                rv = CKR_HOST_MEMORY;
+        return rv;
+}
+
+static bool tmpl_bool(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, bool def) {
+        for (CK_ULONG i = 0; i < n; i++)
+                if (t[i].type == type && t[i].pValue && t[i].ulValueLen == sizeof(CK_BBOOL))
+                        return *(CK_BBOOL *)t[i].pValue != 0;
+        return def;
+}
+
+static bool tmpl_ulong(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ULONG *ret) {
+        for (CK_ULONG i = 0; i < n; i++)
+                if (t[i].type == type && t[i].pValue && t[i].ulValueLen == sizeof(CK_ULONG)) {
+                        memcpy(ret, t[i].pValue, sizeof *ret);
+                        return true;
+                }
+        return false;
+}
+
+static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n) {
+        if (!t && n)
+                return CKR_ARGUMENTS_BAD;
+        for (CK_ULONG i = 0; i < n; i++)
+                if (!t[i].pValue && t[i].ulValueLen)
+                        return CKR_ATTRIBUTE_VALUE_INVALID;
+        return CKR_OK;
+}
+
+CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
+                         CK_OBJECT_HANDLE_PTR ret) {
+        if (!ret)
+                return CKR_ARGUMENTS_BAD;
+        CK_RV rv = check_template(tmpl, n);
+        if (rv != CKR_OK)
+                return rv;
+        CK_ULONG cls;
+        if (!tmpl_ulong(tmpl, n, CKA_CLASS, &cls))
+                return CKR_TEMPLATE_INCOMPLETE;
+        struct session *s;
+        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        bool persistent = tmpl_bool(tmpl, n, CKA_TOKEN, false);
+        bool priv = tmpl_bool(tmpl, n, CKA_PRIVATE, cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY);
+        if ((rv = tok_load(k)) != CKR_OK)
+                goto out;
+        if (persistent && !(s->flags & CKF_RW_SESSION)) {
+                rv = CKR_SESSION_READ_ONLY;
+                goto out;
+        }
+        if (priv && !is_user(cl, k)) {
+                rv = CKR_USER_NOT_LOGGED_IN;
+                goto out;
+        }
+        struct dobj d;
+        memset(&d, 0, sizeof d);
+        pthread_mutex_lock(&k->lock);
+        int r = k->ops->create_object(k->t, tmpl, n, persistent, &d);
+        if (r == 0 && persistent && k->ops->writes_affect_others) {
+                r = tok_reconcile_locked(k);
+                core_lock(cl->core);
+                *ret = handle_of_id_locked(k, d.id);
+                core_unlock(cl->core);
+                if (r == 0 && !*ret)
+                        r = -EIO;
+                dobj_done(&d);
+        } else if (r == 0) {
+                core_lock(cl->core);
+                r = obj_insert_locked(k, &d, persistent ? NULL : cl, persistent ? 0 : h, ret);
+                core_unlock(cl->core);
+                dobj_done(&d);
+        }
+        pthread_mutex_unlock(&k->lock);
+        rv = rv_from_errno(r);
+        if (rv == CKR_OK && persistent)
+                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+        if (persistent)
+                audit_object(cl, k, tmpl, n, false, rv);
+out:
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        if ((rv = tok_load(k)) != CKR_OK)
+                goto out;
+        bool user = is_user(cl, k);
+        pthread_mutex_lock(&k->lock);
+        core_lock(cl->core);
+        struct cobj *o = obj_find_locked(k, obj, cl, user);
+        uint64_t id = o ? o->id : 0;
+        bool persistent = o && !o->owner;
+        bool destroyable = o && nattrs_get_bool(&o->attrs, CKA_DESTROYABLE, true);
+        CK_ULONG cls = CKO_DATA;
+        char label[65] = "";
+        if (o) {
+                (void)nattrs_get_ulong(&o->attrs, CKA_CLASS, &cls);
+                obj_label_locked(k, obj, label, sizeof label);
+        }
+        core_unlock(cl->core);
+        if (!o)
+                rv = CKR_OBJECT_HANDLE_INVALID;
+        else if (persistent && !(s->flags & CKF_RW_SESSION))
+                rv = CKR_SESSION_READ_ONLY;
+        else if (!destroyable)
+                rv = CKR_ACTION_PROHIBITED;
+        else {
+                rv = rv_from_errno(k->ops->destroy_object(k->t, id));
+                if (rv == CKR_OK && persistent && k->ops->writes_affect_others)
+                        rv = rv_from_errno(tok_reconcile_locked(k));
+                else if (rv == CKR_OK) {
+                        core_lock(cl->core);
+                        for (size_t i = 0; i < k->nobjs; i++)
+                                if (k->objs[i]->handle == obj) {
+                                        obj_remove_locked(k, k->objs[i]);
+                                        break;
+                                }
+                        core_unlock(cl->core);
+                }
+        }
+        pthread_mutex_unlock(&k->lock);
+        if (rv == CKR_OK && persistent)
+                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+        if (persistent)
+                audit(cl, k, cls == CKO_CERTIFICATE ? "cert-delete" : "object-delete", label, rv, NULL);
+out:
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_set_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
+                               CK_ATTRIBUTE_PTR tmpl, CK_ULONG n) {
+        CK_RV rv = check_template(tmpl, n);
+        if (rv != CKR_OK)
+                return rv;
+        struct session *s;
+        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        if ((rv = tok_load(k)) != CKR_OK)
+                goto out;
+        bool user = is_user(cl, k);
+        pthread_mutex_lock(&k->lock);
+        core_lock(cl->core);
+        struct cobj *o = obj_find_locked(k, obj, cl, user);
+        uint64_t id = o ? o->id : 0;
+        bool persistent = o && !o->owner;
+        bool modifiable = o && nattrs_get_bool(&o->attrs, CKA_MODIFIABLE, true);
+        core_unlock(cl->core);
+        if (!o)
+                rv = CKR_OBJECT_HANDLE_INVALID;
+        else if (persistent && !(s->flags & CKF_RW_SESSION))
+                rv = CKR_SESSION_READ_ONLY;
+        else if (!modifiable)
+                rv = CKR_ACTION_PROHIBITED;
+        else if (!k->ops->set_attributes)
+                rv = CKR_FUNCTION_NOT_SUPPORTED;
+        else {
+                struct nattrs na;
+                nattrs_init(&na);
+                int r = k->ops->set_attributes(k->t, id, tmpl, n, &na);
+                if (r == -EINVAL)
+                        r = -EDOM; /* a bad value, not an inconsistent template */
+                rv = rv_from_errno(r);
+                if (rv == CKR_OK) {
+                        core_lock(cl->core);
+                        for (size_t i = 0; i < k->nobjs; i++)
+                                if (k->objs[i]->handle == obj) {
+                                        nattrs_done(&k->objs[i]->attrs);
+                                        k->objs[i]->attrs = na;
+                                        nattrs_init(&na);
+                                        break;
+                                }
+                        core_unlock(cl->core);
+                }
+                nattrs_done(&na);
+        }
+        pthread_mutex_unlock(&k->lock);
+        if (rv == CKR_OK && persistent)
+                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+out:
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                             CK_ATTRIBUTE_PTR pub_tmpl, CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv_tmpl,
+                             CK_ULONG priv_n, CK_OBJECT_HANDLE_PTR ret_pub, CK_OBJECT_HANDLE_PTR ret_priv) {
+        if (!mech || !ret_pub || !ret_priv)
+                return CKR_ARGUMENTS_BAD;
+        CK_RV rv = check_template(pub_tmpl, pub_n);
+        if (rv == CKR_OK)
+                rv = check_template(priv_tmpl, priv_n);
+        if (rv != CKR_OK)
+                return rv;
+        struct session *s;
+        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        const CK_MECHANISM_INFO *mi = mech_lookup(k, mech->mechanism);
+        bool persistent = tmpl_bool(pub_tmpl, pub_n, CKA_TOKEN, false) || tmpl_bool(priv_tmpl, priv_n, CKA_TOKEN, false);
+        if (!mi || !(mi->flags & CKF_GENERATE_KEY_PAIR) || !k->ops->generate_key_pair)
+                rv = CKR_MECHANISM_INVALID;
+        else if (persistent && !(s->flags & CKF_RW_SESSION))
+                rv = CKR_SESSION_READ_ONLY;
+        else if (!is_user(cl, k))
+                rv = CKR_USER_NOT_LOGGED_IN;
+        else
+                rv = tok_load(k);
+        if (rv != CKR_OK)
+                goto out;
+        struct dobj pub, priv;
+        memset(&pub, 0, sizeof pub);
+        memset(&priv, 0, sizeof priv);
+        pthread_mutex_lock(&k->lock);
+        int r = k->ops->generate_key_pair(k->t, mech, pub_tmpl, pub_n, priv_tmpl, priv_n, &pub, &priv);
+        if (r == 0 && k->ops->writes_affect_others) {
+                r = tok_reconcile_locked(k);
+                core_lock(cl->core);
+                *ret_pub = handle_of_id_locked(k, pub.id);
+                *ret_priv = handle_of_id_locked(k, priv.id);
+                core_unlock(cl->core);
+                if (r == 0 && (!*ret_pub || !*ret_priv))
+                        r = -EIO;
+        } else if (r == 0) {
+                bool pub_tok = tmpl_bool(pub_tmpl, pub_n, CKA_TOKEN, false);
+                bool priv_tok = tmpl_bool(priv_tmpl, priv_n, CKA_TOKEN, false);
+                core_lock(cl->core);
+                r = obj_insert_locked(k, &pub, pub_tok ? NULL : cl, pub_tok ? 0 : h, ret_pub);
+                if (r == 0)
+                        r = obj_insert_locked(k, &priv, priv_tok ? NULL : cl, priv_tok ? 0 : h, ret_priv);
+                core_unlock(cl->core);
+        }
+        dobj_done(&pub);
+        dobj_done(&priv);
+        pthread_mutex_unlock(&k->lock);
+        rv = rv_from_errno(r);
+        if (rv == CKR_OK && persistent)
+                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+        audit_object(cl, k, priv_tmpl, priv_n, true, rv);
+out:
+        session_put(s);
+        return rv;
+}

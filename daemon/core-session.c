@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* PKCS#11 semantics over the drivers, sessions: open, close, look up,
+ * reference counting, and the release of their operations.  See core.h, and
+ * core-internal.h for the locks and the state the files share. */
+#include "core-internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <mbedtls/md.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/pkcrypto.h"
+#include "common/secmem.h"
+#include "audit.h"
+#include "common/ckr.h"
+#include "pincache.h"
+#include "peer.h"
+#include "pinentry.h"
+#include "common/util.h"
+
+
+/* -------------------------------------------------------------- sessions */
+
+/* Finds the client's session, takes a reference and its call lock. */
+CK_RV session_get(struct core_client *cl, CK_SESSION_HANDLE h, struct session **ret) {
+        struct core *c = cl->core;
+        struct session *s;
+        core_lock(c);
+        for (s = cl->sessions; s; s = s->next)
+                if (s->h == h)
+                        break;
+        if (!s) {
+                core_unlock(c);
+                return CKR_SESSION_HANDLE_INVALID;
+        }
+        s->refs++;
+        core_unlock(c);
+        pthread_mutex_lock(&s->mu);
+        core_lock(c);
+        bool closed = s->closed;
+        core_unlock(c);
+        if (closed) {
+                pthread_mutex_unlock(&s->mu);
+                core_lock(c);
+                bool last = --s->refs == 0;
+                core_unlock(c);
+                if (last) {
+                        struct tok *k = s->tok;
+                        session_free(s);
+                        tok_unref(k);
+                }
+                return CKR_SESSION_HANDLE_INVALID;
+        }
+        *ret = s;
+        return CKR_OK;
+}
+
+void session_put(struct session *s) {
+        struct core *c = s->core;
+        struct tok *k = s->tok;
+        pthread_mutex_unlock(&s->mu);
+        core_lock(c);
+        bool last = --s->refs == 0 && s->closed;
+        core_unlock(c);
+        if (last) {
+                session_free(s);
+                tok_unref(k);
+        }
+}
+
+CK_USER_TYPE login_state(struct core_client *cl, struct tok *k) {
+        core_lock(cl->core);
+        struct login *l = login_find_locked(cl, k);
+        CK_USER_TYPE u = l ? l->user : (CK_USER_TYPE)-1;
+        core_unlock(cl->core);
+        return u;
+}
+
+bool is_user(struct core_client *cl, struct tok *k) {
+        return login_state(cl, k) == CKU_USER;
+}
+
+void op_reset(struct op *o) {
+        if (o->md_started)
+                mbedtls_md_free(&o->mdctx);
+        if (o->has_pk)
+                mbedtls_pk_free(&o->pk);
+        if (o->param) {
+                explicit_bzero(o->param, o->param_len);
+                free(o->param);
+        }
+        nbuf_done(&o->data);
+        memset(o, 0, sizeof *o);
+}
+
+void session_release_ops(struct session *s) {
+        for (int i = 0; i < _OP_MAX; i++)
+                op_reset(&s->ops[i]);
+        s->finding = false;
+}
+
+CK_RV core_open_session(struct core_client *cl, CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE_PTR ret) {
+        if (!ret)
+                return CKR_ARGUMENTS_BAD;
+        if (!(flags & CKF_SERIAL_SESSION))
+                return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
+        struct core *c = cl->core;
+        struct tok *k;
+        CK_RV rv = tok_get(c, slot, &k);
+        if (rv != CKR_OK)
+                return rv;
+        core_lock(c);
+        if (!(flags & CKF_RW_SESSION) && login_find_locked(cl, k) && login_find_locked(cl, k)->user == CKU_SO) {
+                core_unlock(c);
+                tok_unref(k);
+                return CKR_SESSION_READ_WRITE_SO_EXISTS;
+        }
+        core_unlock(c);
+        struct session *s = calloc(1, sizeof *s);
+        if (!s) {
+                tok_unref(k);
+                return CKR_HOST_MEMORY;
+        }
+        pthread_mutex_init(&s->mu, NULL);
+        s->core = c;
+        s->cl = cl;
+        s->tok = k; /* keeps the reference */
+        s->slot = slot;
+        s->flags = flags & (CKF_RW_SESSION | CKF_SERIAL_SESSION);
+        core_lock(c);
+        s->h = c->next_session++;
+        s->next = cl->sessions;
+        cl->sessions = s;
+        core_unlock(c);
+        *ret = s->h;
+        return CKR_OK;
+}
+
+CK_RV core_close_session(struct core_client *cl, CK_SESSION_HANDLE h) {
+        struct core *c = cl->core;
+        core_lock(c);
+        struct session *s;
+        for (s = cl->sessions; s; s = s->next)
+                if (s->h == h)
+                        break;
+        if (!s) {
+                core_unlock(c);
+                return CKR_SESSION_HANDLE_INVALID;
+        }
+        bool do_free = session_unlink_locked(s);
+        struct tok *k = s->tok;
+        k->refs++;
+        /* Closing the last session of the client on this token logs it out. */
+        bool others = false;
+        for (struct session *o = cl->sessions; o; o = o->next)
+                if (o->tok == k)
+                        others = true;
+        bool idle = false, dropped = false;
+        if (!others && login_find_locked(cl, k)) {
+                idle = login_drop_locked(cl, k);
+                dropped = true;
+        }
+        core_unlock(c);
+        session_finish_close(c, s, do_free);
+        if (idle)
+                tok_logout_if_idle(k);
+        if (dropped)
+                emit(c, WIRE_EV_TOKEN_CHANGED, k->slot);
+        tok_unref(k);
+        return CKR_OK;
+}
+
+CK_RV core_close_all_sessions(struct core_client *cl, CK_SLOT_ID slot) {
+        struct core *c = cl->core;
+        core_lock(c);
+        bool valid = slot_find_locked(c, slot) != NULL;
+        core_unlock(c);
+        if (!valid)
+                return CKR_SLOT_ID_INVALID;
+        for (;;) {
+                CK_SESSION_HANDLE h = 0;
+                core_lock(c);
+                for (struct session *s = cl->sessions; s; s = s->next)
+                        if (s->slot == slot) {
+                                h = s->h;
+                                break;
+                        }
+                core_unlock(c);
+                if (!h)
+                        break;
+                core_close_session(cl, h);
+        }
+        return CKR_OK;
+}
+
+CK_RV core_get_session_info(struct core_client *cl, CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info) {
+        if (!info)
+                return CKR_ARGUMENTS_BAD;
+        struct session *s;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        CK_USER_TYPE u = login_state(cl, s->tok);
+        bool rw = s->flags & CKF_RW_SESSION;
+        info->slotID = s->slot;
+        info->flags = s->flags;
+        info->ulDeviceError = 0;
+        if (u == CKU_SO)
+                info->state = CKS_RW_SO_FUNCTIONS;
+        else if (u == CKU_USER)
+                info->state = rw ? CKS_RW_USER_FUNCTIONS : CKS_RO_USER_FUNCTIONS;
+        else
+                info->state = rw ? CKS_RW_PUBLIC_SESSION : CKS_RO_PUBLIC_SESSION;
+        session_put(s);
+        return CKR_OK;
+}
