@@ -363,17 +363,10 @@ static CK_RV update_run(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kin
 static int drv_private_op(struct tok *k, enum op_kind kind, struct op *o, const uint8_t *in, size_t in_len,
                           uint8_t *out, size_t *outlen) {
         CK_MECHANISM m = { o->raw, o->param, o->param_len };
-        bool lock = !k->ops->parallel_crypto;
-        if (lock)
-                pthread_mutex_lock(&k->lock);
-        int r;
+        _cleanup_tok_unlock_ struct tok *held = k->ops->parallel_crypto ? NULL : tok_lock(k);
         if (kind == OP_SIGN)
-                r = k->ops->sign(k->t, o->key_id, &m, in, in_len, out, outlen);
-        else
-                r = k->ops->decrypt(k->t, o->key_id, &m, in, in_len, out, outlen);
-        if (lock)
-                pthread_mutex_unlock(&k->lock);
-        return r;
+                return k->ops->sign(k->t, o->key_id, &m, in, in_len, out, outlen);
+        return k->ops->decrypt(k->t, o->key_id, &m, in, in_len, out, outlen);
 }
 
 /* The token says a logged-in client is not logged in: the card lost its
@@ -388,9 +381,9 @@ static bool represent_pin(struct core_client *cl, struct tok *k) {
         size_t len = 0;
         if (cached_pin(cl, k, &pin, &len) != CKR_OK)
                 return false;
-        pthread_mutex_lock(&k->lock);
+        tok_lock(k);
         int r = k->ops->login(k->t, CKU_USER, pin, len);
-        pthread_mutex_unlock(&k->lock);
+        tok_unlock(k);
         pin_judged(cl, k, r, true, NULL, 0);
         secure_free(pin);
         log_notice("slot %lu: the token had lost its login; the cached PIN was presented again: %s",
@@ -711,9 +704,9 @@ CK_RV core_generate_random(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_
         struct tok *k = s->tok;
         int r;
         if (k->ops->random) {
-                pthread_mutex_lock(&k->lock);
+                tok_lock(k);
                 r = k->ops->random(k->t, out, len);
-                pthread_mutex_unlock(&k->lock);
+                tok_unlock(k);
         } else
                 r = pkc_random(out, len);
         session_put(s);

@@ -197,3 +197,20 @@ CK_RV tok_get(struct core *c, CK_SLOT_ID id, struct tok **ret);
 void tok_logout_if_idle(struct tok *k);
 void tok_unref(struct tok *k);
 void tok_unref_locked(struct tok *k);
+/* core-registry.c: the token lock's one owner.  Nothing else touches
+ * tok->lock: a driver call that needs it (every call but get_info(), and
+ * sign/decrypt of a parallel_crypto driver) runs between tok_lock() and
+ * tok_unlock(), or in a scope that holds it:
+ *     _cleanup_tok_unlock_ struct tok *held = tok_lock(k);
+ * with tok_unlock(TAKE_PTR(held)) to let it go early.  The mutex checks
+ * its owner: an unlock by a thread that does not hold it, or a second
+ * lock by the thread that does, aborts instead of corrupting the token. */
+void tok_lock_init(struct tok *k);
+void tok_lock_done(struct tok *k);
+struct tok *tok_lock(struct tok *k);
+void tok_unlock(struct tok *k);
+static inline void tok_unlockp(struct tok **k) {
+        if (*k)
+                tok_unlock(*k);
+}
+#define _cleanup_tok_unlock_ __attribute__((cleanup(tok_unlockp)))

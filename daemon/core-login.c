@@ -64,14 +64,14 @@ CK_RV core_init_token(struct core_client *cl, CK_SLOT_ID slot, CK_UTF8CHAR_PTR p
         }
         char lbl[33];
         unpad_field(lbl, label, 32);
-        pthread_mutex_lock(&k->lock);
+        tok_lock(k);
         int r = k->ops->init_token(k->t, (const char *)pin, pin_len, lbl);
         if (r == 0) {
                 core_lock(c);
                 tok_free_objs(k);
                 core_unlock(c);
         }
-        pthread_mutex_unlock(&k->lock);
+        tok_unlock(k);
         if (r == 0) {
                 emit(c, WIRE_EV_TOKEN_CHANGED, slot);
                 emit(c, WIRE_EV_OBJECTS_CHANGED, slot);
@@ -97,9 +97,9 @@ CK_RV core_init_pin(struct core_client *cl, CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR
         else if (!k->ops->init_pin)
                 rv = CKR_FUNCTION_NOT_SUPPORTED;
         else {
-                pthread_mutex_lock(&k->lock);
+                tok_lock(k);
                 rv = rv_from_errno(k->ops->init_pin(k->t, (const char *)pin, pin_len));
-                pthread_mutex_unlock(&k->lock);
+                tok_unlock(k);
                 if (rv == CKR_OK) {
                         /* Unblocked or reset: no cached PIN outlives it. */
                         pincache_flush_token(cl->core->pins, k->key);
@@ -130,10 +130,10 @@ CK_RV core_set_pin(struct core_client *cl, CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR 
                 rv = CKR_FUNCTION_NOT_SUPPORTED;
         else {
                 CK_USER_TYPE u = login_state(cl, k) == CKU_SO ? CKU_SO : CKU_USER;
-                pthread_mutex_lock(&k->lock);
+                tok_lock(k);
                 rv = rv_from_errno(k->ops->set_pin(k->t, u, (const char *)old_pin, old_len,
                                                    (const char *)new_pin, new_len));
-                pthread_mutex_unlock(&k->lock);
+                tok_unlock(k);
                 if (rv == CKR_OK && u == CKU_USER)
                         pincache_flush_token(cl->core->pins, k->key);
                 audit(cl, k, u == CKU_SO ? "so-pin-change" : "pin-change", NULL, rv, NULL);
@@ -332,9 +332,9 @@ static CK_RV login_context(struct core_client *cl, struct session *s, CK_USER_TY
         }
         const char *p = cpin ? cpin : (const char *)pin;
         size_t n = cpin ? clen : pin_len;
-        pthread_mutex_lock(&k->lock);
+        tok_lock(k);
         int r = k->ops->login(k->t, CKU_CONTEXT_SPECIFIC, p, n);
-        pthread_mutex_unlock(&k->lock);
+        tok_unlock(k);
         if (cpin)
                 pin_judged(cl, k, r, true, NULL, 0);
         CK_RV rv = rv_from_errno(r);
@@ -418,7 +418,7 @@ CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user,
                           (unsigned long)s->slot, (int)cl->peer.pid);
                 return CKR_PIN_INCORRECT;
         }
-        pthread_mutex_lock(&k->lock);
+        tok_lock(k);
         int r = k->ops->login(k->t, user, use_pin, use_len);
         if (pin)
                 login_fail_check(cl, k, user, pin, pin_len, false, rv_from_errno(r) == CKR_PIN_INCORRECT);
@@ -426,7 +426,7 @@ CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user,
                 pin_judged(cl, k, r, src == PIN_FROM_CACHE, use_pin, use_len);
         if (r == 0)
                 r = login_add(cl, k, user);
-        pthread_mutex_unlock(&k->lock);
+        tok_unlock(k);
         rv = rv_from_errno(r);
         log_debug(LOG_SUB_CORE, "login slot %lu user %lu pid %d: rv 0x%lx", (unsigned long)s->slot,
                   (unsigned long)user, (int)cl->peer.pid, (unsigned long)rv);

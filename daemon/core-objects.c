@@ -104,28 +104,23 @@ CK_RV tok_load(struct tok *k) {
                 tl_would_block = true;
                 return CKR_FUNCTION_FAILED;
         }
-        pthread_mutex_lock(&k->lock);
+        _cleanup_tok_unlock_ struct tok *held = tok_lock(k);
         core_lock(c);
         loaded = k->loaded;
         core_unlock(c);
-        if (loaded) {
-                pthread_mutex_unlock(&k->lock);
+        if (loaded)
                 return CKR_OK;
-        }
         struct dobj *v = NULL;
         size_t n = 0;
         int r = k->ops->load_objects(k->t, &v, &n);
-        if (r < 0) {
-                pthread_mutex_unlock(&k->lock);
+        if (r < 0)
                 return rv_from_errno(r);
-        }
         core_lock(c);
         k->object_loads++;
         core_unlock(c);
         struct cobj **objs = calloc(n ? n : 1, sizeof *objs);
         if (!objs) {
                 dobj_free_array(v, n);
-                pthread_mutex_unlock(&k->lock);
                 return CKR_HOST_MEMORY;
         }
         for (size_t i = 0; i < n; i++) {
@@ -135,8 +130,7 @@ CK_RV tok_load(struct tok *k) {
                                 cobj_free(objs[j]);
                         free(objs);
                         dobj_free_array(v, n);
-                        pthread_mutex_unlock(&k->lock);
-                        return CKR_HOST_MEMORY;
+                                return CKR_HOST_MEMORY;
                 }
                 objs[i]->id = v[i].id;
                 objs[i]->attrs = v[i].attrs;
@@ -163,7 +157,7 @@ CK_RV tok_load(struct tok *k) {
         k->nobjs = n;
         k->loaded = true;
         core_unlock(c);
-        pthread_mutex_unlock(&k->lock);
+        tok_unlock(TAKE_PTR(held));
         log_debug(LOG_SUB_CORE, "slot %lu: %zu objects loaded", (unsigned long)k->slot, n);
         return CKR_OK;
 }
@@ -233,9 +227,9 @@ void destroy_session_objects(struct core *c, struct tok *k, struct core_client *
                 if (!id)
                         break;
                 if (!removed) {
-                        pthread_mutex_lock(&k->lock);
+                        tok_lock(k);
                         (void)k->ops->destroy_object(k->t, id);
-                        pthread_mutex_unlock(&k->lock);
+                        tok_unlock(k);
                 }
         }
 }
@@ -439,7 +433,7 @@ CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBU
         }
         struct dobj d;
         memset(&d, 0, sizeof d);
-        pthread_mutex_lock(&k->lock);
+        tok_lock(k);
         int r = k->ops->create_object(k->t, tmpl, n, persistent, &d);
         if (r == 0 && persistent && k->ops->writes_affect_others) {
                 r = tok_reconcile_locked(k);
@@ -455,7 +449,7 @@ CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBU
                 core_unlock(cl->core);
                 dobj_done(&d);
         }
-        pthread_mutex_unlock(&k->lock);
+        tok_unlock(k);
         rv = rv_from_errno(r);
         if (rv == CKR_OK && persistent)
                 emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
@@ -475,7 +469,7 @@ CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT
         if ((rv = tok_load(k)) != CKR_OK)
                 goto out;
         bool user = is_user(cl, k);
-        pthread_mutex_lock(&k->lock);
+        tok_lock(k);
         core_lock(cl->core);
         struct cobj *o = obj_find_locked(k, obj, cl, user);
         uint64_t id = o ? o->id : 0;
@@ -508,7 +502,7 @@ CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT
                         core_unlock(cl->core);
                 }
         }
-        pthread_mutex_unlock(&k->lock);
+        tok_unlock(k);
         if (rv == CKR_OK && persistent)
                 emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
         if (persistent)
@@ -530,7 +524,7 @@ CK_RV core_set_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_O
         if ((rv = tok_load(k)) != CKR_OK)
                 goto out;
         bool user = is_user(cl, k);
-        pthread_mutex_lock(&k->lock);
+        tok_lock(k);
         core_lock(cl->core);
         struct cobj *o = obj_find_locked(k, obj, cl, user);
         uint64_t id = o ? o->id : 0;
@@ -565,7 +559,7 @@ CK_RV core_set_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_O
                 }
                 nattrs_done(&na);
         }
-        pthread_mutex_unlock(&k->lock);
+        tok_unlock(k);
         if (rv == CKR_OK && persistent)
                 emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
 out:
@@ -602,7 +596,7 @@ CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE h, CK_MEC
         struct dobj pub, priv;
         memset(&pub, 0, sizeof pub);
         memset(&priv, 0, sizeof priv);
-        pthread_mutex_lock(&k->lock);
+        tok_lock(k);
         int r = k->ops->generate_key_pair(k->t, mech, pub_tmpl, pub_n, priv_tmpl, priv_n, &pub, &priv);
         if (r == 0 && k->ops->writes_affect_others) {
                 r = tok_reconcile_locked(k);
@@ -623,7 +617,7 @@ CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE h, CK_MEC
         }
         dobj_done(&pub);
         dobj_done(&priv);
-        pthread_mutex_unlock(&k->lock);
+        tok_unlock(k);
         rv = rv_from_errno(r);
         if (rv == CKR_OK && persistent)
                 emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);

@@ -26,6 +26,37 @@
 
 /* -------------------------------------------------------------- registry */
 
+void tok_lock_init(struct tok *k) {
+        pthread_mutexattr_t a;
+        pthread_mutexattr_init(&a);
+        pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+        pthread_mutex_init(&k->lock, &a);
+        pthread_mutexattr_destroy(&a);
+}
+
+void tok_lock_done(struct tok *k) {
+        int r = pthread_mutex_destroy(&k->lock);
+        assert(r == 0); /* EBUSY: freed while a driver call holds it */
+        (void)r;
+}
+
+struct tok *tok_lock(struct tok *k) {
+        int r = pthread_mutex_lock(&k->lock);
+        if (r != 0) {
+                log_error("slot %lu: token lock: %s", (unsigned long)k->slot, strerror(r));
+                abort();
+        }
+        return k;
+}
+
+void tok_unlock(struct tok *k) {
+        int r = pthread_mutex_unlock(&k->lock);
+        if (r != 0) {
+                log_error("slot %lu: token unlock: %s", (unsigned long)k->slot, strerror(r));
+                abort();
+        }
+}
+
 int core_add_token(struct core *c, const struct driver_ops *ops, struct token *t, const char *slot_key,
                    CK_SLOT_ID *ret_slot) {
         if (!c || !ops || !t || !slot_key) {
@@ -43,7 +74,7 @@ int core_add_token(struct core *c, const struct driver_ops *ops, struct token *t
         k->t = t;
         k->refs = 1;
         snprintf(k->key, sizeof k->key, "%s", slot_key);
-        pthread_mutex_init(&k->lock, NULL);
+        tok_lock_init(k);
         int r = tok_build_mechs(k);
         if (r < 0) {
                 tok_unref(k);

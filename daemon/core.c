@@ -284,7 +284,7 @@ void tok_unref_locked(struct tok *k) {
                 k->ops->free(k->t);
         free(k->mech_info);
         free(k->mech_types);
-        pthread_mutex_destroy(&k->lock);
+        tok_lock_done(k);
         free(k);
 }
 
@@ -343,13 +343,13 @@ const struct core_peer *core_client_peer(const struct core_client *cl) {
 
 /* Logs the token out at the driver when nobody is logged in any more. */
 void tok_logout_if_idle(struct tok *k) {
-        pthread_mutex_lock(&k->lock);
+        tok_lock(k);
         core_lock(k->core);
         bool idle = k->user_logins == 0 && k->so_logins == 0 && !k->removed;
         core_unlock(k->core);
         if (idle)
                 (void)k->ops->logout(k->t);
-        pthread_mutex_unlock(&k->lock);
+        tok_unlock(k);
 }
 
 /* Closes one session that has just been unlinked (finishing it if nobody

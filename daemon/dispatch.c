@@ -433,6 +433,47 @@ static int h_data_out(struct core_client *cl, struct wire_msg *req, struct wire_
         return 0;
 }
 
+/* A C_SignInit the module held back, with the C_Sign that followed it
+ * (pkcs11/module.c, "One round trip per signature"): "uMuzq" -> "uZ".  The
+ * init's error, if any, is the answer; else the signature's. */
+static int h_sign_once(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, key;
+        CK_MECHANISM mech;
+        union mechparam_native param;
+        const uint8_t *data;
+        size_t len;
+        struct outbuf o;
+        if (!wire_get_ulong(req, &s) || !wire_get_mechanism(req, &mech) || !wire_get_ulong(req, &key) ||
+            !wire_get_blob(req, &data, &len) || !outbuf_get(req, &o) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        if (!outbuf_alloc(&o))
+                return -ENOMEM;
+        CK_RV rv = mechparam_decode(&mech, &param) ? core_sign_init(cl, s, &mech, key) : CKR_MECHANISM_PARAM_INVALID;
+        if (rv == CKR_OK)
+                rv = core_sign(cl, s, (CK_BYTE_PTR)data, len, o.data, &o.len);
+        reply_start(req, rep, rv);
+        outbuf_put(rep, rv, &o);
+        outbuf_done(&o);
+        return 0;
+}
+
+/* The same with the C_SignUpdate that followed: "uMuz" -> "u". */
+static int h_sign_init_update(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, key;
+        CK_MECHANISM mech;
+        union mechparam_native param;
+        const uint8_t *data;
+        size_t len;
+        if (!wire_get_ulong(req, &s) || !wire_get_mechanism(req, &mech) || !wire_get_ulong(req, &key) ||
+            !wire_get_blob(req, &data, &len) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_RV rv = mechparam_decode(&mech, &param) ? core_sign_init(cl, s, &mech, key) : CKR_MECHANISM_PARAM_INVALID;
+        if (rv == CKR_OK)
+                rv = core_sign_update(cl, s, (CK_BYTE_PTR)data, len);
+        reply_start(req, rep, rv);
+        return 0;
+}
+
 /* SignFinal, EncryptFinal, DecryptFinal, DigestFinal: "uq" -> "uZ". */
 static int h_final_out(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep,
                        CK_RV (*fn)(struct core_client *, CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG_PTR)) {

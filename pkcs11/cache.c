@@ -20,6 +20,11 @@ struct mslot {
         struct mcache_stamp objs_st;
         struct mcache_obj *objs;
         size_t nobjs;
+        /* Mechanisms a C_SignInit of this connection was seen to accept on
+         * the slot's token (valid for the epoch they were seen in). */
+        CK_MECHANISM_TYPE sign_mechs[MCACHE_SIGN_MECHS];
+        size_t nsign;
+        uint64_t sign_epoch;
 };
 
 struct mcache {
@@ -383,4 +388,32 @@ enum mcache_answer mcache_get_attributes(struct mcache *c, CK_SLOT_ID slot, CK_O
         }
         pthread_mutex_unlock(&c->lock);
         return a;
+}
+
+void mcache_put_sign_mech(struct mcache *c, CK_SLOT_ID slot, const struct mcache_stamp *st, CK_MECHANISM_TYPE mech) {
+        pthread_mutex_lock(&c->lock);
+        struct mslot *s = st->epoch == c->epoch ? slot_get(c, slot) : NULL;
+        if (s) {
+                if (s->sign_epoch != c->epoch) {
+                        s->sign_epoch = c->epoch;
+                        s->nsign = 0;
+                }
+                bool known = false;
+                for (size_t i = 0; i < s->nsign; i++)
+                        known = known || s->sign_mechs[i] == mech;
+                if (!known && s->nsign < MCACHE_SIGN_MECHS)
+                        s->sign_mechs[s->nsign++] = mech;
+        }
+        pthread_mutex_unlock(&c->lock);
+}
+
+bool mcache_sign_mech_known(struct mcache *c, CK_SLOT_ID slot, CK_MECHANISM_TYPE mech) {
+        bool known = false;
+        pthread_mutex_lock(&c->lock);
+        struct mslot *s = slot_find(c, slot);
+        if (s && s->sign_epoch == c->epoch)
+                for (size_t i = 0; i < s->nsign; i++)
+                        known = known || s->sign_mechs[i] == mech;
+        pthread_mutex_unlock(&c->lock);
+        return known;
 }

@@ -88,6 +88,15 @@ enum mcache_answer mcache_find(struct mcache *c, CK_SLOT_ID slot, const CK_ATTRI
 enum mcache_answer mcache_get_attributes(struct mcache *c, CK_SLOT_ID slot, CK_OBJECT_HANDLE obj,
                                          CK_ATTRIBUTE *t, CK_ULONG n, CK_RV *rv);
 
+/* Sign mechanisms (pkcs11/module.c's held-back C_SignInit): put records
+ * that a C_SignInit with mech succeeded on the slot (kept while the epoch
+ * of the stamp, taken before the call, holds: the same token in the slot
+ * over the same connection); known says whether one did.  Up to
+ * MCACHE_SIGN_MECHS per slot. */
+#define MCACHE_SIGN_MECHS 16
+void mcache_put_sign_mech(struct mcache *c, CK_SLOT_ID slot, const struct mcache_stamp *st, CK_MECHANISM_TYPE mech);
+bool mcache_sign_mech_known(struct mcache *c, CK_SLOT_ID slot, CK_MECHANISM_TYPE mech);
+
 /* The list form, parsed (exposed for the fuzz target). */
 struct mcache_obj {
         CK_OBJECT_HANDLE handle;

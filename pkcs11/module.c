@@ -67,6 +67,11 @@ struct msession {
         CK_OBJECT_HANDLE *found;    /* FIND_LOCAL */
         size_t nfound, found_pos;
         bool made_objects;          /* may own session objects (gone with it) */
+        /* One round trip per signature (see nc_SignInit). */
+        bool sign_idle;             /* known: no sign operation active in the daemon */
+        bool sign_held;             /* a C_SignInit not sent yet */
+        CK_MECHANISM_TYPE held_mech;
+        CK_OBJECT_HANDLE held_key;
 };
 
 struct module {
@@ -647,6 +652,7 @@ static CK_RV sess_add(struct module *m, CK_SESSION_HANDLE dh, uint64_t gen, CK_S
         s->dh = dh;
         s->gen = gen;
         s->slot = slot;
+        s->sign_idle = true;
         *ret = s->handle;
 out:
         sess_unlock(m);
@@ -853,17 +859,22 @@ static CK_RV nc_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old_pin, CK_ULONG ol
         CHANGING_RETURN(m, h, rpc_set_pin(m->rpc, gen_, dh_, old_pin, old_len, new_pin, new_len));
 }
 
+/* Held C_SignInits go first (see nc_SignInit). */
+static void sign_flush_slot(struct module *m, CK_SLOT_ID slot);
+
 static CK_RV nc_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG len) {
         ENTER(m);
         SESSION(m, h);
         if (!pin && len)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        sign_flush_slot(m, slot_);
         CHANGING_RETURN(m, h, rpc_login(m->rpc, gen_, dh_, user, pin, len));
 }
 
 static CK_RV nc_Logout(CK_SESSION_HANDLE h) {
         ENTER(m);
         SESSION(m, h);
+        sign_flush_slot(m, slot_);
         CHANGING_RETURN(m, h, rpc_logout(m->rpc, gen_, dh_));
 }
 
@@ -1144,20 +1155,221 @@ static CK_RV nc_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR o
         return final_out(WIRE_OP_DIGEST_FINAL, h, out, out_len);
 }
 
+/* ---- signatures: one round trip each ----
+ *
+ * A C_SignInit that the module can check from what it already holds waits
+ * for the call that follows it: C_Sign sends both in one frame
+ * (WIRE_OP_SIGN_ONCE), C_SignUpdate too (WIRE_OP_SIGN_INIT_UPDATE).  It
+ * waits only when every check the daemon makes at C_SignInit is known to
+ * pass, so that a client probing mechanisms with C_SignInit sees each
+ * error at C_SignInit:
+ * - no sign operation is active on the session (the module saw the last
+ *   one end: a C_Sign or C_SignFinal that returned a signature; a new
+ *   session has none);
+ * - the mechanism takes no parameter, is one whose key type the module
+ *   knows (ECDSA, RSA PKCS#1 v1.5 and X.509, with or without a hash), and
+ *   a C_SignInit of this connection already succeeded with it on the same
+ *   token;
+ * - the key is in the module's copy of the objects (so this connection
+ *   sees it), a private key of that type, CKA_SIGN not false, and not
+ *   CKA_ALWAYS_AUTHENTICATE (its C_Login(CKU_CONTEXT_SPECIFIC) must find
+ *   the operation started).
+ * Anything else goes to the daemon at once.  A held init is sent on its own
+ * before any other call that would see the operation (C_SignFinal, another
+ * C_SignInit, C_Login and C_Logout on the token), so that those answer as
+ * if it had been sent at C_SignInit.  What remains different: when the
+ * key's state changes between the two calls (destroyed, or the token gone),
+ * the error the daemon gives for the init is C_Sign's. */
+
+static bool sign_mech_key_type(CK_MECHANISM_TYPE mech, CK_KEY_TYPE *ret) {
+        switch (mech) {
+        case CKM_ECDSA:
+        case CKM_ECDSA_SHA1:
+        case CKM_ECDSA_SHA224:
+        case CKM_ECDSA_SHA256:
+        case CKM_ECDSA_SHA384:
+        case CKM_ECDSA_SHA512:
+                *ret = CKK_EC;
+                return true;
+        case CKM_RSA_PKCS:
+        case CKM_RSA_X_509:
+        case CKM_SHA1_RSA_PKCS:
+        case CKM_SHA224_RSA_PKCS:
+        case CKM_SHA256_RSA_PKCS:
+        case CKM_SHA384_RSA_PKCS:
+        case CKM_SHA512_RSA_PKCS:
+                *ret = CKK_RSA;
+                return true;
+        default:
+                return false;
+        }
+}
+
+/* The checks above, from the module's copies only. */
+static bool sign_init_checkable(struct module *m, CK_SLOT_ID slot, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key) {
+        CK_KEY_TYPE want;
+        if (!m->cache || mech->ulParameterLen || !sign_mech_key_type(mech->mechanism, &want))
+                return false;
+        cache_refresh(m);
+        if (!mcache_sign_mech_known(m->cache, slot, mech->mechanism))
+                return false;
+        CK_OBJECT_CLASS cls = 0;
+        CK_KEY_TYPE kt = 0;
+        CK_BBOOL sign = CK_TRUE, always = CK_FALSE;
+        CK_ATTRIBUTE t[] = { { CKA_CLASS, &cls, sizeof cls },
+                             { CKA_KEY_TYPE, &kt, sizeof kt },
+                             { CKA_SIGN, &sign, sizeof sign },
+                             { CKA_ALWAYS_AUTHENTICATE, &always, sizeof always } };
+        CK_RV rv;
+        if (mcache_get_attributes(m->cache, slot, key, t, ELEMENTSOF(t), &rv) != MCACHE_HIT)
+                return false;
+        if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID)
+                return false;
+        /* An absent CKA_SIGN is true and an absent CKA_ALWAYS_AUTHENTICATE
+         * false, as the daemon reads them. */
+        if (t[0].ulValueLen != sizeof cls || t[1].ulValueLen != sizeof kt)
+                return false;
+        if (t[2].ulValueLen == CK_UNAVAILABLE_INFORMATION)
+                sign = CK_TRUE;
+        if (t[3].ulValueLen == CK_UNAVAILABLE_INFORMATION)
+                always = CK_FALSE;
+        return cls == CKO_PRIVATE_KEY && kt == want && sign && !always;
+}
+
+/* Holds the init back when the session allows it (lock taken here). */
+static bool sign_hold(struct module *m, CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key) {
+        bool held = false;
+        sess_lock(m);
+        struct msession *s = sess_get_locked(m, h);
+        if (s && s->sign_idle && !s->sign_held) {
+                s->sign_held = true;
+                s->sign_idle = false;
+                s->held_mech = mech->mechanism;
+                s->held_key = key;
+                held = true;
+        }
+        sess_unlock(m);
+        return held;
+}
+
+/* Takes the session's held init, if any: true and its mechanism and key. */
+static bool sign_take(struct module *m, CK_SESSION_HANDLE h, CK_MECHANISM *ret_mech, CK_OBJECT_HANDLE *ret_key) {
+        bool held = false;
+        sess_lock(m);
+        struct msession *s = sess_get_locked(m, h);
+        if (s && s->sign_held) {
+                s->sign_held = false;
+                *ret_mech = (CK_MECHANISM){ s->held_mech, NULL, 0 };
+                *ret_key = s->held_key;
+                held = true;
+        }
+        sess_unlock(m);
+        return held;
+}
+
+/* After a call that may have ended the operation: it ended when a
+ * signature came back, and there was none when the daemon says so;
+ * otherwise (a length query, a short buffer, another error) the module no
+ * longer knows. */
+static void sign_ended(struct module *m, CK_SESSION_HANDLE h, bool ended) {
+        sess_lock(m);
+        struct msession *s = sess_get_locked(m, h);
+        if (s)
+                s->sign_idle = ended;
+        sess_unlock(m);
+}
+
+/* Sends the session's held init on its own; CKR_OK when there was none. */
+static CK_RV sign_flush(struct module *m, CK_SESSION_HANDLE h, uint64_t gen, CK_SESSION_HANDLE dh) {
+        CK_MECHANISM mech;
+        CK_OBJECT_HANDLE key;
+        if (!sign_take(m, h, &mech, &key))
+                return CKR_OK;
+        return rpc_crypt_init(m->rpc, WIRE_OP_SIGN_INIT, gen, dh, &mech, key);
+}
+
+/* The same for every session on a slot (before a login or logout, which
+ * change what the token lets this process do). */
+static void sign_flush_slot(struct module *m, CK_SLOT_ID slot) {
+        for (;;) {
+                CK_SESSION_HANDLE h = 0, dh = 0;
+                uint64_t gen = 0;
+                sess_lock(m);
+                for (size_t i = 0; i < m->n_sessions && !h; i++)
+                        if (m->sessions[i].slot == slot && m->sessions[i].sign_held) {
+                                h = m->sessions[i].handle;
+                                dh = m->sessions[i].dh;
+                                gen = m->sessions[i].gen;
+                        }
+                sess_unlock(m);
+                if (!h)
+                        return;
+                (void)sign_flush(m, h, gen, dh);
+        }
+}
+
 static CK_RV nc_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
-        return crypt_init(WIRE_OP_SIGN_INIT, h, mech, key);
+        ENTER(m);
+        SESSION(m, h);
+        if (!mech)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        /* A held init first: the daemon then answers this one as it would
+         * have (CKR_OPERATION_ACTIVE). */
+        CK_RV rv = sign_flush(m, h, gen_, dh_);
+        if (rv == CKR_OK && sign_init_checkable(m, slot_, mech, key) && sign_hold(m, h, mech, key))
+                LEAVE_RETURN(m, cache_served(m, CKR_OK));
+        uint64_t kgen;
+        struct mcache_stamp st;
+        bool keep = keep_begin(m, slot_, &kgen, &st);
+        rv = rpc_crypt_init(m->rpc, WIRE_OP_SIGN_INIT, gen_, dh_, mech, key);
+        if (rv == CKR_OK) {
+                sign_ended(m, h, false);
+                CK_KEY_TYPE kt;
+                if (keep && keep_ok(m, kgen) && !mech->ulParameterLen && sign_mech_key_type(mech->mechanism, &kt))
+                        mcache_put_sign_mech(m->cache, slot_, &st, mech->mechanism);
+        } else if (rv == CKR_OPERATION_ACTIVE)
+                sign_ended(m, h, false);
+        SESSION_RETURN(m, h, rv);
 }
 
 static CK_RV nc_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len) {
-        return data_out(WIRE_OP_SIGN, h, data, len, sig, sig_len);
+        ENTER(m);
+        SESSION(m, h);
+        if (!sig_len || (!data && len))
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        CK_MECHANISM mech;
+        CK_OBJECT_HANDLE key;
+        CK_RV rv = sign_take(m, h, &mech, &key) ?
+                rpc_sign_once(m->rpc, gen_, dh_, &mech, key, data, len, sig, sig_len) :
+                rpc_data_out(m->rpc, WIRE_OP_SIGN, gen_, dh_, data, len, sig, sig_len);
+        sign_ended(m, h, (rv == CKR_OK && sig) || rv == CKR_OPERATION_NOT_INITIALIZED);
+        SESSION_RETURN(m, h, rv);
 }
 
 static CK_RV nc_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len) {
-        return data_in(WIRE_OP_SIGN_UPDATE, h, data, len);
+        ENTER(m);
+        SESSION(m, h);
+        if (!data && len)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        CK_MECHANISM mech;
+        CK_OBJECT_HANDLE key;
+        CK_RV rv = sign_take(m, h, &mech, &key) ?
+                rpc_sign_init_update(m->rpc, gen_, dh_, &mech, key, data, len) :
+                rpc_data_in(m->rpc, WIRE_OP_SIGN_UPDATE, gen_, dh_, data, len);
+        sign_ended(m, h, false);
+        SESSION_RETURN(m, h, rv);
 }
 
 static CK_RV nc_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len) {
-        return final_out(WIRE_OP_SIGN_FINAL, h, sig, sig_len);
+        ENTER(m);
+        SESSION(m, h);
+        if (!sig_len)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        CK_RV rv = sign_flush(m, h, gen_, dh_);
+        if (rv == CKR_OK)
+                rv = rpc_final_out(m->rpc, WIRE_OP_SIGN_FINAL, gen_, dh_, sig, sig_len);
+        sign_ended(m, h, (rv == CKR_OK && sig) || rv == CKR_OPERATION_NOT_INITIALIZED);
+        SESSION_RETURN(m, h, rv);
 }
 
 static CK_RV nc_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {

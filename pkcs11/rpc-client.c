@@ -635,19 +635,55 @@ static bool put_mechanism(struct wire_msg *m, const CK_MECHANISM *mech, struct n
         return true;
 }
 
+/* The start of a *Init request ("uMu"), also that of a C_SignInit the
+ * module held back and sends with the call that followed it. */
+static bool crypt_init_start(struct call *k, uint16_t op, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                            CK_OBJECT_HANDLE key) {
+        struct nbuf param;
+        call_start(k, op, false);
+        wire_put_u64(&k->req, s);
+        bool ok = put_mechanism(&k->req, mech, &param);
+        nbuf_done(&param);
+        wire_put_u64(&k->req, key);
+        return ok;
+}
+
 CK_RV rpc_crypt_init(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
                      CK_OBJECT_HANDLE key) {
         struct call k;
-        struct nbuf param;
-        call_start(&k, op, false);
-        wire_put_u64(&k.req, s);
-        if (!put_mechanism(&k.req, mech, &param)) {
-                nbuf_done(&param);
+        if (!crypt_init_start(&k, op, s, mech, key)) {
                 call_end(&k);
                 return CKR_MECHANISM_PARAM_INVALID;
         }
-        nbuf_done(&param);
-        wire_put_u64(&k.req, key);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_sign_once(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                    CK_OBJECT_HANDLE key, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        struct call k;
+        if (!crypt_init_start(&k, WIRE_OP_SIGN_ONCE, s, mech, key)) {
+                call_end(&k);
+                return CKR_MECHANISM_PARAM_INVALID;
+        }
+        wire_put_blob(&k.req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
+        CK_ULONG cap = out ? *out_len : 0;
+        wire_put_outreq(&k.req, out == NULL, cap);
+        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        rv = get_outbytes(&k, rv, out, cap, out_len);
+        call_end(&k);
+        return rv;
+}
+
+CK_RV rpc_sign_init_update(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                           CK_OBJECT_HANDLE key, CK_BYTE_PTR data, CK_ULONG len) {
+        struct call k;
+        if (!crypt_init_start(&k, WIRE_OP_SIGN_INIT_UPDATE, s, mech, key)) {
+                call_end(&k);
+                return CKR_MECHANISM_PARAM_INVALID;
+        }
+        wire_put_blob(&k.req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
         CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
         call_end(&k);
         return rv;

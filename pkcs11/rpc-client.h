@@ -167,6 +167,13 @@ CK_RV rpc_find_objects_final(struct rpc_client *c, uint64_t gen, CK_SESSION_HAND
 /* SignInit, VerifyInit, EncryptInit, DecryptInit (op selects which). */
 CK_RV rpc_crypt_init(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
                      CK_OBJECT_HANDLE key);
+/* A C_SignInit the module held back, sent with the C_Sign (WIRE_OP_SIGN_ONCE)
+ * or C_SignUpdate (WIRE_OP_SIGN_INIT_UPDATE) that followed it: one round
+ * trip; the init's error, if it fails, is the answer. */
+CK_RV rpc_sign_once(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                    CK_OBJECT_HANDLE key, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+CK_RV rpc_sign_init_update(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                           CK_OBJECT_HANDLE key, CK_BYTE_PTR data, CK_ULONG len);
 CK_RV rpc_digest_init(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech);
 /* Sign, Encrypt, Decrypt, Digest, EncryptUpdate, DecryptUpdate ("uzq"). */
 CK_RV rpc_data_out(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HANDLE s, CK_BYTE_PTR data,

@@ -1137,11 +1137,166 @@ static void scenario_version(void) {
         CHECK_RV(f->C_CloseSession(h), CKR_OK);
 }
 
+/* One round trip per signature (issue 12): a C_SignInit the module can
+ * check from what it holds travels with the C_Sign (or C_SignUpdate) after
+ * it; every error C_SignInit can give still comes at C_SignInit. */
+static CK_RV verify_with(CK_SESSION_HANDLE h, CK_MECHANISM_TYPE mt, CK_OBJECT_HANDLE pub, const uint8_t *data,
+                         CK_ULONG len, const uint8_t *sig, CK_ULONG sig_len) {
+        CK_MECHANISM m = { mt, NULL, 0 };
+        CK_RV rv = f->C_VerifyInit(h, &m, pub);
+        return rv != CKR_OK ? rv : f->C_Verify(h, (CK_BYTE_PTR)data, len, (CK_BYTE_PTR)sig, sig_len);
+}
+
+static void scenario_signbatch(void) {
+        CK_SLOT_ID slot;
+        if (!start_daemon() || !load() || !init_and_find(&slot))
+                return;
+        CK_SESSION_HANDLE h;
+        REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h), CKR_OK);
+        REQUIRE_RV(f->C_Login(h, CKU_USER, PIN(TU_USER_PIN)), CKR_OK);
+        static const uint8_t p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+        CK_MECHANISM gen = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+        CK_BBOOL tru = CK_TRUE, fal = CK_FALSE;
+        CK_ATTRIBUTE pubt[] = { { CKA_EC_PARAMS, (void *)p256, sizeof p256 }, { CKA_TOKEN, &tru, 1 } };
+        CK_ATTRIBUTE privt[] = { { CKA_TOKEN, &tru, 1 }, { CKA_PRIVATE, &tru, 1 }, { CKA_SIGN, &tru, 1 } };
+        CK_ATTRIBUTE nosignt[] = { { CKA_TOKEN, &tru, 1 }, { CKA_PRIVATE, &tru, 1 }, { CKA_SIGN, &fal, 1 } };
+        CK_OBJECT_HANDLE pub, priv, pub2, nosign;
+        REQUIRE_RV(f->C_GenerateKeyPair(h, &gen, pubt, 2, privt, 3, &pub, &priv), CKR_OK);
+        REQUIRE_RV(f->C_GenerateKeyPair(h, &gen, pubt, 2, nosignt, 3, &pub2, &nosign), CKR_OK);
+        CK_ULONG nobj = 0;
+        CHECK(enumerate_once(h, &nobj) && nobj == 4);
+
+        uint8_t hash[32], sig[256];
+        memset(hash, 0x5a, sizeof hash);
+        CK_MECHANISM ecdsa = { CKM_ECDSA, NULL, 0 };
+        CK_ULONG len;
+        /* The first C_SignInit with a mechanism goes at once (the module has
+         * not seen the token accept it yet). */
+        double r0 = daemon_p11_requests();
+        CHECK_RV(f->C_SignInit(h, &ecdsa, priv), CKR_OK);
+        len = sizeof sig;
+        CHECK_RV(f->C_Sign(h, hash, sizeof hash, sig, &len), CKR_OK);
+        double r1 = daemon_p11_requests();
+        CHECK(r1 - r0 == 2);
+        CHECK_RV(verify_with(h, CKM_ECDSA, pub, hash, sizeof hash, sig, len), CKR_OK);
+        /* After it, one request per signature, each a valid one. */
+        double r2 = daemon_p11_requests();
+        bool all_ok = true;
+        for (int i = 0; i < 20; i++) {
+                hash[0] = (uint8_t)i;
+                all_ok = all_ok && f->C_SignInit(h, &ecdsa, priv) == CKR_OK;
+                len = sizeof sig;
+                all_ok = all_ok && f->C_Sign(h, hash, sizeof hash, sig, &len) == CKR_OK;
+        }
+        double r3 = daemon_p11_requests();
+        fprintf(stderr, "20 C_SignInit + C_Sign: %.0f requests reached the daemon\n", r3 - r2);
+        CHECK(all_ok);
+        CHECK(r3 - r2 == 20);
+        CHECK_RV(verify_with(h, CKM_ECDSA, pub, hash, sizeof hash, sig, len), CKR_OK);
+        sig[len - 1] ^= 1;
+        CHECK_RV(verify_with(h, CKM_ECDSA, pub, hash, sizeof hash, sig, len), CKR_SIGNATURE_INVALID);
+
+        /* A length query first: the init travels with it, the operation
+         * stays for the C_Sign that takes the signature. */
+        double r4 = daemon_p11_requests();
+        CHECK_RV(f->C_SignInit(h, &ecdsa, priv), CKR_OK);
+        len = 0;
+        CHECK_RV(f->C_Sign(h, hash, sizeof hash, NULL, &len), CKR_OK);
+        CHECK(len >= 64 && len <= sizeof sig);
+        CHECK_RV(f->C_Sign(h, hash, sizeof hash, sig, &len), CKR_OK);
+        CHECK(daemon_p11_requests() - r4 == 2);
+        CHECK_RV(verify_with(h, CKM_ECDSA, pub, hash, sizeof hash, sig, len), CKR_OK);
+        /* A short buffer keeps the operation too. */
+        CHECK_RV(f->C_SignInit(h, &ecdsa, priv), CKR_OK);
+        len = 8;
+        CHECK_RV(f->C_Sign(h, hash, sizeof hash, sig, &len), CKR_BUFFER_TOO_SMALL);
+        len = sizeof sig;
+        CHECK_RV(f->C_Sign(h, hash, sizeof hash, sig, &len), CKR_OK);
+        CHECK_RV(verify_with(h, CKM_ECDSA, pub, hash, sizeof hash, sig, len), CKR_OK);
+
+        /* Multi-part: the init travels with the first C_SignUpdate. */
+        static const uint8_t msg[] = "one round trip per signature";
+        CK_MECHANISM ecdsa256 = { CKM_ECDSA_SHA256, NULL, 0 };
+        CHECK_RV(f->C_SignInit(h, &ecdsa256, priv), CKR_OK); /* learnt here */
+        len = sizeof sig;
+        CHECK_RV(f->C_Sign(h, (CK_BYTE_PTR)msg, sizeof msg, sig, &len), CKR_OK);
+        double r5 = daemon_p11_requests();
+        CHECK_RV(f->C_SignInit(h, &ecdsa256, priv), CKR_OK);
+        CHECK_RV(f->C_SignUpdate(h, (CK_BYTE_PTR)msg, 10), CKR_OK);
+        CHECK_RV(f->C_SignUpdate(h, (CK_BYTE_PTR)msg + 10, sizeof msg - 10), CKR_OK);
+        len = sizeof sig;
+        CHECK_RV(f->C_SignFinal(h, sig, &len), CKR_OK);
+        CHECK(daemon_p11_requests() - r5 == 3);
+        CHECK_RV(verify_with(h, CKM_ECDSA_SHA256, pub, msg, sizeof msg, sig, len), CKR_OK);
+        /* C_SignFinal straight after a held init: the init goes first. */
+        CHECK_RV(f->C_SignInit(h, &ecdsa256, priv), CKR_OK);
+        len = sizeof sig;
+        CHECK_RV(f->C_SignFinal(h, sig, &len), CKR_OK);
+        CHECK_RV(verify_with(h, CKM_ECDSA_SHA256, pub, (const uint8_t *)"", 0, sig, len), CKR_OK);
+
+        /* Probes see their errors at C_SignInit, with every mechanism
+         * learnt and the objects in the module's copy. */
+        CK_MECHANISM rsa = { CKM_SHA256_RSA_PKCS, NULL, 0 };
+        CK_MECHANISM dsa = { CKM_DSA, NULL, 0 };
+        CHECK_RV(f->C_SignInit(h, &ecdsa, nosign), CKR_KEY_FUNCTION_NOT_PERMITTED);
+        CHECK_RV(f->C_SignInit(h, &ecdsa, pub), CKR_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(f->C_SignInit(h, &rsa, priv), CKR_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(f->C_SignInit(h, &dsa, priv), CKR_MECHANISM_INVALID);
+        CHECK_RV(f->C_SignInit(h, &ecdsa, (CK_OBJECT_HANDLE)0x7fff0000), CKR_KEY_HANDLE_INVALID);
+        CHECK_RV(f->C_SignInit(h, NULL, priv), CKR_ARGUMENTS_BAD);
+        /* A mechanism parameter where none belongs is the daemon's to judge. */
+        CK_MECHANISM withparam = { CKM_ECDSA, hash, 4 };
+        CHECK_RV(f->C_SignInit(h, &withparam, priv), CKR_OK);
+        len = sizeof sig;
+        CHECK_RV(f->C_Sign(h, hash, sizeof hash, sig, &len), CKR_OK);
+        /* A second C_SignInit while one is held: the first is active. */
+        CHECK_RV(f->C_SignInit(h, &ecdsa, priv), CKR_OK);
+        CHECK_RV(f->C_SignInit(h, &ecdsa, priv), CKR_OPERATION_ACTIVE);
+        len = sizeof sig;
+        CHECK_RV(f->C_Sign(h, hash, sizeof hash, sig, &len), CKR_OK);
+        CHECK_RV(verify_with(h, CKM_ECDSA, pub, hash, sizeof hash, sig, len), CKR_OK);
+        /* An operation left active by a C_SignUpdate the module sent: the
+         * next C_SignInit is not held and reports it. */
+        CHECK_RV(f->C_SignInit(h, &ecdsa256, priv), CKR_OK);
+        CHECK_RV(f->C_SignUpdate(h, (CK_BYTE_PTR)msg, 4), CKR_OK);
+        CHECK_RV(f->C_SignInit(h, &ecdsa, priv), CKR_OPERATION_ACTIVE);
+        len = sizeof sig;
+        CHECK_RV(f->C_SignFinal(h, sig, &len), CKR_OK);
+        CHECK_RV(verify_with(h, CKM_ECDSA_SHA256, pub, msg, 4, sig, len), CKR_OK);
+        /* A C_Sign with no C_SignInit is still refused. */
+        len = sizeof sig;
+        CHECK_RV(f->C_Sign(h, hash, sizeof hash, sig, &len), CKR_OPERATION_NOT_INITIALIZED);
+
+        /* The key destroyed by another session between the two calls: the
+         * init's error comes with C_Sign, and the next C_SignInit reports
+         * the key gone at once. */
+        CK_SESSION_HANDLE h2;
+        REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h2), CKR_OK);
+        CHECK_RV(f->C_SignInit(h, &ecdsa, priv), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(h2, priv), CKR_OK);
+        len = sizeof sig;
+        CHECK_RV(f->C_Sign(h, hash, sizeof hash, sig, &len), CKR_KEY_HANDLE_INVALID);
+        CHECK_RV(f->C_SignInit(h, &ecdsa, priv), CKR_KEY_HANDLE_INVALID);
+        /* A held init dies with its session. */
+        CK_OBJECT_HANDLE pub3, priv3;
+        REQUIRE_RV(f->C_GenerateKeyPair(h2, &gen, pubt, 2, privt, 3, &pub3, &priv3), CKR_OK);
+        CK_ULONG n2 = 0;
+        CHECK(enumerate_once(h2, &n2));
+        CHECK_RV(f->C_SignInit(h2, &ecdsa, priv3), CKR_OK);
+        CHECK_RV(f->C_CloseSession(h2), CKR_OK);
+        CHECK_RV(f->C_SignInit(h, &ecdsa, priv3), CKR_OK);
+        len = sizeof sig;
+        CHECK_RV(f->C_Sign(h, hash, sizeof hash, sig, &len), CKR_OK);
+        CHECK_RV(verify_with(h, CKM_ECDSA, pub3, hash, sizeof hash, sig, len), CKR_OK);
+        CHECK_RV(f->C_Logout(h), CKR_OK);
+        CHECK_RV(f->C_CloseSession(h), CKR_OK);
+}
+
 int main(int argc, char **argv) {
         if (argc == 3 && strcmp(argv[1], "uid-child") == 0)
                 return uid_child(argv[2]);
         if (argc != 2) {
-                fprintf(stderr, "usage: %s fork|restart|nodaemon|uid|killed|finalize|threads|nothreads|events|version\n", argv[0]);
+                fprintf(stderr, "usage: %s fork|restart|nodaemon|uid|killed|finalize|threads|nothreads|events|version|cache[-nothreads]|signbatch[-nothreads]\n", argv[0]);
                 return 2;
         }
         so_path = tu_env_path("NETCA_PKCS11_MODULE");
@@ -1179,6 +1334,13 @@ int main(int argc, char **argv) {
         }
         else if (strcmp(s, "version") == 0)
                 scenario_version();
+        else if (strcmp(s, "signbatch") == 0)
+                scenario_signbatch();
+        else if (strcmp(s, "signbatch-nothreads") == 0) {
+                static CK_C_INITIALIZE_ARGS a = { .flags = CKF_OS_LOCKING_OK | CKF_LIBRARY_CANT_CREATE_OS_THREADS };
+                init_args = &a;
+                scenario_signbatch();
+        }
         else {
                 fprintf(stderr, "unknown scenario %s\n", s);
                 cleanup();
