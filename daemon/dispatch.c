@@ -387,17 +387,30 @@ static int h_find_objects(struct core_client *cl, struct wire_msg *req, struct w
         return 0;
 }
 
-/* SignInit, VerifyInit, EncryptInit, DecryptInit: "uMu" -> "u". */
-static int h_crypt_init(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep,
-                        CK_RV (*fn)(struct core_client *, CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE)) {
+/* The "uMu" head of a *Init request: session, mechanism, key. */
+struct init_args {
         CK_ULONG s, key;
         CK_MECHANISM mech;
         union mechparam_native param;
-        if (!wire_get_ulong(req, &s) || !wire_get_mechanism(req, &mech) || !wire_get_ulong(req, &key) ||
-            wire_msg_read_done(req) < 0)
+};
+
+typedef CK_RV (*init_fn)(struct core_client *, CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE);
+
+static bool init_args_get(struct wire_msg *req, struct init_args *a) {
+        return wire_get_ulong(req, &a->s) && wire_get_mechanism(req, &a->mech) && wire_get_ulong(req, &a->key);
+}
+
+/* Runs the init (after the whole request was read). */
+static CK_RV init_args_run(struct core_client *cl, struct init_args *a, init_fn fn) {
+        return mechparam_decode(&a->mech, &a->param) ? fn(cl, a->s, &a->mech, a->key) : CKR_MECHANISM_PARAM_INVALID;
+}
+
+/* SignInit, VerifyInit, EncryptInit, DecryptInit: "uMu" -> "u". */
+static int h_crypt_init(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep, init_fn fn) {
+        struct init_args a;
+        if (!init_args_get(req, &a) || wire_msg_read_done(req) < 0)
                 return BAD_REQUEST;
-        CK_RV rv = mechparam_decode(&mech, &param) ? fn(cl, s, &mech, key) : CKR_MECHANISM_PARAM_INVALID;
-        reply_start(req, rep, rv);
+        reply_start(req, rep, init_args_run(cl, &a, fn));
         return 0;
 }
 
@@ -412,64 +425,70 @@ static int h_digest_init(struct core_client *cl, struct wire_msg *req, struct wi
         return 0;
 }
 
+/* The "zq" rest of a request that returns bytes: the data and the output
+ * request, then the end of the request; the output buffer allocated. */
+struct data_out {
+        const uint8_t *data;
+        size_t len;
+        struct outbuf o;
+};
+
+static int data_out_get(struct wire_msg *req, struct data_out *d) {
+        if (!wire_get_blob(req, &d->data, &d->len) || !outbuf_get(req, &d->o) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        return outbuf_alloc(&d->o) ? 0 : -ENOMEM;
+}
+
+/* Replies "uZ" with rv and the output. */
+static int data_out_reply(struct wire_msg *req, struct wire_msg *rep, CK_RV rv, struct data_out *d) {
+        reply_start(req, rep, rv);
+        outbuf_put(rep, rv, &d->o);
+        outbuf_done(&d->o);
+        return 0;
+}
+
 /* Sign, Encrypt, Decrypt, Digest and the Encrypt/Decrypt updates:
  * "uzq" -> "uZ". */
 static int h_data_out(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep,
                       CK_RV (*fn)(struct core_client *, CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
                                   CK_ULONG_PTR)) {
         CK_ULONG s;
-        const uint8_t *data;
-        size_t len;
-        struct outbuf o;
-        if (!wire_get_ulong(req, &s) || !wire_get_blob(req, &data, &len) || !outbuf_get(req, &o) ||
-            wire_msg_read_done(req) < 0)
+        struct data_out d;
+        if (!wire_get_ulong(req, &s))
                 return BAD_REQUEST;
-        if (!outbuf_alloc(&o))
-                return -ENOMEM;
-        CK_RV rv = fn(cl, s, (CK_BYTE_PTR)data, len, o.data, &o.len);
-        reply_start(req, rep, rv);
-        outbuf_put(rep, rv, &o);
-        outbuf_done(&o);
-        return 0;
+        int r = data_out_get(req, &d);
+        if (r != 0)
+                return r;
+        return data_out_reply(req, rep, fn(cl, s, (CK_BYTE_PTR)d.data, d.len, d.o.data, &d.o.len), &d);
 }
 
 /* A C_SignInit the module held back, with the C_Sign that followed it
  * (pkcs11/module.c, "One round trip per signature"): "uMuzq" -> "uZ".  The
  * init's error, if any, is the answer; else the signature's. */
 static int h_sign_once(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
-        CK_ULONG s, key;
-        CK_MECHANISM mech;
-        union mechparam_native param;
-        const uint8_t *data;
-        size_t len;
-        struct outbuf o;
-        if (!wire_get_ulong(req, &s) || !wire_get_mechanism(req, &mech) || !wire_get_ulong(req, &key) ||
-            !wire_get_blob(req, &data, &len) || !outbuf_get(req, &o) || wire_msg_read_done(req) < 0)
+        struct init_args a;
+        struct data_out d;
+        if (!init_args_get(req, &a))
                 return BAD_REQUEST;
-        if (!outbuf_alloc(&o))
-                return -ENOMEM;
-        CK_RV rv = mechparam_decode(&mech, &param) ? core_sign_init(cl, s, &mech, key) : CKR_MECHANISM_PARAM_INVALID;
+        int r = data_out_get(req, &d);
+        if (r != 0)
+                return r;
+        CK_RV rv = init_args_run(cl, &a, core_sign_init);
         if (rv == CKR_OK)
-                rv = core_sign(cl, s, (CK_BYTE_PTR)data, len, o.data, &o.len);
-        reply_start(req, rep, rv);
-        outbuf_put(rep, rv, &o);
-        outbuf_done(&o);
-        return 0;
+                rv = core_sign(cl, a.s, (CK_BYTE_PTR)d.data, d.len, d.o.data, &d.o.len);
+        return data_out_reply(req, rep, rv, &d);
 }
 
 /* The same with the C_SignUpdate that followed: "uMuz" -> "u". */
 static int h_sign_init_update(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
-        CK_ULONG s, key;
-        CK_MECHANISM mech;
-        union mechparam_native param;
+        struct init_args a;
         const uint8_t *data;
         size_t len;
-        if (!wire_get_ulong(req, &s) || !wire_get_mechanism(req, &mech) || !wire_get_ulong(req, &key) ||
-            !wire_get_blob(req, &data, &len) || wire_msg_read_done(req) < 0)
+        if (!init_args_get(req, &a) || !wire_get_blob(req, &data, &len) || wire_msg_read_done(req) < 0)
                 return BAD_REQUEST;
-        CK_RV rv = mechparam_decode(&mech, &param) ? core_sign_init(cl, s, &mech, key) : CKR_MECHANISM_PARAM_INVALID;
+        CK_RV rv = init_args_run(cl, &a, core_sign_init);
         if (rv == CKR_OK)
-                rv = core_sign_update(cl, s, (CK_BYTE_PTR)data, len);
+                rv = core_sign_update(cl, a.s, (CK_BYTE_PTR)data, len);
         reply_start(req, rep, rv);
         return 0;
 }

@@ -635,6 +635,23 @@ static bool put_mechanism(struct wire_msg *m, const CK_MECHANISM *mech, struct n
         return true;
 }
 
+/* The "zq" -> "uZ" rest of a request that returns bytes: puts the data and
+ * the output request, runs the call, takes the output. */
+static CK_RV data_out_run(struct rpc_client *c, struct call *k, uint64_t gen, CK_BYTE_PTR data, CK_ULONG len,
+                          CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        wire_put_blob(&k->req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
+        CK_ULONG cap = out ? *out_len : 0;
+        wire_put_outreq(&k->req, out == NULL, cap);
+        CK_RV rv = call_run(c, k, gen, CKR_SESSION_HANDLE_INVALID);
+        return get_outbytes(k, rv, out, cap, out_len);
+}
+
+/* The "z" -> "u" rest of a request that only gives bytes. */
+static CK_RV data_in_run(struct rpc_client *c, struct call *k, uint64_t gen, CK_BYTE_PTR data, CK_ULONG len) {
+        wire_put_blob(&k->req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
+        return call_run(c, k, gen, CKR_SESSION_HANDLE_INVALID);
+}
+
 /* The start of a *Init request ("uMu"), also that of a C_SignInit the
  * module held back and sends with the call that followed it. */
 static bool crypt_init_start(struct call *k, uint16_t op, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
@@ -667,11 +684,7 @@ CK_RV rpc_sign_once(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_
                 call_end(&k);
                 return CKR_MECHANISM_PARAM_INVALID;
         }
-        wire_put_blob(&k.req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
-        CK_ULONG cap = out ? *out_len : 0;
-        wire_put_outreq(&k.req, out == NULL, cap);
-        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
-        rv = get_outbytes(&k, rv, out, cap, out_len);
+        CK_RV rv = data_out_run(c, &k, gen, data, len, out, out_len);
         call_end(&k);
         return rv;
 }
@@ -683,8 +696,7 @@ CK_RV rpc_sign_init_update(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE
                 call_end(&k);
                 return CKR_MECHANISM_PARAM_INVALID;
         }
-        wire_put_blob(&k.req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
-        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        CK_RV rv = data_in_run(c, &k, gen, data, len);
         call_end(&k);
         return rv;
 }
@@ -715,11 +727,7 @@ CK_RV rpc_data_out(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_H
         struct call k;
         call_start(&k, op, op_input_secret(op));
         wire_put_u64(&k.req, s);
-        wire_put_blob(&k.req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
-        CK_ULONG cap = out ? *out_len : 0;
-        wire_put_outreq(&k.req, out == NULL, cap);
-        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
-        rv = get_outbytes(&k, rv, out, cap, out_len);
+        CK_RV rv = data_out_run(c, &k, gen, data, len, out, out_len);
         call_end(&k);
         return rv;
 }
@@ -742,8 +750,7 @@ CK_RV rpc_data_in(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HA
         struct call k;
         call_start(&k, op, false);
         wire_put_u64(&k.req, s);
-        wire_put_blob(&k.req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
-        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
+        CK_RV rv = data_in_run(c, &k, gen, data, len);
         call_end(&k);
         return rv;
 }
