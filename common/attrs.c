@@ -8,6 +8,7 @@
 void nattrs_init(struct nattrs *a) {
         a->v = NULL;
         a->n = 0;
+        a->cap = 0;
 }
 
 void nattrs_done(struct nattrs *a) {
@@ -18,6 +19,22 @@ void nattrs_done(struct nattrs *a) {
         }
         free(a->v);
         nattrs_init(a);
+}
+
+int nattrs_reserve(struct nattrs *a, size_t n) {
+        if (n <= a->cap)
+                return 0;
+        size_t cap = a->cap ? a->cap : 8;
+        while (cap < n)
+                cap *= 2;
+        if (cap > SIZE_MAX / sizeof *a->v)
+                return -ENOMEM;
+        struct nattr *nv = realloc(a->v, cap * sizeof *nv);
+        if (!nv)
+                return -ENOMEM;
+        a->v = nv;
+        a->cap = cap;
+        return 0;
 }
 
 static struct nattr *find(const struct nattrs *a, CK_ATTRIBUTE_TYPE type) {
@@ -46,12 +63,10 @@ int nattrs_set(struct nattrs *a, CK_ATTRIBUTE_TYPE type, const void *value, size
                 e->len = len;
                 return 0;
         }
-        struct nattr *nv = realloc(a->v, (a->n + 1) * sizeof *nv);
-        if (!nv) {
+        if (nattrs_reserve(a, a->n + 1) < 0) {
                 free(copy);
                 return -ENOMEM;
         }
-        a->v = nv;
         a->v[a->n++] = (struct nattr){ .type = type, .len = len, .value = copy };
         return 0;
 }
@@ -163,6 +178,8 @@ CK_RV nattrs_answer(const struct nattrs *a, CK_ATTRIBUTE *t, CK_ULONG n) {
 int nattrs_from_template(struct nattrs *a, const CK_ATTRIBUTE *t, CK_ULONG n) {
         struct nattrs tmp;
         nattrs_init(&tmp);
+        if (nattrs_reserve(&tmp, n) < 0)
+                return -ENOMEM;
         for (CK_ULONG i = 0; i < n; i++) {
                 if (!t[i].pValue && t[i].ulValueLen) {
                         nattrs_done(&tmp);
@@ -182,6 +199,8 @@ int nattrs_from_template(struct nattrs *a, const CK_ATTRIBUTE *t, CK_ULONG n) {
 int nattrs_copy(struct nattrs *dst, const struct nattrs *src) {
         struct nattrs tmp;
         nattrs_init(&tmp);
+        if (nattrs_reserve(&tmp, src->n) < 0)
+                return -ENOMEM;
         for (size_t i = 0; i < src->n; i++) {
                 int r = nattrs_set(&tmp, src->v[i].type, src->v[i].value, src->v[i].len);
                 if (r < 0) {
@@ -208,8 +227,10 @@ int nattrs_parse(struct nattrs *a, const uint8_t *p, size_t n) {
         uint32_t cnt;
         nbuf_init_const(&b, p, n);
         nattrs_init(&tmp);
-        if (!nbuf_get_u32(&b, &cnt) || cnt > 4096)
+        if (!nbuf_get_u32(&b, &cnt) || cnt > 4096 || cnt > nbuf_remaining(&b) / 12)
                 return -EBADMSG;
+        if (nattrs_reserve(&tmp, cnt) < 0)
+                return -ENOMEM;
         for (uint32_t i = 0; i < cnt; i++) {
                 uint64_t type;
                 const uint8_t *v;

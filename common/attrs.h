@@ -23,10 +23,14 @@ struct nattr {
 struct nattrs {
         struct nattr *v;
         size_t n;
+        size_t cap;  /* elements allocated at v */
 };
 
 void nattrs_init(struct nattrs *a);
 void nattrs_done(struct nattrs *a);
+/* Make room for at least n attributes in all (grows geometrically, so that
+ * adding attributes one by one does not reallocate each time). */
+int nattrs_reserve(struct nattrs *a, size_t n);
 /* Add, or replace the value of an existing attribute of that type. */
 int nattrs_set(struct nattrs *a, CK_ATTRIBUTE_TYPE type, const void *value, size_t len);
 int nattrs_set_ulong(struct nattrs *a, CK_ATTRIBUTE_TYPE type, CK_ULONG v);

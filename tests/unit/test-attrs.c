@@ -59,6 +59,10 @@ int main(void) {
         free(longer);
         const uint8_t huge[] = { 0xff, 0xff, 0xff, 0xff };
         CHECK_RC(nattrs_parse(&b, huge, sizeof huge), -EBADMSG);
+        /* A count the remaining bytes cannot hold is refused before any
+         * allocation (each attribute takes at least 12 bytes). */
+        const uint8_t many[] = { 0x00, 0x00, 0x00, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+        CHECK_RC(nattrs_parse(&b, many, sizeof many), -EBADMSG);
         nbuf_done(&buf);
 
         nattrs_remove(&a, CKA_LABEL);
@@ -71,6 +75,26 @@ int main(void) {
         CHECK(b.n == 2);
         CHECK_OK(nattrs_copy(&b, &a));
         CHECK(b.n == a.n);
+
+        /* Growth is geometric: 100 attributes added one by one move the
+         * array a handful of times, not 100 (issue 13 item 6: one realloc
+         * per attribute churned the heap under a client with a
+         * use-after-free). */
+        struct nattrs g;
+        nattrs_init(&g);
+        size_t moves = 0, last_cap = 0;
+        for (CK_ULONG t = 0; t < 100; t++) {
+                CHECK_OK(nattrs_set_ulong(&g, CKA_VENDOR_DEFINED + t, t));
+                if (g.cap != last_cap)
+                        moves++;
+                last_cap = g.cap;
+                CHECK(g.cap >= g.n);
+        }
+        CHECK(g.n == 100 && moves <= 5);
+        CHECK_OK(nattrs_reserve(&g, 10)); /* already there: no change */
+        CHECK(g.cap == last_cap);
+        nattrs_done(&g);
+        CHECK(g.cap == 0);
 
         nattrs_done(&a);
         nattrs_done(&b);
