@@ -223,6 +223,7 @@ static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind ki
                 nattrs_get_ulong(&ko->attrs, CKA_KEY_TYPE, &kt);
                 allowed = nattrs_get_bool(&ko->attrs, op_attr(kind), true);
                 priv = nattrs_get_bool(&ko->attrs, CKA_PRIVATE, false);
+                o->key_private = priv;
                 o->always_auth = nattrs_get_bool(&ko->attrs, CKA_ALWAYS_AUTHENTICATE, false);
                 o->key_id = ko->id;
                 if (kind == OP_VERIFY || kind == OP_ENCRYPT)
@@ -410,7 +411,7 @@ static CK_RV private_op(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kin
                 keep = true;
                 goto out;
         }
-        if (!is_user(cl, k)) {
+        if (o->key_private && !is_user(cl, k)) {
                 rv = CKR_USER_NOT_LOGGED_IN;
                 goto out;
         }

@@ -72,6 +72,7 @@ struct op {
         CK_OBJECT_HANDLE key;
         uint64_t key_id;
         CK_KEY_TYPE key_type;
+        bool key_private;          /* CKA_PRIVATE: using the key needs a login */
         bool always_auth;
         bool context_ok;
         const mbedtls_md_info_t *md;

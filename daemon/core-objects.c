@@ -587,8 +587,9 @@ CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE h, CK_MEC
                 rv = CKR_MECHANISM_INVALID;
         else if (persistent && !(s->flags & CKF_RW_SESSION))
                 rv = CKR_SESSION_READ_ONLY;
-        else if (!is_user(cl, k))
-                rv = CKR_USER_NOT_LOGGED_IN;
+        else if (!is_user(cl, k) && (tmpl_bool(priv_tmpl, priv_n, CKA_PRIVATE, true) ||
+                                     tmpl_bool(pub_tmpl, pub_n, CKA_PRIVATE, false)))
+                rv = CKR_USER_NOT_LOGGED_IN; /* public session objects need no login (2.40 section 4.4) */
         else
                 rv = tok_load(k);
         if (rv != CKR_OK)

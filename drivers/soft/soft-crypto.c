@@ -74,12 +74,13 @@ static int key_get_locked(struct token *t, uint64_t id, struct soft_key **ret) {
                 r = -ENOKEY;
                 goto out;
         }
-        if (!t->user_logged || !t->token_key) {
+        const uint8_t *seal = soft_seal_key(t, id);
+        if (!seal) {
                 r = -EPERM;
                 goto out;
         }
         size_t an = soft_key_aad(id, aad);
-        r = soft_open_sealed(t->token_key, aad, an, sec, sec_n, &der, &der_n);
+        r = soft_open_sealed(seal, aad, an, sec, sec_n, &der, &der_n);
         if (r < 0) {
                 log_warning("soft token %s: key %llu cannot be decrypted", t->path, (unsigned long long) id);
                 r = -EIO;

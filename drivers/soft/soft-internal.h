@@ -74,6 +74,11 @@ struct token {
         bool user_pin_init;
 
         uint8_t *token_key;      /* secure memory, SOFT_KEY_LEN; NULL when logged out */
+        /* secure memory, SOFT_KEY_LEN, random for each open: seals the keys
+         * of session objects, which a public session may make and use
+         * without a login (PKCS#11 2.40 section 4.4) and which never reach
+         * the disk. */
+        uint8_t *mem_key;
         bool user_logged, so_logged;
 
         struct soft_mem_obj *mem;
@@ -90,6 +95,10 @@ int soft_db_begin(struct token *t);            /* BEGIN IMMEDIATE */
 int soft_db_commit(struct token *t);
 void soft_db_rollback(struct token *t);
 int soft_errno_from_sqlite(int rc);
+
+/* The key that seals object id's private key: mem_key for a session
+ * object, token_key for a token object (NULL when logged out). */
+const uint8_t *soft_seal_key(const struct token *t, uint64_t id);
 
 /* AES-256-GCM: out = iv || ciphertext || tag (malloc'd). */
 int soft_seal(const uint8_t key[SOFT_KEY_LEN], const uint8_t *aad, size_t aad_len, const uint8_t *in,

@@ -206,6 +206,9 @@ int soft_load_objects(struct token *t, struct dobj **ret, size_t *ret_n) {
 /* Serializes the private key and seals it for object id. */
 static int seal_key(struct token *t, mbedtls_pk_context *pk, uint64_t id, uint8_t **ret, size_t *ret_n) {
         uint8_t aad[32];
+        const uint8_t *key = soft_seal_key(t, id);
+        if (!key)
+                return -EPERM;
         uint8_t *der = secure_alloc(KEY_DER_MAX);
         if (!der)
                 return -ENOMEM;
@@ -215,7 +218,7 @@ static int seal_key(struct token *t, mbedtls_pk_context *pk, uint64_t id, uint8_
                 return -EIO;
         }
         size_t an = soft_key_aad(id, aad);
-        int r = soft_seal(t->token_key, aad, an, der + KEY_DER_MAX - len, (size_t) len, ret, ret_n);
+        int r = soft_seal(key, aad, an, der + KEY_DER_MAX - len, (size_t) len, ret, ret_n);
         secure_free(der);
         return r;
 }
@@ -577,7 +580,7 @@ int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bo
                         r = fill_public_key(&a, &pk, persistent, false, 0);
                 break;
         case CKO_PRIVATE_KEY:
-                if (!t->user_logged || !t->token_key) {
+                if (persistent && (!t->user_logged || !t->token_key)) {
                         r = -EPERM;
                         goto out;
                 }
@@ -846,11 +849,6 @@ int soft_generate_key_pair(struct token *t, const CK_MECHANISM *mech, const CK_A
 
         if (mech->mechanism != CKM_RSA_PKCS_KEY_PAIR_GEN && mech->mechanism != CKM_EC_KEY_PAIR_GEN)
                 return -ENOTSUP;
-        pthread_mutex_lock(&t->lock);
-        bool logged = t->user_logged && t->token_key;
-        pthread_mutex_unlock(&t->lock);
-        if (!logged)
-                return -EPERM;
         nattrs_init(&pub);
         nattrs_init(&priv);
         mbedtls_pk_init(&pk);
@@ -859,6 +857,17 @@ int soft_generate_key_pair(struct token *t, const CK_MECHANISM *mech, const CK_A
                 r = nattrs_from_template(&priv, priv_tmpl, priv_n);
         if (r < 0)
                 goto out;
+        /* A login is needed for a private object, and to seal a private key
+         * stored on the token; a public session-object pair needs none. */
+        bool need_login = nattrs_get_bool(&priv, CKA_TOKEN, false) || nattrs_get_bool(&priv, CKA_PRIVATE, true) ||
+                          nattrs_get_bool(&pub, CKA_PRIVATE, false);
+        pthread_mutex_lock(&t->lock);
+        bool logged = t->user_logged && t->token_key;
+        pthread_mutex_unlock(&t->lock);
+        if (need_login && !logged) {
+                r = -EPERM;
+                goto out;
+        }
         kt = mech->mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN ? CKK_RSA : CKK_EC;
         r = check_template_class(&pub, CKO_PUBLIC_KEY, kt);
         if (r >= 0)
@@ -921,7 +930,7 @@ int soft_generate_key_pair(struct token *t, const CK_MECHANISM *mech, const CK_A
         mbedtls_pk_context *pv[2] = { NULL, &pk };
         bool pers[2] = { pub_pers, priv_pers };
         pthread_mutex_lock(&t->lock);
-        if (!t->user_logged || !t->token_key)
+        if (need_login && (!t->user_logged || !t->token_key))
                 r = -EPERM; /* logged out while generating */
         else
                 r = store_objects(t, 2, av, pv, pers, ids);

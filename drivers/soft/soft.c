@@ -439,6 +439,7 @@ static void token_free(struct token *t) {
         free(t->keys);
         soft_mem_objects_clear(t);
         secure_free(t->token_key);
+        secure_free(t->mem_key);
         if (t->db)
                 sqlite3_close(t->db);
         free(t->path);
@@ -490,7 +491,18 @@ static struct token *token_alloc(void) {
         pthread_mutex_init(&t->info_lock, NULL);
         t->iterations = SOFT_PBKDF2_ITERATIONS;
         t->next_mem_id = 1;
+        t->mem_key = secure_alloc(SOFT_KEY_LEN);
+        if (!t->mem_key || pkc_random(t->mem_key, SOFT_KEY_LEN) < 0) {
+                token_free(t);
+                return NULL;
+        }
         return t;
+}
+
+const uint8_t *soft_seal_key(const struct token *t, uint64_t id) {
+        if (id & SOFT_MEM_ID_BIT)
+                return t->mem_key;
+        return t->user_logged ? t->token_key : NULL;
 }
 
 int soft_token_open(const char *path, struct token **ret) {

@@ -949,6 +949,132 @@ static void check_unsupported(CK_SESSION_HANDLE h) {
         CHECK_RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &s, NULL), CKR_NO_EVENT);
 }
 
+/* Issue 13 item 1: a session that is not logged in may create, generate,
+ * use and destroy public session objects (PKCS#11 2.40 section 4.4, access
+ * by session type); R/O sessions make session objects, never token objects;
+ * private objects still need a login.  ro and rw are not logged in. */
+static void check_public_session_objects(CK_SESSION_HANDLE ro, CK_SESSION_HANDLE rw) {
+        CK_MECHANISM ec_gen = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+        CK_MECHANISM ecdsa = { CKM_ECDSA, NULL, 0 };
+        CK_BYTE id[] = { 0x51 };
+        CK_ATTRIBUTE pub_t[] = {
+                { CKA_TOKEN, &no, sizeof no },
+                { CKA_PRIVATE, &no, sizeof no },
+                { CKA_VERIFY, &yes, sizeof yes },
+                { CKA_EC_PARAMS, (void *)p256_oid, sizeof p256_oid },
+                { CKA_ID, id, sizeof id },
+        };
+        CK_ATTRIBUTE priv_t[] = {
+                { CKA_TOKEN, &no, sizeof no },
+                { CKA_PRIVATE, &no, sizeof no },
+                { CKA_SENSITIVE, &yes, sizeof yes },
+                { CKA_SIGN, &yes, sizeof yes },
+                { CKA_ID, id, sizeof id },
+        };
+        CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE, a, b;
+        CK_BYTE hash[32], sig[128];
+        CK_ULONG len = sizeof sig;
+        memset(hash, 0x5a, sizeof hash);
+
+        CK_RV rv = f->C_GenerateKeyPair(ro, &ec_gen, pub_t, ELEMENTSOF(pub_t), priv_t, ELEMENTSOF(priv_t), &pub, &priv);
+        CHECK(rv == CKR_OK);
+        if (rv == CKR_OK) {
+                CHECK_RV(f->C_SignInit(ro, &ecdsa, priv), CKR_OK);
+                CHECK_RV(f->C_Sign(ro, hash, sizeof hash, sig, &len), CKR_OK);
+                CHECK(len == 64);
+                CHECK_RV(f->C_VerifyInit(ro, &ecdsa, pub), CKR_OK);
+                CHECK_RV(f->C_Verify(ro, hash, sizeof hash, sig, len), CKR_OK);
+                /* Another session of the application sees them. */
+                CHECK_RV(f->C_SignInit(rw, &ecdsa, priv), CKR_OK);
+                len = sizeof sig;
+                CHECK_RV(f->C_Sign(rw, hash, sizeof hash, sig, &len), CKR_OK);
+                CHECK_RV(f->C_DestroyObject(ro, priv), CKR_OK);
+                CHECK_RV(f->C_DestroyObject(ro, pub), CKR_OK);
+                CHECK_RV(f->C_SignInit(ro, &ecdsa, priv), CKR_KEY_HANDLE_INVALID);
+        }
+        /* A private half, or a token object in a R/O session: refused. */
+        priv_t[1].pValue = &yes;
+        CHECK_RV(f->C_GenerateKeyPair(ro, &ec_gen, pub_t, ELEMENTSOF(pub_t), priv_t, ELEMENTSOF(priv_t), &a, &b),
+                 CKR_USER_NOT_LOGGED_IN);
+        priv_t[1].pValue = &no;
+        pub_t[0].pValue = &yes;
+        CHECK_RV(f->C_GenerateKeyPair(ro, &ec_gen, pub_t, ELEMENTSOF(pub_t), priv_t, ELEMENTSOF(priv_t), &a, &b),
+                 CKR_SESSION_READ_ONLY);
+        pub_t[0].pValue = &no;
+        /* A private key stored on the soft token is sealed under a key only
+         * the user PIN opens: even with CKA_PRIVATE false it needs a login
+         * (netca's choice, docs/conformance.md: secret key material never
+         * reaches the disk unsealed). */
+        priv_t[0].pValue = &yes;
+        CHECK_RV(f->C_GenerateKeyPair(rw, &ec_gen, pub_t, ELEMENTSOF(pub_t), priv_t, ELEMENTSOF(priv_t), &a, &b),
+                 CKR_USER_NOT_LOGGED_IN);
+        priv_t[0].pValue = &no;
+
+        /* A public session data object: created, read and destroyed in R/O. */
+        CK_OBJECT_CLASS data = CKO_DATA;
+        CK_ATTRIBUTE d_t[] = {
+                { CKA_CLASS, &data, sizeof data },
+                { CKA_TOKEN, &no, sizeof no },
+                { CKA_PRIVATE, &no, sizeof no },
+                { CKA_LABEL, "pub-session", 11 },
+                { CKA_VALUE, "v", 1 },
+        };
+        CK_OBJECT_HANDLE d = CK_INVALID_HANDLE;
+        CHECK_RV(f->C_CreateObject(ro, d_t, ELEMENTSOF(d_t), &d), CKR_OK);
+        char v[4] = "";
+        CK_ATTRIBUTE get = { CKA_VALUE, v, sizeof v };
+        CHECK_RV(f->C_GetAttributeValue(ro, d, &get, 1), CKR_OK);
+        CHECK(get.ulValueLen == 1 && v[0] == 'v');
+        CHECK_RV(f->C_DestroyObject(ro, d), CKR_OK);
+        d_t[2].pValue = &yes;
+        CHECK_RV(f->C_CreateObject(ro, d_t, ELEMENTSOF(d_t), &d), CKR_USER_NOT_LOGGED_IN);
+        d_t[2].pValue = &no;
+        d_t[1].pValue = &yes;
+        CHECK_RV(f->C_CreateObject(ro, d_t, ELEMENTSOF(d_t), &d), CKR_SESSION_READ_ONLY);
+}
+
+/* Issue 13 item 3: RSA-1024 (older CA keys) generates and signs, with the
+ * public exponent given in 4 bytes; the mechanism info gives the real range.
+ * Session objects in a logged-in session. */
+static void check_rsa1024(CK_SESSION_HANDLE rw) {
+        CK_MECHANISM rsa_gen = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
+        CK_MECHANISM rsa_sha256 = { CKM_SHA256_RSA_PKCS, NULL, 0 };
+        CK_MECHANISM_INFO mi;
+        CK_ULONG bits = 1024;
+        CK_BYTE exp4[] = { 0x00, 0x01, 0x00, 0x01 };
+        CK_ATTRIBUTE pub_t[] = {
+                { CKA_TOKEN, &no, sizeof no },
+                { CKA_VERIFY, &yes, sizeof yes },
+                { CKA_MODULUS_BITS, &bits, sizeof bits },
+                { CKA_PUBLIC_EXPONENT, exp4, sizeof exp4 },
+        };
+        CK_ATTRIBUTE priv_t[] = {
+                { CKA_TOKEN, &no, sizeof no },
+                { CKA_SIGN, &yes, sizeof yes },
+        };
+        CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
+        static const char msg[] = "an older CA key";
+        CK_BYTE sig[256], mod[256], e[8];
+        CK_ULONG len = sizeof sig;
+
+        CHECK_RV(f->C_GetMechanismInfo(slot, CKM_RSA_PKCS_KEY_PAIR_GEN, &mi), CKR_OK);
+        CHECK(mi.ulMinKeySize <= 1024);
+        REQUIRE_RV(f->C_GenerateKeyPair(rw, &rsa_gen, pub_t, ELEMENTSOF(pub_t), priv_t, ELEMENTSOF(priv_t), &pub,
+                                        &priv),
+                   CKR_OK);
+        CK_ATTRIBUTE get[] = { { CKA_MODULUS, mod, sizeof mod }, { CKA_PUBLIC_EXPONENT, e, sizeof e } };
+        CHECK_RV(f->C_GetAttributeValue(rw, pub, get, 2), CKR_OK);
+        CHECK(get[0].ulValueLen == 128);
+        CHECK(get[1].ulValueLen >= 3 && e[get[1].ulValueLen - 1] == 0x01 && e[get[1].ulValueLen - 3] == 0x01);
+        CHECK_RV(f->C_SignInit(rw, &rsa_sha256, priv), CKR_OK);
+        CHECK_RV(f->C_Sign(rw, (CK_BYTE_PTR)msg, strlen(msg), sig, &len), CKR_OK);
+        CHECK(len == 128);
+        CHECK_RV(f->C_VerifyInit(rw, &rsa_sha256, pub), CKR_OK);
+        CHECK_RV(f->C_Verify(rw, (CK_BYTE_PTR)msg, strlen(msg), sig, len), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(rw, priv), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(rw, pub), CKR_OK);
+}
+
 static void check_cleanup(CK_SESSION_HANDLE rw) {
         CHECK_RV(f->C_DestroyObject(rw, ec_pub), CKR_OK);
         CHECK_RV(f->C_DestroyObject(rw, ec_priv), CKR_OK);
@@ -971,8 +1097,10 @@ static void run(void) {
         check_sessions();
         REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &ro), CKR_OK);
         REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &rw), CKR_OK);
+        check_public_session_objects(ro, rw);
         check_login(ro, rw);
         check_keygen(rw);
+        check_rsa1024(rw);
         check_find_and_visibility(ro, rw);
         check_attributes(ro);
         check_objects(ro, rw);
