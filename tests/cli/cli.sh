@@ -130,6 +130,10 @@ case_usage() {
         expect_rc 1 frobnicate
         expect_rc 1 key gen $P
         expect_rc 1 key gen --type dsa1024 $P
+        # The token makes RSA-1024 keys for PKCS#11 clients (old CA keys), but
+        # netca-tool keeps offering 2048 bits and up (issue 13 item 3).
+        expect_rc 1 key gen --type rsa1024 $P
+        assert_file_contains "$T/err" "rsa2048 or rsa3072" "rsa1024 refused with the offered types"
         expect_rc 1 cert export
         expect_rc 1 --no-such-option list
         expect_rc 0 --help
