@@ -199,9 +199,7 @@ static void publish_info(struct token *t) {
         d.user_tries_max = (int) t->user_max;
         d.so_tries_left = (int) sleft;
         d.so_tries_max = (int) t->so_max;
-        pthread_mutex_lock(&t->info_lock);
-        t->info = d;
-        pthread_mutex_unlock(&t->info_lock);
+        token_desc_copy(&t->info_lock, &t->info, &d);
 }
 
 /* Refreshes the cached metadata (counters, label, PIN state) from the file:
@@ -769,9 +767,7 @@ const char *soft_token_path(struct token *t) { return t ? t->path : NULL; }
 static int op_get_info(struct token *t, struct token_desc *ret) {
         if (!t || !ret)
                 return -EINVAL;
-        pthread_mutex_lock(&t->info_lock);
-        *ret = t->info;
-        pthread_mutex_unlock(&t->info_lock);
+        token_desc_copy(&t->info_lock, ret, &t->info);
         return 0;
 }
 
