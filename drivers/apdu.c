@@ -21,6 +21,13 @@ struct apdu_transport *apdu_transport_free(struct apdu_transport *t) {
         return NULL;
 }
 
+void apdu_buf_free(void *p, size_t n) {
+        if (!p)
+                return;
+        secure_wipe(p, n);
+        free(p);
+}
+
 /* Encodes one command APDU into out (room for 9 + len bytes). */
 static size_t apdu_build(uint8_t *out, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *data,
                          size_t len, size_t le, bool ext) {
@@ -167,15 +174,9 @@ int apdu_transceive(struct apdu_transport *t, uint8_t cla, uint8_t ins, uint8_t 
         *sw = s;
         r = overflow ? -ENOBUFS : 0;
 out_free:
-        if (cmd) {
-                secure_wipe(cmd, cmdcap);
-                free(cmd);
-        }
-        if (rbuf) {
-                /* Responses may be key material too (GENERAL AUTHENTICATE). */
-                secure_wipe(rbuf, rcap);
-                free(rbuf);
-        }
+        apdu_buf_free(cmd, cmdcap);
+        /* Responses may be key material too (GENERAL AUTHENTICATE). */
+        apdu_buf_free(rbuf, rcap);
         return r;
 }
 

@@ -55,6 +55,10 @@ typedef int (*apdu_token_factory_fn)(void *userdata, struct apdu_transport *t, c
 /* Frees a transport through its ops; accepts NULL; returns NULL. */
 struct apdu_transport *apdu_transport_free(struct apdu_transport *t);
 
+/* Wipes and frees a malloc'd APDU buffer of n bytes (commands and
+ * responses may carry PINs and key material); accepts NULL. */
+void apdu_buf_free(void *p, size_t n);
+
 /* Le values for apdu_transceive(). */
 #define APDU_LE_NONE 0          /* no response data expected: no Le field */
 #define APDU_LE_MAX 65536       /* "as much as the card has" (Le 00, or 0000 extended) */

@@ -10,6 +10,12 @@ void dobj_done(struct dobj *o) {
         o->id = 0;
 }
 
+void token_desc_copy(pthread_mutex_t *lock, struct token_desc *dst, const struct token_desc *src) {
+        pthread_mutex_lock(lock);
+        *dst = *src;
+        pthread_mutex_unlock(lock);
+}
+
 struct dobj *dobj_free_array(struct dobj *v, size_t n) {
         if (!v)
                 return NULL;

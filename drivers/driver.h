@@ -53,6 +53,7 @@
  * them. */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -81,6 +82,10 @@ struct token_desc {
         int so_tries_left;       /* -1 unknown */
         int so_tries_max;        /* -1 unknown */
 };
+
+/* *dst = *src under lock: how a driver publishes its token_desc snapshot
+ * and how get_info reads it, both under the mutex that guards it. */
+void token_desc_copy(pthread_mutex_t *lock, struct token_desc *dst, const struct token_desc *src);
 
 /* One object as the driver reports it. */
 struct dobj {

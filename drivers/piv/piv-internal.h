@@ -78,6 +78,10 @@ int piv_errno_from_sw(uint16_t sw);
  * -ENODEV and refuses every command after that. */
 int piv_cmd(struct token *t, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *data, size_t len, size_t le,
             uint8_t *out, size_t cap, size_t *outlen, uint16_t *sw);
+/* piv_cmd with Le maximal for a response that must fit in cap bytes: a
+ * longer one is -EIO. */
+int piv_cmd_fit(struct token *t, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *data, size_t len,
+                uint8_t *out, size_t cap, size_t *outlen, uint16_t *sw);
 /* GET DATA: the contents of the object's 53 template (malloc'd).  -ENOENT absent. */
 int piv_get_data(struct token *t, uint32_t tag, uint8_t **ret, size_t *ret_len);
 /* PUT DATA: writes 53 { contents } (len 0 deletes).  -EROFS not authenticated. */

@@ -47,11 +47,25 @@ static int mgmt_block(struct token *t, bool enc, const uint8_t *in, uint8_t *out
         return rc == 0 ? 0 : -EIO;
 }
 
-/* GENERAL AUTHENTICATE with 9B: data 7C {...} in, the 7C contents out. */
-static int mgmt_exchange(struct token *t, const uint8_t *data, size_t len, uint8_t *resp, size_t *rlen,
-                         uint16_t *sw) {
-        return piv_cmd(t, INS_GEN_AUTH, (uint8_t) t->mgmt_alg, REF_MGMT, data, len, APDU_LE_MAX, resp, RESP_MAX,
-                       rlen, sw);
+/* GENERAL AUTHENTICATE with 9B: data 7C {...} in; in the answer's 7C, the
+ * element tag of bs bytes to *ret (it points into resp, RESP_MAX bytes).  A
+ * refusal is logged as "PIV card: <refused> (<status>)<hint>". */
+static int mgmt_exchange(struct token *t, const uint8_t *data, size_t len, uint8_t *resp, uint8_t tag, size_t bs,
+                         const char *refused, const char *hint, struct apdu_tlv *ret) {
+        size_t rlen = 0;
+        uint16_t sw;
+        struct apdu_tlv x;
+        int r = piv_cmd(t, INS_GEN_AUTH, (uint8_t) t->mgmt_alg, REF_MGMT, data, len, APDU_LE_MAX, resp, RESP_MAX,
+                        &rlen, &sw);
+        if (r < 0)
+                return r;
+        if (sw != APDU_SW_OK) {
+                log_notice("PIV card: %s (%04x)%s", refused, sw, hint);
+                return sw == 0x6983 ? -EKEYREVOKED : -EROFS;
+        }
+        if (apdu_tlv_find(resp, rlen, 0x7C, &x) < 0 || apdu_tlv_find(x.value, x.len, tag, ret) < 0 || ret->len != bs)
+                return -EIO;
+        return 0;
 }
 
 /* Mutual authentication (SP 800-73-4 Appendix A.3 / part 2 3.2.4): the card
@@ -62,26 +76,17 @@ int piv_mgmt_auth(struct token *t) {
         size_t bs = t->mgmt_alg == PIV_MGMT_3DES ? 8 : 16;
         uint8_t cmd[64], witness[16], chal[16], expect[16];
         uint8_t *resp = malloc(RESP_MAX);
-        size_t rlen = 0, n = 0;
-        uint16_t sw;
-        struct apdu_tlv x, y;
+        size_t n = 0;
+        struct apdu_tlv y;
         int r;
 
         if (!resp)
                 return -ENOMEM;
         static const uint8_t ask[] = { 0x7C, 0x02, 0x80, 0x00 };
-        r = mgmt_exchange(t, ask, sizeof ask, resp, &rlen, &sw);
+        r = mgmt_exchange(t, ask, sizeof ask, resp, 0x80, bs, "management key authentication refused",
+                          ": wrong algorithm?", &y);
         if (r < 0)
                 goto out;
-        if (sw != APDU_SW_OK) {
-                log_notice("PIV card: management key authentication refused (%04x): wrong algorithm?", sw);
-                r = sw == 0x6983 ? -EKEYREVOKED : -EROFS;
-                goto out;
-        }
-        if (apdu_tlv_find(resp, rlen, 0x7C, &x) < 0 || apdu_tlv_find(x.value, x.len, 0x80, &y) < 0 || y.len != bs) {
-                r = -EIO;
-                goto out;
-        }
         r = mgmt_block(t, false, y.value, witness);
         if (r >= 0)
                 r = pkc_random(chal, bs);
@@ -98,18 +103,9 @@ int piv_mgmt_auth(struct token *t) {
         cmd[n++] = (uint8_t) bs;
         memcpy(cmd + n, chal, bs);
         n += bs;
-        r = mgmt_exchange(t, cmd, n, resp, &rlen, &sw);
+        r = mgmt_exchange(t, cmd, n, resp, 0x82, bs, "the management key was not accepted", "", &y);
         if (r < 0)
                 goto out;
-        if (sw != APDU_SW_OK) {
-                log_notice("PIV card: the management key was not accepted (%04x)", sw);
-                r = sw == 0x6983 ? -EKEYREVOKED : -EROFS;
-                goto out;
-        }
-        if (apdu_tlv_find(resp, rlen, 0x7C, &x) < 0 || apdu_tlv_find(x.value, x.len, 0x82, &y) < 0 || y.len != bs) {
-                r = -EIO;
-                goto out;
-        }
         unsigned diff = 0;
         for (size_t i = 0; i < bs; i++)
                 diff |= y.value[i] ^ expect[i];
@@ -420,9 +416,7 @@ int piv_generate_key_pair(struct token *t, const CK_MECHANISM *mech, const CK_AT
                 goto out;
         }
         uint8_t cmd[] = { 0xAC, 0x03, 0x80, 0x01, alg };
-        r = piv_cmd(t, INS_GEN_KEYPAIR, 0x00, k->def->ref, cmd, sizeof cmd, APDU_LE_MAX, resp, RESP_MAX, &rlen, &sw);
-        if (r == -ENOBUFS)
-                r = -EIO;
+        r = piv_cmd_fit(t, INS_GEN_KEYPAIR, 0x00, k->def->ref, cmd, sizeof cmd, resp, RESP_MAX, &rlen, &sw);
         if (r < 0)
                 goto out;
         r = piv_errno_from_sw(sw);

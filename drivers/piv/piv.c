@@ -140,6 +140,12 @@ int piv_cmd(struct token *t, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t 
         return r;
 }
 
+int piv_cmd_fit(struct token *t, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *data, size_t len,
+                uint8_t *out, size_t cap, size_t *outlen, uint16_t *sw) {
+        int r = piv_cmd(t, ins, p1, p2, data, len, APDU_LE_MAX, out, cap, outlen, sw);
+        return r == -ENOBUFS ? -EIO : r;
+}
+
 static int piv_select(struct token *t) {
         uint8_t buf[256];
         size_t n;
@@ -254,17 +260,13 @@ void piv_publish_info(struct token *t) {
         d.user_tries_max = -1; /* PIV has no way to read the limit */
         d.so_tries_left = t->puk_tries;
         d.so_tries_max = -1;
-        pthread_mutex_lock(&t->info_lock);
-        t->info = d;
-        pthread_mutex_unlock(&t->info_lock);
+        token_desc_copy(&t->info_lock, &t->info, &d);
 }
 
 static int piv_get_info(struct token *t, struct token_desc *ret) {
         if (!t || !ret)
                 return -EINVAL;
-        pthread_mutex_lock(&t->info_lock);
-        *ret = t->info;
-        pthread_mutex_unlock(&t->info_lock);
+        token_desc_copy(&t->info_lock, ret, &t->info);
         return 0;
 }
 
@@ -503,6 +505,15 @@ static struct piv_key *key_by_object(struct token *t, uint64_t id, unsigned kind
                 return NULL;
         struct piv_key *k = piv_key_by_ref(t, (uint8_t) id);
         return k && k->present ? k : NULL;
+}
+
+/* The private key a sign or decrypt names (under t->lock): -ENODEV once the
+ * card is gone, -ENOENT no such key. */
+static int op_private_key(struct token *t, uint64_t id, struct piv_key **ret) {
+        if (t->gone)
+                return -ENODEV;
+        *ret = key_by_object(t, id, PIV_OBJ_PRIV);
+        return *ret ? 0 : -ENOENT;
 }
 
 /* ---------------------------------------------------------------- objects */
@@ -865,9 +876,7 @@ int piv_general_auth(struct token *t, uint8_t alg, uint8_t ref, uint8_t tag, con
         n += apdu_tlv_put_header(cmd + n, tag, in_len);
         memcpy(cmd + n, in, in_len);
         n += in_len;
-        r = piv_cmd(t, INS_GEN_AUTH, alg, ref, cmd, n, APDU_LE_MAX, resp, resp_cap, &rlen, &sw);
-        if (r == -ENOBUFS)
-                r = -EIO;
+        r = piv_cmd_fit(t, INS_GEN_AUTH, alg, ref, cmd, n, resp, resp_cap, &rlen, &sw);
         if (r < 0)
                 goto out;
         r = piv_errno_from_sw(sw);
@@ -888,14 +897,8 @@ int piv_general_auth(struct token *t, uint8_t alg, uint8_t ref, uint8_t tag, con
         memcpy(out, y.value, y.len);
         *outlen = y.len;
 out:
-        if (cmd) {
-                secure_wipe(cmd, cmd_cap);
-                free(cmd);
-        }
-        if (resp) {
-                secure_wipe(resp, resp_cap);
-                free(resp);
-        }
+        apdu_buf_free(cmd, cmd_cap);
+        apdu_buf_free(resp, resp_cap);
         return r;
 }
 
@@ -1068,15 +1071,10 @@ static int piv_sign(struct token *t, uint64_t key, const CK_MECHANISM *mech, con
                 return -EINVAL;
         memset(blk, 0, sizeof blk);
         pthread_mutex_lock(&t->lock);
-        if (t->gone) {
-                r = -ENODEV;
+        struct piv_key *k = NULL;
+        r = op_private_key(t, key, &k);
+        if (r < 0)
                 goto out;
-        }
-        struct piv_key *k = key_by_object(t, key, PIV_OBJ_PRIV);
-        if (!k) {
-                r = -ENOENT;
-                goto out;
-        }
         bool rsa_mech = mech->mechanism == CKM_RSA_PKCS || mech->mechanism == CKM_RSA_X_509 ||
                         mech->mechanism == CKM_RSA_PKCS_PSS;
         if (!rsa_mech && mech->mechanism != CKM_ECDSA) {
@@ -1187,15 +1185,10 @@ static int piv_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, 
             mech->mechanism != CKM_RSA_PKCS_OAEP)
                 return -ENOTSUP;
         pthread_mutex_lock(&t->lock);
-        if (t->gone) {
-                r = -ENODEV;
+        struct piv_key *k = NULL;
+        r = op_private_key(t, key, &k);
+        if (r < 0)
                 goto out;
-        }
-        struct piv_key *k = key_by_object(t, key, PIV_OBJ_PRIV);
-        if (!k) {
-                r = -ENOENT;
-                goto out;
-        }
         if (!k->rsa) {
                 r = -ENOKEY;
                 goto out;

@@ -94,6 +94,9 @@ int soft_db_exec(struct token *t, const char *sql);
 int soft_db_begin(struct token *t);            /* BEGIN IMMEDIATE */
 int soft_db_commit(struct token *t);
 void soft_db_rollback(struct token *t);
+/* Ends the open transaction: commits it if r >= 0 (the commit's result),
+ * else rolls it back (r). */
+int soft_db_end(struct token *t, int r);
 int soft_errno_from_sqlite(int rc);
 
 /* The key that seals object id's private key: mem_key for a session

@@ -323,10 +323,7 @@ static int store_objects(struct token *t, size_t n, struct nattrs *const *attrs,
                 for (size_t i = 0; i < n && r >= 0; i++)
                         if (persistent[i])
                                 r = db_insert(t, attrs[i], pks[i], &ids[i]);
-                if (r >= 0)
-                        r = soft_db_commit(t);
-                else
-                        soft_db_rollback(t);
+                r = soft_db_end(t, r);
                 if (r < 0)
                         return r;
         }
@@ -337,12 +334,9 @@ static int store_objects(struct token *t, size_t n, struct nattrs *const *attrs,
                 for (size_t i = 0; i < n; i++) {
                         if (!ids[i])
                                 continue;
-                        if (persistent[i] && soft_db_begin(t) >= 0) {
-                                if (db_delete(t, ids[i]) >= 0)
-                                        (void) soft_db_commit(t);
-                                else
-                                        soft_db_rollback(t);
-                        } else if (!persistent[i])
+                        if (persistent[i] && soft_db_begin(t) >= 0)
+                                (void) soft_db_end(t, db_delete(t, ids[i]));
+                        else if (!persistent[i])
                                 mem_remove(t, ids[i]);
                 }
                 return r;
@@ -639,11 +633,7 @@ int soft_destroy_object(struct token *t, uint64_t id) {
         if (r < 0)
                 return r;
         r = db_delete(t, id);
-        if (r >= 0)
-                r = soft_db_commit(t);
-        else
-                soft_db_rollback(t);
-        return r;
+        return soft_db_end(t, r);
 }
 
 static bool attr_read_only(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type) {

@@ -79,6 +79,13 @@ void soft_db_rollback(struct token *t) {
         if (!sqlite3_get_autocommit(t->db))
                 (void) sqlite3_exec(t->db, "ROLLBACK", NULL, NULL, NULL);
 }
+int soft_db_end(struct token *t, int r) {
+        if (r < 0) {
+                soft_db_rollback(t);
+                return r;
+        }
+        return soft_db_commit(t);
+}
 
 static int meta_set_blob(struct token *t, const char *key, const void *v, size_t n) {
         sqlite3_stmt *st = NULL;
@@ -192,9 +199,7 @@ static void publish_info(struct token *t) {
         d.user_tries_max = (int) t->user_max;
         d.so_tries_left = (int) sleft;
         d.so_tries_max = (int) t->so_max;
-        pthread_mutex_lock(&t->info_lock);
-        t->info = d;
-        pthread_mutex_unlock(&t->info_lock);
+        token_desc_copy(&t->info_lock, &t->info, &d);
 }
 
 /* Refreshes the cached metadata (counters, label, PIN state) from the file:
@@ -343,6 +348,18 @@ static void flush_wal(struct token *t) {
         (void) sqlite3_wal_checkpoint_v2(t->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 }
 
+/* Ends the transaction that stored a PIN's wrap (soft_db_end); after a
+ * commit, rereads the meta data if refresh and flushes the WAL. */
+static int wrap_tx_end(struct token *t, int r, bool refresh) {
+        r = soft_db_end(t, r);
+        if (r >= 0) {
+                if (refresh)
+                        (void) meta_refresh(t);
+                flush_wal(t);
+        }
+        return r;
+}
+
 static bool pin_len_ok(size_t n) { return n >= SOFT_MIN_PIN && n <= SOFT_MAX_PIN; }
 
 /* Verifies a PIN, counting the attempt first.  On success the counter is
@@ -378,11 +395,7 @@ static int pin_check(struct token *t, bool so, const char *pin, size_t pin_len, 
                 r = -EKEYREVOKED;
         if (r >= 0)
                 r = meta_set_int(t, fails_key, fails + 1);
-        if (r < 0) {
-                soft_db_rollback(t);
-                goto out;
-        }
-        r = soft_db_commit(t);
+        r = soft_db_end(t, r);
         if (r < 0)
                 goto out;
         if (so)
@@ -408,10 +421,7 @@ static int pin_check(struct token *t, bool so, const char *pin, size_t pin_len, 
         r = soft_db_begin(t);
         if (r >= 0) {
                 r = meta_set_int(t, fails_key, 0);
-                if (r >= 0)
-                        r = soft_db_commit(t);
-                else
-                        soft_db_rollback(t);
+                r = soft_db_end(t, r);
         }
         if (r < 0)
                 goto out;
@@ -670,10 +680,7 @@ int soft_token_create(const char *data_dir, const char *label, const char *pin, 
                 r = wrap_store(t, false, pin, pin_len, key);
         if (r >= 0)
                 r = wrap_store(t, true, so_pin, so_pin_len, key);
-        if (r >= 0)
-                r = soft_db_commit(t);
-        else
-                soft_db_rollback(t);
+        r = soft_db_end(t, r);
         if (r < 0)
                 goto out;
         /* Close (checkpoints the WAL away), then publish under the final name. */
@@ -772,9 +779,7 @@ const char *soft_token_path(struct token *t) { return t ? t->path : NULL; }
 static int op_get_info(struct token *t, struct token_desc *ret) {
         if (!t || !ret)
                 return -EINVAL;
-        pthread_mutex_lock(&t->info_lock);
-        *ret = t->info;
-        pthread_mutex_unlock(&t->info_lock);
+        token_desc_copy(&t->info_lock, ret, &t->info);
         return 0;
 }
 
@@ -917,14 +922,7 @@ static int op_init_token(struct token *t, const char *so_pin, size_t so_pin_len,
                 r = meta_set_int(t, "so_fails", 0);
         if (r >= 0)
                 r = wrap_store(t, true, so_pin, so_pin_len, key);
-        if (r >= 0)
-                r = soft_db_commit(t);
-        else
-                soft_db_rollback(t);
-        if (r >= 0) {
-                (void) meta_refresh(t);
-                flush_wal(t);
-        }
+        r = wrap_tx_end(t, r, true);
 out:
         secure_free(key);
         pthread_mutex_unlock(&t->lock);
@@ -948,14 +946,7 @@ static int op_init_pin(struct token *t, const char *pin, size_t pin_len) {
         r = wrap_store(t, false, pin, pin_len, t->token_key);
         if (r >= 0)
                 r = meta_set_int(t, "user_fails", 0);
-        if (r >= 0)
-                r = soft_db_commit(t);
-        else
-                soft_db_rollback(t);
-        if (r >= 0) {
-                (void) meta_refresh(t);
-                flush_wal(t);
-        }
+        r = wrap_tx_end(t, r, true);
 out:
         pthread_mutex_unlock(&t->lock);
         return r;
@@ -981,12 +972,7 @@ static int op_set_pin(struct token *t, CK_USER_TYPE user, const char *old_pin, s
         if (r < 0)
                 goto out;
         r = wrap_store(t, so, new_pin, new_len, key);
-        if (r >= 0)
-                r = soft_db_commit(t);
-        else
-                soft_db_rollback(t);
-        if (r >= 0)
-                flush_wal(t);
+        r = wrap_tx_end(t, r, false);
 out:
         secure_free(key);
         pthread_mutex_unlock(&t->lock);

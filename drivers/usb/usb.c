@@ -89,20 +89,31 @@ static int errno_from_libusb(int e) {
 
 static void reader_gone(struct usb_reader *r);
 
+/* One bulk transfer on ep (dir "OUT" or "IN", for the log): a stall is
+ * cleared, a vanished device marks the reader gone; 0 or the error as an
+ * errno. */
+static int reader_bulk(struct usb_reader *r, uint8_t ep, const char *dir, unsigned char *buf, int len, int *done,
+                       unsigned timeout_ms) {
+        int e = libusb_bulk_transfer(r->h, ep, buf, len, done, timeout_ms);
+        if (e == LIBUSB_ERROR_PIPE)
+                libusb_clear_halt(r->h, ep);
+        if (e == LIBUSB_ERROR_NO_DEVICE)
+                reader_gone(r);
+        if (e) {
+                log_debug(LOG_SUB_USB, "usb %s: bulk %s: %s", r->name, dir, libusb_error_name(e));
+                return errno_from_libusb(e);
+        }
+        return 0;
+}
+
 static int reader_send(void *ud, const uint8_t *buf, size_t len) {
         struct usb_reader *r = ud;
         if (atomic_load(&r->gone))
                 return -ENODEV;
         int done = 0;
-        int e = libusb_bulk_transfer(r->h, r->ep_out, (unsigned char *)buf, (int)len, &done, USB_OUT_TIMEOUT_MS);
-        if (e == LIBUSB_ERROR_PIPE)
-                libusb_clear_halt(r->h, r->ep_out);
-        if (e == LIBUSB_ERROR_NO_DEVICE)
-                reader_gone(r);
-        if (e) {
-                log_debug(LOG_SUB_USB, "usb %s: bulk OUT: %s", r->name, libusb_error_name(e));
-                return errno_from_libusb(e);
-        }
+        int err = reader_bulk(r, r->ep_out, "OUT", (unsigned char *)buf, (int)len, &done, USB_OUT_TIMEOUT_MS);
+        if (err < 0)
+                return err;
         if ((size_t)done != len)
                 return -EIO;
         log_debug(LOG_SUB_USB, "usb %s: -> type 0x%02x seq %u len %zu", r->name, buf[0], buf[6], len);
@@ -117,15 +128,9 @@ static int reader_recv(void *ud, uint8_t *buf, size_t cap, size_t *ret_len) {
          * never overflows the transfer. */
         size_t want = cap - cap % (r->in_packet ? r->in_packet : 64);
         int done = 0;
-        int e = libusb_bulk_transfer(r->h, r->ep_in, buf, (int)want, &done, r->in_timeout_ms);
-        if (e == LIBUSB_ERROR_PIPE)
-                libusb_clear_halt(r->h, r->ep_in);
-        if (e == LIBUSB_ERROR_NO_DEVICE)
-                reader_gone(r);
-        if (e) {
-                log_debug(LOG_SUB_USB, "usb %s: bulk IN: %s", r->name, libusb_error_name(e));
-                return errno_from_libusb(e);
-        }
+        int err = reader_bulk(r, r->ep_in, "IN", buf, (int)want, &done, r->in_timeout_ms);
+        if (err < 0)
+                return err;
         log_debug(LOG_SUB_USB, "usb %s: <- type 0x%02x seq %u status 0x%02x error 0x%02x len %d", r->name,
                   done > 0 ? buf[0] : 0, done > 6 ? buf[6] : 0, done > 7 ? buf[7] : 0, done > 8 ? buf[8] : 0, done);
         *ret_len = (size_t)done;
