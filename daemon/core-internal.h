@@ -107,12 +107,22 @@ struct login {
         struct login *next;
 };
 
+/* A session closed because its token was removed, remembered so that a
+ * request that was queued for it meanwhile answers CKR_DEVICE_REMOVED. */
+#define GONE_SESSIONS_MAX 256
+struct gone_session {
+        CK_SESSION_HANDLE h;
+        uint64_t removed;          /* core_arrival_now() at the removal */
+};
+
 struct core_client {
         struct core *core;
         struct core_peer peer;
         struct session *sessions;
         struct login *logins;
         struct core_client *next;
+        struct gone_session *gone; /* ring of GONE_SESSIONS_MAX, made on first removal */
+        size_t gone_next;
 };
 
 /* The failed-login rate limit's memory (see login_fail_check). */
@@ -164,6 +174,8 @@ struct cobj *obj_find_locked(struct tok *k, CK_OBJECT_HANDLE h, struct core_clie
 CK_RV tok_load(struct tok *k);
 /* core-registry.c */
 bool login_drop_locked(struct core_client *cl, struct tok *k);
+/* Under the core lock: remembers that session h went with its token. */
+void session_gone_locked(struct core_client *cl, CK_SESSION_HANDLE h, uint64_t when);
 struct login *login_find_locked(struct core_client *cl, struct tok *k);
 void session_free(struct session *s);
 bool session_unlink_locked(struct session *s);

@@ -196,14 +196,17 @@ int core_remove_token(struct core *c, CK_SLOT_ID id) {
         s->tok = NULL;
         k->removed = true;
         pincache_flush_token(c->pins, k->key);
-        /* Close every session on it and drop every login. */
+        /* Close every session on it (remembering them, see session_gone_locked)
+         * and drop every login. */
         struct session *to_free = NULL;
+        uint64_t now = core_arrival_now();
         for (struct core_client *cl = c->clients; cl; cl = cl->next) {
                 struct session *sn, *next;
                 for (sn = cl->sessions; sn; sn = next) {
                         next = sn->next;
                         if (sn->tok != k)
                                 continue;
+                        session_gone_locked(cl, sn->h, now);
                         if (session_unlink_locked(sn)) {
                                 sn->next = to_free;
                                 to_free = sn;

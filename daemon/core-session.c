@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "common/pkcrypto.h"
@@ -25,6 +26,49 @@
 
 /* -------------------------------------------------------------- sessions */
 
+static __thread uint64_t tl_arrival;
+
+uint64_t core_arrival_now(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void core_set_arrival(uint64_t t) {
+        tl_arrival = t;
+}
+
+void core_clear_arrival(void) {
+        tl_arrival = 0;
+}
+
+void session_gone_locked(struct core_client *cl, CK_SESSION_HANDLE h, uint64_t when) {
+        if (!cl->gone) {
+                cl->gone = calloc(GONE_SESSIONS_MAX, sizeof *cl->gone);
+                if (!cl->gone)
+                        return; /* the request then answers CKR_SESSION_HANDLE_INVALID */
+        }
+        cl->gone[cl->gone_next] = (struct gone_session){ .h = h, .removed = when };
+        cl->gone_next = (cl->gone_next + 1) % GONE_SESSIONS_MAX;
+}
+
+/* Why h names no session of the client: CKR_DEVICE_REMOVED when its token
+ * was removed after the request this thread runs arrived (it was queued
+ * meanwhile), CKR_SESSION_HANDLE_INVALID otherwise. */
+static CK_RV session_missing_rv(struct core_client *cl, CK_SESSION_HANDLE h) {
+        uint64_t arrival = tl_arrival;
+        CK_RV rv = CKR_SESSION_HANDLE_INVALID;
+        core_lock(cl->core);
+        for (size_t i = 0; cl->gone && i < GONE_SESSIONS_MAX; i++)
+                if (cl->gone[i].h == h && cl->gone[i].removed) {
+                        if (arrival && arrival < cl->gone[i].removed)
+                                rv = CKR_DEVICE_REMOVED;
+                        break;
+                }
+        core_unlock(cl->core);
+        return rv;
+}
+
 /* Finds the client's session, takes a reference and its call lock. */
 CK_RV session_get(struct core_client *cl, CK_SESSION_HANDLE h, struct session **ret) {
         struct core *c = cl->core;
@@ -35,7 +79,7 @@ CK_RV session_get(struct core_client *cl, CK_SESSION_HANDLE h, struct session **
                         break;
         if (!s) {
                 core_unlock(c);
-                return CKR_SESSION_HANDLE_INVALID;
+                return session_missing_rv(cl, h);
         }
         s->refs++;
         core_unlock(c);
@@ -53,7 +97,7 @@ CK_RV session_get(struct core_client *cl, CK_SESSION_HANDLE h, struct session **
                         session_free(s);
                         tok_unref(k);
                 }
-                return CKR_SESSION_HANDLE_INVALID;
+                return session_missing_rv(cl, h);
         }
         *ret = s;
         return CKR_OK;

@@ -401,6 +401,7 @@ struct core_client *core_client_free(struct core_client *cl) {
                         break;
                 }
         core_unlock(c);
+        free(cl->gone);
         free(cl);
         core_sweep(c);
         return NULL;

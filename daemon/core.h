@@ -202,3 +202,13 @@ int core_route(struct core_client *cl, bool by_session, CK_ULONG h, struct core_
  * run the request again on a thread that may block.  Per thread. */
 void core_set_nowait(bool on);
 bool core_take_would_block(void);
+
+/* When the request a thread runs arrived (CLOCK_MONOTONIC, ns): the server
+ * stamps each request as it reads it and sets the stamp while it runs, so
+ * that a request that was already queued when its token was removed answers
+ * CKR_DEVICE_REMOVED, and one sent after the removal
+ * CKR_SESSION_HANDLE_INVALID (issue 13 item 7).  Without a stamp a request
+ * counts as arriving now.  Per thread. */
+uint64_t core_arrival_now(void);
+void core_set_arrival(uint64_t t);
+void core_clear_arrival(void);

@@ -99,6 +99,7 @@ struct job {
         enum wire_route route;
         uint16_t op;
         uint64_t key;             /* the first argument: slot or session handle */
+        uint64_t arrival;         /* core_arrival_now() when read */
         struct job *next;         /* lane queue */
         /* Session chains (under conn->mu): an active job holds the jobs that
          * arrived after it for the same session, in order. */
@@ -450,7 +451,7 @@ static void send_error(struct conn *c, uint32_t id, uint16_t op, CK_RV rv) {
 /* Runs a request and sends its reply.  Returns false, having sent nothing,
  * when the core found it would have to wait for a device (only under
  * core_set_nowait: see job_run_inline). */
-static bool run_request(struct conn *c, const uint8_t *frame, size_t len) {
+static bool run_request(struct conn *c, const uint8_t *frame, size_t len, uint64_t arrival) {
         struct server *s = c->srv;
         struct wire_msg req;
         bool done = true;
@@ -464,7 +465,9 @@ static bool run_request(struct conn *c, const uint8_t *frame, size_t len) {
         memset(&rep, 0, sizeof rep);
         switch (req.op->kind) {
         case WIRE_KIND_P11:
+                core_set_arrival(arrival);
                 r = dispatch_p11(c->cl, &req, &rep);
+                core_clear_arrival();
                 break;
         case WIRE_KIND_MGMT:
                 r = mgmt_dispatch(s->d, c->cl, &req, &rep);
@@ -499,7 +502,7 @@ static void job_run(struct server *s, struct job *j) {
                 __atomic_add_fetch(&s->released, 1, __ATOMIC_RELAXED);
                 return;
         }
-        (void)run_request(c, j->frame, j->len);
+        (void)run_request(c, j->frame, j->len, j->arrival);
         job_finish(s, j);
 }
 
@@ -517,7 +520,7 @@ static bool job_inline_ok(const struct job *j) {
  * device (objects not cached), hands it to its lane like any other. */
 static void job_run_inline(struct server *s, struct job *j) {
         core_set_nowait(true);
-        bool done = run_request(j->conn, j->frame, j->len);
+        bool done = run_request(j->conn, j->frame, j->len, j->arrival);
         core_set_nowait(false);
         if (done)
                 job_finish(s, j);
@@ -741,6 +744,7 @@ static void read_cb(struct bufferevent *bev, void *arg) {
                 j->conn = c;
                 j->frame = frame;
                 j->len = len;
+                j->arrival = core_arrival_now();
                 job_classify(j, h.op);
                 pthread_mutex_lock(&s->lock);
                 c->refs++;

@@ -59,7 +59,8 @@
 #define PIN(s) (CK_UTF8CHAR_PTR)(s), (CK_ULONG)strlen(s)
 
 static const char *so_path, *netcad_path;
-static char *dir, *data_dir, *sock, *gate, *gate_entered, *cold_gate, *cold_gate_entered;
+static char *dir, *data_dir, *sock, *gate, *gate_entered, *cold_gate, *cold_gate_entered, *doomed_gate,
+        *doomed_gate_entered;
 static pid_t daemon_pid = -1;
 static void *module;
 static CK_FUNCTION_LIST_PTR f;
@@ -495,6 +496,130 @@ static void order_check(CK_SLOT_ID slot) {
         close(fd);
 }
 
+/* ------------------------------------------------------------- removal */
+
+/* Issue 13 item 7: a request that was queued for a token when the token was
+ * removed answers CKR_DEVICE_REMOVED; one sent after the removal answers
+ * CKR_SESSION_HANDLE_INVALID.  On a raw connection: a C_Sign on "doomed"
+ * held at its gate, a C_GetSessionInfo on the same session queued behind it
+ * (a PING answered proves netcad has read it), the token deleted, the gate
+ * opened. */
+static void removal_check(CK_SLOT_ID slot) {
+        int fd = raw_connect(sock), mfd = raw_connect(sock);
+        if (fd < 0 || mfd < 0 || raw_hello(fd) < 0 || raw_hello(mfd) < 0) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: removal: cannot connect\n");
+                goto out;
+        }
+        struct wire_msg m;
+        uint64_t h = 0;
+        CK_OBJECT_HANDLE key = 0;
+        wire_msg_init_write(&m, WIRE_OP_OPEN_SESSION, 10, 0);
+        wire_put_u64(&m, slot);
+        wire_put_u64(&m, CKF_SERIAL_SESSION);
+        if (!order_send(fd, &m) || order_reply(fd, 10, &h) != CKR_OK) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: removal: open session\n");
+                goto out;
+        }
+        CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+        CK_ATTRIBUTE t[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_LABEL, "doomed-key", 10 } };
+        wire_msg_init_write(&m, WIRE_OP_LOGIN, 11, 0);
+        wire_put_u64(&m, h);
+        wire_put_u64(&m, CKU_USER);
+        wire_put_blob(&m, TU_USER_PIN, strlen(TU_USER_PIN));
+        order_send(fd, &m);
+        wire_msg_init_write(&m, WIRE_OP_FIND_OBJECTS_INIT, 12, 0);
+        wire_put_u64(&m, h);
+        wire_put_attrs(&m, t, 2);
+        order_send(fd, &m);
+        wire_msg_init_write(&m, WIRE_OP_FIND_OBJECTS, 13, 0);
+        wire_put_u64(&m, h);
+        wire_put_u64(&m, 4);
+        order_send(fd, &m);
+        wire_msg_init_write(&m, WIRE_OP_FIND_OBJECTS_FINAL, 14, 0);
+        wire_put_u64(&m, h);
+        order_send(fd, &m);
+        ORDER_RV(order_reply(fd, 11, NULL));
+        ORDER_RV(order_reply(fd, 12, NULL));
+        ORDER_RV(order_reply(fd, 13, &key));
+        ORDER_RV(order_reply(fd, 14, NULL));
+        if (!key) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: removal: key not found\n");
+                goto out;
+        }
+
+        long base = file_size(doomed_gate_entered);
+        file_make(doomed_gate);
+        order_sign_pair(fd, h, key, 20); /* C_SignInit 20, C_Sign 21: held at the gate */
+        ORDER_RV(order_reply(fd, 20, NULL));
+        uint64_t end = stress_now_ms() + WAIT_MS;
+        while (file_size(doomed_gate_entered) <= base && stress_now_ms() < end)
+                stress_sleep_ms(5);
+        if (file_size(doomed_gate_entered) <= base) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: removal: the signature never reached the gate\n");
+                unlink(doomed_gate);
+                goto out;
+        }
+        wire_msg_init_write(&m, WIRE_OP_GET_SESSION_INFO, 22, 0);
+        wire_put_u64(&m, h);
+        order_send(fd, &m);
+        /* Frames are read in order: once the PING is answered, request 22
+         * has been read and is queued behind the held signature. */
+        if (raw_ping(fd, 23) < 0) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: removal: no PING reply while the signature is held\n");
+                unlink(doomed_gate);
+                goto out;
+        }
+        char json[64];
+        snprintf(json, sizeof json, "{\"slot\": %lu}", (unsigned long)slot);
+        wire_msg_init_write(&m, WIRE_OP_MGMT_TOKEN_DELETE, 2, 0);
+        wire_put_json(&m, json);
+        uint8_t *frame = NULL;
+        size_t len;
+        uint64_t status = 1;
+        int r = raw_send_msg(mfd, &m);
+        wire_msg_done(&m);
+        if (r == 0)
+                r = raw_read_frame(mfd, WAIT_MS, &frame, &len);
+        if (r == 0 && wire_msg_init_read(&m, frame, len) == 0)
+                (void)wire_get_u64(&m, &status);
+        wire_msg_done(&m);
+        free(frame);
+        unlink(doomed_gate);
+        if (status != 0) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: removal: the token could not be deleted (%d, status %llu)\n", r,
+                        (unsigned long long)status);
+                goto out;
+        }
+        uint64_t sign_rv = order_reply(fd, 21, NULL), queued_rv = order_reply(fd, 22, NULL);
+        if (queued_rv != CKR_DEVICE_REMOVED) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: removal: the request queued for the removed token = 0x%llx, want "
+                        "CKR_DEVICE_REMOVED\n", (unsigned long long)queued_rv);
+        }
+        wire_msg_init_write(&m, WIRE_OP_GET_SESSION_INFO, 24, 0);
+        wire_put_u64(&m, h);
+        order_send(fd, &m);
+        uint64_t late_rv = order_reply(fd, 24, NULL);
+        if (late_rv != CKR_SESSION_HANDLE_INVALID) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: removal: a request sent after the removal = 0x%llx, want "
+                        "CKR_SESSION_HANDLE_INVALID\n", (unsigned long long)late_rv);
+        }
+        fprintf(stderr, "removal: held C_Sign = 0x%llx, queued request = 0x%llx, later request = 0x%llx\n",
+                (unsigned long long)sign_rv, (unsigned long long)queued_rv, (unsigned long long)late_rv);
+out:
+        if (fd >= 0)
+                close(fd);
+        if (mfd >= 0)
+                close(mfd);
+}
+
 /* ---------------------------------------------------------------- main */
 
 static bool wait_for(bool (*cond)(void), const char *what) {
@@ -618,6 +743,8 @@ static void run(void) {
         struct waiter w;
         struct cold cold;
         bool cold_started = false;
+        CK_SLOT_ID doomed_slot = 0;
+        bool removal_ok = false;
         memset(&cold, 0, sizeof cold);
         memset(&p, 0, sizeof p);
         memset(v, 0, sizeof v);
@@ -632,9 +759,10 @@ static void run(void) {
         }
         {
                 CK_RV rv = f->C_Initialize(NULL);
-                CK_SESSION_HANDLE hs;
+                CK_SESSION_HANDLE hs, hd;
                 CK_OBJECT_HANDLE pub, priv;
-                if (rv != CKR_OK || !tu_find_slot(f, "fast", &p.fast_slot) || !tu_find_slot(f, "slow", &p.slow_slot)) {
+                if (rv != CKR_OK || !tu_find_slot(f, "fast", &p.fast_slot) || !tu_find_slot(f, "slow", &p.slow_slot) ||
+                    !tu_find_slot(f, "doomed", &doomed_slot)) {
                         fprintf(stderr, "FATAL: initialize / find the tokens: %s\n", tu_rv_name(rv));
                         tu_failures++;
                         goto out_child;
@@ -647,7 +775,11 @@ static void run(void) {
                             CKR_OK ||
                     (rv = f->C_Login(hs, CKU_USER, PIN(TU_USER_PIN))) != CKR_OK ||
                     (rv = stress_gen_p256(f, hs, "slow-key", &pub, &priv)) != CKR_OK ||
-                    (rv = f->C_OpenSession(p.slow_slot, CKF_SERIAL_SESSION, NULL, NULL, &p.slow_idle_s)) != CKR_OK) {
+                    (rv = f->C_OpenSession(p.slow_slot, CKF_SERIAL_SESSION, NULL, NULL, &p.slow_idle_s)) != CKR_OK ||
+                    (rv = f->C_OpenSession(doomed_slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &hd)) !=
+                            CKR_OK ||
+                    (rv = f->C_Login(hd, CKU_USER, PIN(TU_USER_PIN))) != CKR_OK ||
+                    (rv = stress_gen_p256(f, hd, "doomed-key", &pub, &priv)) != CKR_OK) {
                         fprintf(stderr, "FATAL: setup: %s\n", tu_rv_name(rv));
                         tu_failures++;
                         goto out_child;
@@ -703,6 +835,7 @@ static void run(void) {
         CHECK(atomic_load(&slow_done) == 0);
 
         order_check(p.fast_slot);
+        removal_ok = true;
 
 out_gate:
         gate_open();
@@ -733,6 +866,10 @@ out_gate:
                         fprintf(stderr, "FAIL: C_WaitForSlotEvent after C_Finalize = %s\n", tu_rv_name(w.rv));
                 }
         }
+        /* Last: the removal is a slot event, which the waiter above must
+         * not have seen. */
+        if (removal_ok)
+                removal_check(doomed_slot);
 out_child:
         close(cmd[1]);
         int st = 0;
@@ -763,13 +900,15 @@ int main(void) {
         if (asprintf(&data_dir, "%s/data", dir) < 0 || asprintf(&sock, "%s/netcad.sock", dir) < 0 ||
             asprintf(&gate, "%s/gate", dir) < 0 || asprintf(&gate_entered, "%s.entered", gate) < 0 ||
             asprintf(&cold_gate, "%s/gate-cold", dir) < 0 ||
-            asprintf(&cold_gate_entered, "%s.entered", cold_gate) < 0)
+            asprintf(&cold_gate_entered, "%s.entered", cold_gate) < 0 ||
+            asprintf(&doomed_gate, "%s/gate-doomed", dir) < 0 ||
+            asprintf(&doomed_gate_entered, "%s.entered", doomed_gate) < 0)
                 return 1;
         if (tu_create_token(data_dir, "fast") < 0 || tu_create_token(data_dir, "slow") < 0 ||
-            tu_create_token(data_dir, "cold") < 0)
+            tu_create_token(data_dir, "cold") < 0 || tu_create_token(data_dir, "doomed") < 0)
                 return 1;
         char *spec;
-        if (asprintf(&spec, "slow=200:%s,cold=0:%s", gate, cold_gate) < 0)
+        if (asprintf(&spec, "slow=200:%s,cold=0:%s,doomed=0:%s", gate, cold_gate, doomed_gate) < 0)
                 return 1;
         setenv("NETCA_SOFT_DELAY", spec, 1); /* inherited by netcad-test */
         setenv("NETCA_SOCKET", sock, 1);
