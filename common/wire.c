@@ -216,9 +216,8 @@ void wire_put_outbytes(struct wire_msg *m, uint64_t len, const void *p) {
         nbuf_put_blob(&m->buf, p, p ? (size_t)len : 0);
 }
 
-void wire_put_u64_array(struct wire_msg *m, const CK_ULONG *v, size_t n) {
-        if (!sig_next(m, 'U'))
-                return;
+/* The u32 count and n u64 of a 'U' or 'L' list. */
+static void put_ulongs(struct wire_msg *m, const CK_ULONG *v, size_t n) {
         if (n > WIRE_MAX_LIST) {
                 nbuf_fail(&m->buf);
                 return;
@@ -226,6 +225,11 @@ void wire_put_u64_array(struct wire_msg *m, const CK_ULONG *v, size_t n) {
         nbuf_put_u32(&m->buf, (uint32_t)n);
         for (size_t i = 0; i < n; i++)
                 nbuf_put_u64(&m->buf, v[i]);
+}
+
+void wire_put_u64_array(struct wire_msg *m, const CK_ULONG *v, size_t n) {
+        if (sig_next(m, 'U'))
+                put_ulongs(m, v, n);
 }
 
 void wire_put_outlist(struct wire_msg *m, uint64_t count, const CK_ULONG *v, size_t n) {
@@ -236,17 +240,40 @@ void wire_put_outlist(struct wire_msg *m, uint64_t count, const CK_ULONG *v, siz
                 nbuf_put_u32(&m->buf, NBUF_NULL);
                 return;
         }
-        if (n > WIRE_MAX_LIST) {
-                nbuf_fail(&m->buf);
-                return;
-        }
-        nbuf_put_u32(&m->buf, (uint32_t)n);
-        for (size_t i = 0; i < n; i++)
-                nbuf_put_u64(&m->buf, v[i]);
+        put_ulongs(m, v, n);
 }
 
-void wire_put_attrs(struct wire_msg *m, const CK_ATTRIBUTE *t, CK_ULONG n) {
-        if (!sig_next(m, 'A'))
+/* One entry of an attribute list of kind c: 'A' (type, blob value; false
+ * for a nested template, which is not carried), 'G' (type, is_null,
+ * capacity) or 'R' (type, ulValueLen, blob value unless unavailable). */
+static bool put_attr(struct nbuf *b, char c, const CK_ATTRIBUTE *a) {
+        switch (c) {
+        case 'A':
+                if (a->type & CKF_ARRAY_ATTRIBUTE)
+                        return false;
+                nbuf_put_u64(b, a->type);
+                nbuf_put_blob(b, a->pValue, a->pValue ? a->ulValueLen : 0);
+                break;
+        case 'G':
+                nbuf_put_u64(b, a->type);
+                nbuf_put_u8(b, a->pValue ? 0 : 1);
+                nbuf_put_u64(b, a->pValue ? a->ulValueLen : 0);
+                break;
+        default: {
+                nbuf_put_u64(b, a->type);
+                nbuf_put_u64(b, a->ulValueLen);
+                bool has = a->pValue && a->ulValueLen != CK_UNAVAILABLE_INFORMATION;
+                nbuf_put_blob(b, has ? a->pValue : NULL, has ? a->ulValueLen : 0);
+                break;
+        }
+        }
+        return true;
+}
+
+/* An attribute list field of kind c ('A', 'G', 'R'): u32 count, then the
+ * entries (put_attr). */
+static void put_attr_list(struct wire_msg *m, char c, const CK_ATTRIBUTE *t, CK_ULONG n) {
+        if (!sig_next(m, c))
                 return;
         if (n > WIRE_MAX_ATTRS || (n && !t)) {
                 nbuf_fail(&m->buf);
@@ -254,45 +281,23 @@ void wire_put_attrs(struct wire_msg *m, const CK_ATTRIBUTE *t, CK_ULONG n) {
         }
         nbuf_put_u32(&m->buf, (uint32_t)n);
         for (CK_ULONG i = 0; i < n; i++) {
-                /* Nested templates (CKF_ARRAY_ATTRIBUTE) are not carried. */
-                if (t[i].type & CKF_ARRAY_ATTRIBUTE) {
+                if (!put_attr(&m->buf, c, &t[i])) {
                         nbuf_fail(&m->buf);
                         return;
                 }
-                nbuf_put_u64(&m->buf, t[i].type);
-                nbuf_put_blob(&m->buf, t[i].pValue, t[i].pValue ? t[i].ulValueLen : 0);
         }
+}
+
+void wire_put_attrs(struct wire_msg *m, const CK_ATTRIBUTE *t, CK_ULONG n) {
+        put_attr_list(m, 'A', t, n);
 }
 
 void wire_put_attr_query(struct wire_msg *m, const CK_ATTRIBUTE *t, CK_ULONG n) {
-        if (!sig_next(m, 'G'))
-                return;
-        if (n > WIRE_MAX_ATTRS || (n && !t)) {
-                nbuf_fail(&m->buf);
-                return;
-        }
-        nbuf_put_u32(&m->buf, (uint32_t)n);
-        for (CK_ULONG i = 0; i < n; i++) {
-                nbuf_put_u64(&m->buf, t[i].type);
-                nbuf_put_u8(&m->buf, t[i].pValue ? 0 : 1);
-                nbuf_put_u64(&m->buf, t[i].pValue ? t[i].ulValueLen : 0);
-        }
+        put_attr_list(m, 'G', t, n);
 }
 
 void wire_put_attr_result(struct wire_msg *m, const CK_ATTRIBUTE *t, CK_ULONG n) {
-        if (!sig_next(m, 'R'))
-                return;
-        if (n > WIRE_MAX_ATTRS || (n && !t)) {
-                nbuf_fail(&m->buf);
-                return;
-        }
-        nbuf_put_u32(&m->buf, (uint32_t)n);
-        for (CK_ULONG i = 0; i < n; i++) {
-                nbuf_put_u64(&m->buf, t[i].type);
-                nbuf_put_u64(&m->buf, t[i].ulValueLen);
-                bool has = t[i].pValue && t[i].ulValueLen != CK_UNAVAILABLE_INFORMATION;
-                nbuf_put_blob(&m->buf, has ? t[i].pValue : NULL, has ? t[i].ulValueLen : 0);
-        }
+        put_attr_list(m, 'R', t, n);
 }
 
 void wire_put_mechanism(struct wire_msg *m, const CK_MECHANISM *mech) {
@@ -450,7 +455,8 @@ bool wire_get_outbytes(struct wire_msg *m, uint64_t *len, const uint8_t **p, siz
         return true;
 }
 
-static bool get_ulong_list(struct wire_msg *m, uint32_t n, CK_ULONG **ret) {
+/* The n u64 of a 'U' or 'L' list into a malloc'd *ret; *len = n. */
+static bool get_ulong_list(struct wire_msg *m, uint32_t n, CK_ULONG **ret, size_t *len) {
         if (n > WIRE_MAX_LIST || (size_t)n * 8 > nbuf_remaining(&m->buf)) {
                 nbuf_fail(&m->buf);
                 return false;
@@ -463,17 +469,13 @@ static bool get_ulong_list(struct wire_msg *m, uint32_t n, CK_ULONG **ret) {
         for (uint32_t i = 0; i < n; i++)
                 get_ulong(&m->buf, &v[i]);
         *ret = v;
+        *len = n;
         return true;
 }
 
 bool wire_get_u64_array(struct wire_msg *m, CK_ULONG **ret, size_t *n) {
         uint32_t cnt;
-        if (!sig_next(m, 'U') || !nbuf_get_u32(&m->buf, &cnt))
-                return false;
-        if (!get_ulong_list(m, cnt, ret))
-                return false;
-        *n = cnt;
-        return true;
+        return sig_next(m, 'U') && nbuf_get_u32(&m->buf, &cnt) && get_ulong_list(m, cnt, ret, n);
 }
 
 bool wire_get_outlist(struct wire_msg *m, uint64_t *count, CK_ULONG **ret, size_t *n) {
@@ -482,14 +484,10 @@ bool wire_get_outlist(struct wire_msg *m, uint64_t *count, CK_ULONG **ret, size_
         if (!sig_next(m, 'L') || !nbuf_get_u64(&m->buf, &c) || !nbuf_get_u32(&m->buf, &cnt))
                 return false;
         *count = c;
-        if (cnt == NBUF_NULL) {
-                *ret = NULL;
-                *n = 0;
-                return true;
-        }
-        if (!get_ulong_list(m, cnt, ret))
-                return false;
-        *n = cnt;
+        if (cnt != NBUF_NULL)
+                return get_ulong_list(m, cnt, ret, n);
+        *ret = NULL;
+        *n = 0;
         return true;
 }
 
@@ -506,71 +504,67 @@ static bool attrs_alloc(struct wire_msg *m, uint32_t n, size_t min_each, CK_ATTR
         return true;
 }
 
-bool wire_get_attrs(struct wire_msg *m, CK_ATTRIBUTE **ret, CK_ULONG *n) {
+static uint8_t query_dummy;
+
+/* One entry of an attribute list of kind c: 'A' (type, blob value; a nested
+ * template is refused both ways, its value would be taken for an array of
+ * CK_ATTRIBUTE), 'G' (type, is_null, capacity: pValue NULL or a non-NULL
+ * dummy) or 'R' (type, ulValueLen, blob value of that length or NULL). */
+static bool get_attr(struct nbuf *b, char c, CK_ATTRIBUTE *a) {
+        const uint8_t *p;
+        size_t len;
+        uint8_t is_null;
+        if (!get_ulong(b, &a->type))
+                return false;
+        switch (c) {
+        case 'A':
+                if (!nbuf_get_blob(b, &p, &len) || (a->type & CKF_ARRAY_ATTRIBUTE))
+                        return false;
+                a->pValue = (void *)p;
+                a->ulValueLen = len;
+                return true;
+        case 'G':
+                if (!nbuf_get_u8(b, &is_null) || !get_ulong(b, &a->ulValueLen) || is_null > 1)
+                        return false;
+                a->pValue = is_null ? NULL : &query_dummy;
+                return true;
+        default:
+                if (!get_ulong(b, &a->ulValueLen) || !nbuf_get_blob(b, &p, &len) || (p && len != a->ulValueLen))
+                        return false;
+                a->pValue = (void *)p;
+                return true;
+        }
+}
+
+/* An attribute list field of kind c ('A', 'G', 'R'): u32 count, then the
+ * entries (get_attr), each at least min_each bytes. */
+static bool get_attr_list(struct wire_msg *m, char c, size_t min_each, CK_ATTRIBUTE **ret, CK_ULONG *n) {
         uint32_t cnt;
         CK_ATTRIBUTE *t;
-        if (!sig_next(m, 'A') || !nbuf_get_u32(&m->buf, &cnt) || !attrs_alloc(m, cnt, 12, &t))
+        if (!sig_next(m, c) || !nbuf_get_u32(&m->buf, &cnt) || !attrs_alloc(m, cnt, min_each, &t))
                 return false;
         for (uint32_t i = 0; i < cnt; i++) {
-                const uint8_t *p;
-                size_t len;
-                if (!get_ulong(&m->buf, &t[i].type) || !nbuf_get_blob(&m->buf, &p, &len) ||
-                    (t[i].type & CKF_ARRAY_ATTRIBUTE)) {
-                        /* Nested templates are refused both ways: their value
-                         * would be taken for an array of CK_ATTRIBUTE. */
+                if (!get_attr(&m->buf, c, &t[i])) {
                         nbuf_fail(&m->buf);
                         free(t);
                         return false;
                 }
-                t[i].pValue = (void *)p;
-                t[i].ulValueLen = len;
         }
         *ret = t;
         *n = cnt;
         return true;
 }
 
-static uint8_t query_dummy;
+bool wire_get_attrs(struct wire_msg *m, CK_ATTRIBUTE **ret, CK_ULONG *n) {
+        return get_attr_list(m, 'A', 12, ret, n);
+}
 
 bool wire_get_attr_query(struct wire_msg *m, CK_ATTRIBUTE **ret, CK_ULONG *n) {
-        uint32_t cnt;
-        CK_ATTRIBUTE *t;
-        if (!sig_next(m, 'G') || !nbuf_get_u32(&m->buf, &cnt) || !attrs_alloc(m, cnt, 17, &t))
-                return false;
-        for (uint32_t i = 0; i < cnt; i++) {
-                uint8_t is_null;
-                if (!get_ulong(&m->buf, &t[i].type) || !nbuf_get_u8(&m->buf, &is_null) ||
-                    !get_ulong(&m->buf, &t[i].ulValueLen) || is_null > 1) {
-                        nbuf_fail(&m->buf);
-                        free(t);
-                        return false;
-                }
-                t[i].pValue = is_null ? NULL : &query_dummy;
-        }
-        *ret = t;
-        *n = cnt;
-        return true;
+        return get_attr_list(m, 'G', 17, ret, n);
 }
 
 bool wire_get_attr_result(struct wire_msg *m, CK_ATTRIBUTE **ret, CK_ULONG *n) {
-        uint32_t cnt;
-        CK_ATTRIBUTE *t;
-        if (!sig_next(m, 'R') || !nbuf_get_u32(&m->buf, &cnt) || !attrs_alloc(m, cnt, 20, &t))
-                return false;
-        for (uint32_t i = 0; i < cnt; i++) {
-                const uint8_t *p;
-                size_t len;
-                if (!get_ulong(&m->buf, &t[i].type) || !get_ulong(&m->buf, &t[i].ulValueLen) ||
-                    !nbuf_get_blob(&m->buf, &p, &len) || (p && len != t[i].ulValueLen)) {
-                        nbuf_fail(&m->buf);
-                        free(t);
-                        return false;
-                }
-                t[i].pValue = (void *)p;
-        }
-        *ret = t;
-        *n = cnt;
-        return true;
+        return get_attr_list(m, 'R', 20, ret, n);
 }
 
 bool wire_get_mechanism(struct wire_msg *m, CK_MECHANISM *mech) {

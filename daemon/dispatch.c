@@ -93,20 +93,23 @@ static void reply_start(struct wire_msg *req, struct wire_msg *rep, CK_RV rv) {
 /* ---- handlers: return 0 (reply written, not finished), BAD_REQUEST, or
  * -ENOMEM ---- */
 
-static int h_get_slot_list(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
-        uint8_t present;
+/* GetSlotList ("yq") and GetMechanismList ("uq") -> "uL": the list at the
+ * client's capacity (capped), after arg, the request's first field, was
+ * read. */
+static int h_ulong_list(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep, CK_ULONG arg,
+                        CK_RV (*fn)(struct core_client *, CK_ULONG, CK_ULONG_PTR, CK_ULONG_PTR)) {
         bool is_null;
         uint64_t cap;
-        if (!wire_get_u8(req, &present) || !wire_get_outreq(req, &is_null, &cap) || wire_msg_read_done(req) < 0)
+        if (!wire_get_outreq(req, &is_null, &cap) || wire_msg_read_done(req) < 0)
                 return BAD_REQUEST;
         CK_ULONG count = is_null ? 0 : (CK_ULONG)(cap > WIRE_MAX_LIST ? WIRE_MAX_LIST : cap);
-        _cleanup_free_ CK_SLOT_ID *list = NULL;
+        _cleanup_free_ CK_ULONG *list = NULL;
         if (!is_null) {
                 list = calloc(count ? count : 1, sizeof *list);
                 if (!list)
                         return -ENOMEM;
         }
-        CK_RV rv = core_get_slot_list(cl, present ? CK_TRUE : CK_FALSE, list, &count);
+        CK_RV rv = fn(cl, arg, list, &count);
         reply_start(req, rep, rv);
         if (rv == CKR_OK && list)
                 wire_put_outlist(rep, count, list, count);
@@ -117,69 +120,78 @@ static int h_get_slot_list(struct core_client *cl, struct wire_msg *req, struct 
         return 0;
 }
 
-static int h_get_slot_info(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
-        CK_ULONG slot;
-        if (!wire_get_ulong(req, &slot) || wire_msg_read_done(req) < 0)
-                return BAD_REQUEST;
-        CK_SLOT_INFO info;
-        memset(&info, 0, sizeof info);
-        CK_RV rv = core_get_slot_info(cl, slot, &info);
-        if (rv != CKR_OK)
-                memset(&info, 0, sizeof info);
-        reply_start(req, rep, rv);
-        wire_put_slot_info(rep, &info);
-        return 0;
+/* core_get_slot_list with its CK_BBOOL as h_ulong_list's argument. */
+static CK_RV slot_list(struct core_client *cl, CK_ULONG present, CK_ULONG_PTR list, CK_ULONG_PTR count) {
+        return core_get_slot_list(cl, present ? CK_TRUE : CK_FALSE, list, count);
 }
 
-static int h_get_token_info(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
-        CK_ULONG slot;
-        if (!wire_get_ulong(req, &slot) || wire_msg_read_done(req) < 0)
+static int h_get_slot_list(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        uint8_t present;
+        if (!wire_get_u8(req, &present))
                 return BAD_REQUEST;
-        CK_TOKEN_INFO info;
-        memset(&info, 0, sizeof info);
-        CK_RV rv = core_get_token_info(cl, slot, &info);
-        if (rv != CKR_OK)
-                memset(&info, 0, sizeof info);
-        reply_start(req, rep, rv);
-        wire_put_token_info(rep, &info);
-        return 0;
+        return h_ulong_list(cl, req, rep, present, slot_list);
 }
 
 static int h_get_mechanism_list(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
         CK_ULONG slot;
-        bool is_null;
-        uint64_t cap;
-        if (!wire_get_ulong(req, &slot) || !wire_get_outreq(req, &is_null, &cap) || wire_msg_read_done(req) < 0)
+        if (!wire_get_ulong(req, &slot))
                 return BAD_REQUEST;
-        CK_ULONG count = is_null ? 0 : (CK_ULONG)(cap > WIRE_MAX_LIST ? WIRE_MAX_LIST : cap);
-        _cleanup_free_ CK_MECHANISM_TYPE *list = NULL;
-        if (!is_null) {
-                list = calloc(count ? count : 1, sizeof *list);
-                if (!list)
-                        return -ENOMEM;
-        }
-        CK_RV rv = core_get_mechanism_list(cl, slot, list, &count);
-        reply_start(req, rep, rv);
-        if (rv == CKR_OK && list)
-                wire_put_outlist(rep, count, list, count);
-        else if (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL)
-                wire_put_outlist(rep, count, NULL, 0);
-        else
-                wire_put_outlist(rep, 0, NULL, 0);
-        return 0;
+        return h_ulong_list(cl, req, rep, slot, core_get_mechanism_list);
 }
 
-static int h_get_mechanism_info(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
-        CK_ULONG slot, type;
-        if (!wire_get_ulong(req, &slot) || !wire_get_ulong(req, &type) || wire_msg_read_done(req) < 0)
+/* What h_info_query asks for: the info struct of a slot, a token, a
+ * session, or a slot's mechanism. */
+enum info_query { INFO_SLOT, INFO_TOKEN, INFO_SESSION, INFO_MECHANISM };
+
+union info {
+        CK_SLOT_INFO slot;
+        CK_TOKEN_INFO token;
+        CK_SESSION_INFO session;
+        CK_MECHANISM_INFO mechanism;
+};
+
+/* GetSlotInfo, GetTokenInfo ("u" -> "uI", "uT"), GetSessionInfo ("u" ->
+ * "uS"), GetMechanismInfo ("uu" -> "uN"): the info is all zero when the
+ * call failed. */
+static int h_info_query(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep, enum info_query q) {
+        CK_ULONG h, type = 0;
+        if (!wire_get_ulong(req, &h) || (q == INFO_MECHANISM && !wire_get_ulong(req, &type)) ||
+            wire_msg_read_done(req) < 0)
                 return BAD_REQUEST;
-        CK_MECHANISM_INFO info;
+        union info info;
         memset(&info, 0, sizeof info);
-        CK_RV rv = core_get_mechanism_info(cl, slot, type, &info);
+        CK_RV rv;
+        switch (q) {
+        case INFO_SLOT:
+                rv = core_get_slot_info(cl, h, &info.slot);
+                break;
+        case INFO_TOKEN:
+                rv = core_get_token_info(cl, h, &info.token);
+                break;
+        case INFO_SESSION:
+                rv = core_get_session_info(cl, h, &info.session);
+                break;
+        default:
+                rv = core_get_mechanism_info(cl, h, type, &info.mechanism);
+                break;
+        }
         if (rv != CKR_OK)
                 memset(&info, 0, sizeof info);
         reply_start(req, rep, rv);
-        wire_put_mech_info(rep, &info);
+        switch (q) {
+        case INFO_SLOT:
+                wire_put_slot_info(rep, &info.slot);
+                break;
+        case INFO_TOKEN:
+                wire_put_token_info(rep, &info.token);
+                break;
+        case INFO_SESSION:
+                wire_put_session_info(rep, &info.session);
+                break;
+        default:
+                wire_put_mech_info(rep, &info.mechanism);
+                break;
+        }
         return 0;
 }
 
@@ -197,29 +209,6 @@ static int h_init_token(struct core_client *cl, struct wire_msg *req, struct wir
                 memcpy(lbl, label, label_len < sizeof lbl ? label_len : sizeof lbl);
         }
         CK_RV rv = core_init_token(cl, slot, (CK_UTF8CHAR_PTR)pin, pin_len, label ? lbl : NULL);
-        reply_start(req, rep, rv);
-        return 0;
-}
-
-static int h_init_pin(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
-        CK_ULONG s;
-        const uint8_t *pin;
-        size_t pin_len;
-        if (!wire_get_ulong(req, &s) || !wire_get_blob(req, &pin, &pin_len) || wire_msg_read_done(req) < 0)
-                return BAD_REQUEST;
-        CK_RV rv = core_init_pin(cl, s, (CK_UTF8CHAR_PTR)pin, pin_len);
-        reply_start(req, rep, rv);
-        return 0;
-}
-
-static int h_set_pin(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
-        CK_ULONG s;
-        const uint8_t *old_pin, *new_pin;
-        size_t old_len, new_len;
-        if (!wire_get_ulong(req, &s) || !wire_get_blob(req, &old_pin, &old_len) ||
-            !wire_get_blob(req, &new_pin, &new_len) || wire_msg_read_done(req) < 0)
-                return BAD_REQUEST;
-        CK_RV rv = core_set_pin(cl, s, (CK_UTF8CHAR_PTR)old_pin, old_len, (CK_UTF8CHAR_PTR)new_pin, new_len);
         reply_start(req, rep, rv);
         return 0;
 }
@@ -244,20 +233,6 @@ static int h_handle_only(struct core_client *cl, struct wire_msg *req, struct wi
                 return BAD_REQUEST;
         CK_RV rv = fn(cl, h);
         reply_start(req, rep, rv);
-        return 0;
-}
-
-static int h_get_session_info(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
-        CK_ULONG s;
-        if (!wire_get_ulong(req, &s) || wire_msg_read_done(req) < 0)
-                return BAD_REQUEST;
-        CK_SESSION_INFO info;
-        memset(&info, 0, sizeof info);
-        CK_RV rv = core_get_session_info(cl, s, &info);
-        if (rv != CKR_OK)
-                memset(&info, 0, sizeof info);
-        reply_start(req, rep, rv);
-        wire_put_session_info(rep, &info);
         return 0;
 }
 
@@ -509,7 +484,7 @@ static int h_final_out(struct core_client *cl, struct wire_msg *req, struct wire
         return 0;
 }
 
-/* SignUpdate, VerifyUpdate, VerifyFinal, DigestUpdate, SeedRandom:
+/* SignUpdate, VerifyUpdate, VerifyFinal, DigestUpdate, SeedRandom, InitPIN:
  * "uz" -> "u". */
 static int h_data_in(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep,
                      CK_RV (*fn)(struct core_client *, CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG)) {
@@ -523,14 +498,17 @@ static int h_data_in(struct core_client *cl, struct wire_msg *req, struct wire_m
         return 0;
 }
 
-static int h_verify(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+/* Verify and SetPIN: "uzz" -> "u". */
+static int h_data2_in(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep,
+                      CK_RV (*fn)(struct core_client *, CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
+                                  CK_ULONG)) {
         CK_ULONG s;
-        const uint8_t *data, *sig;
-        size_t len, sig_len;
-        if (!wire_get_ulong(req, &s) || !wire_get_blob(req, &data, &len) || !wire_get_blob(req, &sig, &sig_len) ||
+        const uint8_t *a, *b;
+        size_t a_len, b_len;
+        if (!wire_get_ulong(req, &s) || !wire_get_blob(req, &a, &a_len) || !wire_get_blob(req, &b, &b_len) ||
             wire_msg_read_done(req) < 0)
                 return BAD_REQUEST;
-        CK_RV rv = core_verify(cl, s, (CK_BYTE_PTR)data, len, (CK_BYTE_PTR)sig, sig_len);
+        CK_RV rv = fn(cl, s, (CK_BYTE_PTR)a, a_len, (CK_BYTE_PTR)b, b_len);
         reply_start(req, rep, rv);
         return 0;
 }
@@ -597,11 +575,18 @@ static int h_get_objects(struct core_client *cl, struct wire_msg *req, struct wi
         return 0;
 }
 
-/* The handlers that are one of the shapes above applied to a core call. */
+/* The handlers that are one of the shapes above applied to a core call (for
+ * h_info_query: to the kind of info asked for). */
 #define WITH_CORE(handler, shape, fn)                                                              \
         static int handler(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) { \
                 return shape(cl, req, rep, fn);                                                    \
         }
+WITH_CORE(h_get_slot_info, h_info_query, INFO_SLOT)
+WITH_CORE(h_get_token_info, h_info_query, INFO_TOKEN)
+WITH_CORE(h_get_session_info, h_info_query, INFO_SESSION)
+WITH_CORE(h_get_mechanism_info, h_info_query, INFO_MECHANISM)
+WITH_CORE(h_init_pin, h_data_in, core_init_pin)
+WITH_CORE(h_set_pin, h_data2_in, core_set_pin)
 WITH_CORE(h_close_session, h_handle_only, core_close_session)
 WITH_CORE(h_close_all_sessions, h_handle_only, core_close_all_sessions)
 WITH_CORE(h_logout, h_handle_only, core_logout)
@@ -611,6 +596,7 @@ WITH_CORE(h_sign, h_data_out, core_sign)
 WITH_CORE(h_sign_update, h_data_in, core_sign_update)
 WITH_CORE(h_sign_final, h_final_out, core_sign_final)
 WITH_CORE(h_verify_init, h_crypt_init, core_verify_init)
+WITH_CORE(h_verify, h_data2_in, core_verify)
 WITH_CORE(h_verify_update, h_data_in, core_verify_update)
 WITH_CORE(h_verify_final, h_data_in, core_verify_final)
 WITH_CORE(h_encrypt_init, h_crypt_init, core_encrypt_init)

@@ -212,51 +212,68 @@ static bool info_valid(struct mcache *c, const struct mslot *s, const struct mca
         return st->epoch == c->epoch && st->tgen == s->tgen;
 }
 
-bool mcache_get_slot_info(struct mcache *c, CK_SLOT_ID slot, CK_SLOT_INFO *ret) {
+/* Where a slot keeps one of its infos (its CK_SLOT_INFO, or its token's
+ * CK_TOKEN_INFO): the value and its size, its stamp, whether there is one. */
+struct info_ref {
+        void *v;
+        size_t size;
+        struct mcache_stamp *st;
+        bool *ok;
+};
+
+static struct info_ref slot_info_ref(struct mslot *s) {
+        return (struct info_ref){ &s->si, sizeof s->si, &s->si_st, &s->si_ok };
+}
+
+static struct info_ref token_info_ref(struct mslot *s) {
+        return (struct info_ref){ &s->ti, sizeof s->ti, &s->ti_st, &s->ti_ok };
+}
+
+/* Copies the info ref(slot) into ret if there is one still valid. */
+static bool info_get(struct mcache *c, CK_SLOT_ID slot, struct info_ref (*ref)(struct mslot *), void *ret) {
         bool hit = false;
         pthread_mutex_lock(&c->lock);
         struct mslot *s = slot_find(c, slot);
-        if (s && s->si_ok && info_valid(c, s, &s->si_st)) {
-                *ret = s->si;
-                hit = true;
+        if (s) {
+                struct info_ref r = ref(s);
+                if (*r.ok && info_valid(c, s, r.st)) {
+                        memcpy(ret, r.v, r.size);
+                        hit = true;
+                }
         }
         pthread_mutex_unlock(&c->lock);
         return hit;
 }
 
-void mcache_put_slot_info(struct mcache *c, CK_SLOT_ID slot, const struct mcache_stamp *st, const CK_SLOT_INFO *i) {
+/* Keeps i as the info ref(slot), stamped st, unless st is out of date. */
+static void info_put(struct mcache *c, CK_SLOT_ID slot, struct info_ref (*ref)(struct mslot *),
+                     const struct mcache_stamp *st, const void *i) {
         pthread_mutex_lock(&c->lock);
         struct mslot *s = slot_get(c, slot);
         if (s && info_valid(c, s, st)) {
-                s->si = *i;
-                s->si_st = *st;
-                s->si_ok = true;
+                struct info_ref r = ref(s);
+                memcpy(r.v, i, r.size);
+                *r.st = *st;
+                *r.ok = true;
         }
         pthread_mutex_unlock(&c->lock);
 }
 
+bool mcache_get_slot_info(struct mcache *c, CK_SLOT_ID slot, CK_SLOT_INFO *ret) {
+        return info_get(c, slot, slot_info_ref, ret);
+}
+
+void mcache_put_slot_info(struct mcache *c, CK_SLOT_ID slot, const struct mcache_stamp *st, const CK_SLOT_INFO *i) {
+        info_put(c, slot, slot_info_ref, st, i);
+}
+
 bool mcache_get_token_info(struct mcache *c, CK_SLOT_ID slot, CK_TOKEN_INFO *ret) {
-        bool hit = false;
-        pthread_mutex_lock(&c->lock);
-        struct mslot *s = slot_find(c, slot);
-        if (s && s->ti_ok && info_valid(c, s, &s->ti_st)) {
-                *ret = s->ti;
-                hit = true;
-        }
-        pthread_mutex_unlock(&c->lock);
-        return hit;
+        return info_get(c, slot, token_info_ref, ret);
 }
 
 void mcache_put_token_info(struct mcache *c, CK_SLOT_ID slot, const struct mcache_stamp *st,
                            const CK_TOKEN_INFO *i) {
-        pthread_mutex_lock(&c->lock);
-        struct mslot *s = slot_get(c, slot);
-        if (s && info_valid(c, s, st)) {
-                s->ti = *i;
-                s->ti_st = *st;
-                s->ti_ok = true;
-        }
-        pthread_mutex_unlock(&c->lock);
+        info_put(c, slot, token_info_ref, st, i);
 }
 
 /* ---- objects ---- */

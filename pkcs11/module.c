@@ -531,36 +531,38 @@ static CK_RV nc_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR 
         LEAVE_RETURN(m, rv);
 }
 
+/* GetSlotInfo (si) or GetTokenInfo (ti; si NULL): from the cache while it
+ * holds, else from the daemon, kept for next time when nothing changed
+ * meanwhile. */
+static CK_RV cached_info(struct module *m, CK_SLOT_ID slot, CK_SLOT_INFO_PTR si, CK_TOKEN_INFO_PTR ti) {
+        cache_refresh(m);
+        if (m->cache && (si ? mcache_get_slot_info(m->cache, slot, si) : mcache_get_token_info(m->cache, slot, ti)))
+                return cache_served(m, CKR_OK);
+        uint64_t gen = 0;
+        struct mcache_stamp st;
+        bool keep = keep_begin(m, slot, &gen, &st);
+        CK_RV rv = si ? rpc_get_slot_info(m->rpc, slot, si) : rpc_get_token_info(m->rpc, slot, ti);
+        if (rv == CKR_OK && keep && keep_ok(m, gen)) {
+                if (si)
+                        mcache_put_slot_info(m->cache, slot, &st, si);
+                else
+                        mcache_put_token_info(m->cache, slot, &st, ti);
+        }
+        return rv;
+}
+
 static CK_RV nc_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info) {
         ENTER(m);
         if (!info)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
-        cache_refresh(m);
-        if (m->cache && mcache_get_slot_info(m->cache, slot, info))
-                LEAVE_RETURN(m, cache_served(m, CKR_OK));
-        uint64_t gen;
-        struct mcache_stamp st;
-        bool keep = keep_begin(m, slot, &gen, &st);
-        CK_RV rv = rpc_get_slot_info(m->rpc, slot, info);
-        if (rv == CKR_OK && keep && keep_ok(m, gen))
-                mcache_put_slot_info(m->cache, slot, &st, info);
-        LEAVE_RETURN(m, rv);
+        LEAVE_RETURN(m, cached_info(m, slot, info, NULL));
 }
 
 static CK_RV nc_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
         ENTER(m);
         if (!info)
                 LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
-        cache_refresh(m);
-        if (m->cache && mcache_get_token_info(m->cache, slot, info))
-                LEAVE_RETURN(m, cache_served(m, CKR_OK));
-        uint64_t gen;
-        struct mcache_stamp st;
-        bool keep = keep_begin(m, slot, &gen, &st);
-        CK_RV rv = rpc_get_token_info(m->rpc, slot, info);
-        if (rv == CKR_OK && keep && keep_ok(m, gen))
-                mcache_put_token_info(m->cache, slot, &st, info);
-        LEAVE_RETURN(m, rv);
+        LEAVE_RETURN(m, cached_info(m, slot, NULL, info));
 }
 
 /* After a call of this process that may have changed the slot's state. */

@@ -189,6 +189,12 @@ static void call_start(struct call *k, uint16_t op, bool secret) {
                 k->req.buf.secure = true;
 }
 
+/* Starts a call whose first field is the handle h (a slot or a session). */
+static void call_start_on(struct call *k, uint16_t op, bool secret, CK_ULONG h) {
+        call_start(k, op, secret);
+        wire_put_u64(&k->req, h);
+}
+
 static void call_end(struct call *k) {
         wire_msg_done(&k->req);
         if (k->frame) {
@@ -322,26 +328,48 @@ CK_RV rpc_get_slot_list(struct rpc_client *c, CK_BBOOL present, CK_SLOT_ID_PTR l
         return rv;
 }
 
-CK_RV rpc_get_slot_info(struct rpc_client *c, CK_SLOT_ID slot, CK_SLOT_INFO_PTR info) {
+/* Reads the info struct of k's op (GET_SLOT_INFO: a CK_SLOT_INFO, ...) into
+ * info, on success only. */
+static CK_RV get_info(struct call *k, CK_RV rv, void *info) {
+        switch (k->req.opnum) {
+        case WIRE_OP_GET_SLOT_INFO:
+                GET_INFO(k, rv, wire_get_slot_info, (CK_SLOT_INFO *)info);
+                break;
+        case WIRE_OP_GET_TOKEN_INFO:
+                GET_INFO(k, rv, wire_get_token_info, (CK_TOKEN_INFO *)info);
+                break;
+        case WIRE_OP_GET_SESSION_INFO:
+                GET_INFO(k, rv, wire_get_session_info, (CK_SESSION_INFO *)info);
+                break;
+        default:
+                GET_INFO(k, rv, wire_get_mech_info, (CK_MECHANISM_INFO *)info);
+                break;
+        }
+        return rv;
+}
+
+/* GetSlotInfo, GetTokenInfo, GetMechanismInfo (h a slot, gen 0) and
+ * GetSessionInfo (h a session of gen): the request is h (and, for
+ * GetMechanismInfo, type), the reply the op's info struct. */
+static CK_RV info_call(struct rpc_client *c, uint16_t op, uint64_t gen, CK_RV no_daemon_rv, CK_ULONG h,
+                       CK_MECHANISM_TYPE type, void *info) {
         struct call k;
-        call_start(&k, WIRE_OP_GET_SLOT_INFO, false);
-        wire_put_u64(&k.req, slot);
-        CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
+        call_start_on(&k, op, false, h);
+        if (op == WIRE_OP_GET_MECHANISM_INFO)
+                wire_put_u64(&k.req, type);
+        CK_RV rv = call_run(c, &k, gen, no_daemon_rv);
         if (k.has_reply)
-                GET_INFO(&k, rv, wire_get_slot_info, info);
+                rv = get_info(&k, rv, info);
         call_end(&k);
         return rv;
 }
 
+CK_RV rpc_get_slot_info(struct rpc_client *c, CK_SLOT_ID slot, CK_SLOT_INFO_PTR info) {
+        return info_call(c, WIRE_OP_GET_SLOT_INFO, 0, CKR_SLOT_ID_INVALID, slot, 0, info);
+}
+
 CK_RV rpc_get_token_info(struct rpc_client *c, CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
-        struct call k;
-        call_start(&k, WIRE_OP_GET_TOKEN_INFO, false);
-        wire_put_u64(&k.req, slot);
-        CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
-        if (k.has_reply)
-                GET_INFO(&k, rv, wire_get_token_info, info);
-        call_end(&k);
-        return rv;
+        return info_call(c, WIRE_OP_GET_TOKEN_INFO, 0, CKR_SLOT_ID_INVALID, slot, 0, info);
 }
 
 #define TOKEN_INFOS_MAX 32
@@ -358,8 +386,7 @@ int rpc_get_token_infos(struct rpc_client *c, uint64_t gen, const CK_SLOT_ID *sl
         if (n > TOKEN_INFOS_MAX || gen == 0)
                 return -ENOTSUP;
         for (size_t i = 0; i < n; i++) {
-                call_start(&k[i], WIRE_OP_GET_TOKEN_INFO, false);
-                wire_put_u64(&k[i].req, slots[i]);
+                call_start_on(&k[i], WIRE_OP_GET_TOKEN_INFO, false, slots[i]);
                 if (r == 0 && wire_msg_finish(&k[i].req) < 0)
                         r = -ENOMEM;
                 frames[i] = &k[i].req.buf;
@@ -384,8 +411,7 @@ int rpc_get_token_infos(struct rpc_client *c, uint64_t gen, const CK_SLOT_ID *sl
 CK_RV rpc_get_mechanism_list(struct rpc_client *c, CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list,
                              CK_ULONG_PTR count) {
         struct call k;
-        call_start(&k, WIRE_OP_GET_MECHANISM_LIST, false);
-        wire_put_u64(&k.req, slot);
+        call_start_on(&k, WIRE_OP_GET_MECHANISM_LIST, false, slot);
         wire_put_outreq(&k.req, list == NULL, list ? *count : 0);
         CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
         rv = get_outlist(&k, rv, list, count);
@@ -395,34 +421,36 @@ CK_RV rpc_get_mechanism_list(struct rpc_client *c, CK_SLOT_ID slot, CK_MECHANISM
 
 CK_RV rpc_get_mechanism_info(struct rpc_client *c, CK_SLOT_ID slot, CK_MECHANISM_TYPE type,
                              CK_MECHANISM_INFO_PTR info) {
+        return info_call(c, WIRE_OP_GET_MECHANISM_INFO, 0, CKR_SLOT_ID_INVALID, slot, type, info);
+}
+
+/* The PIN ops, "u" -> "u" with the request wiped: InitToken ("uzz": slot h,
+ * pin a, label b), InitPIN ("uz": pin a), SetPIN ("uzz": old PIN a, new PIN
+ * b), Login ("uuz": user, pin a).  A NULL a or b goes as the NULL marker. */
+static CK_RV pin_call(struct rpc_client *c, uint16_t op, uint64_t gen, CK_RV no_daemon_rv, CK_ULONG h,
+                      CK_USER_TYPE user, const CK_UTF8CHAR *a, CK_ULONG a_len, const CK_UTF8CHAR *b,
+                      CK_ULONG b_len) {
         struct call k;
-        call_start(&k, WIRE_OP_GET_MECHANISM_INFO, false);
-        wire_put_u64(&k.req, slot);
-        wire_put_u64(&k.req, type);
-        CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
-        if (k.has_reply)
-                GET_INFO(&k, rv, wire_get_mech_info, info);
+        call_start_on(&k, op, true, h);
+        if (op == WIRE_OP_LOGIN)
+                wire_put_u64(&k.req, user);
+        wire_put_blob(&k.req, a, a ? a_len : 0);
+        if (op == WIRE_OP_INIT_TOKEN || op == WIRE_OP_SET_PIN)
+                wire_put_blob(&k.req, b, b ? b_len : 0);
+        CK_RV rv = call_run(c, &k, gen, no_daemon_rv);
         call_end(&k);
         return rv;
 }
 
 CK_RV rpc_init_token(struct rpc_client *c, CK_SLOT_ID slot, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len,
                      CK_UTF8CHAR_PTR label) {
-        struct call k;
-        call_start(&k, WIRE_OP_INIT_TOKEN, true);
-        wire_put_u64(&k.req, slot);
-        wire_put_blob(&k.req, pin, pin ? pin_len : 0);
-        wire_put_blob(&k.req, label, label ? 32 : 0);
-        CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
-        call_end(&k);
-        return rv;
+        return pin_call(c, WIRE_OP_INIT_TOKEN, 0, CKR_SLOT_ID_INVALID, slot, 0, pin, pin_len, label, 32);
 }
 
 CK_RV rpc_open_session(struct rpc_client *c, CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE_PTR ret,
                        uint64_t *ret_gen) {
         struct call k;
-        call_start(&k, WIRE_OP_OPEN_SESSION, false);
-        wire_put_u64(&k.req, slot);
+        call_start_on(&k, WIRE_OP_OPEN_SESSION, false, slot);
         wire_put_u64(&k.req, flags);
         CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
         if (rv == CKR_OK && k.has_reply) {
@@ -438,45 +466,32 @@ CK_RV rpc_open_session(struct rpc_client *c, CK_SLOT_ID slot, CK_FLAGS flags, CK
         return rv;
 }
 
-CK_RV rpc_close_all_sessions(struct rpc_client *c, CK_SLOT_ID slot) {
+/* Ops "u" -> "u" on a slot (gen 0) or a session of gen. */
+static CK_RV handle_only(struct rpc_client *c, uint16_t op, uint64_t gen, CK_RV no_daemon_rv, CK_ULONG h) {
         struct call k;
-        call_start(&k, WIRE_OP_CLOSE_ALL_SESSIONS, false);
-        wire_put_u64(&k.req, slot);
-        CK_RV rv = call_run(c, &k, 0, CKR_SLOT_ID_INVALID);
+        call_start_on(&k, op, false, h);
+        CK_RV rv = call_run(c, &k, gen, no_daemon_rv);
         call_end(&k);
         return rv;
 }
 
 /* Ops "u" -> "u" on a session. */
 static CK_RV session_only(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HANDLE s) {
-        struct call k;
-        call_start(&k, op, false);
-        wire_put_u64(&k.req, s);
-        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
-        call_end(&k);
-        return rv;
+        return handle_only(c, op, gen, CKR_SESSION_HANDLE_INVALID, s);
+}
+
+CK_RV rpc_close_all_sessions(struct rpc_client *c, CK_SLOT_ID slot) {
+        return handle_only(c, WIRE_OP_CLOSE_ALL_SESSIONS, 0, CKR_SLOT_ID_INVALID, slot);
 }
 
 CK_RV rpc_init_pin(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR pin, CK_ULONG len) {
-        struct call k;
-        call_start(&k, WIRE_OP_INIT_PIN, true);
-        wire_put_u64(&k.req, s);
-        wire_put_blob(&k.req, pin, pin ? len : 0);
-        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
-        call_end(&k);
-        return rv;
+        return pin_call(c, WIRE_OP_INIT_PIN, gen, CKR_SESSION_HANDLE_INVALID, s, 0, pin, len, NULL, 0);
 }
 
 CK_RV rpc_set_pin(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR old_pin,
                   CK_ULONG old_len, CK_UTF8CHAR_PTR new_pin, CK_ULONG new_len) {
-        struct call k;
-        call_start(&k, WIRE_OP_SET_PIN, true);
-        wire_put_u64(&k.req, s);
-        wire_put_blob(&k.req, old_pin, old_pin ? old_len : 0);
-        wire_put_blob(&k.req, new_pin, new_pin ? new_len : 0);
-        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
-        call_end(&k);
-        return rv;
+        return pin_call(c, WIRE_OP_SET_PIN, gen, CKR_SESSION_HANDLE_INVALID, s, 0, old_pin, old_len, new_pin,
+                        new_len);
 }
 
 CK_RV rpc_close_session(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s) {
@@ -484,26 +499,12 @@ CK_RV rpc_close_session(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s)
 }
 
 CK_RV rpc_get_session_info(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_SESSION_INFO_PTR info) {
-        struct call k;
-        call_start(&k, WIRE_OP_GET_SESSION_INFO, false);
-        wire_put_u64(&k.req, s);
-        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
-        if (k.has_reply)
-                GET_INFO(&k, rv, wire_get_session_info, info);
-        call_end(&k);
-        return rv;
+        return info_call(c, WIRE_OP_GET_SESSION_INFO, gen, CKR_SESSION_HANDLE_INVALID, s, 0, info);
 }
 
 CK_RV rpc_login(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin,
                 CK_ULONG pin_len) {
-        struct call k;
-        call_start(&k, WIRE_OP_LOGIN, true);
-        wire_put_u64(&k.req, s);
-        wire_put_u64(&k.req, user);
-        wire_put_blob(&k.req, pin, pin ? pin_len : 0);
-        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
-        call_end(&k);
-        return rv;
+        return pin_call(c, WIRE_OP_LOGIN, gen, CKR_SESSION_HANDLE_INVALID, s, user, pin, pin_len, NULL, 0);
 }
 
 CK_RV rpc_logout(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s) {
@@ -514,8 +515,7 @@ CK_RV rpc_create_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s,
                         CK_OBJECT_HANDLE_PTR ret) {
         struct call k;
         /* A template may hold a private key value. */
-        call_start(&k, WIRE_OP_CREATE_OBJECT, true);
-        wire_put_u64(&k.req, s);
+        call_start_on(&k, WIRE_OP_CREATE_OBJECT, true, s);
         wire_put_attrs(&k.req, t, n);
         CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
         if (rv == CKR_OK && k.has_reply) {
@@ -531,8 +531,7 @@ CK_RV rpc_create_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s,
 
 CK_RV rpc_destroy_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj) {
         struct call k;
-        call_start(&k, WIRE_OP_DESTROY_OBJECT, false);
-        wire_put_u64(&k.req, s);
+        call_start_on(&k, WIRE_OP_DESTROY_OBJECT, false, s);
         wire_put_u64(&k.req, obj);
         CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
         call_end(&k);
@@ -542,8 +541,7 @@ CK_RV rpc_destroy_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s
 CK_RV rpc_get_attribute_value(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
                               CK_ATTRIBUTE_PTR t, CK_ULONG n) {
         struct call k;
-        call_start(&k, WIRE_OP_GET_ATTRIBUTE_VALUE, false);
-        wire_put_u64(&k.req, s);
+        call_start_on(&k, WIRE_OP_GET_ATTRIBUTE_VALUE, false, s);
         wire_put_u64(&k.req, obj);
         wire_put_attr_query(&k.req, t, n);
         CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
@@ -577,34 +575,34 @@ out:
         return rv;
 }
 
-CK_RV rpc_set_attribute_value(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
-                              CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+/* SetAttributeValue ("uuA", on object obj) and FindObjectsInit ("uA") -> "u":
+ * the template t of n; secret: wiped, it may hold a key value. */
+static CK_RV template_in(struct rpc_client *c, uint16_t op, bool secret, uint64_t gen, CK_SESSION_HANDLE s,
+                         const CK_OBJECT_HANDLE *obj, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
         struct call k;
-        call_start(&k, WIRE_OP_SET_ATTRIBUTE_VALUE, true);
-        wire_put_u64(&k.req, s);
-        wire_put_u64(&k.req, obj);
+        call_start_on(&k, op, secret, s);
+        if (obj)
+                wire_put_u64(&k.req, *obj);
         wire_put_attrs(&k.req, t, n);
         CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
         call_end(&k);
         return rv;
 }
 
+CK_RV rpc_set_attribute_value(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
+                              CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+        return template_in(c, WIRE_OP_SET_ATTRIBUTE_VALUE, true, gen, s, &obj, t, n);
+}
+
 CK_RV rpc_find_objects_init(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t,
                             CK_ULONG n) {
-        struct call k;
-        call_start(&k, WIRE_OP_FIND_OBJECTS_INIT, false);
-        wire_put_u64(&k.req, s);
-        wire_put_attrs(&k.req, t, n);
-        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
-        call_end(&k);
-        return rv;
+        return template_in(c, WIRE_OP_FIND_OBJECTS_INIT, false, gen, s, NULL, t, n);
 }
 
 CK_RV rpc_find_objects(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR ret,
                        CK_ULONG max, CK_ULONG_PTR ret_count) {
         struct call k;
-        call_start(&k, WIRE_OP_FIND_OBJECTS, false);
-        wire_put_u64(&k.req, s);
+        call_start_on(&k, WIRE_OP_FIND_OBJECTS, false, s);
         wire_put_u64(&k.req, max > WIRE_MAX_LIST ? WIRE_MAX_LIST : max);
         CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
         if (rv == CKR_OK && k.has_reply) {
@@ -635,32 +633,54 @@ static bool put_mechanism(struct wire_msg *m, const CK_MECHANISM *mech, struct n
         return true;
 }
 
-/* The "zq" -> "uZ" rest of a request that returns bytes: puts the data and
- * the output request, runs the call, takes the output. */
-static CK_RV data_out_run(struct rpc_client *c, struct call *k, uint64_t gen, CK_BYTE_PTR data, CK_ULONG len,
-                          CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+/* The "uM" start of a request: session s, then mech (false: its parameter
+ * cannot be encoded; call_end(k) still needed). */
+static bool mech_call_start(struct call *k, uint16_t op, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech) {
+        struct nbuf param;
+        call_start_on(k, op, false, s);
+        bool ok = put_mechanism(&k->req, mech, &param);
+        nbuf_done(&param);
+        return ok;
+}
+
+/* Puts a 'z' field of input data: NULL as no bytes (the daemon's handlers
+ * take no NULL data). */
+static void put_data(struct call *k, CK_BYTE_PTR data, CK_ULONG len) {
         wire_put_blob(&k->req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
+}
+
+/* The "q" -> "uZ" end of a request that returns bytes: puts the output
+ * request, runs the call, takes the output, ends the call. */
+static CK_RV out_run(struct rpc_client *c, struct call *k, uint64_t gen, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
         CK_ULONG cap = out ? *out_len : 0;
         wire_put_outreq(&k->req, out == NULL, cap);
         CK_RV rv = call_run(c, k, gen, CKR_SESSION_HANDLE_INVALID);
-        return get_outbytes(k, rv, out, cap, out_len);
+        rv = get_outbytes(k, rv, out, cap, out_len);
+        call_end(k);
+        return rv;
 }
 
-/* The "z" -> "u" rest of a request that only gives bytes. */
+/* The "zq" -> "uZ" rest of a request that returns bytes: the data, then
+ * out_run. */
+static CK_RV data_out_run(struct rpc_client *c, struct call *k, uint64_t gen, CK_BYTE_PTR data, CK_ULONG len,
+                          CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        put_data(k, data, len);
+        return out_run(c, k, gen, out, out_len);
+}
+
+/* The "z" -> "u" rest of a request that only gives bytes; ends the call. */
 static CK_RV data_in_run(struct rpc_client *c, struct call *k, uint64_t gen, CK_BYTE_PTR data, CK_ULONG len) {
-        wire_put_blob(&k->req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
-        return call_run(c, k, gen, CKR_SESSION_HANDLE_INVALID);
+        put_data(k, data, len);
+        CK_RV rv = call_run(c, k, gen, CKR_SESSION_HANDLE_INVALID);
+        call_end(k);
+        return rv;
 }
 
 /* The start of a *Init request ("uMu"), also that of a C_SignInit the
  * module held back and sends with the call that followed it. */
 static bool crypt_init_start(struct call *k, uint16_t op, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
                             CK_OBJECT_HANDLE key) {
-        struct nbuf param;
-        call_start(k, op, false);
-        wire_put_u64(&k->req, s);
-        bool ok = put_mechanism(&k->req, mech, &param);
-        nbuf_done(&param);
+        bool ok = mech_call_start(k, op, s, mech);
         wire_put_u64(&k->req, key);
         return ok;
 }
@@ -684,9 +704,7 @@ CK_RV rpc_sign_once(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_
                 call_end(&k);
                 return CKR_MECHANISM_PARAM_INVALID;
         }
-        CK_RV rv = data_out_run(c, &k, gen, data, len, out, out_len);
-        call_end(&k);
-        return rv;
+        return data_out_run(c, &k, gen, data, len, out, out_len);
 }
 
 CK_RV rpc_sign_init_update(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
@@ -696,19 +714,12 @@ CK_RV rpc_sign_init_update(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE
                 call_end(&k);
                 return CKR_MECHANISM_PARAM_INVALID;
         }
-        CK_RV rv = data_in_run(c, &k, gen, data, len);
-        call_end(&k);
-        return rv;
+        return data_in_run(c, &k, gen, data, len);
 }
 
 CK_RV rpc_digest_init(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech) {
         struct call k;
-        struct nbuf param;
-        call_start(&k, WIRE_OP_DIGEST_INIT, false);
-        wire_put_u64(&k.req, s);
-        bool ok = put_mechanism(&k.req, mech, &param);
-        nbuf_done(&param);
-        if (!ok) {
+        if (!mech_call_start(&k, WIRE_OP_DIGEST_INIT, s, mech)) {
                 call_end(&k);
                 return CKR_MECHANISM_PARAM_INVALID;
         }
@@ -725,43 +736,30 @@ static bool op_input_secret(uint16_t op) {
 CK_RV rpc_data_out(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HANDLE s, CK_BYTE_PTR data,
                    CK_ULONG len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
         struct call k;
-        call_start(&k, op, op_input_secret(op));
-        wire_put_u64(&k.req, s);
-        CK_RV rv = data_out_run(c, &k, gen, data, len, out, out_len);
-        call_end(&k);
-        return rv;
+        call_start_on(&k, op, op_input_secret(op), s);
+        return data_out_run(c, &k, gen, data, len, out, out_len);
 }
 
 CK_RV rpc_final_out(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HANDLE s, CK_BYTE_PTR out,
                     CK_ULONG_PTR out_len) {
         struct call k;
-        call_start(&k, op, false);
-        wire_put_u64(&k.req, s);
-        CK_ULONG cap = out ? *out_len : 0;
-        wire_put_outreq(&k.req, out == NULL, cap);
-        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
-        rv = get_outbytes(&k, rv, out, cap, out_len);
-        call_end(&k);
-        return rv;
+        call_start_on(&k, op, false, s);
+        return out_run(c, &k, gen, out, out_len);
 }
 
 CK_RV rpc_data_in(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HANDLE s, CK_BYTE_PTR data,
                   CK_ULONG len) {
         struct call k;
-        call_start(&k, op, false);
-        wire_put_u64(&k.req, s);
-        CK_RV rv = data_in_run(c, &k, gen, data, len);
-        call_end(&k);
-        return rv;
+        call_start_on(&k, op, false, s);
+        return data_in_run(c, &k, gen, data, len);
 }
 
 CK_RV rpc_verify(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len,
                  CK_BYTE_PTR sig, CK_ULONG sig_len) {
         struct call k;
-        call_start(&k, WIRE_OP_VERIFY, false);
-        wire_put_u64(&k.req, s);
-        wire_put_blob(&k.req, data ? data : (CK_BYTE_PTR) "", data ? len : 0);
-        wire_put_blob(&k.req, sig ? sig : (CK_BYTE_PTR) "", sig ? sig_len : 0);
+        call_start_on(&k, WIRE_OP_VERIFY, false, s);
+        put_data(&k, data, len);
+        put_data(&k, sig, sig_len);
         CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
         call_end(&k);
         return rv;
@@ -771,12 +769,7 @@ CK_RV rpc_generate_key_pair(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDL
                             CK_ATTRIBUTE_PTR pub, CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv, CK_ULONG priv_n,
                             CK_OBJECT_HANDLE_PTR ret_pub, CK_OBJECT_HANDLE_PTR ret_priv) {
         struct call k;
-        struct nbuf param;
-        call_start(&k, WIRE_OP_GENERATE_KEY_PAIR, false);
-        wire_put_u64(&k.req, s);
-        bool ok = put_mechanism(&k.req, mech, &param);
-        nbuf_done(&param);
-        if (!ok) {
+        if (!mech_call_start(&k, WIRE_OP_GENERATE_KEY_PAIR, s, mech)) {
                 call_end(&k);
                 return CKR_MECHANISM_PARAM_INVALID;
         }
@@ -801,8 +794,7 @@ CK_RV rpc_generate_random(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE 
         do {
                 CK_ULONG chunk = len - done > RANDOM_CHUNK ? RANDOM_CHUNK : len - done;
                 struct call k;
-                call_start(&k, WIRE_OP_GENERATE_RANDOM, false);
-                wire_put_u64(&k.req, s);
+                call_start_on(&k, WIRE_OP_GENERATE_RANDOM, false, s);
                 wire_put_u64(&k.req, chunk);
                 CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
                 if (rv == CKR_OK && k.has_reply) {
@@ -823,8 +815,7 @@ CK_RV rpc_generate_random(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE 
 
 CK_RV rpc_get_objects(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, uint8_t **ret, size_t *ret_len) {
         struct call k;
-        call_start(&k, WIRE_OP_GET_OBJECTS, false);
-        wire_put_u64(&k.req, s);
+        call_start_on(&k, WIRE_OP_GET_OBJECTS, false, s);
         CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
         *ret = NULL;
         *ret_len = 0;
