@@ -195,8 +195,23 @@ out_pin_error:
         return CLI_EXIT_USAGE;
 }
 
+/* Sends op with the slot of t (a token from the daemon's list) as its
+ * request: mgmt_call_checked's exit code and reply. */
+static int call_for_token(uint16_t op, const cJSON *t, cJSON **ret_reply) {
+        cJSON *req = cJSON_CreateObject();
+        int r;
+
+        if (!req || !cJSON_AddNumberToObject(req, "slot", jnum(t, "slot", -1))) {
+                cJSON_Delete(req);
+                return CLI_EXIT_OTHER;
+        }
+        r = mgmt_call_checked(op, req, ret_reply);
+        cJSON_Delete(req);
+        return r;
+}
+
 int cmd_token_delete(void) {
-        cJSON *list = NULL, *req = NULL, *reply = NULL;
+        cJSON *list = NULL, *reply = NULL;
         const cJSON *t = NULL;
         char question[128];
         int r;
@@ -225,12 +240,7 @@ int cmd_token_delete(void) {
                         goto out;
                 }
         }
-        req = cJSON_CreateObject();
-        if (!req || !cJSON_AddNumberToObject(req, "slot", jnum(t, "slot", -1))) {
-                r = CLI_EXIT_OTHER;
-                goto out;
-        }
-        r = mgmt_call_checked(WIRE_OP_MGMT_TOKEN_DELETE, req, &reply);
+        r = call_for_token(WIRE_OP_MGMT_TOKEN_DELETE, t, &reply);
         if (r != CLI_EXIT_OK)
                 goto out;
         if (arg.json)
@@ -239,7 +249,6 @@ int cmd_token_delete(void) {
                 printf("Deleted soft token \"%s\" (slot %.0f)\n", jstr(reply, "label"), jnum(reply, "slot", -1));
 out:
         cJSON_Delete(reply);
-        cJSON_Delete(req);
         cJSON_Delete(list);
         return r;
 }
@@ -263,7 +272,7 @@ static void print_pin_line(const char *who, const cJSON *p) {
 }
 
 int cmd_pin_status(void) {
-        cJSON *list = NULL, *req = NULL, *reply = NULL;
+        cJSON *list = NULL, *reply = NULL;
         const cJSON *t = NULL, *user;
         int r;
 
@@ -273,12 +282,7 @@ int cmd_pin_status(void) {
         r = mgmt_select(list, &t);
         if (r != CLI_EXIT_OK)
                 goto out;
-        req = cJSON_CreateObject();
-        if (!req || !cJSON_AddNumberToObject(req, "slot", jnum(t, "slot", -1))) {
-                r = CLI_EXIT_OTHER;
-                goto out;
-        }
-        r = mgmt_call_checked(WIRE_OP_MGMT_PIN_STATUS, req, &reply);
+        r = call_for_token(WIRE_OP_MGMT_PIN_STATUS, t, &reply);
         if (r != CLI_EXIT_OK)
                 goto out;
         if (arg.json) {
@@ -294,7 +298,6 @@ int cmd_pin_status(void) {
         }
 out:
         cJSON_Delete(reply);
-        cJSON_Delete(req);
         cJSON_Delete(list);
         return r;
 }
@@ -307,10 +310,7 @@ int cmd_pin_change(void) {
         CK_RV rv;
         int r;
 
-        r = p11_select_token(&t);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = p11_open(&t, false, &s);
+        r = p11_open_selected(&t, false, &s);
         if (r != CLI_EXIT_OK)
                 return r;
         snprintf(prompt, sizeof prompt, "Current %s for \"%s\": ", arg.so ? "SO PIN" : "PIN", t.label);
@@ -351,11 +351,7 @@ int cmd_pin_change(void) {
         printf("%s changed for token \"%s\"\n", arg.so ? "SO PIN" : "PIN", t.label);
         r = CLI_EXIT_OK;
 out:
-        secure_free(old);
-        secure_free(new);
-        if (arg.so)
-                (void)p11->C_Logout(s);
-        p11->C_CloseSession(s);
+        pin_session_done(s, arg.so, old, new);
         return r;
 }
 
@@ -364,13 +360,9 @@ int cmd_pin_unblock(void) {
         CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
         char *so = NULL, *new = NULL;
         bool logged_in = false;
-        CK_RV rv;
         int r;
 
-        r = p11_select_token(&t);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = p11_open(&t, false, &s);
+        r = p11_open_selected(&t, false, &s);
         if (r != CLI_EXIT_OK)
                 return r;
         if ((r = unblock_secrets(&t, false, &so, &new)) != CLI_EXIT_OK)
@@ -379,19 +371,8 @@ int cmd_pin_unblock(void) {
         if (r != CLI_EXIT_OK)
                 goto out;
         logged_in = true;
-        rv = p11->C_InitPIN(s, (CK_UTF8CHAR_PTR)new, strlen(new));
-        if (rv != CKR_OK) {
-                cli_error("cannot set the new PIN: %s", p11_rv_str(rv));
-                r = p11_exit_from_rv(rv);
-                goto out;
-        }
-        printf("PIN of token \"%s\" unblocked and set\n", t.label);
-        r = CLI_EXIT_OK;
+        r = unblock_set_pin(&t, s, new, false);
 out:
-        secure_free(so);
-        secure_free(new);
-        if (logged_in)
-                (void)p11->C_Logout(s);
-        p11->C_CloseSession(s);
+        pin_session_done(s, logged_in, so, new);
         return r;
 }
