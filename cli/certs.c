@@ -578,7 +578,6 @@ int cmd_cert_delete(void) {
         r = CLI_EXIT_OK;
 out:
         cert_entry_done(&e);
-        (void)p11->C_Logout(s);
-        p11->C_CloseSession(s);
+        p11_close(s);
         return r;
 }

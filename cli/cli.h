@@ -91,6 +91,9 @@ bool jbool(const cJSON *o, const char *name);
  * serial, slot) or the only one (*ret points into list); CLI_EXIT_OK or an
  * exit code, the problem reported. */
 int mgmt_select(const cJSON *list, const cJSON **ret);
+/* Fetches the daemon's token list (*ret_list, to be freed even on failure)
+ * and selects one from it (mgmt_select): an exit code. */
+int mgmt_select_token(cJSON **ret_list, const cJSON **ret);
 /* Deletes a request that may hold PINs: wipes its strings first. */
 void cjson_delete_wiped(cJSON *o);
 int exit_from_errno(int err);
@@ -124,6 +127,8 @@ int p11_select_token(struct p11_token *ret);
 int p11_open(const struct p11_token *t, bool login, CK_SESSION_HANDLE *ret);
 /* p11_select_token, then p11_open on the token selected: an exit code. */
 int p11_open_selected(struct p11_token *ret_token, bool login, CK_SESSION_HANDLE *ret);
+/* Ends a session of p11_open: logs out (when logged in) and closes it. */
+void p11_close(CK_SESSION_HANDLE s);
 int p11_login(const struct p11_token *t, CK_SESSION_HANDLE s, CK_USER_TYPE user, const char *pin);
 /* Message for a CK_RV and the exit code it maps to. */
 const char *p11_rv_str(CK_RV rv);

@@ -568,10 +568,8 @@ int cmd_import(const char *file) {
         }
         r = CLI_EXIT_OK;
 out:
-        if (session) {
-                (void)p11->C_Logout(s);
-                p11->C_CloseSession(s);
-        }
+        if (session)
+                p11_close(s);
         secure_free(pw);
         p12_done(&p12);
         mbedtls_pk_free(&pk);

@@ -291,8 +291,7 @@ int cmd_key_gen(void) {
         }
         r = CLI_EXIT_OK;
 out:
-        (void)p11->C_Logout(s);
-        p11->C_CloseSession(s);
+        p11_close(s);
         return r;
 }
 
@@ -614,7 +613,6 @@ int cmd_csr(void) {
         r = CLI_EXIT_OK;
 out:
         mbedtls_pk_free(&pk);
-        (void)p11->C_Logout(s);
-        p11->C_CloseSession(s);
+        p11_close(s);
         return r;
 }

@@ -103,13 +103,21 @@ static void print_record(FILE *f, const cJSON *r, bool colour) {
         fputc('\n', f);
 }
 
-int cmd_log_show(void) {
+/* The usage records the filter options (--since, --until, --token,
+ * --failed) select: an exit code, *ret_reply on CLI_EXIT_OK. */
+static int fetch_records(cJSON **ret_reply) {
         int r;
-        cJSON *req = filter_request(&r), *reply = NULL;
+        cJSON *req = filter_request(&r);
         if (!req)
                 return r;
-        r = mgmt_call_checked(WIRE_OP_MGMT_LOG_SHOW, req, &reply);
+        r = mgmt_call_checked(WIRE_OP_MGMT_LOG_SHOW, req, ret_reply);
         cJSON_Delete(req);
+        return r;
+}
+
+int cmd_log_show(void) {
+        cJSON *reply = NULL;
+        int r = fetch_records(&reply);
         if (r != CLI_EXIT_OK)
                 return r;
         const cJSON *records = cJSON_GetObjectItemCaseSensitive(reply, "records"), *rec;
@@ -215,12 +223,8 @@ static int run_tar(const char *file, const char *dir) {
 }
 
 int cmd_log_export(const char *file) {
-        int r;
-        cJSON *req = filter_request(&r), *reply = NULL, *status = NULL;
-        if (!req)
-                return r;
-        r = mgmt_call_checked(WIRE_OP_MGMT_LOG_SHOW, req, &reply);
-        cJSON_Delete(req);
+        cJSON *reply = NULL, *status = NULL;
+        int r = fetch_records(&reply);
         if (r != CLI_EXIT_OK)
                 return r;
         (void)mgmt_call_checked(WIRE_OP_MGMT_STATUS, NULL, &status);

@@ -115,9 +115,7 @@ int cmd_pin_cache_clear(void) {
         int r;
         if (arg.token) {
                 const cJSON *t;
-                r = mgmt_call_checked(WIRE_OP_MGMT_TOKEN_LIST, NULL, &list);
-                if (r == CLI_EXIT_OK)
-                        r = mgmt_select(list, &t);
+                r = mgmt_select_token(&list, &t);
                 if (r != CLI_EXIT_OK) {
                         cJSON_Delete(list);
                         cJSON_Delete(req);
