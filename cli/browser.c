@@ -299,6 +299,22 @@ static int tool_failed(const char *what, const struct nssdb *db, int r, const ch
         return CLI_EXIT_OTHER;
 }
 
+/* Runs an NSS tool (what: its name for messages) on db: CLI_EXIT_OK, or its
+ * failure reported (tool_failed). */
+static int run_nss_tool(const char *what, const struct nssdb *db, char *const argv[]) {
+        char *out = NULL;
+        int r = run_tool(argv, &out);
+        int ret = r == 0 ? CLI_EXIT_OK : tool_failed(what, db, r, out);
+        free(out);
+        return ret;
+}
+
+/* Removes the module named name from db (dbarg: "sql:" and its dir). */
+static int modutil_delete(const struct nssdb *db, char *dbarg, char *name) {
+        char *del[] = { "modutil", "-dbdir", dbarg, "-delete", name, "-force", NULL };
+        return run_nss_tool("modutil -delete", db, del);
+}
+
 /* Makes sure db has an NSS (sql:) database, creating an empty one (no
  * password, as Firefox and Chromium do) where none exists. */
 static int nssdb_ensure(const struct nssdb *db) {
@@ -312,20 +328,22 @@ static int nssdb_ensure(const struct nssdb *db) {
         char dbarg[PATH_MAX + 8];
         snprintf(dbarg, sizeof dbarg, "sql:%s", db->dir);
         char *argv[] = { "certutil", "-N", "-d", dbarg, "--empty-password", NULL };
-        char *out = NULL;
-        r = run_tool(argv, &out);
-        int ret = r == 0 ? CLI_EXIT_OK : tool_failed("certutil -N", db, r, out);
-        free(out);
-        return ret;
+        return run_nss_tool("certutil -N", db, argv);
+}
+
+/* A JSON object naming db: its browser, profile and directory. */
+static cJSON *db_json(const struct nssdb *db) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "browser", browser_name(db->browser));
+        cJSON_AddStringToObject(o, "profile", db->name);
+        cJSON_AddStringToObject(o, "dir", db->dir);
+        return o;
 }
 
 /* One line (or JSON object) per database: what register/unregister did. */
 static void report_result(const struct nssdb *db, const char *result, cJSON *jarr) {
         if (jarr) {
-                cJSON *o = cJSON_CreateObject();
-                cJSON_AddStringToObject(o, "browser", browser_name(db->browser));
-                cJSON_AddStringToObject(o, "profile", db->name);
-                cJSON_AddStringToObject(o, "dir", db->dir);
+                cJSON *o = db_json(db);
                 cJSON_AddStringToObject(o, "result", result);
                 cJSON_AddItemToArray(jarr, o);
         } else
@@ -347,28 +365,13 @@ static int do_register(struct nssdb *db, const char *module, cJSON *jarr) {
                 if ((ret = nssdb_ensure(db)) != CLI_EXIT_OK)
                         return ret;
                 snprintf(dbarg, sizeof dbarg, "sql:%s", db->dir);
-                char *out = NULL;
-                int r;
-                if (found == 0) { /* an old path: replace it */
-                        char *del[] = { "modutil", "-dbdir", dbarg, "-delete", name, "-force", NULL };
-                        r = run_tool(del, &out);
-                        if (r != 0) {
-                                ret = tool_failed("modutil -delete", db, r, out);
-                                free(out);
-                                return ret;
-                        }
-                        free(out);
-                        out = NULL;
-                }
+                /* An old path: replaced. */
+                if (found == 0 && (ret = modutil_delete(db, dbarg, name)) != CLI_EXIT_OK)
+                        return ret;
                 char *add[] = { "modutil", "-dbdir", dbarg, "-add", NSS_MODULE_NAME, "-libfile", (char *)module,
                                 "-force", NULL };
-                r = run_tool(add, &out);
-                if (r != 0) {
-                        ret = tool_failed("modutil -add", db, r, out);
-                        free(out);
+                if ((ret = run_nss_tool("modutil -add", db, add)) != CLI_EXIT_OK)
                         return ret;
-                }
-                free(out);
                 result = found == 0 ? "updated" : "registered";
         }
         report_result(db, result, jarr);
@@ -388,15 +391,8 @@ static int do_unregister(struct nssdb *db, cJSON *jarr) {
                 ret = CLI_EXIT_OTHER;
         } else {
                 snprintf(dbarg, sizeof dbarg, "sql:%s", db->dir);
-                char *del[] = { "modutil", "-dbdir", dbarg, "-delete", name, "-force", NULL };
-                char *out = NULL;
-                int r = run_tool(del, &out);
-                if (r != 0) {
-                        ret = tool_failed("modutil -delete", db, r, out);
-                        free(out);
+                if ((ret = modutil_delete(db, dbarg, name)) != CLI_EXIT_OK)
                         return ret;
-                }
-                free(out);
                 result = "unregistered";
         }
         report_result(db, result, jarr);
@@ -409,10 +405,7 @@ static void do_status(const struct nssdb *db, const char *module, cJSON *jarr) {
         bool reg = exists && nssdb_find(db->dir, lib, sizeof lib, name, sizeof name) == 0;
         bool current = reg && strcmp(lib, module) == 0;
         if (jarr) {
-                cJSON *o = cJSON_CreateObject();
-                cJSON_AddStringToObject(o, "browser", browser_name(db->browser));
-                cJSON_AddStringToObject(o, "profile", db->name);
-                cJSON_AddStringToObject(o, "dir", db->dir);
+                cJSON *o = db_json(db);
                 cJSON_AddBoolToObject(o, "database", exists);
                 cJSON_AddBoolToObject(o, "registered", reg);
                 if (reg)

@@ -374,10 +374,21 @@ static char *hex_upper_colon(const uint8_t *p, size_t n) {
         return s;
 }
 
+/* The certificate select_cert picks on the token p11_select_token picks,
+ * read in a session closed again: an exit code. */
+static int read_selected_cert(struct p11_token *t, struct cert_entry *e) {
+        CK_SESSION_HANDLE s;
+        int r = p11_open_selected(t, false, &s);
+        if (r != CLI_EXIT_OK)
+                return r;
+        r = select_cert(s, t, e);
+        p11->C_CloseSession(s);
+        return r;
+}
+
 int cmd_cert_show(void) {
         struct p11_token t;
         struct cert_entry e = {};
-        CK_SESSION_HANDLE s;
         char subject[1024], issuer[1024], nb[32], na[32];
         uint8_t sha1[20], sha256[32];
         _cleanup_free_ char *serial = NULL, *f1 = NULL, *f256 = NULL, *idhex = NULL;
@@ -385,14 +396,7 @@ int cmd_cert_show(void) {
         cJSON *o, *ku;
         int r;
 
-        r = p11_select_token(&t);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = p11_open(&t, false, &s);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = select_cert(s, &t, &e);
-        p11->C_CloseSession(s);
+        r = read_selected_cert(&t, &e);
         if (r != CLI_EXIT_OK)
                 return r;
         if (!e.parsed) {
@@ -509,21 +513,13 @@ int pem_encode(const char *what, const uint8_t *der, size_t len, char **ret) {
 int cmd_cert_export(void) {
         struct p11_token t;
         struct cert_entry e = {};
-        CK_SESSION_HANDLE s;
         int r;
 
         if (arg.pem == arg.der) {
                 cli_error("cert export needs exactly one of --pem or --der");
                 return CLI_EXIT_USAGE;
         }
-        r = p11_select_token(&t);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = p11_open(&t, false, &s);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = select_cert(s, &t, &e);
-        p11->C_CloseSession(s);
+        r = read_selected_cert(&t, &e);
         if (r != CLI_EXIT_OK)
                 return r;
         if (arg.der) {
@@ -550,10 +546,7 @@ int cmd_cert_delete(void) {
         CK_RV rv;
         int r;
 
-        r = p11_select_token(&t);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = p11_open(&t, true, &s);
+        r = p11_open_selected(&t, true, &s);
         if (r != CLI_EXIT_OK)
                 return r;
         r = select_cert(s, &t, &e);
@@ -585,7 +578,6 @@ int cmd_cert_delete(void) {
         r = CLI_EXIT_OK;
 out:
         cert_entry_done(&e);
-        (void)p11->C_Logout(s);
-        p11->C_CloseSession(s);
+        p11_close(s);
         return r;
 }

@@ -81,6 +81,9 @@ void print_json(const cJSON *o);
 /* mgmt_call_checked, then request freed and, with --json, the reply
  * printed: the caller only prints the text form (when !arg.json). */
 int mgmt_request(uint16_t op, cJSON *request, cJSON **ret_reply);
+/* mgmt_request, then (when !arg.json) the reply's text form printed by
+ * print_text and the reply freed: an exit code. */
+int mgmt_request_print(uint16_t op, cJSON *request, void (*print_text)(const cJSON *reply));
 const char *jstr(const cJSON *o, const char *name);
 double jnum(const cJSON *o, const char *name, double dflt);
 bool jbool(const cJSON *o, const char *name);
@@ -88,6 +91,9 @@ bool jbool(const cJSON *o, const char *name);
  * serial, slot) or the only one (*ret points into list); CLI_EXIT_OK or an
  * exit code, the problem reported. */
 int mgmt_select(const cJSON *list, const cJSON **ret);
+/* Fetches the daemon's token list (*ret_list, to be freed even on failure)
+ * and selects one from it (mgmt_select): an exit code. */
+int mgmt_select_token(cJSON **ret_list, const cJSON **ret);
 /* Deletes a request that may hold PINs: wipes its strings first. */
 void cjson_delete_wiped(cJSON *o);
 int exit_from_errno(int err);
@@ -119,6 +125,10 @@ int p11_select_token(struct p11_token *ret);
  * --pin/--pin-file/prompt).  Returns an exit code; prints the errors,
  * including tries left after a wrong PIN. */
 int p11_open(const struct p11_token *t, bool login, CK_SESSION_HANDLE *ret);
+/* p11_select_token, then p11_open on the token selected: an exit code. */
+int p11_open_selected(struct p11_token *ret_token, bool login, CK_SESSION_HANDLE *ret);
+/* Ends a session of p11_open: logs out (when logged in) and closes it. */
+void p11_close(CK_SESSION_HANDLE s);
 int p11_login(const struct p11_token *t, CK_SESSION_HANDLE s, CK_USER_TYPE user, const char *pin);
 /* Message for a CK_RV and the exit code it maps to. */
 const char *p11_rv_str(CK_RV rv);
@@ -150,6 +160,12 @@ int cmd_pin_unblock_puk(void); /* pin.c: PIV keys, --puk */
 /* pin unblock: the SO PIN (or PUK) and the new user PIN, from the options or
  * asked for; CLI_EXIT_OK or CLI_EXIT_USAGE (reported). */
 int unblock_secrets(const struct p11_token *t, bool puk, char **ret_secret, char **ret_new);
+/* pin unblock's last step, the SO PIN (puk: the PUK) logged in: sets the new
+ * PIN (C_InitPIN) and reports the outcome; an exit code. */
+int unblock_set_pin(const struct p11_token *t, CK_SESSION_HANDLE s, const char *new_pin, bool puk);
+/* The end of pin change and pin unblock: wipes both secrets, logs out when
+ * logged in, closes the session. */
+void pin_session_done(CK_SESSION_HANDLE s, bool logged_in, char *secret, char *new_pin);
 /* A PIV key (its PUK unblocks the PIN: pin unblock --puk). */
 bool token_is_piv(const struct p11_token *t);
 int cmd_list(void);

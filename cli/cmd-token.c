@@ -56,6 +56,13 @@ int mgmt_select(const cJSON *list, const cJSON **ret) {
         return matches == 0 ? CLI_EXIT_NOT_FOUND : CLI_EXIT_USAGE;
 }
 
+int mgmt_select_token(cJSON **ret_list, const cJSON **ret) {
+        int r = mgmt_call_checked(WIRE_OP_MGMT_TOKEN_LIST, NULL, ret_list);
+        if (r != CLI_EXIT_OK)
+                return r;
+        return mgmt_select(*ret_list, ret);
+}
+
 int mgmt_slot_for(const struct p11_token *tok, uint64_t *ret_slot) {
         cJSON *list = NULL, *t;
         int status = 0, r;
@@ -113,29 +120,20 @@ int mgmt_pin_tries(const struct p11_token *tok, bool so, int *ret_left, int *ret
         return 0;
 }
 
-int cmd_daemon_status(void) {
-        cJSON *reply = NULL;
-        int r;
+static void print_daemon_status(const cJSON *reply) {
+        double up = jnum(reply, "uptime", 0);
+        printf("netcad %s (pid %.0f) is running\n", jstr(reply, "version"), jnum(reply, "pid", 0));
+        printf("  uptime:    %.0fd %02.0f:%02.0f:%02.0f\n", (double)((long)up / 86400),
+               (double)(((long)up % 86400) / 3600), (double)(((long)up % 3600) / 60), (double)((long)up % 60));
+        printf("  socket:    %s\n", jstr(reply, "socket"));
+        printf("  data dir:  %s\n", jstr(reply, "data_dir"));
+        printf("  tokens:    %.0f\n", jnum(reply, "tokens", 0));
+        printf("  clients:   %.0f\n", jnum(reply, "clients", 0));
+        printf("  sessions:  %.0f\n", jnum(reply, "sessions", 0));
+}
 
-        r = mgmt_call_checked(WIRE_OP_MGMT_STATUS, NULL, &reply);
-        if (r != CLI_EXIT_OK)
-                return r;
-        if (arg.json) {
-                print_json(reply);
-        } else {
-                double up = jnum(reply, "uptime", 0);
-                printf("netcad %s (pid %.0f) is running\n", jstr(reply, "version"), jnum(reply, "pid", 0));
-                printf("  uptime:    %.0fd %02.0f:%02.0f:%02.0f\n", (double)((long)up / 86400),
-                       (double)(((long)up % 86400) / 3600), (double)(((long)up % 3600) / 60),
-                       (double)((long)up % 60));
-                printf("  socket:    %s\n", jstr(reply, "socket"));
-                printf("  data dir:  %s\n", jstr(reply, "data_dir"));
-                printf("  tokens:    %.0f\n", jnum(reply, "tokens", 0));
-                printf("  clients:   %.0f\n", jnum(reply, "clients", 0));
-                printf("  sessions:  %.0f\n", jnum(reply, "sessions", 0));
-        }
-        cJSON_Delete(reply);
-        return CLI_EXIT_OK;
+int cmd_daemon_status(void) {
+        return mgmt_request_print(WIRE_OP_MGMT_STATUS, NULL, print_daemon_status);
 }
 
 int cmd_token_create_soft(void) {
@@ -195,16 +193,29 @@ out_pin_error:
         return CLI_EXIT_USAGE;
 }
 
+/* Sends op with the slot of t (a token from the daemon's list) as its
+ * request, the reply printed (mgmt_request_print): an exit code. */
+static int request_for_token(uint16_t op, const cJSON *t, void (*print_text)(const cJSON *reply)) {
+        cJSON *req = cJSON_CreateObject();
+
+        if (!req || !cJSON_AddNumberToObject(req, "slot", jnum(t, "slot", -1))) {
+                cJSON_Delete(req);
+                return CLI_EXIT_OTHER;
+        }
+        return mgmt_request_print(op, req, print_text);
+}
+
+static void print_deleted(const cJSON *reply) {
+        printf("Deleted soft token \"%s\" (slot %.0f)\n", jstr(reply, "label"), jnum(reply, "slot", -1));
+}
+
 int cmd_token_delete(void) {
-        cJSON *list = NULL, *req = NULL, *reply = NULL;
+        cJSON *list = NULL;
         const cJSON *t = NULL;
         char question[128];
         int r;
 
-        r = mgmt_call_checked(WIRE_OP_MGMT_TOKEN_LIST, NULL, &list);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = mgmt_select(list, &t);
+        r = mgmt_select_token(&list, &t);
         if (r != CLI_EXIT_OK)
                 goto out;
         if (strcmp(jstr(t, "kind"), "soft") != 0) {
@@ -225,21 +236,8 @@ int cmd_token_delete(void) {
                         goto out;
                 }
         }
-        req = cJSON_CreateObject();
-        if (!req || !cJSON_AddNumberToObject(req, "slot", jnum(t, "slot", -1))) {
-                r = CLI_EXIT_OTHER;
-                goto out;
-        }
-        r = mgmt_call_checked(WIRE_OP_MGMT_TOKEN_DELETE, req, &reply);
-        if (r != CLI_EXIT_OK)
-                goto out;
-        if (arg.json)
-                print_json(reply);
-        else
-                printf("Deleted soft token \"%s\" (slot %.0f)\n", jstr(reply, "label"), jnum(reply, "slot", -1));
+        r = request_for_token(WIRE_OP_MGMT_TOKEN_DELETE, t, print_deleted);
 out:
-        cJSON_Delete(reply);
-        cJSON_Delete(req);
         cJSON_Delete(list);
         return r;
 }
@@ -262,39 +260,25 @@ static void print_pin_line(const char *who, const cJSON *p) {
         printf("\n");
 }
 
+static void print_pin_status(const cJSON *reply) {
+        const cJSON *user = cJSON_GetObjectItemCaseSensitive(reply, "user");
+
+        printf("Token \"%s\" (slot %.0f)\n", jstr(reply, "label"), jnum(reply, "slot", -1));
+        print_pin_line("user PIN:", user);
+        print_pin_line("SO PIN:", cJSON_GetObjectItemCaseSensitive(reply, "so"));
+        if (jbool(user, "locked"))
+                printf("The user PIN is locked: unblock it with netca-tool pin unblock --token \"%s\"\n",
+                       jstr(reply, "label"));
+}
+
 int cmd_pin_status(void) {
-        cJSON *list = NULL, *req = NULL, *reply = NULL;
-        const cJSON *t = NULL, *user;
+        cJSON *list = NULL;
+        const cJSON *t = NULL;
         int r;
 
-        r = mgmt_call_checked(WIRE_OP_MGMT_TOKEN_LIST, NULL, &list);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = mgmt_select(list, &t);
-        if (r != CLI_EXIT_OK)
-                goto out;
-        req = cJSON_CreateObject();
-        if (!req || !cJSON_AddNumberToObject(req, "slot", jnum(t, "slot", -1))) {
-                r = CLI_EXIT_OTHER;
-                goto out;
-        }
-        r = mgmt_call_checked(WIRE_OP_MGMT_PIN_STATUS, req, &reply);
-        if (r != CLI_EXIT_OK)
-                goto out;
-        if (arg.json) {
-                print_json(reply);
-        } else {
-                printf("Token \"%s\" (slot %.0f)\n", jstr(reply, "label"), jnum(reply, "slot", -1));
-                print_pin_line("user PIN:", cJSON_GetObjectItemCaseSensitive(reply, "user"));
-                print_pin_line("SO PIN:", cJSON_GetObjectItemCaseSensitive(reply, "so"));
-                user = cJSON_GetObjectItemCaseSensitive(reply, "user");
-                if (jbool(user, "locked"))
-                        printf("The user PIN is locked: unblock it with netca-tool pin unblock --token \"%s\"\n",
-                               jstr(reply, "label"));
-        }
-out:
-        cJSON_Delete(reply);
-        cJSON_Delete(req);
+        r = mgmt_select_token(&list, &t);
+        if (r == CLI_EXIT_OK)
+                r = request_for_token(WIRE_OP_MGMT_PIN_STATUS, t, print_pin_status);
         cJSON_Delete(list);
         return r;
 }
@@ -307,10 +291,7 @@ int cmd_pin_change(void) {
         CK_RV rv;
         int r;
 
-        r = p11_select_token(&t);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = p11_open(&t, false, &s);
+        r = p11_open_selected(&t, false, &s);
         if (r != CLI_EXIT_OK)
                 return r;
         snprintf(prompt, sizeof prompt, "Current %s for \"%s\": ", arg.so ? "SO PIN" : "PIN", t.label);
@@ -351,11 +332,7 @@ int cmd_pin_change(void) {
         printf("%s changed for token \"%s\"\n", arg.so ? "SO PIN" : "PIN", t.label);
         r = CLI_EXIT_OK;
 out:
-        secure_free(old);
-        secure_free(new);
-        if (arg.so)
-                (void)p11->C_Logout(s);
-        p11->C_CloseSession(s);
+        pin_session_done(s, arg.so, old, new);
         return r;
 }
 
@@ -364,13 +341,9 @@ int cmd_pin_unblock(void) {
         CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
         char *so = NULL, *new = NULL;
         bool logged_in = false;
-        CK_RV rv;
         int r;
 
-        r = p11_select_token(&t);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = p11_open(&t, false, &s);
+        r = p11_open_selected(&t, false, &s);
         if (r != CLI_EXIT_OK)
                 return r;
         if ((r = unblock_secrets(&t, false, &so, &new)) != CLI_EXIT_OK)
@@ -379,19 +352,8 @@ int cmd_pin_unblock(void) {
         if (r != CLI_EXIT_OK)
                 goto out;
         logged_in = true;
-        rv = p11->C_InitPIN(s, (CK_UTF8CHAR_PTR)new, strlen(new));
-        if (rv != CKR_OK) {
-                cli_error("cannot set the new PIN: %s", p11_rv_str(rv));
-                r = p11_exit_from_rv(rv);
-                goto out;
-        }
-        printf("PIN of token \"%s\" unblocked and set\n", t.label);
-        r = CLI_EXIT_OK;
+        r = unblock_set_pin(&t, s, new, false);
 out:
-        secure_free(so);
-        secure_free(new);
-        if (logged_in)
-                (void)p11->C_Logout(s);
-        p11->C_CloseSession(s);
+        pin_session_done(s, logged_in, so, new);
         return r;
 }

@@ -109,11 +109,60 @@ static bool exists(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE t
         return p11_find(s, t, 2, &h, &count) == 0 && count > 0;
 }
 
+/* Appends n attributes to t (holding *len). */
+static void append(CK_ATTRIBUTE *t, CK_ULONG *len, const CK_ATTRIBUTE *a, size_t n) {
+        memcpy(t + *len, a, n * sizeof *a);
+        *len += n;
+}
+
+/* Stores an imported key pair with this label and id: the private key
+ * (key_private_policy; RSA: it decrypts too) and the public key (public; it
+ * verifies, RSA: and encrypts), each with its key material.  An exit code. */
+static int store_key_pair(CK_SESSION_HANDLE s, CK_KEY_TYPE kt, const char *label, const uint8_t *id, size_t id_len,
+                          const CK_ATTRIBUTE *priv_v, size_t n_priv, const CK_ATTRIBUTE *pub_v, size_t n_pub) {
+        CK_OBJECT_CLASS priv_cls = CKO_PRIVATE_KEY, pub_cls = CKO_PUBLIC_KEY;
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        size_t n_rsa = kt == CKK_RSA ? 1 : 0;
+        const CK_ATTRIBUTE name[] = {
+                { CKA_LABEL, (void *)label, strlen(label) },
+                { CKA_ID, (void *)id, id_len },
+        };
+        const CK_ATTRIBUTE priv_head[] = {
+                { CKA_CLASS, &priv_cls, sizeof priv_cls },
+                { CKA_KEY_TYPE, &kt, sizeof kt },
+        };
+        const CK_ATTRIBUTE priv_rsa[] = { { CKA_DECRYPT, &yes, sizeof yes } };
+        const CK_ATTRIBUTE pub_head[] = {
+                { CKA_CLASS, &pub_cls, sizeof pub_cls },
+                { CKA_KEY_TYPE, &kt, sizeof kt },
+                { CKA_TOKEN, &yes, sizeof yes },
+                { CKA_PRIVATE, &no, sizeof no },
+                { CKA_VERIFY, &yes, sizeof yes },
+        };
+        const CK_ATTRIBUTE pub_rsa[] = { { CKA_ENCRYPT, &yes, sizeof yes } };
+        CK_ATTRIBUTE priv[32], pub[32];
+        CK_ULONG np = 0, nu = 0;
+        int r;
+
+        if (n_priv > 16 || n_pub > 16)
+                return CLI_EXIT_OTHER;
+        append(priv, &np, priv_head, ELEMENTSOF(priv_head));
+        append(priv, &np, key_private_policy, KEY_PRIVATE_POLICY_LEN);
+        append(priv, &np, priv_rsa, n_rsa);
+        append(priv, &np, name, ELEMENTSOF(name));
+        append(priv, &np, priv_v, n_priv);
+        append(pub, &nu, pub_head, ELEMENTSOF(pub_head));
+        append(pub, &nu, pub_rsa, n_rsa);
+        append(pub, &nu, name, ELEMENTSOF(name));
+        append(pub, &nu, pub_v, n_pub);
+        r = create(s, priv, np, "private key");
+        if (r == CLI_EXIT_OK)
+                r = create(s, pub, nu, "public key");
+        return r;
+}
+
 static int import_key(CK_SESSION_HANDLE s, mbedtls_pk_context *pk, const char *label, const uint8_t *id,
                       size_t id_len) {
-        CK_OBJECT_CLASS priv_cls = CKO_PRIVATE_KEY, pub_cls = CKO_PUBLIC_KEY;
-        CK_KEY_TYPE kt;
-        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
         int r;
 
         if (mbedtls_pk_get_type(pk) == MBEDTLS_PK_RSA) {
@@ -121,7 +170,6 @@ static int import_key(CK_SESSION_HANDLE s, mbedtls_pk_context *pk, const char *l
                 mbedtls_mpi N, P, Q, D, E, DP, DQ, QP;
                 struct blob b[8] = {};
 
-                kt = CKK_RSA;
                 mbedtls_mpi_init(&N), mbedtls_mpi_init(&P), mbedtls_mpi_init(&Q), mbedtls_mpi_init(&D);
                 mbedtls_mpi_init(&E), mbedtls_mpi_init(&DP), mbedtls_mpi_init(&DQ), mbedtls_mpi_init(&QP);
                 r = mbedtls_rsa_export(rsa, &N, &P, &Q, &D, &E) == 0 && mbedtls_rsa_export_crt(rsa, &DP, &DQ, &QP) == 0
@@ -133,17 +181,8 @@ static int import_key(CK_SESSION_HANDLE s, mbedtls_pk_context *pk, const char *l
                                 r = mpi_blob(v[i], 0, &b[i]);
                 }
                 if (r == 0) {
-                        CK_ATTRIBUTE priv[] = {
-                                { CKA_CLASS, &priv_cls, sizeof priv_cls },
-                                { CKA_KEY_TYPE, &kt, sizeof kt },
-                                { CKA_TOKEN, &yes, sizeof yes },
-                                { CKA_PRIVATE, &yes, sizeof yes },
-                                { CKA_SENSITIVE, &yes, sizeof yes },
-                                { CKA_EXTRACTABLE, &no, sizeof no },
-                                { CKA_SIGN, &yes, sizeof yes },
-                                { CKA_DECRYPT, &yes, sizeof yes },
-                                { CKA_LABEL, (void *)label, strlen(label) },
-                                { CKA_ID, (void *)id, id_len },
+                        /* The public key's material: the first two. */
+                        const CK_ATTRIBUTE v[] = {
                                 { CKA_MODULUS, b[0].p, b[0].n },
                                 { CKA_PUBLIC_EXPONENT, b[1].p, b[1].n },
                                 { CKA_PRIVATE_EXPONENT, b[2].p, b[2].n },
@@ -153,21 +192,7 @@ static int import_key(CK_SESSION_HANDLE s, mbedtls_pk_context *pk, const char *l
                                 { CKA_EXPONENT_2, b[6].p, b[6].n },
                                 { CKA_COEFFICIENT, b[7].p, b[7].n },
                         };
-                        CK_ATTRIBUTE pub[] = {
-                                { CKA_CLASS, &pub_cls, sizeof pub_cls },
-                                { CKA_KEY_TYPE, &kt, sizeof kt },
-                                { CKA_TOKEN, &yes, sizeof yes },
-                                { CKA_PRIVATE, &no, sizeof no },
-                                { CKA_VERIFY, &yes, sizeof yes },
-                                { CKA_ENCRYPT, &yes, sizeof yes },
-                                { CKA_LABEL, (void *)label, strlen(label) },
-                                { CKA_ID, (void *)id, id_len },
-                                { CKA_MODULUS, b[0].p, b[0].n },
-                                { CKA_PUBLIC_EXPONENT, b[1].p, b[1].n },
-                        };
-                        r = create(s, priv, ELEMENTSOF(priv), "private key");
-                        if (r == CLI_EXIT_OK)
-                                r = create(s, pub, ELEMENTSOF(pub), "public key");
+                        r = store_key_pair(s, CKK_RSA, label, id, id_len, v, ELEMENTSOF(v), v, 2);
                 } else {
                         cli_error("cannot read the RSA key");
                         r = CLI_EXIT_OTHER;
@@ -186,7 +211,6 @@ static int import_key(CK_SESSION_HANDLE s, mbedtls_pk_context *pk, const char *l
                 uint8_t point[2 + 1 + 2 * 66];
                 struct blob d = {};
 
-                kt = CKK_EC;
                 if (ec_params_for_group(ec->grp.id, &params, &params_len) < 0) {
                         cli_error("unsupported curve: only P-256 and P-384 keys can be imported");
                         return CLI_EXIT_OTHER;
@@ -206,33 +230,16 @@ static int import_key(CK_SESSION_HANDLE s, mbedtls_pk_context *pk, const char *l
                         return CLI_EXIT_OTHER;
                 }
                 {
-                        CK_ATTRIBUTE priv[] = {
-                                { CKA_CLASS, &priv_cls, sizeof priv_cls },
-                                { CKA_KEY_TYPE, &kt, sizeof kt },
-                                { CKA_TOKEN, &yes, sizeof yes },
-                                { CKA_PRIVATE, &yes, sizeof yes },
-                                { CKA_SENSITIVE, &yes, sizeof yes },
-                                { CKA_EXTRACTABLE, &no, sizeof no },
-                                { CKA_SIGN, &yes, sizeof yes },
-                                { CKA_LABEL, (void *)label, strlen(label) },
-                                { CKA_ID, (void *)id, id_len },
+                        const CK_ATTRIBUTE priv[] = {
                                 { CKA_EC_PARAMS, (void *)params, params_len },
                                 { CKA_VALUE, d.p, d.n },
                         };
-                        CK_ATTRIBUTE pub[] = {
-                                { CKA_CLASS, &pub_cls, sizeof pub_cls },
-                                { CKA_KEY_TYPE, &kt, sizeof kt },
-                                { CKA_TOKEN, &yes, sizeof yes },
-                                { CKA_PRIVATE, &no, sizeof no },
-                                { CKA_VERIFY, &yes, sizeof yes },
-                                { CKA_LABEL, (void *)label, strlen(label) },
-                                { CKA_ID, (void *)id, id_len },
+                        const CK_ATTRIBUTE pub[] = {
                                 { CKA_EC_PARAMS, (void *)params, params_len },
                                 { CKA_EC_POINT, point, plen + 2 },
                         };
-                        r = create(s, priv, ELEMENTSOF(priv), "private key");
-                        if (r == CLI_EXIT_OK)
-                                r = create(s, pub, ELEMENTSOF(pub), "public key");
+                        r = store_key_pair(s, CKK_EC, label, id, id_len, priv, ELEMENTSOF(priv), pub,
+                                           ELEMENTSOF(pub));
                 }
                 blob_free(&d);
                 return r;
@@ -477,10 +484,7 @@ int cmd_import(const char *file) {
                 goto out;
         }
 
-        r = p11_select_token(&t);
-        if (r != CLI_EXIT_OK)
-                goto out;
-        r = p11_open(&t, true, &s);
+        r = p11_open_selected(&t, true, &s);
         if (r != CLI_EXIT_OK)
                 goto out;
         session = true;
@@ -564,10 +568,8 @@ int cmd_import(const char *file) {
         }
         r = CLI_EXIT_OK;
 out:
-        if (session) {
-                (void)p11->C_Logout(s);
-                p11->C_CloseSession(s);
-        }
+        if (session)
+                p11_close(s);
         secure_free(pw);
         p12_done(&p12);
         mbedtls_pk_free(&pk);

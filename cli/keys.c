@@ -65,6 +65,16 @@ int key_id_from_pk(const mbedtls_pk_context *pk, uint8_t ret[KEY_ID_LEN]) {
         return 0;
 }
 
+static CK_BBOOL ck_yes = CK_TRUE, ck_no = CK_FALSE;
+
+const CK_ATTRIBUTE key_private_policy[KEY_PRIVATE_POLICY_LEN] = {
+        { CKA_TOKEN, &ck_yes, sizeof ck_yes },
+        { CKA_PRIVATE, &ck_yes, sizeof ck_yes },
+        { CKA_SENSITIVE, &ck_yes, sizeof ck_yes },
+        { CKA_EXTRACTABLE, &ck_no, sizeof ck_no },
+        { CKA_SIGN, &ck_yes, sizeof ck_yes },
+};
+
 int parse_id_option(uint8_t **ret, size_t *ret_len) {
         if (!arg.id_hex) {
                 *ret = NULL;
@@ -164,7 +174,7 @@ int cmd_key_gen(void) {
         struct p11_token t;
         CK_SESSION_HANDLE s;
         CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
-        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        CK_BBOOL yes = CK_TRUE;
         CK_ULONG bits = 0;
         CK_BYTE exp[] = { 0x01, 0x00, 0x01 };
         CK_MECHANISM mech = { 0 };
@@ -209,10 +219,7 @@ int cmd_key_gen(void) {
         }
         label = arg.label ? arg.label : arg.type;
 
-        r = p11_select_token(&t);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = p11_open(&t, true, &s);
+        r = p11_open_selected(&t, true, &s);
         if (r != CLI_EXIT_OK)
                 return r;
 
@@ -233,16 +240,12 @@ int cmd_key_gen(void) {
                         { CKA_LABEL, (void *)label, strlen(label) },
                         { CKA_ID, id ? id : tmp_id, id ? id_len : sizeof tmp_id },
                 };
-                CK_ATTRIBUTE priv_t[] = {
-                        { CKA_TOKEN, &yes, sizeof yes },
-                        { CKA_PRIVATE, &yes, sizeof yes },
-                        { CKA_SENSITIVE, &yes, sizeof yes },
-                        { CKA_EXTRACTABLE, &no, sizeof no },
-                        { CKA_SIGN, &yes, sizeof yes },
-                        { CKA_LABEL, (void *)label, strlen(label) },
-                        { CKA_ID, id ? id : tmp_id, id ? id_len : sizeof tmp_id },
-                        { CKA_DECRYPT, &yes, sizeof yes },
-                };
+                CK_ATTRIBUTE priv_t[KEY_PRIVATE_POLICY_LEN + 3];
+                memcpy(priv_t, key_private_policy, sizeof key_private_policy);
+                priv_t[KEY_PRIVATE_POLICY_LEN] = (CK_ATTRIBUTE){ CKA_LABEL, (void *)label, strlen(label) };
+                priv_t[KEY_PRIVATE_POLICY_LEN + 1] =
+                        (CK_ATTRIBUTE){ CKA_ID, id ? id : tmp_id, id ? id_len : sizeof tmp_id };
+                priv_t[KEY_PRIVATE_POLICY_LEN + 2] = (CK_ATTRIBUTE){ CKA_DECRYPT, &yes, sizeof yes };
                 mech.mechanism = rsa ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN;
                 rv = p11->C_GenerateKeyPair(s, &mech, rsa ? pub_rsa : pub_ec, rsa ? ELEMENTSOF(pub_rsa) : ELEMENTSOF(pub_ec),
                                             priv_t, rsa ? ELEMENTSOF(priv_t) : ELEMENTSOF(priv_t) - 1, &pub, &priv);
@@ -288,8 +291,7 @@ int cmd_key_gen(void) {
         }
         r = CLI_EXIT_OK;
 out:
-        (void)p11->C_Logout(s);
-        p11->C_CloseSession(s);
+        p11_close(s);
         return r;
 }
 
@@ -531,10 +533,7 @@ int cmd_csr(void) {
         CK_RV rv;
 
         mbedtls_pk_init(&pk);
-        r = p11_select_token(&t);
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = p11_open(&t, true, &s);
+        r = p11_open_selected(&t, true, &s);
         if (r != CLI_EXIT_OK)
                 return r;
         r = select_private_key(s, &t, &id, &id_len, &key);
@@ -614,7 +613,6 @@ int cmd_csr(void) {
         r = CLI_EXIT_OK;
 out:
         mbedtls_pk_free(&pk);
-        (void)p11->C_Logout(s);
-        p11->C_CloseSession(s);
+        p11_close(s);
         return r;
 }

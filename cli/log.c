@@ -103,13 +103,21 @@ static void print_record(FILE *f, const cJSON *r, bool colour) {
         fputc('\n', f);
 }
 
-int cmd_log_show(void) {
+/* The usage records the filter options (--since, --until, --token,
+ * --failed) select: an exit code, *ret_reply on CLI_EXIT_OK. */
+static int fetch_records(cJSON **ret_reply) {
         int r;
-        cJSON *req = filter_request(&r), *reply = NULL;
+        cJSON *req = filter_request(&r);
         if (!req)
                 return r;
-        r = mgmt_call_checked(WIRE_OP_MGMT_LOG_SHOW, req, &reply);
+        r = mgmt_call_checked(WIRE_OP_MGMT_LOG_SHOW, req, ret_reply);
         cJSON_Delete(req);
+        return r;
+}
+
+int cmd_log_show(void) {
+        cJSON *reply = NULL;
+        int r = fetch_records(&reply);
         if (r != CLI_EXIT_OK)
                 return r;
         const cJSON *records = cJSON_GetObjectItemCaseSensitive(reply, "records"), *rec;
@@ -127,24 +135,25 @@ int cmd_log_show(void) {
         return CLI_EXIT_OK;
 }
 
+static void print_cleared(const cJSON *reply) {
+        printf("%.0f usage record%s deleted.\n", jnum(reply, "cleared", 0), jnum(reply, "cleared", 0) == 1 ? "" : "s");
+}
+
 int cmd_log_clear(void) {
-        cJSON *reply = NULL;
         if (!arg.yes && !ask_yes_no("Delete every usage record?")) {
                 cli_error("not cleared (use --yes to skip the question)");
                 return CLI_EXIT_USAGE;
         }
-        int r = mgmt_request(WIRE_OP_MGMT_LOG_CLEAR, NULL, &reply);
-        if (r != CLI_EXIT_OK)
-                return r;
-        if (!arg.json)
-                printf("%.0f usage record%s deleted.\n", jnum(reply, "cleared", 0),
-                       jnum(reply, "cleared", 0) == 1 ? "" : "s");
-        cJSON_Delete(reply);
-        return CLI_EXIT_OK;
+        return mgmt_request_print(WIRE_OP_MGMT_LOG_CLEAR, NULL, print_cleared);
+}
+
+static void print_settings(const cJSON *reply) {
+        printf("Diagnostic log %s; the newest %.0f usage records are kept.\n",
+               jbool(reply, "diagnostic") ? "on" : "off", jnum(reply, "max_records", 0));
 }
 
 int cmd_log_settings(int diagnostic) {
-        cJSON *req = cJSON_CreateObject(), *reply = NULL;
+        cJSON *req = cJSON_CreateObject();
         if (!req || (diagnostic >= 0 && !cJSON_AddBoolToObject(req, "diagnostic", diagnostic == 1)) ||
             (arg.max_records > 0 && !cJSON_AddNumberToObject(req, "max_records", (double)arg.max_records))) {
                 cJSON_Delete(req);
@@ -155,14 +164,7 @@ int cmd_log_settings(int diagnostic) {
                 cli_error("log set needs --max-records N");
                 return CLI_EXIT_USAGE;
         }
-        int r = mgmt_request(WIRE_OP_MGMT_LOG_SET, req, &reply);
-        if (r != CLI_EXIT_OK)
-                return r;
-        if (!arg.json)
-                printf("Diagnostic log %s; the newest %.0f usage records are kept.\n",
-                       jbool(reply, "diagnostic") ? "on" : "off", jnum(reply, "max_records", 0));
-        cJSON_Delete(reply);
-        return CLI_EXIT_OK;
+        return mgmt_request_print(WIRE_OP_MGMT_LOG_SET, req, print_settings);
 }
 
 static int write_file(const char *path, const char *text) {
@@ -221,12 +223,8 @@ static int run_tar(const char *file, const char *dir) {
 }
 
 int cmd_log_export(const char *file) {
-        int r;
-        cJSON *req = filter_request(&r), *reply = NULL, *status = NULL;
-        if (!req)
-                return r;
-        r = mgmt_call_checked(WIRE_OP_MGMT_LOG_SHOW, req, &reply);
-        cJSON_Delete(req);
+        cJSON *reply = NULL, *status = NULL;
+        int r = fetch_records(&reply);
         if (r != CLI_EXIT_OK)
                 return r;
         (void)mgmt_call_checked(WIRE_OP_MGMT_STATUS, NULL, &status);

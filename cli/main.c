@@ -192,6 +192,19 @@ static const char *take_secret(char *optval) {
 static bool use_puk; /* --puk, --puk-file */
 static bool opt_firefox, opt_chromium; /* browser ... --firefox --chromium */
 
+/* An option's whole number from min to max; else error printed, -EINVAL. */
+static int parse_number(const char *s, long min, long max, const char *error, long *ret) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || !end || *end || end == s || v < min || v > max) {
+                cli_error("%s", error);
+                return -EINVAL;
+        }
+        *ret = v;
+        return 0;
+}
+
 static int parse_argv(int argc, char *argv[]) {
         int c;
 
@@ -219,17 +232,10 @@ static int parse_argv(int argc, char *argv[]) {
                 case OPT_LABEL: arg.label = optarg; break;
                 case OPT_ID: arg.id_hex = optarg; break;
                 case OPT_TYPE: arg.type = optarg; break;
-                case OPT_MAX_TRIES: {
-                        char *end = NULL;
-                        errno = 0;
-                        long v = strtol(optarg, &end, 10);
-                        if (errno || !end || *end || end == optarg || v < 1 || v > 100) {
-                                cli_error("--max-tries must be a number from 1 to 100");
+                case OPT_MAX_TRIES:
+                        if (parse_number(optarg, 1, 100, "--max-tries must be a number from 1 to 100", &arg.max_tries) < 0)
                                 return -EINVAL;
-                        }
-                        arg.max_tries = v;
                         break;
-                }
                 case OPT_PEM: arg.pem = true; break;
                 case OPT_DER: arg.der = true; break;
                 case 'o': arg.output = optarg; break;
@@ -246,31 +252,17 @@ static int parse_argv(int argc, char *argv[]) {
                 case OPT_UNTIL: arg.until = optarg; break;
                 case OPT_FAILED: arg.failed = true; break;
                 case OPT_PROGRAM: arg.program = optarg; break;
-                case OPT_MAX_RECORDS: {
-                        char *end = NULL;
-                        errno = 0;
-                        long v = strtol(optarg, &end, 10);
-                        if (errno || !end || *end || end == optarg || v < 100 || v > 10000000) {
-                                cli_error("--max-records must be a number from 100 to 10000000");
+                case OPT_MAX_RECORDS:
+                        if (parse_number(optarg, 100, 10000000, "--max-records must be a number from 100 to 10000000", &arg.max_records) < 0)
                                 return -EINVAL;
-                        }
-                        arg.max_records = v;
                         break;
-                }
                 case OPT_PROTECTED_PATH: arg.protected_kinds = optarg; break;
                 case OPT_FIREFOX: opt_firefox = true; break;
                 case OPT_CHROMIUM: opt_chromium = true; break;
-                case OPT_TIMEOUT: {
-                        char *end = NULL;
-                        errno = 0;
-                        long v = strtol(optarg, &end, 10);
-                        if (errno || !end || *end || end == optarg || v < 1 || v > 3600) {
-                                cli_error("--timeout must be a number of seconds from 1 to 3600");
+                case OPT_TIMEOUT:
+                        if (parse_number(optarg, 1, 3600, "--timeout must be a number of seconds from 1 to 3600", &arg.timeout) < 0)
                                 return -EINVAL;
-                        }
-                        arg.timeout = v;
                         break;
-                }
                 case OPT_MAX: arg.max = optarg; break;
                 case OPT_SCOPE: arg.scope = optarg; break;
                 case OPT_ON: arg.cache_on = 1; break;

@@ -210,3 +210,14 @@ int mgmt_request(uint16_t op, cJSON *request, cJSON **ret_reply) {
                 print_json(*ret_reply);
         return r;
 }
+
+int mgmt_request_print(uint16_t op, cJSON *request, void (*print_text)(const cJSON *reply)) {
+        cJSON *reply = NULL;
+        int r = mgmt_request(op, request, &reply);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (!arg.json)
+                print_text(reply);
+        cJSON_Delete(reply);
+        return CLI_EXIT_OK;
+}

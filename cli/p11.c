@@ -352,6 +352,18 @@ int p11_open(const struct p11_token *t, bool login, CK_SESSION_HANDLE *ret) {
         return CLI_EXIT_OK;
 }
 
+int p11_open_selected(struct p11_token *ret_token, bool login, CK_SESSION_HANDLE *ret) {
+        int r = p11_select_token(ret_token);
+        if (r != CLI_EXIT_OK)
+                return r;
+        return p11_open(ret_token, login, ret);
+}
+
+void p11_close(CK_SESSION_HANDLE s) {
+        (void)p11->C_Logout(s);
+        p11->C_CloseSession(s);
+}
+
 int p11_get_attr(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type, uint8_t **ret, size_t *ret_len) {
         CK_ATTRIBUTE a = { .type = type };
         uint8_t *p;

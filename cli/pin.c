@@ -208,6 +208,35 @@ int unblock_secrets(const struct p11_token *t, bool puk, char **ret_secret, char
         return CLI_EXIT_OK;
 }
 
+int unblock_set_pin(const struct p11_token *t, CK_SESSION_HANDLE s, const char *new_pin, bool puk) {
+        CK_RV rv = p11->C_InitPIN(s, (CK_UTF8CHAR_PTR)new_pin, strlen(new_pin));
+
+        if (puk) {
+                /* Cards without VERIFY for the PUK check it here, in RESET RETRY COUNTER. */
+                if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED)
+                        return report_puk_error(t, rv);
+                if (rv == CKR_PIN_LEN_RANGE) {
+                        cli_error("the new PIN must be %lu to %lu characters", (unsigned long)t->info.ulMinPinLen,
+                                  (unsigned long)t->info.ulMaxPinLen);
+                        return CLI_EXIT_PIN;
+                }
+        }
+        if (rv != CKR_OK) {
+                cli_error("cannot set the new PIN: %s", p11_rv_str(rv));
+                return p11_exit_from_rv(rv);
+        }
+        printf("PIN of token \"%s\" unblocked%s and set\n", t->label, puk ? " with the PUK" : "");
+        return CLI_EXIT_OK;
+}
+
+void pin_session_done(CK_SESSION_HANDLE s, bool logged_in, char *secret, char *new_pin) {
+        secure_free(secret);
+        secure_free(new_pin);
+        if (logged_in)
+                (void)p11->C_Logout(s);
+        p11->C_CloseSession(s);
+}
+
 int cmd_pin_unblock_puk(void) {
         struct p11_token t;
         CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
@@ -237,30 +266,8 @@ int cmd_pin_unblock_puk(void) {
                 goto out;
         }
         logged_in = true;
-        /* Cards without VERIFY for the PUK check it here, in RESET RETRY COUNTER. */
-        rv = p11->C_InitPIN(s, (CK_UTF8CHAR_PTR)new, strlen(new));
-        if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED) {
-                r = report_puk_error(&t, rv);
-                goto out;
-        }
-        if (rv == CKR_PIN_LEN_RANGE) {
-                cli_error("the new PIN must be %lu to %lu characters", (unsigned long)t.info.ulMinPinLen,
-                          (unsigned long)t.info.ulMaxPinLen);
-                r = CLI_EXIT_PIN;
-                goto out;
-        }
-        if (rv != CKR_OK) {
-                cli_error("cannot set the new PIN: %s", p11_rv_str(rv));
-                r = p11_exit_from_rv(rv);
-                goto out;
-        }
-        printf("PIN of token \"%s\" unblocked with the PUK and set\n", t.label);
-        r = CLI_EXIT_OK;
+        r = unblock_set_pin(&t, s, new, true);
 out:
-        secure_free(puk);
-        secure_free(new);
-        if (logged_in)
-                (void)p11->C_Logout(s);
-        p11->C_CloseSession(s);
+        pin_session_done(s, logged_in, puk, new);
         return r;
 }

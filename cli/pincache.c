@@ -35,8 +35,13 @@ static void print_policy(const cJSON *p) {
                jstr(p, "scope"), jbool(p, "always_authenticate") ? ", also for keys that ask every time" : "");
 }
 
+static void print_set(const cJSON *reply) {
+        print_policy(cJSON_GetObjectItemCaseSensitive(reply, "policy"));
+        printf("Cached PINs were cleared (the policy changed).\n");
+}
+
 int cmd_pin_cache_set(void) {
-        cJSON *req = cJSON_CreateObject(), *reply = NULL;
+        cJSON *req = cJSON_CreateObject();
         if (!req) {
                 cli_error("out of memory");
                 return CLI_EXIT_OTHER;
@@ -56,15 +61,7 @@ int cmd_pin_cache_set(void) {
                 cli_error("pin-cache set needs --on, --off, --ttl, --max, --scope or --always-authenticate");
                 return CLI_EXIT_USAGE;
         }
-        int r = mgmt_request(WIRE_OP_MGMT_PIN_CACHE_SET, req, &reply);
-        if (r != CLI_EXIT_OK)
-                return r;
-        if (!arg.json) {
-                print_policy(cJSON_GetObjectItemCaseSensitive(reply, "policy"));
-                printf("Cached PINs were cleared (the policy changed).\n");
-        }
-        cJSON_Delete(reply);
-        return CLI_EXIT_OK;
+        return mgmt_request_print(WIRE_OP_MGMT_PIN_CACHE_SET, req, print_set);
 }
 
 int cmd_pin_cache_status(void) {
@@ -104,8 +101,13 @@ int cmd_pin_cache_status(void) {
         return CLI_EXIT_OK;
 }
 
+static void print_cleared(const cJSON *reply) {
+        double n = jnum(reply, "cleared", 0);
+        printf("%.0f cached PIN%s cleared.\n", n, n == 1 ? "" : "s");
+}
+
 int cmd_pin_cache_clear(void) {
-        cJSON *req = cJSON_CreateObject(), *reply = NULL, *list = NULL;
+        cJSON *req = cJSON_CreateObject(), *list = NULL;
         if (!req) {
                 cli_error("out of memory");
                 return CLI_EXIT_OTHER;
@@ -113,9 +115,7 @@ int cmd_pin_cache_clear(void) {
         int r;
         if (arg.token) {
                 const cJSON *t;
-                r = mgmt_call_checked(WIRE_OP_MGMT_TOKEN_LIST, NULL, &list);
-                if (r == CLI_EXIT_OK)
-                        r = mgmt_select(list, &t);
+                r = mgmt_select_token(&list, &t);
                 if (r != CLI_EXIT_OK) {
                         cJSON_Delete(list);
                         cJSON_Delete(req);
@@ -123,22 +123,23 @@ int cmd_pin_cache_clear(void) {
                 }
                 cJSON_AddNumberToObject(req, "slot", jnum(t, "slot", -1));
         }
-        r = mgmt_request(WIRE_OP_MGMT_PIN_CACHE_CLEAR, req, &reply);
+        r = mgmt_request_print(WIRE_OP_MGMT_PIN_CACHE_CLEAR, req, print_cleared);
         cJSON_Delete(list);
-        if (r != CLI_EXIT_OK)
-                return r;
-        if (!arg.json) {
-                double n = jnum(reply, "cleared", 0);
-                printf("%.0f cached PIN%s cleared.\n", n, n == 1 ? "" : "s");
-        }
-        cJSON_Delete(reply);
-        return CLI_EXIT_OK;
+        return r;
 }
 
 /* netca-tool pinentry status|set: how the daemon asks for PINs of tokens
  * that collect them themselves (CKF_PROTECTED_AUTHENTICATION_PATH). */
+static void print_pinentry(const cJSON *reply) {
+        const char *kinds = jstr(reply, "protected");
+        printf("pinentry program: %s%s\n", jstr(reply, "program"),
+               jbool(reply, "program_found") ? "" : " (not installed)");
+        printf("time to answer:   %.0f s\n", jnum(reply, "timeout", 0));
+        printf("tokens that ask for their PIN themselves: %s\n", *kinds ? kinds : "none");
+}
+
 int cmd_pinentry(bool set) {
-        cJSON *req = cJSON_CreateObject(), *reply = NULL;
+        cJSON *req = cJSON_CreateObject();
         if (!req) {
                 cli_error("out of memory");
                 return CLI_EXIT_OTHER;
@@ -157,16 +158,5 @@ int cmd_pinentry(bool set) {
                         return CLI_EXIT_USAGE;
                 }
         }
-        int r = mgmt_request(WIRE_OP_MGMT_PINENTRY_SET, req, &reply);
-        if (r != CLI_EXIT_OK)
-                return r;
-        if (!arg.json) {
-                const char *kinds = jstr(reply, "protected");
-                printf("pinentry program: %s%s\n", jstr(reply, "program"),
-                       jbool(reply, "program_found") ? "" : " (not installed)");
-                printf("time to answer:   %.0f s\n", jnum(reply, "timeout", 0));
-                printf("tokens that ask for their PIN themselves: %s\n", *kinds ? kinds : "none");
-        }
-        cJSON_Delete(reply);
-        return CLI_EXIT_OK;
+        return mgmt_request_print(WIRE_OP_MGMT_PINENTRY_SET, req, print_pinentry);
 }

@@ -84,6 +84,24 @@ static int get_uint(uint8_t **p, const uint8_t *end, int max, int *ret) {
         return 0;
 }
 
+/* salt OCTET STRING, iterations INTEGER (1 to P12_MAX_ITERATIONS): how
+ * PKCS#12 PBE parameters, PBKDF2-params and MacData begin.  With
+ * iterations_optional, iterations is left as it is when p is at end. */
+static int get_salt_iterations(uint8_t **p, const uint8_t *end, bool iterations_optional, const uint8_t **salt,
+                               size_t *saltlen, int *iterations) {
+        int r = get_tag(p, end, MBEDTLS_ASN1_OCTET_STRING, saltlen);
+        if (r < 0)
+                return r;
+        *salt = *p;
+        *p += *saltlen;
+        if (iterations_optional && *p >= end)
+                return 0;
+        r = get_uint(p, end, P12_MAX_ITERATIONS, iterations);
+        if (r < 0)
+                return r;
+        return *iterations < 1 ? -EBADMSG : 0;
+}
+
 /* ---- RC2 (RFC 2268), decryption only, for the legacy PBEs ---- */
 
 static const uint8_t rc2_pitable[256] = {
@@ -231,16 +249,9 @@ static int decrypt_pkcs12_pbe(const mbedtls_asn1_buf *oid, const mbedtls_asn1_bu
 
         if (params->tag != (MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE))
                 return -EBADMSG;
-        r = get_tag(&p, end, MBEDTLS_ASN1_OCTET_STRING, &saltlen);
+        r = get_salt_iterations(&p, end, false, &salt, &saltlen, &iterations);
         if (r < 0)
                 return r;
-        salt = p;
-        p += saltlen;
-        r = get_uint(&p, end, P12_MAX_ITERATIONS, &iterations);
-        if (r < 0)
-                return r;
-        if (iterations < 1)
-                return -EBADMSG;
         if (mbedtls_pkcs12_derivation(key, keylen, pw->bmp, pw->bmp_len, salt, saltlen, MBEDTLS_MD_SHA1,
                                       MBEDTLS_PKCS12_DERIVE_KEY, iterations) != 0 ||
             mbedtls_pkcs12_derivation(iv, sizeof iv, pw->bmp, pw->bmp_len, salt, saltlen, MBEDTLS_MD_SHA1,
@@ -305,16 +316,9 @@ static int decrypt_pbes2(const mbedtls_asn1_buf *params, const struct pw *pw, co
                 return -EBADMSG;
         kp = kdf_params.p;
         kend = kdf_params.p + kdf_params.len;
-        r = get_tag(&kp, kend, MBEDTLS_ASN1_OCTET_STRING, &saltlen);
+        r = get_salt_iterations(&kp, kend, false, &salt, &saltlen, &iterations);
         if (r < 0)
                 return r;
-        salt = kp;
-        kp += saltlen;
-        r = get_uint(&kp, kend, P12_MAX_ITERATIONS, &iterations);
-        if (r < 0)
-                return r;
-        if (iterations < 1)
-                return -EBADMSG;
         if (kp < kend && *kp == MBEDTLS_ASN1_INTEGER) {
                 r = get_uint(&kp, kend, 64, &klen_field);
                 if (r < 0)
@@ -347,6 +351,20 @@ static int decrypt_pbes2(const mbedtls_asn1_buf *params, const struct pw *pw, co
         r = cipher_cbc_decrypt(ct, key, keylen, enc_params.p, enc_params.len, in, len, out, ret_len);
         mbedtls_platform_zeroize(key, sizeof key);
         return r;
+}
+
+/* EncryptedPrivateKeyInfo ::= SEQUENCE { AlgorithmIdentifier, OCTET STRING }
+ * at *p: its algorithm, and *p left at the ciphertext of *ret_len bytes. */
+static int get_encrypted_pki(uint8_t **p, const uint8_t *end, mbedtls_asn1_buf *alg, mbedtls_asn1_buf *params,
+                             size_t *ret_len) {
+        size_t len;
+        int r = get_tag(p, end, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE, &len);
+        if (r < 0)
+                return r;
+        end = *p + len;
+        if (mbedtls_asn1_get_alg(p, end, alg, params) != 0)
+                return -EBADMSG;
+        return get_tag(p, end, MBEDTLS_ASN1_OCTET_STRING, ret_len);
 }
 
 /* Decrypts into fresh secure memory. */
@@ -527,20 +545,11 @@ static int parse_bag(uint8_t *p, const uint8_t *end, const struct pw *pw, struct
                         goto out;
                 r = set_key(out, key, len, &attrs);
         } else if (OID_IS(&oid, oid_shrouded_key_bag)) {
-                /* EncryptedPrivateKeyInfo ::= SEQUENCE { AlgorithmIdentifier, OCTET STRING } */
                 mbedtls_asn1_buf alg, params;
-                uint8_t *key = NULL, *eend;
+                uint8_t *key = NULL;
                 size_t key_len = 0;
 
-                r = get_tag(&vp, vend, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE, &len);
-                if (r < 0)
-                        goto out;
-                eend = vp + len;
-                if (mbedtls_asn1_get_alg(&vp, eend, &alg, &params) != 0) {
-                        r = -EBADMSG;
-                        goto out;
-                }
-                r = get_tag(&vp, eend, MBEDTLS_ASN1_OCTET_STRING, &len);
+                r = get_encrypted_pki(&vp, vend, &alg, &params, &len);
                 if (r < 0)
                         goto out;
                 r = decrypt(&alg, &params, pw, vp, len, &key, &key_len);
@@ -710,18 +719,9 @@ static int verify_mac(uint8_t *p, const uint8_t *end, const struct pw *pw, const
                 return r;
         digest = p;
         p += dlen;
-        r = get_tag(&p, end, MBEDTLS_ASN1_OCTET_STRING, &saltlen);
+        r = get_salt_iterations(&p, end, true, &salt, &saltlen, &iterations);
         if (r < 0)
                 return r;
-        salt = p;
-        p += saltlen;
-        if (p < end) {
-                r = get_uint(&p, end, P12_MAX_ITERATIONS, &iterations);
-                if (r < 0)
-                        return r;
-                if (iterations < 1)
-                        return -EBADMSG;
-        }
         if (mbedtls_oid_get_md_alg(&alg, &md) != 0)
                 return -EOPNOTSUPP;
         info = mbedtls_md_info_from_type(md);
@@ -882,8 +882,7 @@ out:
 }
 
 int p12_decrypt_pkcs8(const uint8_t *der, size_t len, const char *password, uint8_t **ret, size_t *ret_len) {
-        /* EncryptedPrivateKeyInfo ::= SEQUENCE { AlgorithmIdentifier, OCTET STRING } */
-        uint8_t *p = (uint8_t *)der, *end;
+        uint8_t *p = (uint8_t *)der;
         mbedtls_asn1_buf alg, params;
         struct pw pw = {};
         size_t l;
@@ -891,13 +890,7 @@ int p12_decrypt_pkcs8(const uint8_t *der, size_t len, const char *password, uint
 
         if (len > P12_MAX_SIZE)
                 return -E2BIG;
-        r = get_tag(&p, der + len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE, &l);
-        if (r < 0)
-                return r;
-        end = p + l;
-        if (mbedtls_asn1_get_alg(&p, end, &alg, &params) != 0)
-                return -EBADMSG;
-        r = get_tag(&p, end, MBEDTLS_ASN1_OCTET_STRING, &l);
+        r = get_encrypted_pki(&p, der + len, &alg, &params, &l);
         if (r < 0)
                 return r;
         r = pw_init(&pw, password);
