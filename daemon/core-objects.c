@@ -460,6 +460,25 @@ out:
         return rv;
 }
 
+/* Under the token and core locks: the object a destroy or a change by
+ * session s names (NULL: none visible), and in *ret_rv whether it may act
+ * on it: CKR_OBJECT_HANDLE_INVALID, CKR_SESSION_READ_ONLY for a token
+ * object in a R/O session, CKR_ACTION_PROHIBITED when allowed_by
+ * (CKA_DESTROYABLE, CKA_MODIFIABLE) is false.  user: the client is logged in. */
+static struct cobj *obj_target_locked(struct session *s, CK_OBJECT_HANDLE obj, bool user,
+                                      CK_ATTRIBUTE_TYPE allowed_by, CK_RV *ret_rv) {
+        struct cobj *o = obj_find_locked(s->tok, obj, s->cl, user);
+        if (!o)
+                *ret_rv = CKR_OBJECT_HANDLE_INVALID;
+        else if (!o->owner && !(s->flags & CKF_RW_SESSION))
+                *ret_rv = CKR_SESSION_READ_ONLY;
+        else if (!nattrs_get_bool(&o->attrs, allowed_by, true))
+                *ret_rv = CKR_ACTION_PROHIBITED;
+        else
+                *ret_rv = CKR_OK;
+        return o;
+}
+
 CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
         struct session *s;
         CK_RV rv = session_get(cl, h, &s);
@@ -471,10 +490,9 @@ CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT
         bool user = is_user(cl, k);
         tok_lock(k);
         core_lock(cl->core);
-        struct cobj *o = obj_find_locked(k, obj, cl, user);
+        struct cobj *o = obj_target_locked(s, obj, user, CKA_DESTROYABLE, &rv);
         uint64_t id = o ? o->id : 0;
         bool persistent = o && !o->owner;
-        bool destroyable = o && nattrs_get_bool(&o->attrs, CKA_DESTROYABLE, true);
         CK_ULONG cls = CKO_DATA;
         char label[65] = "";
         if (o) {
@@ -482,13 +500,7 @@ CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT
                 obj_label_locked(k, obj, label, sizeof label);
         }
         core_unlock(cl->core);
-        if (!o)
-                rv = CKR_OBJECT_HANDLE_INVALID;
-        else if (persistent && !(s->flags & CKF_RW_SESSION))
-                rv = CKR_SESSION_READ_ONLY;
-        else if (!destroyable)
-                rv = CKR_ACTION_PROHIBITED;
-        else {
+        if (rv == CKR_OK) {
                 rv = rv_from_errno(k->ops->destroy_object(k->t, id));
                 if (rv == CKR_OK && persistent && k->ops->writes_affect_others)
                         rv = rv_from_errno(tok_reconcile_locked(k));
@@ -526,20 +538,13 @@ CK_RV core_set_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_O
         bool user = is_user(cl, k);
         tok_lock(k);
         core_lock(cl->core);
-        struct cobj *o = obj_find_locked(k, obj, cl, user);
+        struct cobj *o = obj_target_locked(s, obj, user, CKA_MODIFIABLE, &rv);
         uint64_t id = o ? o->id : 0;
         bool persistent = o && !o->owner;
-        bool modifiable = o && nattrs_get_bool(&o->attrs, CKA_MODIFIABLE, true);
         core_unlock(cl->core);
-        if (!o)
-                rv = CKR_OBJECT_HANDLE_INVALID;
-        else if (persistent && !(s->flags & CKF_RW_SESSION))
-                rv = CKR_SESSION_READ_ONLY;
-        else if (!modifiable)
-                rv = CKR_ACTION_PROHIBITED;
-        else if (!k->ops->set_attributes)
+        if (rv == CKR_OK && !k->ops->set_attributes)
                 rv = CKR_FUNCTION_NOT_SUPPORTED;
-        else {
+        else if (rv == CKR_OK) {
                 struct nattrs na;
                 nattrs_init(&na);
                 int r = k->ops->set_attributes(k->t, id, tmpl, n, &na);
