@@ -295,6 +295,36 @@ static CK_RV op_get(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kind ki
         return CKR_OK;
 }
 
+/* Ends session h's operation of that kind, if one is active. */
+static CK_RV op_end(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kind kind) {
+        _cleanup_session_ struct session *s = NULL;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        if (s->ops[kind].active)
+                op_reset(&s->ops[kind]);
+        return CKR_OK;
+}
+
+CK_RV core_op_end(struct core_client *cl, CK_SESSION_HANDLE h, CK_ULONG init_op) {
+        switch (init_op) {
+        case WIRE_OP_SIGN_INIT: return op_end(cl, h, OP_SIGN);
+        case WIRE_OP_VERIFY_INIT: return op_end(cl, h, OP_VERIFY);
+        case WIRE_OP_ENCRYPT_INIT: return op_end(cl, h, OP_ENCRYPT);
+        case WIRE_OP_DECRYPT_INIT: return op_end(cl, h, OP_DECRYPT);
+        case WIRE_OP_DIGEST_INIT: return op_end(cl, h, OP_DIGEST);
+        default: return CKR_ARGUMENTS_BAD;
+        }
+}
+
+/* CKR_ARGUMENTS_BAD from a call that would have used the operation of that
+ * kind: PKCS#11 has every return but a length query and
+ * CKR_BUFFER_TOO_SMALL end it (issue 13 item 2). */
+static CK_RV bad_args(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kind kind) {
+        (void)op_end(cl, h, kind);
+        return CKR_ARGUMENTS_BAD;
+}
+
 /* The bytes the raw mechanism gets: for a hashing op, the hash (in a
  * DigestInfo for CKM_RSA_PKCS); else the data itself.  in/in_len is the
  * single-part data, or NULL to use what was accumulated / hashed so far. */
@@ -398,7 +428,7 @@ static bool represent_pin(struct core_client *cl, struct tok *k) {
 static CK_RV private_op(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kind kind, const uint8_t *in,
                         size_t in_len, bool final, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
         if (!out_len || (!final && !in && in_len))
-                return CKR_ARGUMENTS_BAD;
+                return bad_args(cl, h, kind);
         struct session *s;
         struct op *o;
         CK_RV rv = op_get(cl, h, kind, &s, &o);
@@ -506,7 +536,7 @@ CK_RV core_sign_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_P
 CK_RV core_sign(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
                 CK_ULONG_PTR sig_len) {
         if (!data && len)
-                return CKR_ARGUMENTS_BAD;
+                return bad_args(cl, h, OP_SIGN);
         return private_op_recorded(cl, h, OP_SIGN, data ? data : (CK_BYTE_PTR) "", len, false, sig, sig_len);
 }
 
@@ -525,14 +555,14 @@ CK_RV core_decrypt_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANIS
 CK_RV core_decrypt(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out,
                    CK_ULONG_PTR out_len) {
         if (!data && len)
-                return CKR_ARGUMENTS_BAD;
+                return bad_args(cl, h, OP_DECRYPT);
         return private_op_recorded(cl, h, OP_DECRYPT, data ? data : (CK_BYTE_PTR) "", len, false, out, out_len);
 }
 
 CK_RV core_decrypt_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len,
                           CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
         if (!out_len)
-                return CKR_ARGUMENTS_BAD;
+                return bad_args(cl, h, OP_DECRYPT);
         return update_run(cl, h, OP_DECRYPT, part, len, out_len);
 }
 
@@ -547,7 +577,7 @@ CK_RV core_verify_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM
 static CK_RV verify_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, bool final,
                         const uint8_t *sig, size_t sig_len) {
         if (!sig && sig_len)
-                return CKR_ARGUMENTS_BAD;
+                return bad_args(cl, h, OP_VERIFY);
         struct session *s;
         struct op *o;
         CK_RV rv = op_get(cl, h, OP_VERIFY, &s, &o);
@@ -579,7 +609,7 @@ static CK_RV verify_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint8
 CK_RV core_verify(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
                   CK_ULONG sig_len) {
         if (!data && len)
-                return CKR_ARGUMENTS_BAD;
+                return bad_args(cl, h, OP_VERIFY);
         return verify_run(cl, h, data ? data : (CK_BYTE_PTR) "", len, false, sig, sig_len);
 }
 
@@ -598,7 +628,7 @@ CK_RV core_encrypt_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANIS
 static CK_RV encrypt_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, bool final,
                          CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
         if (!out_len)
-                return CKR_ARGUMENTS_BAD;
+                return bad_args(cl, h, OP_ENCRYPT);
         struct session *s;
         struct op *o;
         CK_RV rv = op_get(cl, h, OP_ENCRYPT, &s, &o);
@@ -631,14 +661,14 @@ static CK_RV encrypt_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint
 CK_RV core_encrypt(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out,
                    CK_ULONG_PTR out_len) {
         if (!data && len)
-                return CKR_ARGUMENTS_BAD;
+                return bad_args(cl, h, OP_ENCRYPT);
         return encrypt_run(cl, h, data ? data : (CK_BYTE_PTR) "", len, false, out, out_len);
 }
 
 CK_RV core_encrypt_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len,
                           CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
         if (!out_len)
-                return CKR_ARGUMENTS_BAD;
+                return bad_args(cl, h, OP_ENCRYPT);
         return update_run(cl, h, OP_ENCRYPT, part, len, out_len);
 }
 
@@ -653,7 +683,7 @@ CK_RV core_digest_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM
 static CK_RV digest_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, bool final,
                         CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
         if (!out_len)
-                return CKR_ARGUMENTS_BAD;
+                return bad_args(cl, h, OP_DIGEST);
         _cleanup_session_ struct session *s = NULL;
         struct op *o;
         CK_RV rv = op_get(cl, h, OP_DIGEST, &s, &o);
@@ -683,7 +713,7 @@ static CK_RV digest_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint8
 CK_RV core_digest(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR out,
                   CK_ULONG_PTR out_len) {
         if (!data && len)
-                return CKR_ARGUMENTS_BAD;
+                return bad_args(cl, h, OP_DIGEST);
         return digest_run(cl, h, data ? data : (CK_BYTE_PTR) "", len, false, out, out_len);
 }
 

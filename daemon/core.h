@@ -175,6 +175,11 @@ CK_RV core_digest(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR data,
                   CK_ULONG_PTR out_len);
 CK_RV core_digest_update(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR part, CK_ULONG len);
 CK_RV core_digest_final(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+/* Ends session s's operation begun by init_op (WIRE_OP_SIGN_INIT,
+ * _VERIFY_INIT, _ENCRYPT_INIT, _DECRYPT_INIT, _DIGEST_INIT), if one is
+ * active: the module's answer to a call whose arguments it refused itself
+ * (CKR_ARGUMENTS_BAD ends the operation, as every error does). */
+CK_RV core_op_end(struct core_client *cl, CK_SESSION_HANDLE s, CK_ULONG init_op);
 CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
                              CK_ATTRIBUTE_PTR pub_tmpl, CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv_tmpl,
                              CK_ULONG priv_n, CK_OBJECT_HANDLE_PTR ret_pub, CK_OBJECT_HANDLE_PTR ret_priv);

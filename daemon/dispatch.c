@@ -260,11 +260,13 @@ static int h_create_object(struct core_client *cl, struct wire_msg *req, struct 
         return 0;
 }
 
-static int h_destroy_object(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
-        CK_ULONG s, obj;
-        if (!wire_get_ulong(req, &s) || !wire_get_ulong(req, &obj) || wire_msg_read_done(req) < 0)
+/* "uu" -> "u": a session and one number (an object, an operation). */
+static int h_handle_ulong(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep,
+                          CK_RV (*fn)(struct core_client *, CK_SESSION_HANDLE, CK_ULONG)) {
+        CK_ULONG s, v;
+        if (!wire_get_ulong(req, &s) || !wire_get_ulong(req, &v) || wire_msg_read_done(req) < 0)
                 return BAD_REQUEST;
-        CK_RV rv = core_destroy_object(cl, s, obj);
+        CK_RV rv = fn(cl, s, v);
         reply_start(req, rep, rv);
         return 0;
 }
@@ -587,6 +589,8 @@ WITH_CORE(h_get_session_info, h_info_query, INFO_SESSION)
 WITH_CORE(h_get_mechanism_info, h_info_query, INFO_MECHANISM)
 WITH_CORE(h_init_pin, h_data_in, core_init_pin)
 WITH_CORE(h_set_pin, h_data2_in, core_set_pin)
+WITH_CORE(h_destroy_object, h_handle_ulong, core_destroy_object)
+WITH_CORE(h_op_end, h_handle_ulong, core_op_end)
 WITH_CORE(h_close_session, h_handle_only, core_close_session)
 WITH_CORE(h_close_all_sessions, h_handle_only, core_close_all_sessions)
 WITH_CORE(h_logout, h_handle_only, core_logout)

@@ -1070,6 +1070,44 @@ static CK_RV nc_FindObjectsFinal(CK_SESSION_HANDLE h) {
 
 /* ---- crypto ---- */
 
+static bool sign_take(struct module *m, CK_SESSION_HANDLE h, CK_MECHANISM *ret_mech, CK_OBJECT_HANDLE *ret_key);
+static void sign_ended(struct module *m, CK_SESSION_HANDLE h, bool ended);
+
+/* The C_*Init that begins the operation a call of op uses; 0 for none. */
+static uint16_t init_op_of(uint16_t op) {
+        switch (op) {
+        case WIRE_OP_SIGN: case WIRE_OP_SIGN_UPDATE: case WIRE_OP_SIGN_FINAL:
+                return WIRE_OP_SIGN_INIT;
+        case WIRE_OP_VERIFY: case WIRE_OP_VERIFY_UPDATE: case WIRE_OP_VERIFY_FINAL:
+                return WIRE_OP_VERIFY_INIT;
+        case WIRE_OP_ENCRYPT: case WIRE_OP_ENCRYPT_UPDATE: case WIRE_OP_ENCRYPT_FINAL:
+                return WIRE_OP_ENCRYPT_INIT;
+        case WIRE_OP_DECRYPT: case WIRE_OP_DECRYPT_UPDATE: case WIRE_OP_DECRYPT_FINAL:
+                return WIRE_OP_DECRYPT_INIT;
+        case WIRE_OP_DIGEST: case WIRE_OP_DIGEST_UPDATE: case WIRE_OP_DIGEST_FINAL:
+                return WIRE_OP_DIGEST_INIT;
+        default:
+                return 0;
+        }
+}
+
+/* A call of op whose arguments the module refuses itself: PKCS#11 has that
+ * error end the operation as any other does (issue 13 item 2), so the
+ * daemon's operation is ended too (a sign init still held here is simply
+ * dropped).  Returns CKR_ARGUMENTS_BAD. */
+static CK_RV op_bad_args(struct module *m, CK_SESSION_HANDLE h, uint64_t gen, CK_SESSION_HANDLE dh, uint16_t op) {
+        uint16_t init = init_op_of(op);
+        CK_MECHANISM mech;
+        CK_OBJECT_HANDLE key;
+        bool held = init == WIRE_OP_SIGN_INIT && sign_take(m, h, &mech, &key); /* never sent */
+        if (init && !held)
+                (void)rpc_op_end(m->rpc, gen, dh, init);
+        if (init == WIRE_OP_SIGN_INIT)
+                sign_ended(m, h, true);
+        return CKR_ARGUMENTS_BAD;
+}
+#define OP_BAD_ARGS_RETURN(m, h, op) SESSION_RETURN(m, h, op_bad_args(m, h, gen_, dh_, (op)))
+
 static CK_RV crypt_init(uint16_t op, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
         ENTER(m);
         SESSION(m, h);
@@ -1083,7 +1121,7 @@ static CK_RV data_out(uint16_t op, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULO
         ENTER(m);
         SESSION(m, h);
         if (!out_len || (!data && len))
-                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+                OP_BAD_ARGS_RETURN(m, h, op);
         SESSION_RETURN(m, h, rpc_data_out(m->rpc, op, gen_, dh_, data, len, out, out_len));
 }
 
@@ -1091,7 +1129,7 @@ static CK_RV final_out(uint16_t op, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULO
         ENTER(m);
         SESSION(m, h);
         if (!out_len)
-                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+                OP_BAD_ARGS_RETURN(m, h, op);
         SESSION_RETURN(m, h, rpc_final_out(m->rpc, op, gen_, dh_, out, out_len));
 }
 
@@ -1099,7 +1137,7 @@ static CK_RV data_in(uint16_t op, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULON
         ENTER(m);
         SESSION(m, h);
         if (!data && len)
-                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+                OP_BAD_ARGS_RETURN(m, h, op);
         SESSION_RETURN(m, h, rpc_data_in(m->rpc, op, gen_, dh_, data, len));
 }
 
@@ -1338,7 +1376,7 @@ static CK_RV nc_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYT
         ENTER(m);
         SESSION(m, h);
         if (!sig_len || (!data && len))
-                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+                OP_BAD_ARGS_RETURN(m, h, WIRE_OP_SIGN);
         CK_MECHANISM mech;
         CK_OBJECT_HANDLE key;
         CK_RV rv = sign_take(m, h, &mech, &key) ?
@@ -1352,7 +1390,7 @@ static CK_RV nc_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len) 
         ENTER(m);
         SESSION(m, h);
         if (!data && len)
-                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+                OP_BAD_ARGS_RETURN(m, h, WIRE_OP_SIGN_UPDATE);
         CK_MECHANISM mech;
         CK_OBJECT_HANDLE key;
         CK_RV rv = sign_take(m, h, &mech, &key) ?
@@ -1366,7 +1404,7 @@ static CK_RV nc_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig
         ENTER(m);
         SESSION(m, h);
         if (!sig_len)
-                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+                OP_BAD_ARGS_RETURN(m, h, WIRE_OP_SIGN_FINAL);
         CK_RV rv = sign_flush(m, h, gen_, dh_);
         if (rv == CKR_OK)
                 rv = rpc_final_out(m->rpc, WIRE_OP_SIGN_FINAL, gen_, dh_, sig, sig_len);
@@ -1382,7 +1420,7 @@ static CK_RV nc_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_B
         ENTER(m);
         SESSION(m, h);
         if ((!data && len) || (!sig && sig_len))
-                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+                OP_BAD_ARGS_RETURN(m, h, WIRE_OP_VERIFY);
         SESSION_RETURN(m, h, rpc_verify(m->rpc, gen_, dh_, data, len, sig, sig_len));
 }
 

@@ -529,13 +529,22 @@ CK_RV rpc_create_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s,
         return rv;
 }
 
-CK_RV rpc_destroy_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj) {
+/* "uu" -> "u": a session and one number. */
+static CK_RV handle_ulong(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HANDLE s, CK_ULONG v) {
         struct call k;
-        call_start_on(&k, WIRE_OP_DESTROY_OBJECT, false, s);
-        wire_put_u64(&k.req, obj);
+        call_start_on(&k, op, false, s);
+        wire_put_u64(&k.req, v);
         CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
         call_end(&k);
         return rv;
+}
+
+CK_RV rpc_destroy_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj) {
+        return handle_ulong(c, WIRE_OP_DESTROY_OBJECT, gen, s, obj);
+}
+
+CK_RV rpc_op_end(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, uint16_t init_op) {
+        return handle_ulong(c, WIRE_OP_OP_END, gen, s, init_op);
 }
 
 CK_RV rpc_get_attribute_value(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,

@@ -1075,6 +1075,62 @@ static void check_rsa1024(CK_SESSION_HANDLE rw) {
         CHECK_RV(f->C_DestroyObject(rw, pub), CKR_OK);
 }
 
+/* Issue 13 item 2: C_Digest*, C_Sign*, C_Verify*, C_Encrypt*, C_Decrypt*
+ * end the active operation on every return but CKR_BUFFER_TOO_SMALL and a
+ * successful length query, CKR_ARGUMENTS_BAD included (PKCS#11 2.40
+ * section 5.2 and each function's text).  ENDS: after the call, a new
+ * C_*Init succeeds (it would be CKR_OPERATION_ACTIVE otherwise); the call
+ * is made once more, which leaves no operation behind. */
+#define ENDS(init_call, call, want)                      \
+        do {                                             \
+                CHECK_RV(init_call, CKR_OK);             \
+                CHECK_RV(call, want);                    \
+                CHECK_RV(init_call, CKR_OK);             \
+                CHECK_RV(call, want);                    \
+        } while (0)
+
+static void check_errors_end_operations(CK_SESSION_HANDLE h) {
+        CK_MECHANISM sha = { CKM_SHA256, NULL, 0 };
+        CK_MECHANISM ecdsa = { CKM_ECDSA, NULL, 0 };
+        CK_MECHANISM ecdsa_sha256 = { CKM_ECDSA_SHA256, NULL, 0 };
+        CK_MECHANISM rsa = { CKM_RSA_PKCS, NULL, 0 };
+        CK_BYTE hash[32], out[512], junk[256];
+        CK_ULONG len = sizeof out;
+        memset(hash, 0x11, sizeof hash);
+        memset(junk, 0x5a, sizeof junk);
+
+        ENDS(f->C_DigestInit(h, &sha), f->C_Digest(h, hash, 3, out, NULL), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_DigestInit(h, &sha), f->C_Digest(h, NULL, 3, out, &len), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_DigestInit(h, &sha), f->C_DigestUpdate(h, NULL, 3), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_DigestInit(h, &sha), f->C_DigestFinal(h, out, NULL), CKR_ARGUMENTS_BAD);
+
+        ENDS(f->C_SignInit(h, &ecdsa, ec_priv), f->C_Sign(h, hash, 32, out, NULL), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_SignInit(h, &ecdsa, ec_priv), f->C_Sign(h, NULL, 32, out, &len), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_SignInit(h, &ecdsa_sha256, ec_priv), f->C_SignUpdate(h, NULL, 3), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_SignInit(h, &ecdsa_sha256, ec_priv), f->C_SignFinal(h, out, NULL), CKR_ARGUMENTS_BAD);
+
+        ENDS(f->C_VerifyInit(h, &ecdsa, ec_pub), f->C_Verify(h, NULL, 32, junk, 64), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_VerifyInit(h, &ecdsa, ec_pub), f->C_Verify(h, hash, 32, NULL, 64), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_VerifyInit(h, &ecdsa, ec_pub), f->C_Verify(h, hash, 32, junk, 64), CKR_SIGNATURE_INVALID);
+        ENDS(f->C_VerifyInit(h, &ecdsa_sha256, ec_pub), f->C_VerifyUpdate(h, NULL, 3), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_VerifyInit(h, &ecdsa_sha256, ec_pub), f->C_VerifyFinal(h, NULL, 64), CKR_ARGUMENTS_BAD);
+
+        len = sizeof out;
+        ENDS(f->C_EncryptInit(h, &rsa, rsa_pub), f->C_Encrypt(h, hash, 5, out, NULL), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_EncryptInit(h, &rsa, rsa_pub), f->C_Encrypt(h, NULL, 5, out, &len), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_EncryptInit(h, &rsa, rsa_pub), f->C_EncryptUpdate(h, hash, 5, out, NULL), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_EncryptInit(h, &rsa, rsa_pub), f->C_EncryptFinal(h, out, NULL), CKR_ARGUMENTS_BAD);
+        len = sizeof out;
+        ENDS(f->C_EncryptInit(h, &rsa, rsa_pub), f->C_Encrypt(h, junk, 250, out, &len), CKR_DATA_LEN_RANGE);
+
+        len = sizeof out;
+        ENDS(f->C_DecryptInit(h, &rsa, rsa_priv), f->C_Decrypt(h, junk, 256, out, NULL), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_DecryptInit(h, &rsa, rsa_priv), f->C_Decrypt(h, NULL, 256, out, &len), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_DecryptInit(h, &rsa, rsa_priv), f->C_DecryptUpdate(h, junk, 256, out, NULL), CKR_ARGUMENTS_BAD);
+        ENDS(f->C_DecryptInit(h, &rsa, rsa_priv), f->C_DecryptFinal(h, out, NULL), CKR_ARGUMENTS_BAD);
+}
+#undef ENDS
+
 static void check_cleanup(CK_SESSION_HANDLE rw) {
         CHECK_RV(f->C_DestroyObject(rw, ec_pub), CKR_OK);
         CHECK_RV(f->C_DestroyObject(rw, ec_priv), CKR_OK);
@@ -1107,6 +1163,7 @@ static void run(void) {
         check_digest(ro);
         check_sign_verify(ro);
         check_encrypt_decrypt(ro);
+        check_errors_end_operations(ro);
         check_random(ro);
         check_unsupported(ro);
         CHECK_RV(f->C_CloseSession(ro), CKR_OK);
