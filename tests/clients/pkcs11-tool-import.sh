@@ -14,9 +14,22 @@
 # were reused at once.  The module now grows them geometrically (and reserves
 # once when it knows the count), which is also cheaper; this test keeps the
 # client's sequence as it was reported.
+#
+# Under ASan (the module instrumented, libasan preloaded into pkcs11-tool)
+# the client's use-after-free is caught in every run, before any import:
+#   heap-use-after-free ... READ of size 1 ... in __interceptor_strcmp
+#     #3 EC_GROUP_new_from_params  #7 EVP_PKEY_fromdata  #8 pkcs11-tool
+#   freed by thread T0 here: #1 pkcs11-tool
+# That report is about pkcs11-tool and OpenSSL, not about netca, so under
+# ASan the interceptor reports raised from libcrypto (which netca does not
+# use: it is built on mbedTLS) are suppressed for this test's clients.
 set -euo pipefail
 . "$(dirname "$0")/../lib/fixture.sh"
 fixture_setup
+if [[ $SANITIZED = 1 ]]; then
+        printf 'interceptor_via_lib:libcrypto.so.3\n' >"$T/asan.supp"
+        FOREIGN_ENV=("${FOREIGN_ENV[@]/ASAN_OPTIONS=/ASAN_OPTIONS=suppressions=$T/asan.supp:}")
+fi
 
 p11 --login --pin "$USER_PIN" --keypairgen --key-type EC:prime256v1 --id a1 --label gen >"$T/g" 2>&1 ||
         { cat "$T/g"; fail "EC P-256 keypairgen"; }
