@@ -405,6 +405,28 @@ static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n) {
         return CKR_OK;
 }
 
+/* Under the token lock, after the driver made object d for session h: the
+ * core's copy of it and its handle in *ret (a token object of a driver
+ * whose writes others see comes back through a reconcile).  Frees d. */
+static int obj_made_locked(struct core_client *cl, struct tok *k, CK_SESSION_HANDLE h, bool persistent,
+                           struct dobj *d, CK_OBJECT_HANDLE *ret) {
+        int r;
+        if (persistent && k->ops->writes_affect_others) {
+                r = tok_reconcile_locked(k);
+                core_lock(cl->core);
+                *ret = handle_of_id_locked(k, d->id);
+                core_unlock(cl->core);
+                if (r == 0 && !*ret)
+                        r = -EIO;
+        } else {
+                core_lock(cl->core);
+                r = obj_insert_locked(k, d, persistent ? NULL : cl, persistent ? 0 : h, ret);
+                core_unlock(cl->core);
+        }
+        dobj_done(d);
+        return r;
+}
+
 CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
                          CK_OBJECT_HANDLE_PTR ret) {
         if (!ret)
@@ -435,20 +457,8 @@ CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBU
         memset(&d, 0, sizeof d);
         tok_lock(k);
         int r = k->ops->create_object(k->t, tmpl, n, persistent, &d);
-        if (r == 0 && persistent && k->ops->writes_affect_others) {
-                r = tok_reconcile_locked(k);
-                core_lock(cl->core);
-                *ret = handle_of_id_locked(k, d.id);
-                core_unlock(cl->core);
-                if (r == 0 && !*ret)
-                        r = -EIO;
-                dobj_done(&d);
-        } else if (r == 0) {
-                core_lock(cl->core);
-                r = obj_insert_locked(k, &d, persistent ? NULL : cl, persistent ? 0 : h, ret);
-                core_unlock(cl->core);
-                dobj_done(&d);
-        }
+        if (r == 0)
+                r = obj_made_locked(cl, k, h, persistent, &d, ret);
         tok_unlock(k);
         rv = rv_from_errno(r);
         if (rv == CKR_OK && persistent)
@@ -477,6 +487,59 @@ static struct cobj *obj_target_locked(struct session *s, CK_OBJECT_HANDLE obj, b
         else
                 *ret_rv = CKR_OK;
         return o;
+}
+
+CK_RV core_copy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR tmpl,
+                       CK_ULONG n, CK_OBJECT_HANDLE_PTR ret) {
+        if (!ret)
+                return CKR_ARGUMENTS_BAD;
+        CK_RV rv = check_template(tmpl, n);
+        if (rv != CKR_OK)
+                return rv;
+        struct session *s;
+        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        if ((rv = tok_load(k)) != CKR_OK)
+                goto out;
+        bool user = is_user(cl, k);
+        tok_lock(k);
+        core_lock(cl->core);
+        struct cobj *o = obj_find_locked(k, obj, cl, user);
+        uint64_t id = o ? o->id : 0;
+        bool copyable = o && nattrs_get_bool(&o->attrs, CKA_COPYABLE, true);
+        bool persistent = tmpl_bool(tmpl, n, CKA_TOKEN, o && !o->owner);
+        bool priv = tmpl_bool(tmpl, n, CKA_PRIVATE, o && nattrs_get_bool(&o->attrs, CKA_PRIVATE, false));
+        char label[65] = "";
+        if (o)
+                obj_label_locked(k, obj, label, sizeof label);
+        core_unlock(cl->core);
+        if (!o)
+                rv = CKR_OBJECT_HANDLE_INVALID;
+        else if (!copyable)
+                rv = CKR_ACTION_PROHIBITED;
+        else if (persistent && !(s->flags & CKF_RW_SESSION))
+                rv = CKR_SESSION_READ_ONLY;
+        else if (priv && !user)
+                rv = CKR_USER_NOT_LOGGED_IN;
+        else if (!k->ops->copy_object)
+                rv = CKR_FUNCTION_NOT_SUPPORTED;
+        else {
+                struct dobj d;
+                memset(&d, 0, sizeof d);
+                int r = k->ops->copy_object(k->t, id, tmpl, n, persistent, &d);
+                if (r == 0)
+                        r = obj_made_locked(cl, k, h, persistent, &d, ret);
+                rv = rv_from_errno(r);
+        }
+        tok_unlock(k);
+        if (rv == CKR_OK && persistent)
+                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+        if (persistent)
+                audit(cl, k, "object-copy", label, rv, NULL);
+out:
+        session_put(s);
+        return rv;
 }
 
 CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {

@@ -135,6 +135,8 @@ CK_RV core_logout(struct core_client *cl, CK_SESSION_HANDLE s);
 CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
                          CK_OBJECT_HANDLE_PTR ret);
 CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj);
+CK_RV core_copy_object(struct core_client *cl, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR t,
+                       CK_ULONG n, CK_OBJECT_HANDLE_PTR ret);
 CK_RV core_get_attribute_value(struct core_client *cl, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
                                CK_ATTRIBUTE_PTR tmpl, CK_ULONG n);
 CK_RV core_set_attribute_value(struct core_client *cl, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,

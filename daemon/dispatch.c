@@ -248,16 +248,26 @@ static int h_login(struct core_client *cl, struct wire_msg *req, struct wire_msg
         return 0;
 }
 
-static int h_create_object(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
-        CK_ULONG s, n;
+/* "uA" (create) or "uuA" (copy: the object copied) -> "uu": a new object. */
+static int h_object_made(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep, bool copy) {
+        CK_ULONG s, from = 0, n;
         _cleanup_free_ CK_ATTRIBUTE *t = NULL;
-        if (!wire_get_ulong(req, &s) || !wire_get_attrs(req, &t, &n) || wire_msg_read_done(req) < 0)
+        if (!wire_get_ulong(req, &s) || (copy && !wire_get_ulong(req, &from)) || !wire_get_attrs(req, &t, &n) ||
+            wire_msg_read_done(req) < 0)
                 return BAD_REQUEST;
         CK_OBJECT_HANDLE obj = 0;
-        CK_RV rv = core_create_object(cl, s, t, n, &obj);
+        CK_RV rv = copy ? core_copy_object(cl, s, from, t, n, &obj) : core_create_object(cl, s, t, n, &obj);
         reply_start(req, rep, rv);
         wire_put_u64(rep, rv == CKR_OK ? obj : 0);
         return 0;
+}
+
+static int h_create_object(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        return h_object_made(cl, req, rep, false);
+}
+
+static int h_copy_object(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        return h_object_made(cl, req, rep, true);
 }
 
 /* "uu" -> "u": a session and one number (an object, an operation). */

@@ -157,6 +157,13 @@ struct driver_ops {
         int (*create_object)(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent,
                              struct dobj *ret);
         int (*destroy_object)(struct token *t, uint64_t id);
+        /* C_CopyObject (optional): a new object, a session object unless
+         * persistent, with object id's attributes changed by the template
+         * (-EALREADY for a change C_CopyObject may not make); fills *ret as
+         * create_object does.  The core has checked CKA_COPYABLE, the
+         * session and the login. */
+        int (*copy_object)(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent,
+                           struct dobj *ret);
         /* Changes attributes; fills *ret_attrs with the object's new full
          * attribute list. */
         int (*set_attributes)(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_ULONG n,

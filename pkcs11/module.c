@@ -900,6 +900,16 @@ static CK_RV nc_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n
         CHANGING_RETURN(m, h, rpc_create_object(m->rpc, gen_, dh_, t, n, ret));
 }
 
+static CK_RV nc_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                           CK_OBJECT_HANDLE_PTR ret) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!ret || !template_ok(t, n))
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        mark_made_objects(m, h);
+        CHANGING_RETURN(m, h, rpc_copy_object(m->rpc, gen_, dh_, obj, t, n, ret));
+}
+
 static CK_RV nc_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
         ENTER(m);
         SESSION(m, h);
@@ -1476,11 +1486,6 @@ static CK_RV nc_GetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULO
 
 static CK_RV nc_SetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG len, CK_OBJECT_HANDLE ekey,
                                   CK_OBJECT_HANDLE akey) {
-        UNSUPPORTED();
-}
-
-static CK_RV nc_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR t, CK_ULONG n,
-                           CK_OBJECT_HANDLE_PTR ret) {
         UNSUPPORTED();
 }
 

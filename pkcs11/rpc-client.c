@@ -511,11 +511,14 @@ CK_RV rpc_logout(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s) {
         return session_only(c, WIRE_OP_LOGOUT, gen, s);
 }
 
-CK_RV rpc_create_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n,
-                        CK_OBJECT_HANDLE_PTR ret) {
+/* CREATE_OBJECT, or COPY_OBJECT of *from: a new object's handle in *ret. */
+static CK_RV object_made(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, const CK_OBJECT_HANDLE *from,
+                         CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret) {
         struct call k;
         /* A template may hold a private key value. */
-        call_start_on(&k, WIRE_OP_CREATE_OBJECT, true, s);
+        call_start_on(&k, from ? WIRE_OP_COPY_OBJECT : WIRE_OP_CREATE_OBJECT, true, s);
+        if (from)
+                wire_put_u64(&k.req, *from);
         wire_put_attrs(&k.req, t, n);
         CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
         if (rv == CKR_OK && k.has_reply) {
@@ -527,6 +530,16 @@ CK_RV rpc_create_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s,
         }
         call_end(&k);
         return rv;
+}
+
+CK_RV rpc_create_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                        CK_OBJECT_HANDLE_PTR ret) {
+        return object_made(c, gen, s, NULL, t, n, ret);
+}
+
+CK_RV rpc_copy_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
+                      CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret) {
+        return object_made(c, gen, s, &obj, t, n, ret);
 }
 
 /* "uu" -> "u": a session and one number. */

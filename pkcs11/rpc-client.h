@@ -154,6 +154,8 @@ CK_RV rpc_logout(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s);
 CK_RV rpc_create_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                         CK_OBJECT_HANDLE_PTR ret);
 CK_RV rpc_destroy_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj);
+CK_RV rpc_copy_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
+                      CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret);
 /* Ends the session's operation begun by init_op (WIRE_OP_SIGN_INIT ...),
  * after the module refused a call's arguments itself. */
 CK_RV rpc_op_end(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, uint16_t init_op);

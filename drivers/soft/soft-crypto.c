@@ -54,8 +54,8 @@ void soft_keys_drop_id(struct token *t, uint64_t id) {
 /* Under the token lock: a referenced key, from the cache or decrypted now. */
 static int key_get_locked(struct token *t, uint64_t id, struct soft_key **ret) {
         struct nattrs a;
-        uint8_t *sec = NULL, *der = NULL, aad[32];
-        size_t sec_n = 0, der_n = 0;
+        uint8_t *sec = NULL;
+        size_t sec_n = 0;
         CK_ULONG cls;
         int r;
 
@@ -74,28 +74,16 @@ static int key_get_locked(struct token *t, uint64_t id, struct soft_key **ret) {
                 r = -ENOKEY;
                 goto out;
         }
-        const uint8_t *seal = soft_seal_key(t, id);
-        if (!seal) {
-                r = -EPERM;
-                goto out;
-        }
-        size_t an = soft_key_aad(id, aad);
-        r = soft_open_sealed(seal, aad, an, sec, sec_n, &der, &der_n);
-        if (r < 0) {
-                log_warning("soft token %s: key %llu cannot be decrypted", t->path, (unsigned long long) id);
-                r = -EIO;
-                goto out;
-        }
         struct soft_key *k = calloc(1, sizeof *k);
         if (!k) {
                 r = -ENOMEM;
                 goto out;
         }
         mbedtls_pk_init(&k->pk);
-        if (mbedtls_pk_parse_key(&k->pk, der, der_n, NULL, 0) != 0) {
+        r = soft_key_open(t, id, sec, sec_n, &k->pk);
+        if (r < 0) {
                 mbedtls_pk_free(&k->pk);
                 free(k);
-                r = -EIO;
                 goto out;
         }
         mbedtls_pk_type_t pt = mbedtls_pk_get_type(&k->pk);
@@ -131,7 +119,6 @@ out:
                 mbedtls_platform_zeroize(sec, sec_n);
                 free(sec);
         }
-        secure_free(der);
         nattrs_done(&a);
         return r;
 }

@@ -99,6 +99,11 @@ void soft_db_rollback(struct token *t);
 int soft_db_end(struct token *t, int r);
 int soft_errno_from_sqlite(int rc);
 
+/* Opens object id's sealed private key (sec, sec_n) into pk (set up by the
+ * caller with mbedtls_pk_init): -EPERM when its seal key is not at hand
+ * (a token object while logged out), -EIO when it does not open. */
+int soft_key_open(struct token *t, uint64_t id, const uint8_t *sec, size_t sec_n, mbedtls_pk_context *pk);
+
 /* The key that seals object id's private key: mem_key for a session
  * object, token_key for a token object (NULL when logged out). */
 const uint8_t *soft_seal_key(const struct token *t, uint64_t id);
@@ -114,6 +119,8 @@ int soft_open_sealed(const uint8_t key[SOFT_KEY_LEN], const uint8_t *aad, size_t
 int soft_load_objects(struct token *t, struct dobj **ret, size_t *ret_n);
 int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent, struct dobj *ret);
 int soft_destroy_object(struct token *t, uint64_t id);
+int soft_copy_object(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent,
+                     struct dobj *ret);
 int soft_set_attributes(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
                         struct nattrs *ret_attrs);
 /* Takes the token lock itself (generates without it). */

@@ -223,6 +223,22 @@ static int seal_key(struct token *t, mbedtls_pk_context *pk, uint64_t id, uint8_
         return r;
 }
 
+int soft_key_open(struct token *t, uint64_t id, const uint8_t *sec, size_t sec_n, mbedtls_pk_context *pk) {
+        uint8_t aad[32], *der = NULL;
+        size_t der_n = 0;
+        const uint8_t *seal = soft_seal_key(t, id);
+        if (!seal)
+                return -EPERM;
+        size_t an = soft_key_aad(id, aad);
+        if (soft_open_sealed(seal, aad, an, sec, sec_n, &der, &der_n) < 0) {
+                log_warning("soft token %s: key %llu cannot be decrypted", t->path, (unsigned long long) id);
+                return -EIO;
+        }
+        int r = mbedtls_pk_parse_key(pk, der, der_n, NULL, 0) == 0 ? 0 : -EIO;
+        secure_free(der);
+        return r;
+}
+
 /* Inside a transaction: inserts the row, then seals the key with its id. */
 static int db_insert(struct token *t, const struct nattrs *a, mbedtls_pk_context *pk, uint64_t *ret_id) {
         struct nbuf b;
@@ -672,6 +688,47 @@ static bool attr_read_only(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type) {
         }
 }
 
+/* Applies a client's template to the attributes a of an object of class
+ * cls, with C_SetAttributeValue's rules or, copying, C_CopyObject's:
+ * CKA_SENSITIVE of a key only to true, CKA_EXTRACTABLE only to false;
+ * read-only attributes unchanged (naming one with its current value is
+ * harmless); copying, CKA_TOKEN and CKA_PRIVATE may change (the core has
+ * checked the session and the login for them) and CKA_COPYABLE,
+ * CKA_MODIFIABLE and CKA_DESTROYABLE only to false.  -EALREADY for a
+ * change not allowed, -EINVAL for a value without room. */
+static int apply_changes(struct nattrs *a, CK_ULONG cls, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool copying) {
+        bool key = cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY;
+        for (CK_ULONG i = 0; i < n; i++) {
+                const CK_ATTRIBUTE *x = &tmpl[i];
+                if (!x->pValue && x->ulValueLen)
+                        return -EINVAL;
+                bool is_bool = x->ulValueLen == sizeof(CK_BBOOL) && x->pValue;
+                bool bval = is_bool && *(const CK_BBOOL *) x->pValue;
+                bool latch_true = key && x->type == CKA_SENSITIVE;
+                bool latch_false = (key && x->type == CKA_EXTRACTABLE) ||
+                                   (copying && (x->type == CKA_COPYABLE || x->type == CKA_MODIFIABLE ||
+                                                x->type == CKA_DESTROYABLE));
+                bool free_copy = copying && (x->type == CKA_TOKEN || x->type == CKA_PRIVATE);
+                if (latch_true || latch_false) {
+                        bool cur = nattrs_get_bool(a, x->type, !latch_true);
+                        if (!is_bool)
+                                return -EDOM;
+                        if (bval != cur && bval != latch_true)
+                                return -EALREADY;
+                } else if (!free_copy && attr_read_only(cls, x->type)) {
+                        const struct nattr *cur = nattrs_get(a, x->type);
+                        if (cur && cur->len == x->ulValueLen &&
+                            (cur->len == 0 || memcmp(cur->value, x->pValue, cur->len) == 0))
+                                continue;
+                        return -EALREADY;
+                }
+                int r = nattrs_set(a, x->type, x->pValue, x->ulValueLen);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int soft_set_attributes(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
                         struct nattrs *ret_attrs) {
         struct nattrs a, out;
@@ -695,45 +752,13 @@ int soft_set_attributes(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, 
                 r = -EPERM;
                 goto out;
         }
-        bool modifiable = nattrs_get_bool(&a, CKA_MODIFIABLE, true);
-        for (CK_ULONG i = 0; i < n; i++) {
-                const CK_ATTRIBUTE *x = &tmpl[i];
-                if (!x->pValue && x->ulValueLen) {
-                        r = -EINVAL;
-                        goto out;
-                }
-                if (!modifiable) {
-                        r = -EALREADY;
-                        goto out;
-                }
-                bool bval = x->ulValueLen == sizeof(CK_BBOOL) && x->pValue && *(const CK_BBOOL *) x->pValue;
-                if (x->type == CKA_SENSITIVE && cls == CKO_PRIVATE_KEY) {
-                        if (!bval) {
-                                r = -EALREADY;
-                                goto out;
-                        }
-                        continue;
-                }
-                if (x->type == CKA_EXTRACTABLE && cls == CKO_PRIVATE_KEY) {
-                        if (bval) {
-                                r = -EALREADY;
-                                goto out;
-                        }
-                        continue;
-                }
-                if (attr_read_only(cls, x->type)) {
-                        /* Setting a read-only attribute to its current value is harmless. */
-                        const struct nattr *cur = nattrs_get(&a, x->type);
-                        if (cur && cur->len == x->ulValueLen &&
-                            (cur->len == 0 || memcmp(cur->value, x->pValue, cur->len) == 0))
-                                continue;
-                        r = -EALREADY;
-                        goto out;
-                }
-                r = nattrs_set(&a, x->type, x->pValue, x->ulValueLen);
-                if (r < 0)
-                        goto out;
+        if (n && !nattrs_get_bool(&a, CKA_MODIFIABLE, true)) {
+                r = -EALREADY;
+                goto out;
         }
+        r = apply_changes(&a, cls, tmpl, n, false);
+        if (r < 0)
+                goto out;
         r = nattrs_copy(&out, &a);
         if (r < 0)
                 goto out;
@@ -775,6 +800,56 @@ out:
                 soft_db_rollback(t);
         nattrs_done(&a);
         nattrs_done(&out);
+        return r;
+}
+
+int soft_copy_object(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent,
+                     struct dobj *ret) {
+        struct nattrs a;
+        mbedtls_pk_context pk;
+        uint8_t *sec = NULL;
+        size_t sec_n = 0;
+        CK_ULONG cls = 0;
+        uint64_t new_id = 0;
+        int r;
+
+        nattrs_init(&a);
+        mbedtls_pk_init(&pk);
+        r = soft_object_get(t, id, &a, &sec, &sec_n);
+        if (r < 0)
+                goto out;
+        (void) nattrs_get_ulong(&a, CKA_CLASS, &cls);
+        if (nattrs_get_bool(&a, CKA_PRIVATE, false) && !t->user_logged) {
+                r = -EPERM;
+                goto out;
+        }
+        r = apply_changes(&a, cls, tmpl, n, true);
+        if (r >= 0)
+                r = nattrs_set_bool(&a, CKA_TOKEN, persistent);
+        if (r >= 0 && nattrs_get_bool(&a, CKA_PRIVATE, false) && !t->user_logged)
+                r = -EPERM;
+        /* The key is sealed for its object: opened, then sealed again for
+         * the copy (a token copy needs the login that opens the token key). */
+        if (r >= 0 && sec)
+                r = soft_key_open(t, id, sec, sec_n, &pk);
+        if (r < 0)
+                goto out;
+        struct nattrs *av[1] = { &a };
+        mbedtls_pk_context *pv[1] = { sec ? &pk : NULL };
+        bool pers[1] = { persistent };
+        r = store_objects(t, 1, av, pv, pers, &new_id);
+        if (r < 0)
+                goto out;
+        ret->id = new_id;
+        ret->attrs = a;
+        nattrs_init(&a);
+out:
+        if (sec) {
+                mbedtls_platform_zeroize(sec, sec_n);
+                free(sec);
+        }
+        mbedtls_pk_free(&pk);
+        nattrs_done(&a);
         return r;
 }
 

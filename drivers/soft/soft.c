@@ -989,6 +989,16 @@ static int op_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG 
         return r;
 }
 
+static int op_copy_object(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent,
+                          struct dobj *ret) {
+        if (!t || (!tmpl && n) || !ret)
+                return -EINVAL;
+        pthread_mutex_lock(&t->lock);
+        int r = soft_copy_object(t, id, tmpl, n, persistent, ret);
+        pthread_mutex_unlock(&t->lock);
+        return r;
+}
+
 static int op_destroy_object(struct token *t, uint64_t id) {
         if (!t)
                 return -EINVAL;
@@ -1043,6 +1053,7 @@ const struct driver_ops soft_ops = {
         .set_pin = op_set_pin,
         .create_object = op_create_object,
         .destroy_object = op_destroy_object,
+        .copy_object = op_copy_object,
         .set_attributes = op_set_attributes,
         .generate_key_pair = op_generate_key_pair,
         .sign = soft_sign,

@@ -1131,6 +1131,94 @@ static void check_errors_end_operations(CK_SESSION_HANDLE h) {
 }
 #undef ENDS
 
+/* Issue 13 item 4: C_CopyObject honours CKA_COPYABLE, the session, and
+ * read-only attributes; C_SetAttributeValue's latching rules (CKA_SENSITIVE
+ * only to true, CKA_EXTRACTABLE only to false, CKA_ALWAYS_SENSITIVE and
+ * CKA_NEVER_EXTRACTABLE derived).  Logged in; ro and rw are sessions of the
+ * application. */
+static void check_copy_and_latching(CK_SESSION_HANDLE ro, CK_SESSION_HANDLE rw) {
+        CK_MECHANISM ecdsa = { CKM_ECDSA, NULL, 0 };
+        CK_OBJECT_CLASS data = CKO_DATA, cls = CKO_SECRET_KEY;
+        CK_OBJECT_HANDLE c1 = CK_INVALID_HANDLE, c2 = CK_INVALID_HANDLE, d = CK_INVALID_HANDLE;
+        CK_BYTE hash[32], sig[128];
+        CK_ULONG len = sizeof sig;
+        CK_BBOOL b;
+        memset(hash, 0x42, sizeof hash);
+
+        /* A private key copied into a session object signs as the original. */
+        CK_ATTRIBUTE to_session[] = { { CKA_TOKEN, &no, sizeof no }, { CKA_LABEL, "conf-ec-copy", 12 } };
+        CHECK_RV(f->C_CopyObject(ro, ec_priv, to_session, ELEMENTSOF(to_session), &c1), CKR_OK);
+        CHECK(c1 != ec_priv && c1 != CK_INVALID_HANDLE);
+        CHECK_RV(f->C_SignInit(ro, &ecdsa, c1), CKR_OK);
+        CHECK_RV(f->C_Sign(ro, hash, sizeof hash, sig, &len), CKR_OK);
+        CHECK_RV(f->C_VerifyInit(ro, &ecdsa, ec_pub), CKR_OK);
+        CHECK_RV(f->C_Verify(ro, hash, sizeof hash, sig, len), CKR_OK);
+        char label[32] = "";
+        CK_ATTRIBUTE gl = { CKA_LABEL, label, sizeof label - 1 };
+        CHECK_RV(f->C_GetAttributeValue(ro, c1, &gl, 1), CKR_OK);
+        CHECK(gl.ulValueLen == 12 && memcmp(label, "conf-ec-copy", 12) == 0);
+        /* Read-only attributes, and the latches, hold in a copy too. */
+        CK_ATTRIBUTE bad_class[] = { { CKA_TOKEN, &no, sizeof no }, { CKA_CLASS, &cls, sizeof cls } };
+        CHECK_RV(f->C_CopyObject(ro, ec_priv, bad_class, ELEMENTSOF(bad_class), &c2), CKR_ATTRIBUTE_READ_ONLY);
+        CK_ATTRIBUTE unsensitive[] = { { CKA_TOKEN, &no, sizeof no }, { CKA_SENSITIVE, &no, sizeof no } };
+        CHECK_RV(f->C_CopyObject(ro, ec_priv, unsensitive, ELEMENTSOF(unsensitive), &c2), CKR_ATTRIBUTE_READ_ONLY);
+        /* A token copy needs a R/W session. */
+        CK_ATTRIBUTE to_token[] = { { CKA_TOKEN, &yes, sizeof yes } };
+        CHECK_RV(f->C_CopyObject(ro, c1, to_token, ELEMENTSOF(to_token), &c2), CKR_SESSION_READ_ONLY);
+        CHECK_RV(f->C_DestroyObject(ro, c1), CKR_OK);
+
+        /* CKA_COPYABLE false: never copied; a copy may turn it false. */
+        CK_ATTRIBUTE dt[] = {
+                { CKA_CLASS, &data, sizeof data },
+                { CKA_TOKEN, &no, sizeof no },
+                { CKA_LABEL, "conf-copy-data", 14 },
+                { CKA_VALUE, "payload", 7 },
+        };
+        REQUIRE_RV(f->C_CreateObject(rw, dt, ELEMENTSOF(dt), &d), CKR_OK);
+        CK_ATTRIBUTE uncopyable[] = { { CKA_COPYABLE, &no, sizeof no } };
+        c1 = c2 = CK_INVALID_HANDLE;
+        CHECK_RV(f->C_CopyObject(rw, d, uncopyable, ELEMENTSOF(uncopyable), &c1), CKR_OK);
+        CK_ATTRIBUTE gb = { CKA_COPYABLE, &b, sizeof b };
+        b = CK_TRUE;
+        CHECK_RV(f->C_GetAttributeValue(rw, c1, &gb, 1), CKR_OK);
+        CHECK(b == CK_FALSE);
+        CHECK_RV(f->C_CopyObject(rw, c1, NULL, 0, &c2), CKR_ACTION_PROHIBITED);
+        CK_ATTRIBUTE recopyable[] = { { CKA_COPYABLE, &yes, sizeof yes } };
+        CHECK_RV(f->C_SetAttributeValue(rw, c1, recopyable, 1), CKR_ATTRIBUTE_READ_ONLY);
+        /* A token copy of a session object, in a R/W session. */
+        CHECK_RV(f->C_CopyObject(rw, d, to_token, ELEMENTSOF(to_token), &c2), CKR_OK);
+        CK_ATTRIBUTE gt = { CKA_TOKEN, &b, sizeof b };
+        b = CK_FALSE;
+        CHECK_RV(f->C_GetAttributeValue(rw, c2, &gt, 1), CKR_OK);
+        CHECK(b == CK_TRUE);
+        char v[16] = "";
+        CK_ATTRIBUTE gv = { CKA_VALUE, v, sizeof v };
+        CHECK_RV(f->C_GetAttributeValue(rw, c2, &gv, 1), CKR_OK);
+        CHECK(gv.ulValueLen == 7 && memcmp(v, "payload", 7) == 0);
+        CHECK_RV(f->C_DestroyObject(rw, c2), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(rw, c1), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(rw, d), CKR_OK);
+        CHECK_RV(f->C_CopyObject(rw, 0xdead0bad, NULL, 0, &c1), CKR_OBJECT_HANDLE_INVALID);
+
+        /* Latches on a private key. */
+        CK_ATTRIBUTE t_sens = { CKA_SENSITIVE, &yes, sizeof yes };
+        CHECK_RV(f->C_SetAttributeValue(rw, ec_priv, &t_sens, 1), CKR_OK);
+        t_sens.pValue = &no;
+        CHECK_RV(f->C_SetAttributeValue(rw, ec_priv, &t_sens, 1), CKR_ATTRIBUTE_READ_ONLY);
+        CK_ATTRIBUTE t_ext = { CKA_EXTRACTABLE, &no, sizeof no };
+        CHECK_RV(f->C_SetAttributeValue(rw, ec_priv, &t_ext, 1), CKR_OK);
+        t_ext.pValue = &yes;
+        CHECK_RV(f->C_SetAttributeValue(rw, ec_priv, &t_ext, 1), CKR_ATTRIBUTE_READ_ONLY);
+        CK_ATTRIBUTE t_as = { CKA_ALWAYS_SENSITIVE, &no, sizeof no };
+        CHECK_RV(f->C_SetAttributeValue(rw, ec_priv, &t_as, 1), CKR_ATTRIBUTE_READ_ONLY);
+        CK_ATTRIBUTE t_ne = { CKA_NEVER_EXTRACTABLE, &no, sizeof no };
+        CHECK_RV(f->C_SetAttributeValue(rw, ec_priv, &t_ne, 1), CKR_ATTRIBUTE_READ_ONLY);
+        CK_ATTRIBUTE g2[] = { { CKA_SENSITIVE, &b, sizeof b } };
+        b = CK_FALSE;
+        CHECK_RV(f->C_GetAttributeValue(rw, ec_priv, g2, 1), CKR_OK);
+        CHECK(b == CK_TRUE);
+}
+
 static void check_cleanup(CK_SESSION_HANDLE rw) {
         CHECK_RV(f->C_DestroyObject(rw, ec_pub), CKR_OK);
         CHECK_RV(f->C_DestroyObject(rw, ec_priv), CKR_OK);
@@ -1164,6 +1252,7 @@ static void run(void) {
         check_sign_verify(ro);
         check_encrypt_decrypt(ro);
         check_errors_end_operations(ro);
+        check_copy_and_latching(ro, rw);
         check_random(ro);
         check_unsupported(ro);
         CHECK_RV(f->C_CloseSession(ro), CKR_OK);

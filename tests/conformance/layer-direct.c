@@ -154,6 +154,12 @@ static CK_RV d_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n,
         return core_create_object(cl, h, t, n, o);
 }
 
+static CK_RV d_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                          CK_OBJECT_HANDLE_PTR ret) {
+        CL();
+        return core_copy_object(cl, h, o, t, n, ret);
+}
+
 static CK_RV d_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o) {
         CL();
         return core_destroy_object(cl, h, o);
@@ -286,6 +292,7 @@ static CK_FUNCTION_LIST list = {
         .C_Login = d_Login,
         .C_Logout = d_Logout,
         .C_CreateObject = d_CreateObject,
+        .C_CopyObject = d_CopyObject,
         .C_DestroyObject = d_DestroyObject,
         .C_GetAttributeValue = d_GetAttributeValue,
         .C_SetAttributeValue = d_SetAttributeValue,
