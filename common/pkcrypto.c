@@ -491,6 +491,60 @@ static int rsa_public_raw(mbedtls_rsa_context *rsa, const uint8_t *sig, size_t s
         return mbed_to_errno(r) == -ENOMEM ? -ENOMEM : -EBADMSG;
 }
 
+/* The public-key operation on an RSA signature em = sig^e (k bytes), and
+ * where the signed data starts in it: 0 for CKM_RSA_X_509, after the
+ * PKCS#1 v1.5 type 1 padding (00 01, at least 8 FF, 00) for CKM_RSA_PKCS
+ * (-EBADMSG when it is not there). */
+static int rsa_recover(mbedtls_rsa_context *rsa, CK_MECHANISM_TYPE m, const uint8_t *sig, size_t sig_len,
+                       uint8_t *em, size_t *ret_off) {
+        size_t k = mbedtls_rsa_get_len(rsa);
+        int r = rsa_public_raw(rsa, sig, sig_len, em);
+        if (r < 0)
+                return r;
+        if (m == CKM_RSA_X_509) {
+                *ret_off = 0;
+                return 0;
+        }
+        if (k < 11 || em[0] != 0x00 || em[1] != 0x01)
+                return -EBADMSG;
+        size_t i = 2;
+        while (i < k && em[i] == 0xff)
+                i++;
+        if (i < 10 || i >= k || em[i] != 0x00)
+                return -EBADMSG;
+        *ret_off = i + 1;
+        return 0;
+}
+
+int pkc_verify_recover(const mbedtls_pk_context *pk, const CK_MECHANISM *mech, const uint8_t *sig, size_t sig_len,
+                       uint8_t *out, size_t *out_len) {
+        if (!pk || !mech || (!sig && sig_len) || !out_len)
+                return -EINVAL;
+        if (mech->mechanism != CKM_RSA_PKCS && mech->mechanism != CKM_RSA_X_509)
+                return -ENOTSUP;
+        if (mbedtls_pk_get_type(pk) != MBEDTLS_PK_RSA)
+                return -ENOKEY;
+        mbedtls_rsa_context *rsa = mbedtls_pk_rsa(*pk);
+        size_t k = mbedtls_rsa_get_len(rsa), off = 0;
+        if (!out) {
+                *out_len = mech->mechanism == CKM_RSA_X_509 ? k : k - 11;
+                return 0;
+        }
+        uint8_t *em = malloc(k);
+        if (!em)
+                return -ENOMEM;
+        int r = rsa_recover(rsa, mech->mechanism, sig, sig_len, em, &off);
+        if (r >= 0 && *out_len < k - off)
+                r = -ENOBUFS;
+        else if (r >= 0)
+                memcpy(out, em + off, k - off);
+        if (r >= 0 || r == -ENOBUFS)
+                *out_len = k - off;
+        mbedtls_platform_zeroize(em, k);
+        free(em);
+        return r;
+}
+
 int pkc_pss_params(const CK_MECHANISM *mech, const mbedtls_pk_context *pk, size_t hash_len,
                    mbedtls_md_type_t *ret_md, mbedtls_md_type_t *ret_mgf, size_t *ret_slen) {
         CK_RSA_PKCS_PSS_PARAMS pp;
@@ -574,37 +628,23 @@ int pkc_verify(const mbedtls_pk_context *pk, const CK_MECHANISM *mech, const uin
                                 return 0;
                         return mbed_to_errno(r) == -ENOMEM ? -ENOMEM : -EBADMSG;
                 }
+                bool x509 = mech->mechanism == CKM_RSA_X_509;
+                if (in_len + (x509 ? 0 : 11) > k)
+                        return -ERANGE;
                 uint8_t *em = malloc(k);
                 if (!em)
                         return -ENOMEM;
-                int r = rsa_public_raw(rsa, sig, sig_len, em);
-                if (r >= 0) {
-                        if (mech->mechanism == CKM_RSA_X_509) {
-                                if (in_len > k)
-                                        r = -ERANGE;
-                                else {
-                                        size_t pad = k - in_len;
-                                        for (size_t i = 0; i < pad; i++)
-                                                if (em[i] != 0)
-                                                        r = -EBADMSG;
-                                        if (r >= 0 && memcmp(em + pad, in, in_len) != 0)
-                                                r = -EBADMSG;
-                                }
-                        } else {
-                                if (in_len + 11 > k)
-                                        r = -ERANGE;
-                                else {
-                                        size_t ps = k - 3 - in_len;
-                                        if (em[0] != 0x00 || em[1] != 0x01 || em[2 + ps] != 0x00)
-                                                r = -EBADMSG;
-                                        for (size_t i = 0; i < ps && r >= 0; i++)
-                                                if (em[2 + i] != 0xff)
-                                                        r = -EBADMSG;
-                                        if (r >= 0 && memcmp(em + 3 + ps, in, in_len) != 0)
-                                                r = -EBADMSG;
-                                }
-                        }
+                size_t off = 0;
+                int r = rsa_recover(rsa, mech->mechanism, sig, sig_len, em, &off);
+                if (r >= 0 && x509) {
+                        /* The data, left-padded with zeros to the modulus size. */
+                        for (size_t i = 0; i < k - in_len; i++)
+                                if (em[i] != 0)
+                                        r = -EBADMSG;
+                        off = k - in_len;
                 }
+                if (r >= 0 && (k - off != in_len || memcmp(em + off, in, in_len) != 0))
+                        r = -EBADMSG;
                 free(em);
                 return r;
         }

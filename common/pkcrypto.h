@@ -64,6 +64,12 @@ int pkc_key_size(const mbedtls_pk_context *pk, size_t *ret_bits, size_t *ret_sig
  * (in: the hash, sig: r||s).  0 valid, -EBADMSG invalid, -ERANGE sig length. */
 int pkc_verify(const mbedtls_pk_context *pk, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
                const uint8_t *sig, size_t sig_len);
+/* C_VerifyRecover: the data signed with CKM_RSA_PKCS (the padding
+ * removed) or CKM_RSA_X_509 (all k bytes).  out NULL: *out_len = an upper
+ * bound; -ENOBUFS with *out_len = the length when out is too small;
+ * -EBADMSG invalid, -ERANGE sig length. */
+int pkc_verify_recover(const mbedtls_pk_context *pk, const CK_MECHANISM *mech, const uint8_t *sig, size_t sig_len,
+                       uint8_t *out, size_t *out_len);
 /* Public-key encryption: CKM_RSA_PKCS, CKM_RSA_PKCS_OAEP (SHA-1/SHA-256,
  * MGF1 with the same hash), CKM_RSA_X_509. out NULL: *outlen = size. */
 int pkc_encrypt(const mbedtls_pk_context *pk, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,

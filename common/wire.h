@@ -152,6 +152,10 @@ enum wire_event {
         X(SIGN_INIT_UPDATE, 62, "uMuz", "u", P11, SESSION_LOAD, PUBLIC, h_sign_init_update)        \
         X(OP_END, 63, "uu", "u", P11, SESSION, PUBLIC, h_op_end)                                   \
         X(COPY_OBJECT, 64, "uuA", "uu", P11, SESSION_DEVICE, PUBLIC, h_copy_object)                \
+        X(SIGN_RECOVER_INIT, 65, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_sign_recover_init)       \
+        X(SIGN_RECOVER, 66, "uzq", "uZ", P11, SESSION_DEVICE, PUBLIC, h_sign_recover)              \
+        X(VERIFY_RECOVER_INIT, 67, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_verify_recover_init)   \
+        X(VERIFY_RECOVER, 68, "uzq", "uZ", P11, SESSION, PUBLIC, h_verify_recover)                 \
         X(MGMT_STATUS, 256, "j", "uj", MGMT, GENERAL, PUBLIC, op_status)                           \
         X(MGMT_TOKEN_LIST, 257, "j", "uj", MGMT, GENERAL, PUBLIC, op_token_list)                   \
         X(MGMT_TOKEN_CREATE_SOFT, 258, "j", "uj", MGMT, GENERAL, PUBLIC, op_create_soft)           \

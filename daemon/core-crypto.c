@@ -86,7 +86,7 @@ int tok_build_mechs(struct tok *k) {
                 case CKM_RSA_PKCS:
                 case CKM_RSA_X_509:
                         if (f & CKF_SIGN)
-                                f |= CKF_VERIFY;
+                                f |= CKF_VERIFY | CKF_SIGN_RECOVER | CKF_VERIFY_RECOVER;
                         if (f & CKF_DECRYPT)
                                 f |= CKF_ENCRYPT;
                         break;
@@ -128,6 +128,8 @@ static CK_FLAGS op_flag(enum op_kind kind) {
         case OP_VERIFY: return CKF_VERIFY;
         case OP_ENCRYPT: return CKF_ENCRYPT;
         case OP_DECRYPT: return CKF_DECRYPT;
+        case OP_SIGN_RECOVER: return CKF_SIGN_RECOVER;
+        case OP_VERIFY_RECOVER: return CKF_VERIFY_RECOVER;
         default: return CKF_DIGEST;
         }
 }
@@ -137,6 +139,8 @@ static CK_ATTRIBUTE_TYPE op_attr(enum op_kind kind) {
         case OP_SIGN: return CKA_SIGN;
         case OP_VERIFY: return CKA_VERIFY;
         case OP_ENCRYPT: return CKA_ENCRYPT;
+        case OP_SIGN_RECOVER: return CKA_SIGN_RECOVER;
+        case OP_VERIFY_RECOVER: return CKA_VERIFY_RECOVER;
         default: return CKA_DECRYPT;
         }
 }
@@ -226,7 +230,7 @@ static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind ki
                 o->key_private = priv;
                 o->always_auth = nattrs_get_bool(&ko->attrs, CKA_ALWAYS_AUTHENTICATE, false);
                 o->key_id = ko->id;
-                if (kind == OP_VERIFY || kind == OP_ENCRYPT)
+                if (op_kind_public(kind))
                         rv = nattrs_copy(&attrs, &ko->attrs) < 0 ? CKR_HOST_MEMORY : CKR_OK;
         }
         core_unlock(cl->core);
@@ -236,7 +240,7 @@ static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind ki
                 goto out;
         o->key = key;
         o->key_type = kt;
-        if (kind == OP_SIGN || kind == OP_DECRYPT) {
+        if (op_kind_private(kind)) {
                 if (cls != CKO_PRIVATE_KEY)
                         rv = CKR_KEY_TYPE_INCONSISTENT;
                 else if (priv && !user)
@@ -247,7 +251,7 @@ static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind ki
                 rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
         if (rv == CKR_OK && !mech_key_type_ok(o->raw, kt))
                 rv = CKR_KEY_TYPE_INCONSISTENT;
-        if (rv == CKR_OK && (kind == OP_VERIFY || kind == OP_ENCRYPT)) {
+        if (rv == CKR_OK && op_kind_public(kind)) {
                 mbedtls_pk_init(&o->pk);
                 o->has_pk = true;
                 int r = pkc_pk_from_attrs(&attrs, &o->pk);
@@ -313,6 +317,8 @@ CK_RV core_op_end(struct core_client *cl, CK_SESSION_HANDLE h, CK_ULONG init_op)
         case WIRE_OP_ENCRYPT_INIT: return op_end(cl, h, OP_ENCRYPT);
         case WIRE_OP_DECRYPT_INIT: return op_end(cl, h, OP_DECRYPT);
         case WIRE_OP_DIGEST_INIT: return op_end(cl, h, OP_DIGEST);
+        case WIRE_OP_SIGN_RECOVER_INIT: return op_end(cl, h, OP_SIGN_RECOVER);
+        case WIRE_OP_VERIFY_RECOVER_INIT: return op_end(cl, h, OP_VERIFY_RECOVER);
         default: return CKR_ARGUMENTS_BAD;
         }
 }
@@ -395,7 +401,7 @@ static int drv_private_op(struct tok *k, enum op_kind kind, struct op *o, const 
                           uint8_t *out, size_t *outlen) {
         CK_MECHANISM m = { o->raw, o->param, o->param_len };
         _cleanup_tok_unlock_ struct tok *held = k->ops->parallel_crypto ? NULL : tok_lock(k);
-        if (kind == OP_SIGN)
+        if (kind != OP_DECRYPT)
                 return k->ops->sign(k->t, o->key_id, &m, in, in_len, out, outlen);
         return k->ops->decrypt(k->t, o->key_id, &m, in, in_len, out, outlen);
 }
@@ -466,7 +472,7 @@ static CK_RV private_op(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kin
         size_t input_len;
         /* Hashing consumes the digest context: only do it once we know the
          * output fits (length checks above use the key size). */
-        if (*out_len < need && kind == OP_SIGN) {
+        if (*out_len < need && kind != OP_DECRYPT) {
                 *out_len = need;
                 rv = CKR_BUFFER_TOO_SMALL;
                 keep = true;
@@ -523,7 +529,7 @@ static CK_RV private_op_recorded(struct core_client *cl, CK_SESSION_HANDLE h, en
         CK_RV rv = private_op(cl, h, kind, in, in_len, final, out, out_len);
         if (k) {
                 if (out && rv != CKR_BUFFER_TOO_SMALL && rv != CKR_SESSION_HANDLE_INVALID)
-                        audit(cl, k, kind == OP_SIGN ? "sign" : "decrypt", label, rv, NULL);
+                        audit(cl, k, kind == OP_DECRYPT ? "decrypt" : "sign", label, rv, NULL);
                 tok_unref(k);
         }
         return rv;
@@ -619,6 +625,48 @@ CK_RV core_verify_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PT
 
 CK_RV core_verify_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len) {
         return verify_run(cl, h, NULL, 0, true, sig, sig_len);
+}
+
+CK_RV core_sign_recover_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                             CK_OBJECT_HANDLE key) {
+        return op_init(cl, h, OP_SIGN_RECOVER, mech, key);
+}
+
+CK_RV core_sign_recover(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                        CK_ULONG_PTR sig_len) {
+        if (!data && len)
+                return bad_args(cl, h, OP_SIGN_RECOVER);
+        return private_op_recorded(cl, h, OP_SIGN_RECOVER, data ? data : (CK_BYTE_PTR) "", len, false, sig, sig_len);
+}
+
+CK_RV core_verify_recover_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                               CK_OBJECT_HANDLE key) {
+        return op_init(cl, h, OP_VERIFY_RECOVER, mech, key);
+}
+
+/* Length queries and a too-small buffer keep the operation; anything else
+ * ends it. */
+CK_RV core_verify_recover(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len,
+                          CK_BYTE_PTR data, CK_ULONG_PTR data_len) {
+        if ((!sig && sig_len) || !data_len)
+                return bad_args(cl, h, OP_VERIFY_RECOVER);
+        _cleanup_session_ struct session *s = NULL;
+        struct op *o;
+        CK_RV rv = op_get(cl, h, OP_VERIFY_RECOVER, &s, &o);
+        if (rv != CKR_OK)
+                return rv;
+        CK_MECHANISM m = { o->raw, o->param, o->param_len };
+        size_t n = data ? *data_len : 0;
+        int r = pkc_verify_recover(&o->pk, &m, sig ? sig : (const uint8_t *)"", sig_len, data, &n);
+        if (r == 0 || r == -ENOBUFS)
+                *data_len = n;
+        if (r == -ENOBUFS)
+                return CKR_BUFFER_TOO_SMALL;
+        if (r == 0 && !data)
+                return CKR_OK;
+        rv = r == -EBADMSG ? CKR_SIGNATURE_INVALID : r == -ERANGE ? CKR_SIGNATURE_LEN_RANGE : rv_from_errno(r);
+        op_reset(o);
+        return rv;
 }
 
 CK_RV core_encrypt_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {

@@ -61,7 +61,15 @@ struct slot {
         struct tok *tok;
 };
 
-enum op_kind { OP_SIGN, OP_VERIFY, OP_ENCRYPT, OP_DECRYPT, OP_DIGEST, _OP_MAX };
+enum op_kind { OP_SIGN, OP_VERIFY, OP_ENCRYPT, OP_DECRYPT, OP_DIGEST, OP_SIGN_RECOVER, OP_VERIFY_RECOVER, _OP_MAX };
+/* Operations with the private key (run by the driver), with the public key
+ * (run here). */
+static inline bool op_kind_private(enum op_kind k) {
+        return k == OP_SIGN || k == OP_DECRYPT || k == OP_SIGN_RECOVER;
+}
+static inline bool op_kind_public(enum op_kind k) {
+        return k == OP_VERIFY || k == OP_ENCRYPT || k == OP_VERIFY_RECOVER;
+}
 
 struct op {
         bool active;

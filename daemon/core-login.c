@@ -314,7 +314,10 @@ static bool login_fail_check(const struct core_client *cl, const struct tok *k, 
 static CK_RV login_context(struct core_client *cl, struct session *s, CK_USER_TYPE cur, CK_UTF8CHAR_PTR pin,
                            CK_ULONG pin_len) {
         struct tok *k = s->tok;
-        struct op *o = s->ops[OP_SIGN].active ? &s->ops[OP_SIGN] : s->ops[OP_DECRYPT].active ? &s->ops[OP_DECRYPT] : NULL;
+        struct op *o = NULL;
+        for (enum op_kind kind = 0; kind < _OP_MAX && !o; kind++)
+                if (op_kind_private(kind) && s->ops[kind].active)
+                        o = &s->ops[kind];
         if (!o)
                 return CKR_OPERATION_NOT_INITIALIZED;
         if (cur != CKU_USER)

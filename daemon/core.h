@@ -177,6 +177,14 @@ CK_RV core_digest(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR data,
                   CK_ULONG_PTR out_len);
 CK_RV core_digest_update(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR part, CK_ULONG len);
 CK_RV core_digest_final(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+CK_RV core_sign_recover_init(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                             CK_OBJECT_HANDLE key);
+CK_RV core_sign_recover(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                        CK_ULONG_PTR sig_len);
+CK_RV core_verify_recover_init(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                               CK_OBJECT_HANDLE key);
+CK_RV core_verify_recover(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_PTR sig, CK_ULONG sig_len,
+                          CK_BYTE_PTR data, CK_ULONG_PTR data_len);
 /* Ends session s's operation begun by init_op (WIRE_OP_SIGN_INIT,
  * _VERIFY_INIT, _ENCRYPT_INIT, _DECRYPT_INIT, _DIGEST_INIT), if one is
  * active: the module's answer to a call whose arguments it refused itself

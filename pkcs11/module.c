@@ -1096,6 +1096,10 @@ static uint16_t init_op_of(uint16_t op) {
                 return WIRE_OP_DECRYPT_INIT;
         case WIRE_OP_DIGEST: case WIRE_OP_DIGEST_UPDATE: case WIRE_OP_DIGEST_FINAL:
                 return WIRE_OP_DIGEST_INIT;
+        case WIRE_OP_SIGN_RECOVER:
+                return WIRE_OP_SIGN_RECOVER_INIT;
+        case WIRE_OP_VERIFY_RECOVER:
+                return WIRE_OP_VERIFY_RECOVER_INIT;
         default:
                 return 0;
         }
@@ -1203,6 +1207,24 @@ static CK_RV nc_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len
 
 static CK_RV nc_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
         return final_out(WIRE_OP_DIGEST_FINAL, h, out, out_len);
+}
+
+static CK_RV nc_SignRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+        return crypt_init(WIRE_OP_SIGN_RECOVER_INIT, h, mech, key);
+}
+
+static CK_RV nc_SignRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                            CK_ULONG_PTR sig_len) {
+        return data_out(WIRE_OP_SIGN_RECOVER, h, data, len, sig, sig_len);
+}
+
+static CK_RV nc_VerifyRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+        return crypt_init(WIRE_OP_VERIFY_RECOVER_INIT, h, mech, key);
+}
+
+static CK_RV nc_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len, CK_BYTE_PTR data,
+                              CK_ULONG_PTR len) {
+        return data_out(WIRE_OP_VERIFY_RECOVER, h, sig, sig_len, data, len);
 }
 
 /* ---- signatures: one round trip each ----
@@ -1494,24 +1516,6 @@ static CK_RV nc_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ULON
 }
 
 static CK_RV nc_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key) {
-        UNSUPPORTED();
-}
-
-static CK_RV nc_SignRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
-        UNSUPPORTED();
-}
-
-static CK_RV nc_SignRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
-                            CK_ULONG_PTR sig_len) {
-        UNSUPPORTED();
-}
-
-static CK_RV nc_VerifyRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
-        UNSUPPORTED();
-}
-
-static CK_RV nc_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len, CK_BYTE_PTR data,
-                              CK_ULONG_PTR len) {
         UNSUPPORTED();
 }
 

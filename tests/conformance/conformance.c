@@ -1219,6 +1219,84 @@ static void check_copy_and_latching(CK_SESSION_HANDLE ro, CK_SESSION_HANDLE rw) 
         CHECK(b == CK_TRUE);
 }
 
+/* Issue 13 item 4: C_SignRecover / C_VerifyRecover with CKM_RSA_PKCS and
+ * CKM_RSA_X_509, on a key that allows them (CKA_SIGN_RECOVER,
+ * CKA_VERIFY_RECOVER); refused on one that does not.  Logged in. */
+static void check_recover(CK_SESSION_HANDLE h) {
+        CK_MECHANISM rsa_gen = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
+        CK_MECHANISM pkcs = { CKM_RSA_PKCS, NULL, 0 }, x509 = { CKM_RSA_X_509, NULL, 0 };
+        CK_MECHANISM ecdsa = { CKM_ECDSA, NULL, 0 };
+        CK_MECHANISM_INFO mi;
+        CK_ULONG bits = 1024;
+        CK_ATTRIBUTE pub_t[] = {
+                { CKA_TOKEN, &no, sizeof no },
+                { CKA_VERIFY_RECOVER, &yes, sizeof yes },
+                { CKA_MODULUS_BITS, &bits, sizeof bits },
+        };
+        CK_ATTRIBUTE priv_t[] = { { CKA_TOKEN, &no, sizeof no }, { CKA_SIGN_RECOVER, &yes, sizeof yes } };
+        CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
+        CK_BYTE data[20], sig[256], sig2[256], out[256], raw[128];
+        CK_ULONG len, len2, olen;
+        for (size_t i = 0; i < sizeof data; i++)
+                data[i] = (CK_BYTE)(0xa0 + i);
+
+        CHECK_RV(f->C_GetMechanismInfo(slot, CKM_RSA_PKCS, &mi), CKR_OK);
+        CHECK((mi.flags & CKF_SIGN_RECOVER) && (mi.flags & CKF_VERIFY_RECOVER));
+        CHECK_RV(f->C_SignRecoverInit(h, &ecdsa, ec_priv), CKR_MECHANISM_INVALID);
+        CHECK_RV(f->C_SignRecoverInit(h, &pkcs, rsa_priv), CKR_KEY_FUNCTION_NOT_PERMITTED);
+        CHECK_RV(f->C_VerifyRecover(h, sig, 128, out, &olen), CKR_OPERATION_NOT_INITIALIZED);
+        REQUIRE_RV(f->C_GenerateKeyPair(h, &rsa_gen, pub_t, ELEMENTSOF(pub_t), priv_t, ELEMENTSOF(priv_t), &pub,
+                                        &priv),
+                   CKR_OK);
+
+        /* CKM_RSA_PKCS: the signature is C_Sign's; the data comes back. */
+        CHECK_RV(f->C_SignRecoverInit(h, &pkcs, priv), CKR_OK);
+        len = 0;
+        CHECK_RV(f->C_SignRecover(h, data, sizeof data, NULL, &len), CKR_OK);
+        CHECK(len == 128);
+        len = sizeof sig;
+        CHECK_RV(f->C_SignRecover(h, data, sizeof data, sig, &len), CKR_OK);
+        CHECK(len == 128);
+        CHECK_RV(f->C_SignInit(h, &pkcs, priv), CKR_OK);
+        len2 = sizeof sig2;
+        CHECK_RV(f->C_Sign(h, data, sizeof data, sig2, &len2), CKR_OK);
+        CHECK(len2 == len && memcmp(sig, sig2, len) == 0);
+        CHECK_RV(f->C_VerifyRecoverInit(h, &pkcs, pub), CKR_OK);
+        olen = 0;
+        CHECK_RV(f->C_VerifyRecover(h, sig, len, NULL, &olen), CKR_OK);
+        CHECK(olen >= sizeof data);
+        olen = 4;
+        CHECK_RV(f->C_VerifyRecover(h, sig, len, out, &olen), CKR_BUFFER_TOO_SMALL);
+        CHECK(olen == sizeof data);
+        olen = sizeof out;
+        CHECK_RV(f->C_VerifyRecover(h, sig, len, out, &olen), CKR_OK);
+        CHECK(olen == sizeof data && memcmp(out, data, sizeof data) == 0);
+        CHECK_RV(f->C_VerifyRecover(h, sig, len, out, &olen), CKR_OPERATION_NOT_INITIALIZED);
+        /* A damaged signature: invalid, and the operation is over. */
+        sig[7] ^= 0x40;
+        CHECK_RV(f->C_VerifyRecoverInit(h, &pkcs, pub), CKR_OK);
+        olen = sizeof out;
+        CHECK_RV(f->C_VerifyRecover(h, sig, len, out, &olen), CKR_SIGNATURE_INVALID);
+        CHECK_RV(f->C_VerifyRecover(h, sig, len, out, &olen), CKR_OPERATION_NOT_INITIALIZED);
+        CHECK_RV(f->C_VerifyRecoverInit(h, &pkcs, pub), CKR_OK);
+        CHECK_RV(f->C_VerifyRecover(h, sig, 100, out, &olen), CKR_SIGNATURE_LEN_RANGE);
+
+        /* CKM_RSA_X_509: all k bytes, as given (below the modulus). */
+        memset(raw, 0x33, sizeof raw);
+        raw[0] = 0x00;
+        CHECK_RV(f->C_SignRecoverInit(h, &x509, priv), CKR_OK);
+        len = sizeof sig;
+        CHECK_RV(f->C_SignRecover(h, raw, sizeof raw, sig, &len), CKR_OK);
+        CHECK(len == 128);
+        CHECK_RV(f->C_VerifyRecoverInit(h, &x509, pub), CKR_OK);
+        olen = sizeof out;
+        CHECK_RV(f->C_VerifyRecover(h, sig, len, out, &olen), CKR_OK);
+        CHECK(olen == sizeof raw && memcmp(out, raw, sizeof raw) == 0);
+
+        CHECK_RV(f->C_DestroyObject(h, priv), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(h, pub), CKR_OK);
+}
+
 static void check_cleanup(CK_SESSION_HANDLE rw) {
         CHECK_RV(f->C_DestroyObject(rw, ec_pub), CKR_OK);
         CHECK_RV(f->C_DestroyObject(rw, ec_priv), CKR_OK);
@@ -1253,6 +1331,7 @@ static void run(void) {
         check_encrypt_decrypt(ro);
         check_errors_end_operations(ro);
         check_copy_and_latching(ro, rw);
+        check_recover(ro);
         check_random(ro);
         check_unsupported(ro);
         CHECK_RV(f->C_CloseSession(ro), CKR_OK);

@@ -226,6 +226,10 @@ INIT_FN(d_SignInit, core_sign_init)
 OUT_FN(d_Sign, core_sign)
 IN_FN(d_SignUpdate, core_sign_update)
 FINAL_FN(d_SignFinal, core_sign_final)
+INIT_FN(d_SignRecoverInit, core_sign_recover_init)
+OUT_FN(d_SignRecover, core_sign_recover)
+INIT_FN(d_VerifyRecoverInit, core_verify_recover_init)
+OUT_FN(d_VerifyRecover, core_verify_recover)
 INIT_FN(d_VerifyInit, core_verify_init)
 IN_FN(d_VerifyUpdate, core_verify_update)
 IN_FN(d_VerifyFinal, core_verify_final)
@@ -316,6 +320,10 @@ static CK_FUNCTION_LIST list = {
         .C_Sign = d_Sign,
         .C_SignUpdate = d_SignUpdate,
         .C_SignFinal = d_SignFinal,
+        .C_SignRecoverInit = d_SignRecoverInit,
+        .C_SignRecover = d_SignRecover,
+        .C_VerifyRecoverInit = d_VerifyRecoverInit,
+        .C_VerifyRecover = d_VerifyRecover,
         .C_VerifyInit = d_VerifyInit,
         .C_Verify = d_Verify,
         .C_VerifyUpdate = d_VerifyUpdate,
