@@ -361,6 +361,20 @@ static int store_objects(struct token *t, size_t n, struct nattrs *const *attrs,
         return 0;
 }
 
+/* Stores one object (its key pk, if any, sealed) and hands it to *ret; the
+ * attributes move there from *a on success. */
+static int store_one(struct token *t, struct nattrs *a, mbedtls_pk_context *pk, bool persistent, struct dobj *ret) {
+        uint64_t id = 0;
+        int r = store_objects(t, 1, (struct nattrs *const[]){ a }, (mbedtls_pk_context *const[]){ pk },
+                              (const bool[]){ persistent }, &id);
+        if (r < 0)
+                return r;
+        ret->id = id;
+        ret->attrs = *a;
+        nattrs_init(a);
+        return 0;
+}
+
 /* ---------------------------------------------------------------- attributes */
 
 static const CK_ATTRIBUTE_TYPE secret_attrs[] = {
@@ -525,7 +539,6 @@ int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bo
         mbedtls_pk_context *keep = NULL;
         CK_ULONG cls;
         CK_KEY_TYPE kt;
-        uint64_t id = 0;
         int r;
 
         nattrs_init(&a);
@@ -613,15 +626,7 @@ int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bo
         if (r < 0)
                 goto out;
 
-        struct nattrs *av[1] = { &a };
-        mbedtls_pk_context *pv[1] = { keep };
-        bool pers[1] = { persistent };
-        r = store_objects(t, 1, av, pv, pers, &id);
-        if (r < 0)
-                goto out;
-        ret->id = id;
-        ret->attrs = a;
-        nattrs_init(&a);
+        r = store_one(t, &a, keep, persistent, ret);
 out:
         mbedtls_pk_free(&pk);
         nattrs_done(&a);
@@ -810,7 +815,6 @@ int soft_copy_object(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_
         uint8_t *sec = NULL;
         size_t sec_n = 0;
         CK_ULONG cls = 0;
-        uint64_t new_id = 0;
         int r;
 
         nattrs_init(&a);
@@ -834,15 +838,7 @@ int soft_copy_object(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_
                 r = soft_key_open(t, id, sec, sec_n, &pk);
         if (r < 0)
                 goto out;
-        struct nattrs *av[1] = { &a };
-        mbedtls_pk_context *pv[1] = { sec ? &pk : NULL };
-        bool pers[1] = { persistent };
-        r = store_objects(t, 1, av, pv, pers, &new_id);
-        if (r < 0)
-                goto out;
-        ret->id = new_id;
-        ret->attrs = a;
-        nattrs_init(&a);
+        r = store_one(t, &a, sec ? &pk : NULL, persistent, ret);
 out:
         if (sec) {
                 mbedtls_platform_zeroize(sec, sec_n);
