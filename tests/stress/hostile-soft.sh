@@ -1,0 +1,121 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# The soft token and netca-tool against faults of issue 23 (items 6-9): a
+# crash mid-creation or mid-import, hostile names and PINs, a full disk.
+# One case per meson test: hostile-soft.sh CASE.  tests/lib/fixture.sh
+# starts netcad and makes the soft token "netca-test".
+
+CASE=${1:?usage: hostile-soft.sh CASE}
+: "${NETCA_SOURCE_ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+export P11_TEST_MODULE=netca
+# shellcheck source=../lib/fixture.sh
+. "$NETCA_SOURCE_ROOT/tests/lib/fixture.sh"
+
+PY=/usr/bin/python3
+[[ -x $PY ]] || PY=python3
+P="--pin $USER_PIN"
+
+# tool ARGS...: netca-tool; stdout in $T/out, stderr in $T/err, status in $RC.
+RC=0
+tool() {
+        RC=0
+        timeout 60 "$NETCA_TOOL" "$@" >"$T/out" 2>"$T/err" || RC=$?
+        [[ $RC -ne 124 ]] || fail "netca-tool $* did not finish within 60 s"
+}
+
+# ok ARGS...: netca-tool must succeed.
+ok() {
+        tool "$@"
+        [[ $RC -eq 0 ]] || { cat "$T/out" "$T/err" >&2; fail "netca-tool $* exited $RC"; }
+}
+
+# json EXPR: a Python expression on the JSON in $T/out (as j); fails on invalid JSON.
+json() {
+        $PY -c 'import json,sys; j=json.load(open(sys.argv[1], encoding="utf-8", errors="strict")); print(eval(sys.argv[2]))' \
+                "$T/out" "$1" || { cat "$T/out" >&2; fail "netca-tool printed invalid JSON"; }
+}
+
+assert_eq() {
+        [[ "$1" == "$2" ]] || fail "${3:-value}: got '$1', expected '$2'"
+}
+
+# netcad_stop SIGNAL: stops the daemon (and waits for it).
+netcad_stop() {
+        kill "-$1" "$NETCAD_PID" 2>/dev/null || true
+        wait "$NETCAD_PID" 2>/dev/null || true
+        NETCAD_PID=
+        rm -f "$NETCA_SOCKET"
+}
+
+# netcad_start: the daemon again on the same data dir (no new token); the
+# socket answering a status request is the proof it serves.
+netcad_start() {
+        "$NETCAD" --foreground --socket "$NETCA_SOCKET" --data-dir "$NETCA_DATA_DIR" \
+                >>"$T/netcad.log" 2>&1 </dev/null &
+        NETCAD_PID=$!
+        local i
+        for i in $(seq 200); do
+                [[ -S "$NETCA_SOCKET" ]] && "$NETCA_TOOL" daemon status >/dev/null 2>&1 && return 0
+                kill -0 "$NETCAD_PID" 2>/dev/null || { NETCAD_PID=; fail "netcad exited at start"; }
+                sleep 0.05
+        done
+        fail "netcad did not answer within 10 s"
+}
+
+# Item 7: what a kill during `token create-soft` leaves in tokens/ (the
+# temporary database and SQLite's side files) is removed at the next start;
+# the tokens, other files and a creation still in progress (its temporary
+# file locked) are left alone.
+case_tmpfiles() {
+        local dir="$NETCA_DATA_DIR/tokens" u i
+        netcad_stop TERM
+        for i in 1 2 3; do
+                u=$(cat /proc/sys/kernel/random/uuid)
+                head -c 20000 /dev/urandom >"$dir/.$u.tmp"
+                head -c 20000 /dev/urandom >"$dir/.$u.tmp-wal"
+                : >"$dir/.$u.tmp-shm"
+                : >"$dir/.$u.tmp-journal"
+        done
+        # Side files whose database is already gone.
+        u=$(cat /proc/sys/kernel/random/uuid)
+        : >"$dir/.$u.tmp-wal"
+        # Not ours: kept.
+        echo keep >"$dir/notes.txt"
+        echo keep >"$dir/.hidden"
+        # A creation in progress elsewhere: its file is locked (flock), kept.
+        u=$(cat /proc/sys/kernel/random/uuid)
+        : >"$dir/.$u.tmp"
+        exec {lockfd}<"$dir/.$u.tmp"
+        flock -x "$lockfd"
+        local stale_before
+        stale_before=$(find "$dir" -name '.*.tmp*' | wc -l)
+        log "stale temporary files before the start: $stale_before"
+        netcad_start
+        local left
+        left=$(find "$dir" -name '.*.tmp*' -printf '%f\n' | sort)
+        log "temporary files after the start: $(echo "$left" | grep -c . || true)"
+        assert_eq "$left" ".$u.tmp" "temporary files left (only the locked one)"
+        exec {lockfd}<&-
+        [[ -f "$dir/notes.txt" && -f "$dir/.hidden" ]] || fail "files not made by netcad were removed"
+        ok list --json
+        assert_eq "$(json 'len(j["tokens"])')" 1 "tokens after the cleanup"
+        # A real kill loop: whatever the kill leaves is gone after the restart.
+        for i in $(seq 5); do
+                "$NETCA_TOOL" token create-soft --label "k$i" --pin 11112222 --so-pin 33334444 >/dev/null 2>&1 &
+                local cpid=$!
+                sleep "0.0$((RANDOM % 9 + 1))"
+                netcad_stop KILL
+                wait "$cpid" 2>/dev/null || true
+                netcad_start
+                left=$(find "$dir" -name '.*.tmp*' ! -name ".$u.tmp" | wc -l)
+                assert_eq "$left" 0 "temporary files after kill $i and a restart"
+        done
+}
+
+fn="case_${CASE//-/_}"
+declare -F "$fn" >/dev/null || fail "unknown case $CASE"
+fixture_setup
+export NETCA_PKCS11_MODULE="$MODULE"
+"$fn"
+log "$CASE: ok"
