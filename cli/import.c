@@ -528,7 +528,7 @@ int cmd_import(const char *file) {
                                 r = import_key(s, &pk, label, kid, kid_len);
                                 if (r != CLI_EXIT_OK)
                                         goto out;
-                                printf("Imported %s private key \"%s\" (id ", mbedtls_pk_get_name(&pk), label);
+                                printf("Imported %s private key \"%s\" (id ", mbedtls_pk_get_name(&pk), shown(label));
                                 for (size_t i = 0; i < kid_len; i++)
                                         printf("%02x", kid[i]);
                                 printf(")\n");
@@ -542,7 +542,7 @@ int cmd_import(const char *file) {
 
                         cert_cn(c, cn, sizeof cn);
                         if (exists(s, CKO_CERTIFICATE, CKA_VALUE, c->raw.p, c->raw.len)) {
-                                printf("Certificate \"%s\" is already on the token: not imported again\n", cn);
+                                printf("Certificate \"%s\" is already on the token: not imported again\n", shown(cn));
                                 continue;
                         }
                         if (c == key_cert || (!have_key && id_opt && c == &chain)) {
@@ -563,7 +563,7 @@ int cmd_import(const char *file) {
                         r = import_cert(s, c, label, id, id_len);
                         if (r != CLI_EXIT_OK)
                                 goto out;
-                        printf("Imported certificate \"%s\" (%s)\n", cn, cert_kind(c));
+                        printf("Imported certificate \"%s\" (%s)\n", shown(cn), cert_kind(c));
                 }
         }
         r = CLI_EXIT_OK;

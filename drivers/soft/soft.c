@@ -33,6 +33,7 @@
 #include "common/log.h"
 #include "common/pkcrypto.h"
 #include "common/secmem.h"
+#include "common/text.h"
 #include "common/util.h"
 #include "soft-internal.h"
 
@@ -606,7 +607,7 @@ void soft_unlink_db_files(const char *path) {
 }
 
 static bool label_ok(const char *label) {
-        return label && strlen(label) <= 32 && !memchr(label, '\n', strlen(label));
+        return label && strlen(label) <= 32 && text_is_clean(label, strlen(label));
 }
 
 int soft_token_create(const char *data_dir, const char *label, const char *pin, size_t pin_len,
@@ -968,6 +969,8 @@ static int op_init_token(struct token *t, const char *so_pin, size_t so_pin_len,
         while (l > 0 && lab[l - 1] == ' ')
                 l--;
         lab[l] = 0;
+        if (!text_is_clean(lab, l))
+                return -EINVAL;
         if (!pin_len_ok(so_pin_len))
                 return -EMSGSIZE;
 

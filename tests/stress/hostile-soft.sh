@@ -113,6 +113,38 @@ case_tmpfiles() {
         done
 }
 
+# Item 9: labels that are not clean UTF-8 are refused at creation; one that
+# a file (or a device) gives anyway leaves `list --json` valid JSON and never
+# reaches the terminal raw.
+case_names() {
+        local l
+        for l in $'esc\e]0;owned\a' $'bad\xff\xfe' $'csi\xc2\x9b31m' $'new\nline'; do
+                tool token create-soft --label "$l" --pin 11112222 --so-pin 33334444
+                [[ $RC -ne 0 ]] || fail "label $(printf %q "$l") accepted"
+                assert_file_contains "$T/err" "valid UTF-8 without control characters" "refusal of $(printf %q "$l")"
+        done
+        ok token create-soft --label "网证通 ok" --pin 11112222 --so-pin 33334444
+        ok list --json
+        assert_eq "$(json 'sorted(t["label"] for t in j["tokens"])')" "['netca-test', '网证通 ok']" "clean labels"
+
+        # A token file whose label is neither UTF-8 nor free of escapes.
+        local f
+        f=$(ls "$NETCA_DATA_DIR"/tokens/*.token | head -n1)
+        netcad_stop TERM
+        sqlite3 "$f" "UPDATE meta SET value = X'ff1b5d303b6f776e6564075c' WHERE key = 'label'"
+        netcad_start
+        ok list --json
+        json 'j["tokens"]' >/dev/null
+        ok daemon status --json
+        json 'j["tokens"]' >/dev/null
+        tool list
+        cat "$T/out" >&2
+        if LC_ALL=C grep -q $'\e' "$T/out" "$T/err"; then
+                fail "an escape character from a label reached the terminal"
+        fi
+        assert_file_contains "$T/out" 'x1b' "the escape shown escaped"
+}
+
 fn="case_${CASE//-/_}"
 declare -F "$fn" >/dev/null || fail "unknown case $CASE"
 fixture_setup
