@@ -145,6 +145,51 @@ case_names() {
         assert_file_contains "$T/out" 'x1b' "the escape shown escaped"
 }
 
+# count_objects TYPE ID: objects of that type (privkey, pubkey, cert) with that id.
+count_objects() {
+        p11 --login --pin "$USER_PIN" -O --type "$1" --id "$2" 2>/dev/null | grep -c '^ *ID: *'"$2" || true
+}
+
+# Item 6: an import cut short (netcad killed between its C_CreateObject
+# calls) leaves some of the key pair and certificate; importing again must
+# complete what is missing.  The cut is reproduced exactly by deleting what
+# a crash would not have written yet: after the private key, nothing; after
+# the public key, the certificate.
+case_import_resume() {
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/k.key" -out "$T/k.pem" \
+                -subj "/CN=Resume/O=NETCA test" -days 30 2>/dev/null
+        openssl pkcs12 -export -in "$T/k.pem" -inkey "$T/k.key" -name resume -out "$T/k.p12" \
+                -passout pass:pw || fail "openssl pkcs12 -export failed"
+        local id cut
+        for cut in after-private after-public; do
+                ok import "$T/k.p12" --password pw $P
+                ok cert show --cert Resume --json
+                id=$(json 'j["id"]')
+                p11 --login --pin "$USER_PIN" --delete-object --type cert --id "$id" >/dev/null 2>&1 ||
+                        fail "deleting the certificate failed"
+                if [[ $cut = after-private ]]; then
+                        p11 --login --pin "$USER_PIN" --delete-object --type pubkey --id "$id" >/dev/null 2>&1 ||
+                                fail "deleting the public key failed"
+                fi
+                log "$cut: private $(count_objects privkey "$id"), public $(count_objects pubkey "$id"), certificates $(count_objects cert "$id")"
+                ok import "$T/k.p12" --password pw $P
+                cat "$T/out" >&2
+                assert_eq "$(count_objects privkey "$id")" 1 "private keys after the second import ($cut)"
+                assert_eq "$(count_objects pubkey "$id")" 1 "public keys after the second import ($cut)"
+                assert_eq "$(count_objects cert "$id")" 1 "certificates after the second import ($cut)"
+                # A third import adds nothing.
+                ok import "$T/k.p12" --password pw $P
+                assert_file_contains "$T/out" "already on the token" "third import ($cut)"
+                assert_eq "$(count_objects pubkey "$id")" 1 "public keys after the third import ($cut)"
+                # Start again from nothing for the next cut.
+                local ty
+                for ty in cert pubkey privkey; do
+                        p11 --login --pin "$USER_PIN" --delete-object --type "$ty" --id "$id" >/dev/null 2>&1 ||
+                                fail "cleaning up the $ty failed"
+                done
+        done
+}
+
 fn="case_${CASE//-/_}"
 declare -F "$fn" >/dev/null || fail "unknown case $CASE"
 fixture_setup
