@@ -145,7 +145,7 @@ int select_cert(CK_SESSION_HANDLE s, const struct p11_token *t, struct cert_entr
                                   matches, t->label);
                 for (size_t i = 0; i < n; i++) {
                         _cleanup_free_ char *idhex = v[i].id ? hex_encode(v[i].id, v[i].id_len, NULL) : NULL;
-                        fprintf(stderr, "  CN \"%s\"  label \"%s\"  id %s\n", v[i].cn, v[i].label ? v[i].label : "",
+                        fprintf(stderr, "  CN \"%s\"  label \"%s\"  id %s\n", shown(v[i].cn), shown(v[i].label),
                                 idhex ? idhex : "-");
                 }
                 cert_entries_free(v, n);
@@ -214,7 +214,7 @@ static cJSON *list_keys(CK_SESSION_HANDLE s, bool print) {
                         idhex = id ? hex_encode(id, il, NULL) : strdup("");
                         if (print)
                                 printf("    %-7s key  %-12s id %s  label \"%s\"\n", classes[c].name, desc,
-                                       idhex ? idhex : "", label ? (char *)label : "");
+                                       idhex ? idhex : "", shown((char *)label));
                         o = cJSON_CreateObject();
                         cJSON_AddStringToObject(o, "class", classes[c].name);
                         cJSON_AddStringToObject(o, "type", desc);
@@ -310,8 +310,8 @@ int cmd_list(void) {
                 cJSON_AddStringToObject(o, "model", t->model);
                 cJSON_AddBoolToObject(o, "pin_locked", !!(t->info.flags & CKF_USER_PIN_LOCKED));
                 if (!arg.json)
-                        printf("Token \"%s\" (slot %lu, serial %s, %s %s)%s\n", t->label, (unsigned long)t->slot,
-                               t->serial, t->manufacturer, t->model,
+                        printf("Token \"%s\" (slot %lu, serial %s, %s %s)%s\n", shown(t->label), (unsigned long)t->slot,
+                               shown(t->serial), shown(t->manufacturer), shown(t->model),
                                (t->info.flags & CKF_USER_PIN_LOCKED) ? " PIN LOCKED" : "");
                 ca = cJSON_AddArrayToObject(o, "certificates");
                 if (p11->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) == CKR_OK) {
@@ -323,14 +323,14 @@ int cmd_list(void) {
                                                 continue;
                                         if (!e->parsed) {
                                                 printf("    certificate (unparsable) label \"%s\"\n",
-                                                       e->label ? e->label : "");
+                                                       shown(e->label));
                                                 continue;
                                         }
                                         char t2[32];
                                         _cleanup_free_ char *idhex =
                                                 e->id ? hex_encode(e->id, e->id_len, NULL) : NULL;
                                         fmt_time(&e->crt.valid_to, t2, sizeof t2);
-                                        printf("    certificate  CN \"%s\"  %-12s expires %s%s  id %s\n", e->cn,
+                                        printf("    certificate  CN \"%s\"  %-12s expires %s%s  id %s\n", shown(e->cn),
                                                cert_kind(&e->crt), t2,
                                                mbedtls_x509_time_is_past(&e->crt.valid_to) ? " (EXPIRED)" : "",
                                                idhex ? idhex : "-");
@@ -344,12 +344,8 @@ int cmd_list(void) {
                         printf("    (no certificate)\n");
                 cJSON_AddItemToArray(arr, o);
         }
-        if (arg.json) {
-                char *s = cJSON_Print(root);
-                if (s)
-                        puts(s);
-                free(s);
-        }
+        if (arg.json)
+                print_json(root);
         r = CLI_EXIT_OK;
 out:
         cJSON_Delete(root);
@@ -440,10 +436,7 @@ int cmd_cert_show(void) {
         cJSON_AddStringToObject(o, "sha256", f256 ? f256 : "");
 
         if (arg.json) {
-                char *js = cJSON_Print(o);
-                if (js)
-                        puts(js);
-                free(js);
+                print_json(o);
         } else {
                 printf("Subject:        %s\n", subject);
                 printf("Issuer:         %s\n", issuer);
@@ -459,8 +452,8 @@ int cmd_cert_show(void) {
                 printf("\nKind:           %s\n", cert_kind(c));
                 printf("SHA-1:          %s\n", f1 ? f1 : "");
                 printf("SHA-256:        %s\n", f256 ? f256 : "");
-                printf("Token:          %s\n", t.label);
-                printf("Label:          %s\n", e.label ? e.label : "");
+                printf("Token:          %s\n", shown(t.label));
+                printf("Label:          %s\n", shown(e.label));
                 printf("ID:             %s\n", idhex ? idhex : "");
         }
         cJSON_Delete(o);
@@ -571,7 +564,7 @@ int cmd_cert_delete(void) {
                                         deleted_keys++;
                 }
         }
-        printf("Deleted certificate \"%s\" from token \"%s\"", e.cn, t.label);
+        printf("Deleted certificate \"%s\" from token \"%s\"", shown(e.cn), shown(t.label));
         if (arg.with_key)
                 printf(" and %u key object%s", deleted_keys, deleted_keys == 1 ? "" : "s");
         printf("\n");

@@ -77,7 +77,11 @@ int mgmt_call(uint16_t op, cJSON *request, int *ret_status, cJSON **ret_reply);
 int mgmt_call_checked(uint16_t op, cJSON *request, cJSON **ret_reply);
 /* Reading management replies: missing or mistyped members give "", dflt,
  * false. */
-void print_json(const cJSON *o);
+/* Prints o (its strings made valid UTF-8 first: text_json_sanitize). */
+void print_json(cJSON *o);
+/* s made safe for a terminal (common/text.h, TEXT_ESCAPE_TERMINAL): for a
+ * name from a device or a file in text output.  Valid until 8 more calls. */
+const char *shown(const char *s);
 /* mgmt_call_checked, then request freed and, with --json, the reply
  * printed: the caller only prints the text form (when !arg.json). */
 int mgmt_request(uint16_t op, cJSON *request, cJSON **ret_reply);

@@ -51,7 +51,7 @@ int mgmt_select(const cJSON *list, const cJSON **ret) {
         cJSON_ArrayForEach(t, tokens)
                 if (jbool(t, "present"))
                         fprintf(stderr, "  slot %.0f  label \"%s\"  serial %s\n", jnum(t, "slot", -1),
-                                jstr(t, "label"), jstr(t, "serial"));
+                                shown(jstr(t, "label")), shown(jstr(t, "serial")));
         fprintf(stderr, "Choose one with --token LABEL|SERIAL|SLOT.\n");
         return matches == 0 ? CLI_EXIT_NOT_FOUND : CLI_EXIT_USAGE;
 }
@@ -179,7 +179,7 @@ int cmd_token_create_soft(void) {
         if (arg.json)
                 print_json(reply);
         else
-                printf("Created soft token \"%s\" in slot %.0f (%s)\n", jstr(reply, "label"), jnum(reply, "slot", -1),
+                printf("Created soft token \"%s\" in slot %.0f (%s)\n", shown(jstr(reply, "label")), jnum(reply, "slot", -1),
                        jstr(reply, "path"));
         cJSON_Delete(reply);
         return CLI_EXIT_OK;
@@ -206,7 +206,7 @@ static int request_for_token(uint16_t op, const cJSON *t, void (*print_text)(con
 }
 
 static void print_deleted(const cJSON *reply) {
-        printf("Deleted soft token \"%s\" (slot %.0f)\n", jstr(reply, "label"), jnum(reply, "slot", -1));
+        printf("Deleted soft token \"%s\" (slot %.0f)\n", shown(jstr(reply, "label")), jnum(reply, "slot", -1));
 }
 
 int cmd_token_delete(void) {
@@ -263,7 +263,7 @@ static void print_pin_line(const char *who, const cJSON *p) {
 static void print_pin_status(const cJSON *reply) {
         const cJSON *user = cJSON_GetObjectItemCaseSensitive(reply, "user");
 
-        printf("Token \"%s\" (slot %.0f)\n", jstr(reply, "label"), jnum(reply, "slot", -1));
+        printf("Token \"%s\" (slot %.0f)\n", shown(jstr(reply, "label")), jnum(reply, "slot", -1));
         print_pin_line("user PIN:", user);
         print_pin_line("SO PIN:", cJSON_GetObjectItemCaseSensitive(reply, "so"));
         if (jbool(user, "locked"))
@@ -294,7 +294,7 @@ int cmd_pin_change(void) {
         r = p11_open_selected(&t, false, &s);
         if (r != CLI_EXIT_OK)
                 return r;
-        snprintf(prompt, sizeof prompt, "Current %s for \"%s\": ", arg.so ? "SO PIN" : "PIN", t.label);
+        snprintf(prompt, sizeof prompt, "Current %s for \"%s\": ", arg.so ? "SO PIN" : "PIN", shown(t.label));
         if (pin_get(arg.so ? arg.so_pin : arg.pin, arg.so ? arg.so_pin_file : arg.pin_file, prompt, false, &old) <
             0) {
                 cli_error("no PIN: give --%s or run on a terminal", arg.so ? "so-pin" : "pin");
@@ -329,7 +329,7 @@ int cmd_pin_change(void) {
                 r = p11_exit_from_rv(rv);
                 goto out;
         }
-        printf("%s changed for token \"%s\"\n", arg.so ? "SO PIN" : "PIN", t.label);
+        printf("%s changed for token \"%s\"\n", arg.so ? "SO PIN" : "PIN", shown(t.label));
         r = CLI_EXIT_OK;
 out:
         pin_session_done(s, arg.so, old, new);

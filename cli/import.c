@@ -115,11 +115,19 @@ static void append(CK_ATTRIBUTE *t, CK_ULONG *len, const CK_ATTRIBUTE *a, size_t
         *len += n;
 }
 
+/* The halves of a key pair to store: an import cut short (a crash between
+ * its objects) is completed by the next one. */
+struct want {
+        bool priv, pub;
+};
+
 /* Stores an imported key pair with this label and id: the private key
  * (key_private_policy; RSA: it decrypts too) and the public key (public; it
- * verifies, RSA: and encrypts), each with its key material.  An exit code. */
-static int store_key_pair(CK_SESSION_HANDLE s, CK_KEY_TYPE kt, const char *label, const uint8_t *id, size_t id_len,
-                          const CK_ATTRIBUTE *priv_v, size_t n_priv, const CK_ATTRIBUTE *pub_v, size_t n_pub) {
+ * verifies, RSA: and encrypts), each with its key material, those of w
+ * only.  An exit code. */
+static int store_key_pair(CK_SESSION_HANDLE s, struct want w, CK_KEY_TYPE kt, const char *label, const uint8_t *id,
+                          size_t id_len, const CK_ATTRIBUTE *priv_v, size_t n_priv, const CK_ATTRIBUTE *pub_v,
+                          size_t n_pub) {
         CK_OBJECT_CLASS priv_cls = CKO_PRIVATE_KEY, pub_cls = CKO_PUBLIC_KEY;
         CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
         size_t n_rsa = kt == CKK_RSA ? 1 : 0;
@@ -155,14 +163,14 @@ static int store_key_pair(CK_SESSION_HANDLE s, CK_KEY_TYPE kt, const char *label
         append(pub, &nu, pub_rsa, n_rsa);
         append(pub, &nu, name, ELEMENTSOF(name));
         append(pub, &nu, pub_v, n_pub);
-        r = create(s, priv, np, "private key");
-        if (r == CLI_EXIT_OK)
+        r = w.priv ? create(s, priv, np, "private key") : CLI_EXIT_OK;
+        if (r == CLI_EXIT_OK && w.pub)
                 r = create(s, pub, nu, "public key");
         return r;
 }
 
-static int import_key(CK_SESSION_HANDLE s, mbedtls_pk_context *pk, const char *label, const uint8_t *id,
-                      size_t id_len) {
+static int import_key(CK_SESSION_HANDLE s, struct want w, mbedtls_pk_context *pk, const char *label,
+                      const uint8_t *id, size_t id_len) {
         int r;
 
         if (mbedtls_pk_get_type(pk) == MBEDTLS_PK_RSA) {
@@ -192,7 +200,7 @@ static int import_key(CK_SESSION_HANDLE s, mbedtls_pk_context *pk, const char *l
                                 { CKA_EXPONENT_2, b[6].p, b[6].n },
                                 { CKA_COEFFICIENT, b[7].p, b[7].n },
                         };
-                        r = store_key_pair(s, CKK_RSA, label, id, id_len, v, ELEMENTSOF(v), v, 2);
+                        r = store_key_pair(s, w, CKK_RSA, label, id, id_len, v, ELEMENTSOF(v), v, 2);
                 } else {
                         cli_error("cannot read the RSA key");
                         r = CLI_EXIT_OTHER;
@@ -238,7 +246,7 @@ static int import_key(CK_SESSION_HANDLE s, mbedtls_pk_context *pk, const char *l
                                 { CKA_EC_PARAMS, (void *)params, params_len },
                                 { CKA_EC_POINT, point, plen + 2 },
                         };
-                        r = store_key_pair(s, CKK_EC, label, id, id_len, priv, ELEMENTSOF(priv), pub,
+                        r = store_key_pair(s, w, CKK_EC, label, id, id_len, priv, ELEMENTSOF(priv), pub,
                                            ELEMENTSOF(pub));
                 }
                 blob_free(&d);
@@ -519,19 +527,24 @@ int cmd_import(const char *file) {
                                 snprintf(label, sizeof label, "imported key");
                         if (!label[0])
                                 snprintf(label, sizeof label, "imported key");
-                        if (exists(s, CKO_PRIVATE_KEY, CKA_ID, kid, kid_len)) {
-                                printf("A private key with id ");
-                                for (size_t i = 0; i < kid_len; i++)
-                                        printf("%02x", kid[i]);
-                                printf(" is already on the token: not imported again\n");
+                        struct want w = {
+                                .priv = !exists(s, CKO_PRIVATE_KEY, CKA_ID, kid, kid_len),
+                                .pub = !exists(s, CKO_PUBLIC_KEY, CKA_ID, kid, kid_len),
+                        };
+                        _cleanup_free_ char *hex = hex_encode(kid, kid_len, NULL);
+                        if (!w.priv && !w.pub) {
+                                printf("A private key with id %s is already on the token: not imported again\n",
+                                       hex ? hex : "?");
                         } else {
-                                r = import_key(s, &pk, label, kid, kid_len);
+                                r = import_key(s, w, &pk, label, kid, kid_len);
                                 if (r != CLI_EXIT_OK)
                                         goto out;
-                                printf("Imported %s private key \"%s\" (id ", mbedtls_pk_get_name(&pk), label);
-                                for (size_t i = 0; i < kid_len; i++)
-                                        printf("%02x", kid[i]);
-                                printf(")\n");
+                                if (w.priv)
+                                        printf("Imported %s private key \"%s\" (id %s)\n", mbedtls_pk_get_name(&pk),
+                                               shown(label), hex ? hex : "?");
+                                else
+                                        printf("Completed %s key \"%s\" (id %s): its public key was missing\n",
+                                               mbedtls_pk_get_name(&pk), shown(label), hex ? hex : "?");
                         }
                 }
                 for (const mbedtls_x509_crt *c = &chain; have_certs && c && c->raw.p; c = c->next) {
@@ -542,7 +555,7 @@ int cmd_import(const char *file) {
 
                         cert_cn(c, cn, sizeof cn);
                         if (exists(s, CKO_CERTIFICATE, CKA_VALUE, c->raw.p, c->raw.len)) {
-                                printf("Certificate \"%s\" is already on the token: not imported again\n", cn);
+                                printf("Certificate \"%s\" is already on the token: not imported again\n", shown(cn));
                                 continue;
                         }
                         if (c == key_cert || (!have_key && id_opt && c == &chain)) {
@@ -563,7 +576,7 @@ int cmd_import(const char *file) {
                         r = import_cert(s, c, label, id, id_len);
                         if (r != CLI_EXIT_OK)
                                 goto out;
-                        printf("Imported certificate \"%s\" (%s)\n", cn, cert_kind(c));
+                        printf("Imported certificate \"%s\" (%s)\n", shown(cn), cert_kind(c));
                 }
         }
         r = CLI_EXIT_OK;

@@ -274,18 +274,14 @@ int cmd_key_gen(void) {
                 _cleanup_free_ char *hex = id ? hex_encode(id, id_len, NULL) : hex_encode(tmp_id, sizeof tmp_id, NULL);
                 if (arg.json) {
                         cJSON *o = cJSON_CreateObject();
-                        char *js;
                         cJSON_AddStringToObject(o, "token", t.label);
                         cJSON_AddStringToObject(o, "type", arg.type);
                         cJSON_AddStringToObject(o, "label", label);
                         cJSON_AddStringToObject(o, "id", hex ? hex : "");
-                        js = cJSON_Print(o);
-                        if (js)
-                                puts(js);
-                        free(js);
+                        print_json(o);
                         cJSON_Delete(o);
                 } else {
-                        printf("Generated %s key pair \"%s\" on token \"%s\", id %s\n", arg.type, label, t.label,
+                        printf("Generated %s key pair \"%s\" on token \"%s\", id %s\n", arg.type, shown(label), shown(t.label),
                                hex ? hex : "");
                 }
         }

@@ -92,9 +92,9 @@ static void print_record(FILE *f, const cJSON *r, bool colour) {
         exe = exe ? exe + 1 : jstr(r, "exe");
         if (colour && failed)
                 fputs("\033[31m", f);
-        fprintf(f, "%s  %-13s %-6s token \"%s\"", when, jstr(r, "op"), failed ? "FAILED" : "ok", jstr(r, "label"));
+        fprintf(f, "%s  %-13s %-6s token \"%s\"", when, jstr(r, "op"), failed ? "FAILED" : "ok", shown(jstr(r, "label")));
         if (*jstr(r, "object"))
-                fprintf(f, "  object \"%s\"", jstr(r, "object"));
+                fprintf(f, "  object \"%s\"", shown(jstr(r, "object")));
         fprintf(f, "  by %s[%.0f]", *exe ? exe : "?", jnum(r, "pid", 0));
         if (*jstr(r, "reason"))
                 fprintf(f, "  (%s)", jstr(r, "reason"));
@@ -120,7 +120,8 @@ int cmd_log_show(void) {
         int r = fetch_records(&reply);
         if (r != CLI_EXIT_OK)
                 return r;
-        const cJSON *records = cJSON_GetObjectItemCaseSensitive(reply, "records"), *rec;
+        cJSON *records = cJSON_GetObjectItemCaseSensitive(reply, "records");
+        const cJSON *rec;
         if (arg.json)
                 print_json(records);
         else {

@@ -15,6 +15,8 @@
 #include "cli.h"
 #include "common/log.h"
 #include "common/secmem.h"
+#include "common/text-json.h"
+#include "common/text.h"
 #include "common/wire.h"
 #include "common/wire-client.h"
 
@@ -154,12 +156,23 @@ int exit_from_errno(int err) {
         }
 }
 
-void print_json(const cJSON *o) {
-        char *s = cJSON_Print(o);
+void print_json(cJSON *o) {
+        /* Labels from a device or a file may be anything: valid JSON still. */
+        char *s = text_json_sanitize(o) ? cJSON_Print(o) : NULL;
         if (s) {
                 puts(s);
                 free(s);
         }
+}
+
+const char *shown(const char *s) {
+        /* A few at a time, for one printf: each is freed when its slot comes round again. */
+        static char *ring[8];
+        static unsigned next;
+        char **slot = &ring[next++ % ELEMENTSOF(ring)];
+        free(*slot);
+        *slot = text_escape(s ? s : "", (size_t)-1, TEXT_ESCAPE_TERMINAL);
+        return *slot ? *slot : "?";
 }
 
 const char *jstr(const cJSON *o, const char *name) {

@@ -171,8 +171,8 @@ static bool daemon_reachable(void) {
 static void list_tokens_hint(const struct p11_token *v, size_t n) {
         fprintf(stderr, "Tokens:\n");
         for (size_t i = 0; i < n; i++)
-                fprintf(stderr, "  slot %lu  label \"%s\"  serial %s\n", (unsigned long)v[i].slot, v[i].label,
-                        v[i].serial);
+                fprintf(stderr, "  slot %lu  label \"%s\"  serial %s\n", (unsigned long)v[i].slot, shown(v[i].label),
+                        shown(v[i].serial));
         fprintf(stderr, "Choose one with --token LABEL|SERIAL|SLOT.\n");
 }
 
@@ -273,26 +273,26 @@ int p11_report_pin_error(const struct p11_token *tok, CK_RV rv, CK_USER_TYPE use
         if (rv == CKR_PIN_LOCKED || locked) {
                 if (so)
                         cli_error("the SO PIN of token \"%s\" is locked; the token can no longer be unblocked",
-                                  t.label);
+                                  shown(t.label));
                 else if (token_is_piv(&t))
                         cli_error("the PIN of token \"%s\" is locked; unblock it with the PUK: "
                                   "netca-tool pin unblock --puk PUK --token \"%s\"",
-                                  t.label, t.label);
+                                  shown(t.label), shown(t.label));
                 else
                         cli_error("the PIN of token \"%s\" is locked; unblock it with the SO PIN: "
                                   "netca-tool pin unblock --token \"%s\"",
-                                  t.label, t.label);
+                                  shown(t.label), shown(t.label));
                 return CLI_EXIT_PIN;
         }
         if (rv == CKR_PIN_INCORRECT) {
                 if (left >= 0)
-                        cli_error("wrong %s for token \"%s\": %d %s left before it locks", who, t.label, left,
+                        cli_error("wrong %s for token \"%s\": %d %s left before it locks", who, shown(t.label), left,
                                   left == 1 ? "try" : "tries");
                 else
-                        cli_error("wrong %s for token \"%s\"", who, t.label);
+                        cli_error("wrong %s for token \"%s\"", who, shown(t.label));
                 return CLI_EXIT_PIN;
         }
-        cli_error("%s rejected for token \"%s\": %s", who, t.label, p11_rv_str(rv));
+        cli_error("%s rejected for token \"%s\": %s", who, shown(t.label), p11_rv_str(rv));
         return p11_exit_from_rv(rv);
 }
 
@@ -313,7 +313,7 @@ int p11_open(const struct p11_token *t, bool login, CK_SESSION_HANDLE *ret) {
 
         rv = p11->C_OpenSession(t->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
         if (rv != CKR_OK) {
-                cli_error("cannot open a session on token \"%s\": %s", t->label, p11_rv_str(rv));
+                cli_error("cannot open a session on token \"%s\": %s", shown(t->label), p11_rv_str(rv));
                 return p11_exit_from_rv(rv);
         }
         if (login) {
@@ -332,7 +332,7 @@ int p11_open(const struct p11_token *t, bool login, CK_SESSION_HANDLE *ret) {
                         r = p11_login(t, s, CKU_USER, NULL);
                 } else {
                         char prompt[96];
-                        snprintf(prompt, sizeof prompt, "PIN for \"%s\": ", t->label);
+                        snprintf(prompt, sizeof prompt, "PIN for \"%s\": ", shown(t->label));
                         r = pin_get(arg.pin, arg.pin_file, prompt, false, &pin);
                         if (r < 0) {
                                 cli_error("no PIN: give --pin, --pin-file or run on a terminal (%s)",

@@ -225,7 +225,7 @@ int unblock_set_pin(const struct p11_token *t, CK_SESSION_HANDLE s, const char *
                 cli_error("cannot set the new PIN: %s", p11_rv_str(rv));
                 return p11_exit_from_rv(rv);
         }
-        printf("PIN of token \"%s\" unblocked%s and set\n", t->label, puk ? " with the PUK" : "");
+        printf("PIN of token \"%s\" unblocked%s and set\n", shown(t->label), puk ? " with the PUK" : "");
         return CLI_EXIT_OK;
 }
 

@@ -93,7 +93,7 @@ int cmd_pin_cache_status(void) {
                         snprintf(who, sizeof who, "login session %s", jstr(e, "session"));
                 else
                         snprintf(who, sizeof who, "process %.0f", jnum(e, "pid", 0));
-                printf("  token \"%s\" (slot %.0f): for %s, expires in %s (at the latest in %s)\n", label,
+                printf("  token \"%s\" (slot %.0f): for %s, expires in %s (at the latest in %s)\n", shown(label),
                        jnum(e, "slot", -1), who, exp, cap);
         }
         cJSON_Delete(list);

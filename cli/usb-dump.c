@@ -185,10 +185,7 @@ int cmd_usb_dump(void) {
         libusb_free_device_list(list, 1);
         libusb_exit(ctx);
         if (root) {
-                char *s = cJSON_Print(root);
-                if (s)
-                        puts(s);
-                cJSON_free(s);
+                print_json(root);
                 cJSON_Delete(root);
         } else if (!found)
                 printf("No CCID reader or USB key attached.\n");

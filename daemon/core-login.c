@@ -31,6 +31,9 @@ static CK_RV check_pin_arg(CK_UTF8CHAR_PTR pin, CK_ULONG len) {
                 return CKR_ARGUMENTS_BAD;
         if (len > 256)
                 return CKR_PIN_LEN_RANGE;
+        /* No PIN holds a NUL: a C string would cut it (issue 23 item 9). */
+        if (pin && memchr(pin, 0, len))
+                return CKR_PIN_INVALID;
         return CKR_OK;
 }
 

@@ -29,6 +29,8 @@
 
 #include "common/log.h"
 #include "common/secmem.h"
+#include "common/text-json.h"
+#include "common/text.h"
 #include "common/util.h"
 #include "common/wire.h"
 #include "daemon/audit.h"
@@ -157,6 +159,22 @@ static int get_pin(const cJSON *obj, const char *name, char **ret, size_t *ret_l
         return 0;
 }
 
+/* Does a string of this JSON text hold the escape \u0000?  cJSON would cut
+ * the string there (a PIN "1234\u0000abcd" would become "1234"). */
+static bool has_nul_escape(const char *json, size_t len) {
+        bool in_string = false;
+        for (size_t i = 0; i < len; i++) {
+                if (json[i] == '"')
+                        in_string = !in_string;
+                else if (in_string && json[i] == '\\' && i + 1 < len) {
+                        if (json[i + 1] == 'u' && len - i >= 6 && strncmp(json + i + 2, "0000", 4) == 0)
+                                return true;
+                        i++; /* the escaped character */
+                }
+        }
+        return false;
+}
+
 int mgmt_parse_request(uint16_t op, const char *json, struct mgmt_request *ret, const char **ret_error) {
         struct mgmt_request req = { .op = op };
         const char *err = NULL;
@@ -184,6 +202,11 @@ int mgmt_parse_request(uint16_t op, const char *json, struct mgmt_request *ret, 
         if (!root) {
                 *ret_error = "request is not valid JSON";
                 return -EINVAL;
+        }
+        if (has_nul_escape(json, len)) {
+                err = "a string in the request holds a NUL character (\\u0000)";
+                r = -EINVAL;
+                goto out;
         }
         if (!cJSON_IsObject(root)) {
                 err = "request is not a JSON object";
@@ -367,6 +390,11 @@ int mgmt_parse_request(uint16_t op, const char *json, struct mgmt_request *ret, 
                         r = -EINVAL;
                         goto out;
                 }
+                if (!text_is_clean(label->valuestring, n)) {
+                        err = "the label must be valid UTF-8 without control characters";
+                        r = -EINVAL;
+                        goto out;
+                }
                 memcpy(req.label, label->valuestring, n + 1);
                 r = get_pin(root, "pin", &req.pin, &req.pin_len, &err, "a user PIN is required",
                             "the user PIN must be 4 to 64 characters");
@@ -425,8 +453,10 @@ static int reply_error(int err, const char *msg, char **ret_json) {
         return err;
 }
 
+/* Names from devices and files (labels, program names) may be anything:
+ * the reply stays valid JSON (text_json_sanitize). */
 static int reply_ok(cJSON *o, char **ret_json) {
-        char *s = cJSON_PrintUnformatted(o);
+        char *s = text_json_sanitize(o) ? cJSON_PrintUnformatted(o) : NULL;
         cJSON_Delete(o);
         if (!s)
                 return reply_error(ENOMEM, "out of memory", ret_json);

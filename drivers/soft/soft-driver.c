@@ -43,6 +43,7 @@ static int soft_start(struct driver_host *h) {
 
         if (!h->data_dir)
                 return -ECANCELED;
+        (void) soft_token_clean_stale(h->data_dir);
         r = soft_token_scan(h->data_dir, &paths, &n);
         if (r < 0)
                 return r;
@@ -76,25 +77,12 @@ static int soft_create(struct driver_host *h, const struct driver_create_args *a
         return 0;
 }
 
-static void unlink_token_files(const char *path) {
-        static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
-
-        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-                _cleanup_free_ char *p = NULL;
-                if (asprintf(&p, "%s%s", path, suffixes[i]) < 0) {
-                        p = NULL;
-                        continue;
-                }
-                (void)unlink(p);
-        }
-}
-
 static int soft_delete(struct driver_host *h, struct token *t, char **ret_where) {
         _cleanup_free_ char *path = strdup(soft_token_path(t));
         if (!path)
                 return -ENOMEM;
         h->token_removed(h, t); /* t may be freed from here on */
-        unlink_token_files(path);
+        soft_unlink_db_files(path);
         *ret_where = TAKE_PTR(path);
         return 0;
 }

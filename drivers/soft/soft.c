@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +33,7 @@
 #include "common/log.h"
 #include "common/pkcrypto.h"
 #include "common/secmem.h"
+#include "common/text.h"
 #include "common/util.h"
 #include "soft-internal.h"
 
@@ -591,8 +593,21 @@ static int tokens_dir(const char *data_dir, bool create, char **ret) {
         return 0;
 }
 
+void soft_unlink_db_files(const char *path) {
+        static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
+
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                _cleanup_free_ char *p = NULL;
+                if (asprintf(&p, "%s%s", path, suffixes[i]) < 0) {
+                        p = NULL;
+                        continue;
+                }
+                (void) unlink(p);
+        }
+}
+
 static bool label_ok(const char *label) {
-        return label && strlen(label) <= 32 && !memchr(label, '\n', strlen(label));
+        return label && strlen(label) <= 32 && text_is_clean(label, strlen(label));
 }
 
 int soft_token_create(const char *data_dir, const char *label, const char *pin, size_t pin_len,
@@ -601,6 +616,7 @@ int soft_token_create(const char *data_dir, const char *label, const char *pin, 
         struct token *t = NULL;
         uint8_t key[SOFT_KEY_LEN], rnd[16];
         char uuid[37], serial[17];
+        int lock_fd = -1;
         int r;
 
         if (!data_dir || !ret_path)
@@ -639,6 +655,12 @@ int soft_token_create(const char *data_dir, const char *label, const char *pin, 
                 goto out;
         }
 
+        /* Locked while it is being made: soft_token_clean_stale() spares it. */
+        lock_fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (lock_fd < 0 || flock(lock_fd, LOCK_EX) < 0) {
+                r = -EIO;
+                goto out;
+        }
         t = token_alloc();
         if (!t) {
                 r = -ENOMEM;
@@ -697,18 +719,10 @@ int soft_token_create(const char *data_dir, const char *label, const char *pin, 
 out:
         mbedtls_platform_zeroize(key, sizeof key);
         token_free(t);
-        if (r < 0 && tmp) {
-                char *side = NULL;
-                unlink(tmp);
-                if (asprintf(&side, "%s-wal", tmp) >= 0) {
-                        unlink(side);
-                        free(side);
-                }
-                if (asprintf(&side, "%s-shm", tmp) >= 0) {
-                        unlink(side);
-                        free(side);
-                }
-        }
+        if (r < 0 && tmp)
+                soft_unlink_db_files(tmp);
+        if (lock_fd >= 0)
+                close(lock_fd);
         free(tmp);
         free(final);
         free(dir);
@@ -770,6 +784,76 @@ int soft_token_scan(const char *data_dir, char ***ret_paths, size_t *ret_n) {
         *ret_paths = v;
         *ret_n = n;
         return 0;
+}
+
+/* Is name ".<uuid>.tmp" followed by suffix (a temporary token file of
+ * soft_token_create, or one of its SQLite side files)? */
+static bool is_tmp_name(const char *name, const char *suffix) {
+        if (name[0] != '.' || strspn(name + 1, "0123456789abcdef-") != 36)
+                return false;
+        return strncmp(name + 37, ".tmp", 4) == 0 && strcmp(name + 41, suffix) == 0;
+}
+
+/* Removes a stale temporary token (and its side files) unless its maker
+ * still holds it locked.  True when it was removed. */
+static bool clean_tmp(int dfd, const char *dir, const char *name) {
+        int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0)
+                return false;
+        bool stale = flock(fd, LOCK_EX | LOCK_NB) == 0;
+        if (stale) {
+                _cleanup_free_ char *p = NULL;
+                if (asprintf(&p, "%s/%s", dir, name) >= 0)
+                        soft_unlink_db_files(p);
+                else
+                        stale = false;
+        }
+        close(fd);
+        return stale;
+}
+
+/* Removes side files whose temporary database is gone. */
+static unsigned clean_orphans(int dfd, DIR *d) {
+        static const char *const sides[] = { "-wal", "-shm", "-journal" };
+        unsigned n = 0;
+        struct dirent *de;
+
+        rewinddir(d);
+        while ((de = readdir(d)))
+                for (size_t i = 0; i < ELEMENTSOF(sides); i++) {
+                        if (!is_tmp_name(de->d_name, sides[i]))
+                                continue;
+                        char main_name[64];
+                        snprintf(main_name, sizeof main_name, "%.41s", de->d_name);
+                        if (faccessat(dfd, main_name, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT &&
+                            unlinkat(dfd, de->d_name, 0) == 0)
+                                n++;
+                }
+        return n;
+}
+
+int soft_token_clean_stale(const char *data_dir) {
+        _cleanup_free_ char *dir = NULL;
+        unsigned n = 0;
+        int r;
+
+        if (!data_dir)
+                return -EINVAL;
+        r = tokens_dir(data_dir, false, &dir);
+        if (r < 0)
+                return r;
+        DIR *d = opendir(dir);
+        if (!d)
+                return errno == ENOENT ? 0 : -EIO;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (is_tmp_name(de->d_name, "") && clean_tmp(dirfd(d), dir, de->d_name))
+                        n++;
+        n += clean_orphans(dirfd(d), d);
+        closedir(d);
+        if (n)
+                log_notice("removed %u stale temporary token file(s) from %s", n, dir);
+        return (int) n;
 }
 
 const char *soft_token_path(struct token *t) { return t ? t->path : NULL; }
@@ -885,6 +969,8 @@ static int op_init_token(struct token *t, const char *so_pin, size_t so_pin_len,
         while (l > 0 && lab[l - 1] == ' ')
                 l--;
         lab[l] = 0;
+        if (!text_is_clean(lab, l))
+                return -EINVAL;
         if (!pin_len_ok(so_pin_len))
                 return -EMSGSIZE;
 

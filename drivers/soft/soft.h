@@ -41,6 +41,15 @@ int soft_token_open(const char *path, struct token **ret);
  * malloc'd paths; free each and the array).  A missing directory is 0 tokens. */
 int soft_token_scan(const char *data_dir, char ***ret_paths, size_t *ret_n);
 
+/* Removes what a crash during soft_token_create leaves in <data_dir>/tokens:
+ * ".<uuid>.tmp" files (not locked by a creation still running) and their
+ * -wal, -shm and -journal files.  The number of files removed, or -errno. */
+int soft_token_clean_stale(const char *data_dir);
+
+/* Unlinks a token database and its SQLite side files (-wal, -shm, -journal),
+ * the database first. */
+void soft_unlink_db_files(const char *path);
+
 /* The token's file path (owned by the token). */
 const char *soft_token_path(struct token *t);
 

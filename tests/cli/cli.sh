@@ -14,46 +14,8 @@ export P11_TEST_MODULE=netca
 
 fixture_setup
 export NETCA_PKCS11_MODULE="$MODULE"
-PY=/usr/bin/python3
-[[ -x $PY ]] || PY=python3
-
-# tool ARGS...: netca-tool; stdout in $T/out, stderr in $T/err, status in $RC.
-RC=0
-tool() {
-        RC=0
-        # A hang is a failure, not a stuck test.
-        timeout 60 "$NETCA_TOOL" "$@" >"$T/out" 2>"$T/err" || RC=$?
-        [[ $RC -ne 124 ]] || fail "netca-tool $* did not finish within 60 s"
-}
-
-# ok ARGS...: netca-tool must succeed.
-ok() {
-        tool "$@"
-        if [[ $RC -ne 0 ]]; then
-                cat "$T/out" "$T/err" >&2
-                fail "netca-tool $* exited $RC"
-        fi
-}
-
-# expect_rc N ARGS...: netca-tool must exit with N.
-expect_rc() {
-        local want=$1
-        shift
-        tool "$@"
-        if [[ $RC -ne $want ]]; then
-                cat "$T/out" "$T/err" >&2
-                fail "netca-tool $* exited $RC, expected $want"
-        fi
-}
-
-# json EXPR: evaluates a Python expression on the JSON in $T/out (as j).
-json() {
-        $PY -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$T/out" "$1"
-}
-
-assert_eq() {
-        [[ "$1" == "$2" ]] || fail "${3:-value}: got '$1', expected '$2'"
-}
+# shellcheck source=tool.sh
+. "$NETCA_SOURCE_ROOT/tests/cli/tool.sh"
 
 P="--pin $USER_PIN"
 

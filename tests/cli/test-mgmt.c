@@ -161,6 +161,31 @@ static void test_tokens(struct netcad *d) {
         cJSON_Delete(r);
 }
 
+/* Issue 23 item 9: a PIN holding \u0000 (cJSON would cut it) and labels
+ * that are not clean UTF-8 are refused; a clean non-ASCII label is not. */
+static void test_names(struct netcad *d) {
+        static const char *const bad[] = {
+                "{\"label\":\"n\",\"pin\":\"1234\\u0000abcd\",\"so_pin\":\"87654321\"}",
+                "{\"label\":\"n\",\"pin\":\"123456\",\"so_pin\":\"8765\\u0000\"}",
+                "{\"label\":\"a\\u001b]0;x\\u0007\",\"pin\":\"123456\",\"so_pin\":\"87654321\"}",
+                "{\"label\":\"\xff\xfe\",\"pin\":\"123456\",\"so_pin\":\"87654321\"}",
+                "{\"label\":\"\xc2\x9b" "31m\",\"pin\":\"123456\",\"so_pin\":\"87654321\"}",
+                "{\"label\":\"\xc0\xaf\",\"pin\":\"123456\",\"so_pin\":\"87654321\"}",
+        };
+        cJSON *r;
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+                int st = call(d, WIRE_OP_MGMT_TOKEN_CREATE_SOFT, bad[i], &r);
+                if (st != EINVAL)
+                        fprintf(stderr, "request %zu: status %d, expected EINVAL\n", i, st);
+                CHECK(st == EINVAL);
+                cJSON_Delete(r);
+        }
+        CHECK(call(d, WIRE_OP_MGMT_TOKEN_CREATE_SOFT,
+                   "{\"label\":\"\xe7\xbd\x91\xe8\xaf\x81 \\\\ ok\",\"pin\":\"123456\",\"so_pin\":\"87654321\"}",
+                   &r) == 0);
+        cJSON_Delete(r);
+}
+
 int main(void) {
         struct netcad d = {};
         char cmd[128];
@@ -178,6 +203,7 @@ int main(void) {
         CHECK(registry_start(d.registry, drivers) == 1);
         test_errors(&d);
         test_tokens(&d);
+        test_names(&d);
         registry_stop(d.registry);
         core_free(d.core);
         registry_free(d.registry);
