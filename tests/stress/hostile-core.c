@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A hostile or buggy local client against the core (issue 23): one
+ * executable, one scenario per argument, each its own meson test.
+ *
+ *   login-race  20 C_Login with the same wrong PIN, on 20 sessions of one
+ *               connection, written in one go: the token's try counter
+ *               drops by exactly one (the rate limit's "refused before"
+ *               check runs under the token lock), and every answer is
+ *               CKR_PIN_INCORRECT; then the right PIN the same way: one
+ *               CKR_OK, the others CKR_USER_ALREADY_LOGGED_IN (the login
+ *               state is looked at again under the lock)
+ *
+ * Environment (from meson): NETCA_PKCS11_MODULE, NETCA_NETCAD. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/wire.h"
+#include "stress-util.h"
+#include "testutil.h"
+
+#define LABEL "hostile"
+#define REPLY_MS 20000
+#define RACE_LOGINS 20
+
+static const char *netcad_path;
+static char *dir, *data_dir, *sock;
+static pid_t daemon_pid = -1;
+
+static void setup(void) {
+        dir = tu_mkdtemp("hostile");
+        if (asprintf(&data_dir, "%s/data", dir) < 0 || asprintf(&sock, "%s/netcad.sock", dir) < 0)
+                exit(1);
+        if (tu_create_token(data_dir, LABEL) < 0)
+                exit(1);
+        setenv("NETCA_SOCKET", sock, 1);
+        setenv("NETCA_AUTOSTART", "0", 1);
+}
+
+static void cleanup(void) {
+        tu_stop_daemon(daemon_pid);
+        daemon_pid = -1;
+        tu_rmrf(dir);
+}
+
+/* A connection that said HELLO, or -1 (counted). */
+static int conn_open(void) {
+        int fd = raw_connect(sock);
+        if (fd >= 0 && raw_hello(fd) == 0)
+                return fd;
+        if (fd >= 0)
+                close(fd);
+        tu_failures++;
+        fprintf(stderr, "FAIL: no connection to netcad\n");
+        return -1;
+}
+
+/* Reads one reply into *m (frame in *frame, free() it): true when it is a
+ * reply to op without the error flag. */
+static bool reply_read(int fd, uint16_t op, struct wire_msg *m, uint8_t **frame) {
+        size_t len;
+        *frame = NULL;
+        if (raw_read_frame(fd, REPLY_MS, frame, &len) < 0)
+                return false;
+        if (wire_msg_init_read(m, *frame, len) < 0)
+                return false;
+        return m->opnum == op && (m->flags & WIRE_F_REPLY) && !(m->flags & WIRE_F_ERROR);
+}
+
+/* The CK_RV of the next reply, which must be to op (CKR_GENERAL_ERROR if
+ * not); *ret_u, when not NULL, gets the reply's second field (a u64). */
+static CK_RV reply_rv(int fd, uint16_t op, uint64_t *ret_u) {
+        struct wire_msg m;
+        uint8_t *frame;
+        uint64_t rv = CKR_GENERAL_ERROR, u = 0;
+        if (!reply_read(fd, op, &m, &frame) || !wire_get_u64(&m, &rv) || (ret_u && !wire_get_u64(&m, &u)))
+                rv = CKR_GENERAL_ERROR;
+        if (ret_u)
+                *ret_u = u;
+        wire_msg_done(&m);
+        free(frame);
+        return (CK_RV)rv;
+}
+
+/* The first slot with a token, over the raw wire. */
+static bool raw_first_slot(int fd, CK_SLOT_ID *ret) {
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_GET_SLOT_LIST, 1, 0);
+        wire_put_u8(&m, 1);
+        wire_put_outreq(&m, false, 16);
+        int r = raw_send_msg(fd, &m);
+        wire_msg_done(&m);
+        uint8_t *frame = NULL;
+        uint64_t rv = 1, count = 0;
+        CK_ULONG *v = NULL;
+        size_t n = 0;
+        bool ok = r == 0 && reply_read(fd, WIRE_OP_GET_SLOT_LIST, &m, &frame) && wire_get_u64(&m, &rv) &&
+                  rv == CKR_OK && wire_get_outlist(&m, &count, &v, &n) && v && n >= 1;
+        if (ok)
+                *ret = v[0];
+        free(v);
+        wire_msg_done(&m);
+        free(frame);
+        return ok;
+}
+
+/* Opens a session on slot over the raw wire: CKR_OK and *ret, or the rv. */
+static CK_RV raw_open_session(int fd, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret) {
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_OPEN_SESSION, 1, 0);
+        wire_put_u64(&m, slot);
+        wire_put_u64(&m, CKF_SERIAL_SESSION | CKF_RW_SESSION);
+        int r = raw_send_msg(fd, &m);
+        wire_msg_done(&m);
+        if (r < 0)
+                return CKR_GENERAL_ERROR;
+        uint64_t h = 0;
+        CK_RV rv = reply_rv(fd, WIRE_OP_OPEN_SESSION, &h);
+        *ret = (CK_SESSION_HANDLE)h;
+        return rv;
+}
+
+/* The token's user PIN tries left (MGMT_TOKEN_LIST), or -1. */
+static int user_tries_left(void) {
+        int fd = conn_open();
+        if (fd < 0)
+                return -1;
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_MGMT_TOKEN_LIST, 1, 0);
+        wire_put_json(&m, "{}");
+        int r = raw_send_msg(fd, &m);
+        wire_msg_done(&m);
+        uint8_t *frame = NULL;
+        uint64_t status = 1;
+        char *json = NULL;
+        int left = -1;
+        if (r == 0 && reply_read(fd, WIRE_OP_MGMT_TOKEN_LIST, &m, &frame) && wire_get_u64(&m, &status) &&
+            status == 0 && wire_get_json(&m, &json) && json) {
+                cJSON *o = cJSON_Parse(json);
+                cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "tokens"), 0);
+                cJSON *v = cJSON_GetObjectItem(t, "user_tries_left");
+                if (cJSON_IsNumber(v))
+                        left = v->valueint;
+                cJSON_Delete(o);
+        }
+        free(json);
+        wire_msg_done(&m);
+        free(frame);
+        close(fd);
+        return left;
+}
+
+/* ------------------------------------------------------------ login-race */
+
+/* Appends a C_Login(CKU_USER, pin) on session h to *all. */
+static bool put_login(struct nbuf *all, uint32_t id, CK_SESSION_HANDLE h, const char *pin) {
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_LOGIN, id, 0);
+        wire_put_u64(&m, h);
+        wire_put_u64(&m, CKU_USER);
+        wire_put_blob(&m, pin, strlen(pin));
+        bool ok = wire_msg_finish(&m) == 0;
+        if (ok)
+                nbuf_put_raw(all, m.buf.data, m.buf.len);
+        wire_msg_done(&m);
+        return ok;
+}
+
+/* RACE_LOGINS logins with pin on as many new sessions of a new
+ * connection, all in one write (netcad reads them in one go and runs them
+ * on its token lane's threads at once); counts the answers that were want
+ * into *ret_want, CKR_USER_ALREADY_LOGGED_IN into *ret_already. */
+static bool login_burst(const char *pin, CK_RV want, unsigned *ret_want, unsigned *ret_already) {
+        int fd = conn_open();
+        CK_SLOT_ID slot;
+        CK_SESSION_HANDLE h[RACE_LOGINS];
+        bool ok = fd >= 0 && raw_first_slot(fd, &slot);
+        for (unsigned i = 0; ok && i < RACE_LOGINS; i++)
+                ok = raw_open_session(fd, slot, &h[i]) == CKR_OK;
+        struct nbuf all;
+        nbuf_init(&all, 1u << 20);
+        for (unsigned i = 0; ok && i < RACE_LOGINS; i++)
+                ok = put_login(&all, 100 + i, h[i], pin);
+        ok = ok && !nbuf_failed(&all) && raw_send_all(fd, all.data, all.len) == 0;
+        nbuf_done(&all);
+        *ret_want = *ret_already = 0;
+        for (unsigned i = 0; ok && i < RACE_LOGINS; i++) {
+                CK_RV rv = reply_rv(fd, WIRE_OP_LOGIN, NULL);
+                *ret_want += rv == want;
+                *ret_already += rv == CKR_USER_ALREADY_LOGGED_IN;
+        }
+        if (fd >= 0)
+                close(fd);
+        if (!ok)
+                fprintf(stderr, "FAIL: login burst could not be sent\n");
+        return ok;
+}
+
+static void scenario_login_race(void) {
+        int before = user_tries_left();
+        REQUIRE(before >= 2);
+        unsigned incorrect, already;
+        REQUIRE(login_burst("999999", CKR_PIN_INCORRECT, &incorrect, &already));
+        int after = user_tries_left();
+        fprintf(stderr, "login-race: %u of %u answered CKR_PIN_INCORRECT; tries left %d before, %d after\n",
+                incorrect, RACE_LOGINS, before, after);
+        CHECK(incorrect == RACE_LOGINS);
+        CHECK(after == before - 1);
+        /* The right PIN, at once on all sessions: one login, the others
+         * find it done. */
+        unsigned good;
+        REQUIRE(login_burst(TU_USER_PIN, CKR_OK, &good, &already));
+        fprintf(stderr, "login-race: right PIN: %u CKR_OK, %u CKR_USER_ALREADY_LOGGED_IN; tries left %d\n", good,
+                already, user_tries_left());
+        CHECK(good == 1 && already == RACE_LOGINS - 1);
+        CHECK(user_tries_left() == before);
+}
+
+int main(int argc, char **argv) {
+        if (argc != 2) {
+                fprintf(stderr, "usage: %s login-race\n", argv[0]);
+                return 2;
+        }
+        signal(SIGPIPE, SIG_IGN);
+        netcad_path = tu_env_path("NETCA_NETCAD");
+        setup();
+        const char *s = argv[1];
+        void (*run)(void) = NULL;
+        if (strcmp(s, "login-race") == 0)
+                run = scenario_login_race;
+        if (!run) {
+                fprintf(stderr, "unknown scenario %s\n", s);
+                cleanup();
+                return 2;
+        }
+        daemon_pid = tu_start_daemon(netcad_path, sock, data_dir);
+        if (daemon_pid > 0)
+                run();
+        cleanup();
+        if (tu_failures) {
+                fprintf(stderr, "hostile-core %s: %u check(s) failed\n", s, tu_failures);
+                return 1;
+        }
+        fprintf(stderr, "hostile-core %s: passed\n", s);
+        return 0;
+}
