@@ -9,6 +9,10 @@
  *               CKR_PIN_INCORRECT; then the right PIN the same way: one
  *               CKR_OK, the others CKR_USER_ALREADY_LOGGED_IN (the login
  *               state is looked at again under the lock)
+ *   exponent    RSA public keys (session objects, 4096-bit modulus) whose
+ *               exponent is longer than 64 bits (4095 bits, 2^64+1) are
+ *               refused with CKR_ATTRIBUTE_VALUE_INVALID; 64 bits and 65537
+ *               are taken, and a verification with them is answered
  *
  * Environment (from meson): NETCA_PKCS11_MODULE, NETCA_NETCAD. */
 #include <cjson/cJSON.h>
@@ -27,7 +31,11 @@
 #define REPLY_MS 20000
 #define RACE_LOGINS 20
 
-static const char *netcad_path;
+#define PIN(s) (CK_UTF8CHAR_PTR)(s), (CK_ULONG)strlen(s)
+
+static const char *so_path, *netcad_path;
+static void *module;
+static CK_FUNCTION_LIST_PTR f;
 static char *dir, *data_dir, *sock;
 static pid_t daemon_pid = -1;
 
@@ -42,6 +50,9 @@ static void setup(void) {
 }
 
 static void cleanup(void) {
+        if (f)
+                f->C_Finalize(NULL);
+        f = NULL;
         tu_stop_daemon(daemon_pid);
         daemon_pid = -1;
         tu_rmrf(dir);
@@ -220,18 +231,74 @@ static void scenario_login_race(void) {
         CHECK(user_tries_left() == before);
 }
 
+/* ------------------------------------------------------------- exponent */
+
+/* The module, initialized, and a R/W session on the token. */
+static bool module_session(CK_SESSION_HANDLE *ret) {
+        CK_SLOT_ID slot;
+        if (!f)
+                f = tu_load_module(so_path, &module);
+        return f && f->C_Initialize(NULL) == CKR_OK && tu_find_slot(f, LABEL, &slot) &&
+               f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, ret) == CKR_OK;
+}
+
+/* C_CreateObject of a session RSA public key with a 4096-bit modulus and
+ * the exponent e (e_len bytes); on CKR_OK, a C_Verify with it must say
+ * CKR_SIGNATURE_INVALID. */
+static CK_RV create_rsa_pub(CK_SESSION_HANDLE h, const CK_BYTE *e, CK_ULONG e_len) {
+        static CK_BYTE n[512];
+        memset(n, 0xc5, sizeof n); /* odd, top bit set: all mbedTLS checks of a modulus */
+        CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+        CK_KEY_TYPE kt = CKK_RSA;
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &cls, sizeof cls },     { CKA_KEY_TYPE, &kt, sizeof kt },
+                { CKA_TOKEN, &no, sizeof no },       { CKA_VERIFY, &yes, sizeof yes },
+                { CKA_MODULUS, n, sizeof n },        { CKA_PUBLIC_EXPONENT, (void *)e, e_len },
+        };
+        CK_OBJECT_HANDLE o;
+        CK_RV rv = f->C_CreateObject(h, t, sizeof t / sizeof t[0], &o);
+        if (rv != CKR_OK)
+                return rv;
+        CK_MECHANISM mech = { CKM_RSA_X_509, NULL, 0 };
+        CK_BYTE data[512] = { 0 }, sig[512] = { 0 };
+        sig[511] = 2;
+        CHECK_RV(f->C_VerifyInit(h, &mech, o), CKR_OK);
+        CHECK_RV(f->C_Verify(h, data, sizeof data, sig, sizeof sig), CKR_SIGNATURE_INVALID);
+        CHECK_RV(f->C_DestroyObject(h, o), CKR_OK);
+        return rv;
+}
+
+static void scenario_exponent(void) {
+        CK_SESSION_HANDLE h;
+        REQUIRE(module_session(&h));
+        static CK_BYTE e4095[512];
+        memset(e4095, 0xff, sizeof e4095);
+        e4095[0] = 0x7f;
+        const CK_BYTE e65[9] = { 1, 0, 0, 0, 0, 0, 0, 0, 1 }; /* 2^64 + 1 */
+        const CK_BYTE e64[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+        const CK_BYTE f4[3] = { 1, 0, 1 };
+        CHECK_RV(create_rsa_pub(h, e4095, sizeof e4095), CKR_ATTRIBUTE_VALUE_INVALID);
+        CHECK_RV(create_rsa_pub(h, e65, sizeof e65), CKR_ATTRIBUTE_VALUE_INVALID);
+        CHECK_RV(create_rsa_pub(h, e64, sizeof e64), CKR_OK);
+        CHECK_RV(create_rsa_pub(h, f4, sizeof f4), CKR_OK);
+}
+
 int main(int argc, char **argv) {
         if (argc != 2) {
-                fprintf(stderr, "usage: %s login-race\n", argv[0]);
+                fprintf(stderr, "usage: %s login-race|exponent\n", argv[0]);
                 return 2;
         }
         signal(SIGPIPE, SIG_IGN);
+        so_path = tu_env_path("NETCA_PKCS11_MODULE");
         netcad_path = tu_env_path("NETCA_NETCAD");
         setup();
         const char *s = argv[1];
         void (*run)(void) = NULL;
         if (strcmp(s, "login-race") == 0)
                 run = scenario_login_race;
+        else if (strcmp(s, "exponent") == 0)
+                run = scenario_exponent;
         if (!run) {
                 fprintf(stderr, "unknown scenario %s\n", s);
                 cleanup();
