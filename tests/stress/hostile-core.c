@@ -13,6 +13,11 @@
  *               exponent is longer than 64 bits (4095 bits, 2^64+1) are
  *               refused with CKR_ATTRIBUTE_VALUE_INVALID; 64 bits and 65537
  *               are taken, and a verification with them is answered
+ *   sessions    with NETCA_MAX_SESSIONS=SESSION_CAP, a client opens that
+ *               many sessions and the next one gets CKR_SESSION_COUNT;
+ *               another client is not affected; closing one makes room for
+ *               one; every handle answers C_GetSessionInfo to its client and
+ *               CKR_SESSION_HANDLE_INVALID to another (the hash table)
  *
  * Environment (from meson): NETCA_PKCS11_MODULE, NETCA_NETCAD. */
 #include <cjson/cJSON.h>
@@ -30,6 +35,7 @@
 #define LABEL "hostile"
 #define REPLY_MS 20000
 #define RACE_LOGINS 20
+#define SESSION_CAP 300
 
 #define PIN(s) (CK_UTF8CHAR_PTR)(s), (CK_ULONG)strlen(s)
 
@@ -47,6 +53,9 @@ static void setup(void) {
                 exit(1);
         setenv("NETCA_SOCKET", sock, 1);
         setenv("NETCA_AUTOSTART", "0", 1);
+        char cap[16];
+        snprintf(cap, sizeof cap, "%u", SESSION_CAP);
+        setenv("NETCA_MAX_SESSIONS", cap, 1);
 }
 
 static void cleanup(void) {
@@ -284,9 +293,59 @@ static void scenario_exponent(void) {
         CHECK_RV(create_rsa_pub(h, f4, sizeof f4), CKR_OK);
 }
 
+/* ------------------------------------------------------------- sessions */
+
+/* A request whose only argument is session h (C_CloseSession,
+ * C_GetSessionInfo...): its CK_RV. */
+static CK_RV raw_session_call(int fd, uint16_t op, CK_SESSION_HANDLE h) {
+        struct wire_msg m;
+        wire_msg_init_write(&m, op, 7, 0);
+        wire_put_u64(&m, h);
+        int r = raw_send_msg(fd, &m);
+        wire_msg_done(&m);
+        return r < 0 ? CKR_GENERAL_ERROR : reply_rv(fd, op, NULL);
+}
+
+static void scenario_sessions(void) {
+        int a = conn_open(), b = conn_open();
+        CK_SLOT_ID slot;
+        REQUIRE(a >= 0 && b >= 0);
+        REQUIRE(raw_first_slot(a, &slot));
+        static CK_SESSION_HANDLE h[SESSION_CAP];
+        unsigned opened = 0;
+        while (opened < SESSION_CAP && raw_open_session(a, slot, &h[opened]) == CKR_OK)
+                opened++;
+        CK_SESSION_HANDLE extra, other;
+        CK_RV over = raw_open_session(a, slot, &extra);
+        fprintf(stderr, "sessions: %u opened (cap %u), the next one: %s\n", opened, SESSION_CAP, tu_rv_name(over));
+        CHECK(opened == SESSION_CAP);
+        CHECK_RV(over, CKR_SESSION_COUNT);
+        CHECK_RV(raw_open_session(b, slot, &other), CKR_OK);
+        unsigned info_ok = 0, foreign_refused = 0;
+        for (unsigned i = 0; i < opened; i++) {
+                info_ok += raw_session_call(a, WIRE_OP_GET_SESSION_INFO, h[i]) == CKR_OK;
+                foreign_refused += raw_session_call(b, WIRE_OP_GET_SESSION_INFO, h[i]) == CKR_SESSION_HANDLE_INVALID;
+        }
+        CHECK(info_ok == opened);
+        CHECK(foreign_refused == opened);
+        CHECK_RV(raw_session_call(a, WIRE_OP_GET_SESSION_INFO, other), CKR_SESSION_HANDLE_INVALID);
+        CHECK_RV(raw_session_call(a, WIRE_OP_CLOSE_SESSION, h[opened / 2]), CKR_OK);
+        CHECK_RV(raw_session_call(a, WIRE_OP_GET_SESSION_INFO, h[opened / 2]), CKR_SESSION_HANDLE_INVALID);
+        CHECK_RV(raw_open_session(a, slot, &extra), CKR_OK);
+        CHECK_RV(raw_open_session(a, slot, &extra), CKR_SESSION_COUNT);
+        close(a);
+        close(b);
+        /* The cap counts per client: a new one has all of it. */
+        REQUIRE((a = conn_open()) >= 0);
+        for (opened = 0; opened < SESSION_CAP && raw_open_session(a, slot, &h[opened]) == CKR_OK;)
+                opened++;
+        CHECK(opened == SESSION_CAP);
+        close(a);
+}
+
 int main(int argc, char **argv) {
         if (argc != 2) {
-                fprintf(stderr, "usage: %s login-race|exponent\n", argv[0]);
+                fprintf(stderr, "usage: %s login-race|exponent|sessions\n", argv[0]);
                 return 2;
         }
         signal(SIGPIPE, SIG_IGN);
@@ -299,6 +358,8 @@ int main(int argc, char **argv) {
                 run = scenario_login_race;
         else if (strcmp(s, "exponent") == 0)
                 run = scenario_exponent;
+        else if (strcmp(s, "sessions") == 0)
+                run = scenario_sessions;
         if (!run) {
                 fprintf(stderr, "unknown scenario %s\n", s);
                 cleanup();
