@@ -18,9 +18,16 @@
  *               another client is not affected; closing one makes room for
  *               one; every handle answers C_GetSessionInfo to its client and
  *               CKR_SESSION_HANDLE_INVALID to another (the hash table)
+ *   verify-loop VERIFY_ROUNDS C_VerifyInit + C_Verify with an RSA-4096 key
+ *               whose exponent is 2^64-1 (the costliest allowed), written
+ *               in one go: the event loop thread (netcad's main thread) ran
+ *               less than half of the CPU time netcad spent on them
+ *               (/proc/PID/task/TID/schedstat, in ns: a count, not a
+ *               timing; run inline, the loop runs nearly all of it)
  *
  * Environment (from meson): NETCA_PKCS11_MODULE, NETCA_NETCAD. */
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +43,7 @@
 #define REPLY_MS 20000
 #define RACE_LOGINS 20
 #define SESSION_CAP 300
+#define VERIFY_ROUNDS 300
 
 #define PIN(s) (CK_UTF8CHAR_PTR)(s), (CK_ULONG)strlen(s)
 
@@ -343,9 +351,114 @@ static void scenario_sessions(void) {
         close(a);
 }
 
+/* ---------------------------------------------------------- verify-loop */
+
+/* CPU time (ns) of netcad's thread tid (0: the sum over all its threads),
+ * from schedstat; -1 when unreadable. */
+static long long daemon_cpu_ns(pid_t tid) {
+        char path[96];
+        if (tid)
+                snprintf(path, sizeof path, "/proc/%d/task/%d/schedstat", (int)daemon_pid, (int)tid);
+        else {
+                long long sum = 0;
+                snprintf(path, sizeof path, "/proc/%d/task", (int)daemon_pid);
+                DIR *d = opendir(path);
+                for (struct dirent *de; d && (de = readdir(d));)
+                        if (de->d_name[0] != '.')
+                                sum += daemon_cpu_ns((pid_t)atoi(de->d_name));
+                if (d)
+                        closedir(d);
+                return sum;
+        }
+        FILE *fp = fopen(path, "re");
+        long long ns = -1;
+        if (fp && fscanf(fp, "%lld", &ns) != 1)
+                ns = -1;
+        if (fp)
+                fclose(fp);
+        return ns < 0 ? 0 : ns;
+}
+
+/* Creates the session RSA-4096 public key with exponent 2^64-1 over the
+ * raw wire: CKR_OK and *ret. */
+static CK_RV raw_create_costly_key(int fd, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE *ret) {
+        static CK_BYTE n[512];
+        memset(n, 0xc5, sizeof n);
+        const CK_BYTE e[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+        CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+        CK_KEY_TYPE kt = CKK_RSA;
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &cls, sizeof cls }, { CKA_KEY_TYPE, &kt, sizeof kt }, { CKA_TOKEN, &no, sizeof no },
+                { CKA_VERIFY, &yes, sizeof yes }, { CKA_MODULUS, n, sizeof n }, { CKA_PUBLIC_EXPONENT, (void *)e, sizeof e },
+        };
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_CREATE_OBJECT, 3, 0);
+        wire_put_u64(&m, h);
+        wire_put_attrs(&m, t, sizeof t / sizeof t[0]);
+        int r = raw_send_msg(fd, &m);
+        wire_msg_done(&m);
+        uint64_t o = 0;
+        CK_RV rv = r < 0 ? CKR_GENERAL_ERROR : reply_rv(fd, WIRE_OP_CREATE_OBJECT, &o);
+        *ret = (CK_OBJECT_HANDLE)o;
+        return rv;
+}
+
+/* Appends C_VerifyInit(CKM_RSA_X_509, key) + C_Verify of a wrong
+ * signature on session h to *all. */
+static void put_verify(struct nbuf *all, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key) {
+        static const CK_BYTE data[512], sig[512] = { [511] = 2 };
+        CK_MECHANISM mech = { CKM_RSA_X_509, NULL, 0 };
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_VERIFY_INIT, 4, 0);
+        wire_put_u64(&m, h);
+        wire_put_mechanism(&m, &mech);
+        wire_put_u64(&m, key);
+        if (wire_msg_finish(&m) == 0)
+                nbuf_put_raw(all, m.buf.data, m.buf.len);
+        wire_msg_done(&m);
+        wire_msg_init_write(&m, WIRE_OP_VERIFY, 5, 0);
+        wire_put_u64(&m, h);
+        wire_put_blob(&m, data, sizeof data);
+        wire_put_blob(&m, sig, sizeof sig);
+        if (wire_msg_finish(&m) == 0)
+                nbuf_put_raw(all, m.buf.data, m.buf.len);
+        wire_msg_done(&m);
+}
+
+static void scenario_verify_loop(void) {
+        int fd = conn_open();
+        CK_SLOT_ID slot;
+        CK_SESSION_HANDLE h;
+        CK_OBJECT_HANDLE key;
+        REQUIRE(fd >= 0);
+        REQUIRE(raw_first_slot(fd, &slot));
+        REQUIRE_RV(raw_open_session(fd, slot, &h), CKR_OK);
+        REQUIRE_RV(raw_create_costly_key(fd, h, &key), CKR_OK);
+        struct nbuf all;
+        nbuf_init(&all, 4u << 20);
+        for (unsigned i = 0; i < VERIFY_ROUNDS; i++)
+                put_verify(&all, h, key);
+        REQUIRE(!nbuf_failed(&all));
+        long long loop0 = daemon_cpu_ns(daemon_pid), all0 = daemon_cpu_ns(0);
+        REQUIRE(raw_send_all(fd, all.data, all.len) == 0);
+        nbuf_done(&all);
+        unsigned inits = 0, invalid = 0;
+        for (unsigned i = 0; i < VERIFY_ROUNDS; i++) {
+                inits += reply_rv(fd, WIRE_OP_VERIFY_INIT, NULL) == CKR_OK;
+                invalid += reply_rv(fd, WIRE_OP_VERIFY, NULL) == CKR_SIGNATURE_INVALID;
+        }
+        long long loop = daemon_cpu_ns(daemon_pid) - loop0, total = daemon_cpu_ns(0) - all0;
+        fprintf(stderr, "verify-loop: %u inits, %u verifications answered; netcad CPU %lld us, %lld us of it on the loop (%.0f%%)\n",
+                inits, invalid, total / 1000, loop / 1000, total > 0 ? 100.0 * (double)loop / (double)total : 0.0);
+        CHECK(inits == VERIFY_ROUNDS && invalid == VERIFY_ROUNDS);
+        CHECK(total > 0 && loop * 2 < total);
+        close(fd);
+}
+
 int main(int argc, char **argv) {
         if (argc != 2) {
-                fprintf(stderr, "usage: %s login-race|exponent|sessions\n", argv[0]);
+                fprintf(stderr, "usage: %s login-race|exponent|sessions|verify-loop\n", argv[0]);
                 return 2;
         }
         signal(SIGPIPE, SIG_IGN);
@@ -360,6 +473,8 @@ int main(int argc, char **argv) {
                 run = scenario_exponent;
         else if (strcmp(s, "sessions") == 0)
                 run = scenario_sessions;
+        else if (strcmp(s, "verify-loop") == 0)
+                run = scenario_verify_loop;
         if (!run) {
                 fprintf(stderr, "unknown scenario %s\n", s);
                 cleanup();
