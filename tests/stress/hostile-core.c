@@ -24,18 +24,24 @@
  *               less than half of the CPU time netcad spent on them
  *               (/proc/PID/task/TID/schedstat, in ns: a count, not a
  *               timing; run inline, the loop runs nearly all of it)
+ *   kdf-iterations  a second token file whose PBKDF2 iteration count was
+ *               set to 2^31-2 (a login would derive for a quarter of an
+ *               hour): netcad does not open it (it lists only the good
+ *               token), and the good one works
  *
  * Environment (from meson): NETCA_PKCS11_MODULE, NETCA_NETCAD. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/wire.h"
+#include "drivers/soft/soft.h"
 #include "stress-util.h"
 #include "testutil.h"
 
@@ -44,8 +50,6 @@
 #define RACE_LOGINS 20
 #define SESSION_CAP 300
 #define VERIFY_ROUNDS 300
-
-#define PIN(s) (CK_UTF8CHAR_PTR)(s), (CK_ULONG)strlen(s)
 
 static const char *so_path, *netcad_path;
 static void *module;
@@ -152,11 +156,11 @@ static CK_RV raw_open_session(int fd, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret) {
         return rv;
 }
 
-/* The token's user PIN tries left (MGMT_TOKEN_LIST), or -1. */
-static int user_tries_left(void) {
+/* MGMT_TOKEN_LIST's "tokens" array (cJSON_Delete() the result), or NULL. */
+static cJSON *token_list(void) {
         int fd = conn_open();
         if (fd < 0)
-                return -1;
+                return NULL;
         struct wire_msg m;
         wire_msg_init_write(&m, WIRE_OP_MGMT_TOKEN_LIST, 1, 0);
         wire_put_json(&m, "{}");
@@ -165,20 +169,26 @@ static int user_tries_left(void) {
         uint8_t *frame = NULL;
         uint64_t status = 1;
         char *json = NULL;
-        int left = -1;
+        cJSON *tokens = NULL;
         if (r == 0 && reply_read(fd, WIRE_OP_MGMT_TOKEN_LIST, &m, &frame) && wire_get_u64(&m, &status) &&
             status == 0 && wire_get_json(&m, &json) && json) {
                 cJSON *o = cJSON_Parse(json);
-                cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "tokens"), 0);
-                cJSON *v = cJSON_GetObjectItem(t, "user_tries_left");
-                if (cJSON_IsNumber(v))
-                        left = v->valueint;
+                tokens = cJSON_DetachItemFromObject(o, "tokens");
                 cJSON_Delete(o);
         }
         free(json);
         wire_msg_done(&m);
         free(frame);
         close(fd);
+        return tokens;
+}
+
+/* The first token's user PIN tries left, or -1. */
+static int user_tries_left(void) {
+        cJSON *tokens = token_list();
+        cJSON *v = cJSON_GetObjectItem(cJSON_GetArrayItem(tokens, 0), "user_tries_left");
+        int left = cJSON_IsNumber(v) ? v->valueint : -1;
+        cJSON_Delete(tokens);
         return left;
 }
 
@@ -456,9 +466,48 @@ static void scenario_verify_loop(void) {
         close(fd);
 }
 
+/* ------------------------------------------------------- kdf-iterations */
+
+/* Before netcad starts: a second token, "crafted", whose file asks for
+ * 2^31-2 PBKDF2 iterations. */
+static void craft_token(void) {
+        char *path = NULL;
+        sqlite3 *db = NULL;
+        int r = soft_token_create(data_dir, "crafted", TU_USER_PIN, strlen(TU_USER_PIN), TU_SO_PIN,
+                                  strlen(TU_SO_PIN), 0, &path);
+        bool ok = r == 0 && sqlite3_open(path, &db) == SQLITE_OK &&
+                  sqlite3_exec(db, "UPDATE meta SET value = 2147483646 WHERE key = 'iterations'", NULL, NULL, NULL) ==
+                          SQLITE_OK &&
+                  sqlite3_changes(db) == 1;
+        sqlite3_close(db);
+        free(path);
+        if (!ok) {
+                fprintf(stderr, "FATAL: cannot craft the token file\n");
+                exit(1);
+        }
+}
+
+static void scenario_kdf_iterations(void) {
+        cJSON *tokens = token_list();
+        unsigned good = 0, crafted = 0;
+        cJSON *t;
+        cJSON_ArrayForEach(t, tokens) {
+                const char *label = cJSON_GetStringValue(cJSON_GetObjectItem(t, "label"));
+                good += label && strcmp(label, LABEL) == 0;
+                crafted += label && strcmp(label, "crafted") == 0;
+        }
+        cJSON_Delete(tokens);
+        fprintf(stderr, "kdf-iterations: listed: %u good token, %u crafted one\n", good, crafted);
+        CHECK(good == 1);
+        CHECK(crafted == 0);
+        unsigned ok, already;
+        REQUIRE(login_burst(TU_USER_PIN, CKR_OK, &ok, &already));
+        CHECK(ok == 1);
+}
+
 int main(int argc, char **argv) {
         if (argc != 2) {
-                fprintf(stderr, "usage: %s login-race|exponent|sessions|verify-loop\n", argv[0]);
+                fprintf(stderr, "usage: %s login-race|exponent|sessions|verify-loop|kdf-iterations\n", argv[0]);
                 return 2;
         }
         signal(SIGPIPE, SIG_IGN);
@@ -475,6 +524,10 @@ int main(int argc, char **argv) {
                 run = scenario_sessions;
         else if (strcmp(s, "verify-loop") == 0)
                 run = scenario_verify_loop;
+        else if (strcmp(s, "kdf-iterations") == 0) {
+                craft_token();
+                run = scenario_kdf_iterations;
+        }
         if (!run) {
                 fprintf(stderr, "unknown scenario %s\n", s);
                 cleanup();
