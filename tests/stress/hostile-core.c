@@ -59,12 +59,12 @@ static pid_t daemon_pid = -1;
 
 static void setup(void) {
         dir = tu_mkdtemp("hostile");
-        if (asprintf(&data_dir, "%s/data", dir) < 0 || asprintf(&sock, "%s/netcad.sock", dir) < 0)
+        bool ok = asprintf(&data_dir, "%s/data", dir) >= 0 && asprintf(&sock, "%s/netcad.sock", dir) >= 0 &&
+                  tu_create_token(data_dir, LABEL) >= 0;
+        if (!ok)
                 exit(1);
-        if (tu_create_token(data_dir, LABEL) < 0)
-                exit(1);
-        setenv("NETCA_SOCKET", sock, 1);
         setenv("NETCA_AUTOSTART", "0", 1);
+        setenv("NETCA_SOCKET", sock, 1);
         char cap[16];
         snprintf(cap, sizeof cap, "%u", SESSION_CAP);
         setenv("NETCA_MAX_SESSIONS", cap, 1);
@@ -158,28 +158,9 @@ static CK_RV raw_open_session(int fd, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret) {
 
 /* MGMT_TOKEN_LIST's "tokens" array (cJSON_Delete() the result), or NULL. */
 static cJSON *token_list(void) {
-        int fd = conn_open();
-        if (fd < 0)
-                return NULL;
-        struct wire_msg m;
-        wire_msg_init_write(&m, WIRE_OP_MGMT_TOKEN_LIST, 1, 0);
-        wire_put_json(&m, "{}");
-        int r = raw_send_msg(fd, &m);
-        wire_msg_done(&m);
-        uint8_t *frame = NULL;
-        uint64_t status = 1;
-        char *json = NULL;
-        cJSON *tokens = NULL;
-        if (r == 0 && reply_read(fd, WIRE_OP_MGMT_TOKEN_LIST, &m, &frame) && wire_get_u64(&m, &status) &&
-            status == 0 && wire_get_json(&m, &json) && json) {
-                cJSON *o = cJSON_Parse(json);
-                tokens = cJSON_DetachItemFromObject(o, "tokens");
-                cJSON_Delete(o);
-        }
-        free(json);
-        wire_msg_done(&m);
-        free(frame);
-        close(fd);
+        cJSON *o = raw_mgmt_json(sock, WIRE_OP_MGMT_TOKEN_LIST);
+        cJSON *tokens = cJSON_DetachItemFromObject(o, "tokens");
+        cJSON_Delete(o);
         return tokens;
 }
 
