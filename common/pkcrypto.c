@@ -281,10 +281,19 @@ static int mbed_to_errno(int r) {
         return -EIO;
 }
 
+/* Whether pk's public exponent, if it is an RSA key, is within
+ * PKC_RSA_MAX_EXPONENT_BITS: the cost of a public-key operation grows with
+ * its length. */
+static bool exponent_bounded(const mbedtls_pk_context *pk) {
+        if (mbedtls_pk_get_type(pk) != MBEDTLS_PK_RSA)
+                return true;
+        return mbedtls_mpi_bitlen(&mbedtls_pk_rsa(*pk)->E) <= PKC_RSA_MAX_EXPONENT_BITS;
+}
+
 static int pk_from_spki(const uint8_t *der, size_t len, mbedtls_pk_context *ret) {
         mbedtls_pk_context pk;
         mbedtls_pk_init(&pk);
-        if (mbedtls_pk_parse_public_key(&pk, der, len) != 0) {
+        if (mbedtls_pk_parse_public_key(&pk, der, len) != 0 || !exponent_bounded(&pk)) {
                 mbedtls_pk_free(&pk);
                 return -EDOM;
         }
@@ -335,7 +344,8 @@ int pkc_pk_from_attrs(const struct nattrs *a, mbedtls_pk_context *ret) {
                 mbedtls_rsa_context *rsa = mbedtls_pk_rsa(pk);
                 if (mbedtls_rsa_import_raw(rsa, n->value, n->len, NULL, 0, NULL, 0, NULL, 0, e->value,
                                            e->len) != 0 ||
-                    mbedtls_rsa_complete(rsa) != 0 || mbedtls_rsa_check_pubkey(rsa) != 0) {
+                    mbedtls_rsa_complete(rsa) != 0 || mbedtls_rsa_check_pubkey(rsa) != 0 ||
+                    !exponent_bounded(&pk)) {
                         r = -EDOM;
                         goto fail;
                 }

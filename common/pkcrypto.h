@@ -45,10 +45,18 @@ bool pkc_combined_mech(CK_MECHANISM_TYPE mech, CK_MECHANISM_TYPE *ret_hash, CK_M
 int pkc_digest_info(CK_MECHANISM_TYPE hash_mech, const uint8_t *hash, size_t hash_len, uint8_t *out,
                     size_t *outlen);
 
+/* The longest RSA public exponent accepted, in bits: what OpenSSL allows
+ * for verification with a large modulus (OPENSSL_RSA_MAX_PUBEXP_BITS), here
+ * for every modulus.  A 4095-bit exponent made one RSA-4096 verification
+ * cost 56-96 ms (issue 23); real keys use 65537 (17 bits). */
+#define PKC_RSA_MAX_EXPONENT_BITS 64
+
 /* Builds a public key from an object's attributes: a public or private key
  * object (CKA_KEY_TYPE + CKA_MODULUS/CKA_PUBLIC_EXPONENT, or CKA_EC_PARAMS +
  * CKA_EC_POINT as a DER OCTET STRING or raw point), or a certificate
- * (CKA_VALUE).  P-256 and P-384 only for EC.  *ret must be initialized
+ * (CKA_VALUE).  P-256 and P-384 only for EC.  An RSA exponent longer than
+ * PKC_RSA_MAX_EXPONENT_BITS is -EDOM, like any malformed key, so that such
+ * a key can be neither created nor used.  *ret must be initialized
  * (mbedtls_pk_init) and empty. */
 int pkc_pk_from_attrs(const struct nattrs *a, mbedtls_pk_context *ret);
 /* Fills the public attributes of a key from an mbedTLS key: CKA_KEY_TYPE,

@@ -91,6 +91,11 @@ enum wire_event {
  *          SESSION_LOAD    first argument a session; calls the driver only
  *                          while the token's objects are not cached
  *          SESSION_DEVICE  first argument a session; calls the driver
+ *          SESSION_CPU     first argument a session; no device, but
+ *                          public-key work that can be expensive (RSA
+ *                          and ECDSA verification, RSA encryption): the
+ *                          general lane, never the event loop, so that a
+ *                          flood of it holds no other client
  * reply    SECRET when the reply may carry plaintext or key material (its
  *          buffer is wiped on every reallocation and when freed), else
  *          PUBLIC
@@ -129,13 +134,13 @@ enum wire_event {
         X(SIGN_UPDATE, 39, "uz", "u", P11, SESSION, PUBLIC, h_sign_update)                         \
         X(SIGN_FINAL, 40, "uq", "uZ", P11, SESSION_DEVICE, PUBLIC, h_sign_final)                   \
         X(VERIFY_INIT, 41, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_verify_init)                   \
-        X(VERIFY, 42, "uzz", "u", P11, SESSION, PUBLIC, h_verify)                                  \
+        X(VERIFY, 42, "uzz", "u", P11, SESSION_CPU, PUBLIC, h_verify)                              \
         X(VERIFY_UPDATE, 43, "uz", "u", P11, SESSION, PUBLIC, h_verify_update)                     \
-        X(VERIFY_FINAL, 44, "uz", "u", P11, SESSION, PUBLIC, h_verify_final)                       \
+        X(VERIFY_FINAL, 44, "uz", "u", P11, SESSION_CPU, PUBLIC, h_verify_final)                   \
         X(ENCRYPT_INIT, 45, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_encrypt_init)                 \
-        X(ENCRYPT, 46, "uzq", "uZ", P11, SESSION, PUBLIC, h_encrypt)                               \
+        X(ENCRYPT, 46, "uzq", "uZ", P11, SESSION_CPU, PUBLIC, h_encrypt)                           \
         X(ENCRYPT_UPDATE, 47, "uzq", "uZ", P11, SESSION, PUBLIC, h_encrypt_update)                 \
-        X(ENCRYPT_FINAL, 48, "uq", "uZ", P11, SESSION, PUBLIC, h_encrypt_final)                    \
+        X(ENCRYPT_FINAL, 48, "uq", "uZ", P11, SESSION_CPU, PUBLIC, h_encrypt_final)                \
         X(DECRYPT_INIT, 49, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_decrypt_init)                 \
         X(DECRYPT, 50, "uzq", "uZ", P11, SESSION_DEVICE, SECRET, h_decrypt)                        \
         X(DECRYPT_UPDATE, 51, "uzq", "uZ", P11, SESSION, SECRET, h_decrypt_update)                 \
@@ -155,7 +160,7 @@ enum wire_event {
         X(SIGN_RECOVER_INIT, 65, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_sign_recover_init)       \
         X(SIGN_RECOVER, 66, "uzq", "uZ", P11, SESSION_DEVICE, PUBLIC, h_sign_recover)              \
         X(VERIFY_RECOVER_INIT, 67, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_verify_recover_init)   \
-        X(VERIFY_RECOVER, 68, "uzq", "uZ", P11, SESSION, PUBLIC, h_verify_recover)                 \
+        X(VERIFY_RECOVER, 68, "uzq", "uZ", P11, SESSION_CPU, PUBLIC, h_verify_recover)             \
         X(MGMT_STATUS, 256, "j", "uj", MGMT, GENERAL, PUBLIC, op_status)                           \
         X(MGMT_TOKEN_LIST, 257, "j", "uj", MGMT, GENERAL, PUBLIC, op_token_list)                   \
         X(MGMT_TOKEN_CREATE_SOFT, 258, "j", "uj", MGMT, GENERAL, PUBLIC, op_create_soft)           \
@@ -184,6 +189,7 @@ enum wire_route {
         WIRE_ROUTE_SESSION,
         WIRE_ROUTE_SESSION_LOAD,
         WIRE_ROUTE_SESSION_DEVICE,
+        WIRE_ROUTE_SESSION_CPU,
 };
 
 enum wire_reply { WIRE_REPLY_PUBLIC, WIRE_REPLY_SECRET };

@@ -24,6 +24,7 @@
 #include "common/attrs.h"
 #include "core.h"
 
+#define CORE_MAX_SESSIONS 4096     /* per client, the default of NETCA_MAX_SESSIONS */
 #define MAX_ACCUMULATE (WIRE_FRAME_MAX * 4)  /* multi-part data kept for raw mechanisms */
 
 struct cobj {
@@ -103,6 +104,8 @@ struct session {
         unsigned refs;
         bool closed;
         struct session *next;      /* in the client's list */
+        struct session *prev;
+        struct session *hnext;     /* in the core's hash chain (core->stab) */
         bool finding;
         CK_OBJECT_HANDLE *found;
         size_t nfound, found_pos;
@@ -127,6 +130,7 @@ struct core_client {
         struct core *core;
         struct core_peer peer;
         struct session *sessions;
+        unsigned nsessions;        /* in the list; at most core->max_sessions */
         struct login *logins;
         struct core_client *next;
         struct gone_session *gone; /* ring of GONE_SESSIONS_MAX, made on first removal */
@@ -156,6 +160,9 @@ struct core {
         size_t nslots;
         struct core_client *clients;
         CK_SESSION_HANDLE next_session;
+        struct session **stab;    /* every open session by handle: stab_cap chains (a power of 2) */
+        size_t stab_cap, stab_n;
+        unsigned max_sessions;    /* per client (NETCA_MAX_SESSIONS) */
         CK_OBJECT_HANDLE next_object;
         core_event_fn event_fn;
         void *event_ud;
@@ -188,6 +195,8 @@ struct login *login_find_locked(struct core_client *cl, struct tok *k);
 void session_free(struct session *s);
 bool session_unlink_locked(struct session *s);
 /* core-session.c */
+/* Under the core lock: the open session h of cl, or NULL (O(1): a hash). */
+struct session *session_find_locked(struct core_client *cl, CK_SESSION_HANDLE h);
 bool is_user(struct core_client *cl, struct tok *k);
 CK_USER_TYPE login_state(struct core_client *cl, struct tok *k);
 void op_reset(struct op *o);

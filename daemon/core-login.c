@@ -382,6 +382,28 @@ static int login_add(struct core_client *cl, struct tok *k, CK_USER_TYPE user) {
         return 0;
 }
 
+/* Under the token lock, right before the driver gets the PIN: another
+ * login of cl on the token may have ended meanwhile (several sessions log
+ * in at once), so its state is looked at again; and the rate limit (see
+ * login_fail_check) refuses the same refused PIN again.  Both here, not
+ * before the lock, so that the same PIN arriving on many sessions at once
+ * reaches the token once.  CKR_OK: go on. */
+static CK_RV login_precheck_locked(struct core_client *cl, struct session *s, CK_USER_TYPE user,
+                                   CK_UTF8CHAR_PTR pin, CK_ULONG pin_len) {
+        struct tok *k = s->tok;
+        CK_USER_TYPE cur = login_state(cl, k);
+        if (cur == user)
+                return CKR_USER_ALREADY_LOGGED_IN;
+        if (cur != (CK_USER_TYPE)-1)
+                return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+        if (pin && login_fail_check(cl, k, user, pin, pin_len, true, false)) {
+                log_debug(LOG_SUB_CORE, "login slot %lu pid %d: same refused PIN again, not sent to the token",
+                          (unsigned long)s->slot, (int)cl->peer.pid);
+                return CKR_PIN_INCORRECT;
+        }
+        return CKR_OK;
+}
+
 CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin,
                  CK_ULONG pin_len) {
         CK_RV rv = check_pin_arg(pin, pin_len);
@@ -418,13 +440,11 @@ CK_RV core_login(struct core_client *cl, CK_SESSION_HANDLE h, CK_USER_TYPE user,
         }
         const char *use_pin = cpin ? cpin : (const char *)pin;
         size_t use_len = cpin ? clen : pin_len;
-        /* Rate limit (see login_fail_check): the same refused PIN again. */
-        if (pin && login_fail_check(cl, k, user, pin, pin_len, true, false)) {
-                log_debug(LOG_SUB_CORE, "login slot %lu pid %d: same refused PIN again, not sent to the token",
-                          (unsigned long)s->slot, (int)cl->peer.pid);
-                return CKR_PIN_INCORRECT;
-        }
         tok_lock(k);
+        if ((rv = login_precheck_locked(cl, s, user, pin, pin_len)) != CKR_OK) {
+                tok_unlock(k);
+                return rv;
+        }
         int r = k->ops->login(k->t, user, use_pin, use_len);
         if (pin)
                 login_fail_check(cl, k, user, pin, pin_len, false, rv_from_errno(r) == CKR_PIN_INCORRECT);

@@ -139,19 +139,6 @@ int core_find_slot(struct core *c, const char *slot_key, CK_SLOT_ID *ret_slot) {
 }
 
 
-/* Unlinks a session from its client (core lock held) and marks it closed;
- * returns true if the caller must finish it (no call holds it). */
-bool session_unlink_locked(struct session *s) {
-        struct session **pp = &s->cl->sessions;
-        while (*pp && *pp != s)
-                pp = &(*pp)->next;
-        if (*pp)
-                *pp = s->next;
-        s->next = NULL;
-        s->closed = true;
-        return s->refs == 0;
-}
-
 void session_free(struct session *s) {
         session_release_ops(s);
         free(s->found);
@@ -373,7 +360,7 @@ CK_RV core_get_token_info(struct core_client *cl, CK_SLOT_ID slot, CK_TOKEN_INFO
                                 nrw++;
                 }
         core_unlock(c);
-        info->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
+        info->ulMaxSessionCount = c->max_sessions; /* per application: this client */
         info->ulSessionCount = ns;
         info->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
         info->ulRwSessionCount = nrw;

@@ -69,14 +69,99 @@ static CK_RV session_missing_rv(struct core_client *cl, CK_SESSION_HANDLE h) {
         return rv;
 }
 
+/* ---- The sessions by handle: a hash table of every open session (handles
+ * are unique in the daemon), so that finding one costs the same with 10 or
+ * 100,000 open; it was a scan of the client's list under the core lock,
+ * which held every other client meanwhile (issue 23).  Handles are given
+ * in sequence, so their low bits spread them evenly. */
+#define STAB_MIN 64
+
+static size_t stab_index(const struct core *c, CK_SESSION_HANDLE h) {
+        return (size_t)h & (c->stab_cap - 1);
+}
+
+/* Doubles the table (or makes it); false on -ENOMEM (the old one stays). */
+static bool stab_grow_locked(struct core *c) {
+        size_t cap = c->stab_cap ? c->stab_cap * 2 : STAB_MIN;
+        struct session **v = calloc(cap, sizeof *v);
+        if (!v)
+                return false;
+        size_t old_cap = c->stab_cap;
+        struct session **old = c->stab;
+        c->stab = v;
+        c->stab_cap = cap;
+        for (size_t i = 0; i < old_cap; i++)
+                for (struct session *s = old[i], *n; s; s = n) {
+                        n = s->hnext;
+                        s->hnext = v[stab_index(c, s->h)];
+                        v[stab_index(c, s->h)] = s;
+                }
+        free(old);
+        return true;
+}
+
+struct session *session_find_locked(struct core_client *cl, CK_SESSION_HANDLE h) {
+        struct core *c = cl->core;
+        if (!c->stab_cap)
+                return NULL;
+        for (struct session *s = c->stab[stab_index(c, h)]; s; s = s->hnext)
+                if (s->h == h)
+                        return s->cl == cl ? s : NULL;
+        return NULL;
+}
+
+/* Gives s a handle and links it into its client's list and the table
+ * (core lock held).  CKR_OK, CKR_SESSION_COUNT (the client has
+ * max_sessions open) or CKR_HOST_MEMORY. */
+static CK_RV session_link_locked(struct core *c, struct session *s) {
+        struct core_client *cl = s->cl;
+        if (cl->nsessions >= c->max_sessions)
+                return CKR_SESSION_COUNT;
+        if (c->stab_n >= c->stab_cap && !stab_grow_locked(c) && !c->stab_cap)
+                return CKR_HOST_MEMORY; /* a full table that cannot grow only gets longer chains */
+        s->h = c->next_session++;
+        s->hnext = c->stab[stab_index(c, s->h)];
+        c->stab[stab_index(c, s->h)] = s;
+        c->stab_n++;
+        s->next = cl->sessions;
+        if (cl->sessions)
+                cl->sessions->prev = s;
+        cl->sessions = s;
+        cl->nsessions++;
+        return CKR_OK;
+}
+
+/* Unlinks a session from its client and the table (core lock held) and
+ * marks it closed; returns true if the caller must finish it (no call
+ * holds it). */
+bool session_unlink_locked(struct session *s) {
+        struct core *c = s->core;
+        struct core_client *cl = s->cl;
+        if (!s->closed) {
+                struct session **pp = &c->stab[stab_index(c, s->h)];
+                while (*pp != s)
+                        pp = &(*pp)->hnext;
+                *pp = s->hnext;
+                c->stab_n--;
+                if (s->prev)
+                        s->prev->next = s->next;
+                else
+                        cl->sessions = s->next;
+                if (s->next)
+                        s->next->prev = s->prev;
+                cl->nsessions--;
+        }
+        s->next = s->prev = s->hnext = NULL;
+        s->closed = true;
+        return s->refs == 0;
+}
+/* ---- end of the sessions by handle ---- */
+
 /* Finds the client's session, takes a reference and its call lock. */
 CK_RV session_get(struct core_client *cl, CK_SESSION_HANDLE h, struct session **ret) {
         struct core *c = cl->core;
-        struct session *s;
         core_lock(c);
-        for (s = cl->sessions; s; s = s->next)
-                if (s->h == h)
-                        break;
+        struct session *s = session_find_locked(cl, h);
         if (!s) {
                 core_unlock(c);
                 return session_missing_rv(cl, h);
@@ -176,10 +261,13 @@ CK_RV core_open_session(struct core_client *cl, CK_SLOT_ID slot, CK_FLAGS flags,
         s->slot = slot;
         s->flags = flags & (CKF_RW_SESSION | CKF_SERIAL_SESSION);
         core_lock(c);
-        s->h = c->next_session++;
-        s->next = cl->sessions;
-        cl->sessions = s;
+        rv = session_link_locked(c, s);
         core_unlock(c);
+        if (rv != CKR_OK) {
+                session_free(s);
+                tok_unref(k);
+                return rv;
+        }
         *ret = s->h;
         return CKR_OK;
 }
@@ -187,10 +275,7 @@ CK_RV core_open_session(struct core_client *cl, CK_SLOT_ID slot, CK_FLAGS flags,
 CK_RV core_close_session(struct core_client *cl, CK_SESSION_HANDLE h) {
         struct core *c = cl->core;
         core_lock(c);
-        struct session *s;
-        for (s = cl->sessions; s; s = s->next)
-                if (s->h == h)
-                        break;
+        struct session *s = session_find_locked(cl, h);
         if (!s) {
                 core_unlock(c);
                 return CKR_SESSION_HANDLE_INVALID;

@@ -74,6 +74,22 @@ void emit(struct core *c, enum wire_event ev, CK_SLOT_ID slot) {
                 fn(ud, ev, slot);
 }
 
+/* NETCA_MAX_SESSIONS: the sessions one client may have open at once
+ * (1..1000000, default CORE_MAX_SESSIONS); more answer CKR_SESSION_COUNT. */
+static unsigned max_sessions_setting(void) {
+        const char *e = getenv("NETCA_MAX_SESSIONS");
+        char *end = NULL;
+        unsigned long v = e && *e ? strtoul(e, &end, 10) : 0;
+        if (!e || !*e)
+                return CORE_MAX_SESSIONS;
+        if (*end || v < 1 || v > 1000000) {
+                log_warning("NETCA_MAX_SESSIONS=%s is not a number of sessions in 1..1000000: using %u", e,
+                            CORE_MAX_SESSIONS);
+                return CORE_MAX_SESSIONS;
+        }
+        return (unsigned)v;
+}
+
 int core_new(struct core **ret) {
         struct core *c = calloc(1, sizeof *c);
         if (!c)
@@ -82,6 +98,7 @@ int core_new(struct core **ret) {
         pthread_mutex_init(&c->login_fails.lock, NULL);
         c->next_session = 1;
         c->next_object = 1;
+        c->max_sessions = max_sessions_setting();
         core_pin_entry_default(&c->pin_entry);
         int r = pincache_new(NULL, NULL, &c->pins);
         if (r < 0) {
@@ -416,6 +433,7 @@ struct core *core_free(struct core *c) {
                 if (c->slots[i].tok)
                         core_remove_token(c, c->slots[i].id);
         free(c->slots);
+        free(c->stab);
         /* Daemon stop: every cached PIN is wiped. */
         c->pins = pincache_free(c->pins);
         secure_wipe(&c->login_fails.v, sizeof c->login_fails.v);
@@ -436,12 +454,11 @@ int core_route(struct core_client *cl, bool by_session, CK_ULONG h, struct core_
         CK_SLOT_ID slot = 0;
         core_lock(c);
         if (by_session) {
-                for (struct session *s = cl->sessions; s; s = s->next)
-                        if (s->h == h && !s->closed) {
-                                k = s->tok;
-                                slot = s->slot;
-                                break;
-                        }
+                struct session *s = session_find_locked(cl, h);
+                if (s) {
+                        k = s->tok;
+                        slot = s->slot;
+                }
         } else {
                 struct slot *sl = slot_find_locked(c, h);
                 if (sl && sl->tok) {

@@ -51,8 +51,8 @@
  *   loop     the event loop thread itself runs a request that touches no
  *            device and is small (INLINE_MAX_FRAME): slot/token/session/
  *            mechanism info, open session, C_*Init, find and attribute reads
- *            on a token whose objects are cached, verify/encrypt/digest of
- *            short data.  Handing these to a worker cost a wake-up and two
+ *            on a token whose objects are cached, digest of short data
+ *            (not public-key work: route SESSION_CPU).  Handing these to a worker cost a wake-up and two
  *            context switches per request, which on the benchmark machine
  *            was most of the daemon's kernel time (issue 3).  What needs a
  *            token's objects read first is refused by the core at once
@@ -153,7 +153,8 @@ static enum wire_route op_route(uint16_t op) {
 }
 
 static bool route_has_session(enum wire_route r) {
-        return r == WIRE_ROUTE_SESSION || r == WIRE_ROUTE_SESSION_LOAD || r == WIRE_ROUTE_SESSION_DEVICE;
+        return r == WIRE_ROUTE_SESSION || r == WIRE_ROUTE_SESSION_LOAD || r == WIRE_ROUTE_SESSION_DEVICE ||
+               r == WIRE_ROUTE_SESSION_CPU;
 }
 
 /* Classifies a request frame (header already checked): its route and first

@@ -222,8 +222,13 @@ static int meta_refresh(struct token *t) {
                 t->so_max = (unsigned) v;
         if (meta_get_int(t, "so_fails", &v) >= 0)
                 t->so_fails = (unsigned) v;
-        if (meta_get_int(t, "iterations", &v) >= 0 && v > 0 && v < INT32_MAX)
+        /* A count out of bounds is a crafted file (2^31 made a login run for
+         * ever): not a token we open. */
+        if (meta_get_int(t, "iterations", &v) >= 0) {
+                if (v < 1 || v > SOFT_PBKDF2_ITERATIONS_MAX)
+                        return -EBADMSG;
                 t->iterations = (unsigned) v;
+        }
         r = meta_get_blob(t, "user_wrap", &b, &n);
         if (r < 0)
                 return r;

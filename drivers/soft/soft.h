@@ -18,6 +18,9 @@
 #include "drivers/driver.h"
 
 #define SOFT_PBKDF2_ITERATIONS 120000
+/* The most a token file may ask for (about 8x ours; OWASP recommends
+ * 600,000): a login then derives its key for at most a second or so. */
+#define SOFT_PBKDF2_ITERATIONS_MAX 1000000
 #define SOFT_DEFAULT_MAX_TRIES 6
 #define SOFT_TOKENS_SUBDIR "tokens"
 

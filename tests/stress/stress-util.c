@@ -180,16 +180,16 @@ int raw_ping(int fd, uint32_t id) {
         return ok ? 0 : -EPROTO;
 }
 
-double raw_status_number(const char *sock, const char *key) {
+cJSON *raw_mgmt_json(const char *sock, uint16_t op) {
         int fd = raw_connect(sock);
         if (fd < 0)
-                return -1;
+                return NULL;
         if (raw_hello(fd) < 0) {
                 close(fd);
-                return -1;
+                return NULL;
         }
         struct wire_msg m;
-        wire_msg_init_write(&m, WIRE_OP_MGMT_STATUS, 2, 0);
+        wire_msg_init_write(&m, op, 2, 0);
         wire_put_json(&m, "{}");
         int r = raw_send_msg(fd, &m);
         wire_msg_done(&m);
@@ -199,21 +199,24 @@ double raw_status_number(const char *sock, const char *key) {
                 r = raw_read_frame(fd, 20000, &frame, &len);
         close(fd);
         if (r < 0)
-                return -1;
+                return NULL;
         uint64_t status = 1;
         char *json = NULL;
-        double v = -1;
+        cJSON *o = NULL;
         if (wire_msg_init_read(&m, frame, len) == 0 && wire_get_u64(&m, &status) && status == 0 &&
-            wire_get_json(&m, &json) && json) {
-                cJSON *o = cJSON_Parse(json);
-                cJSON *c = cJSON_GetObjectItem(o, key);
-                if (cJSON_IsNumber(c))
-                        v = c->valuedouble;
-                cJSON_Delete(o);
-        }
+            wire_get_json(&m, &json) && json)
+                o = cJSON_Parse(json);
         wire_msg_done(&m);
         free(json);
         free(frame);
+        return o;
+}
+
+double raw_status_number(const char *sock, const char *key) {
+        cJSON *o = raw_mgmt_json(sock, WIRE_OP_MGMT_STATUS);
+        cJSON *c = cJSON_GetObjectItem(o, key);
+        double v = cJSON_IsNumber(c) ? c->valuedouble : -1;
+        cJSON_Delete(o);
         return v;
 }
 

@@ -56,6 +56,10 @@ int raw_hello(int fd);
 int raw_ping(int fd, uint32_t id);
 /* MGMT_STATUS "clients" (includes the asking connection), or -errno. */
 int raw_status_clients(const char *sock);
+/* The JSON reply of management op (asked with "{}") on a new connection,
+ * parsed (cJSON_Delete() it), or NULL. */
+struct cJSON;
+struct cJSON *raw_mgmt_json(const char *sock, uint16_t op);
 /* A number in MGMT_STATUS (e.g. "p11_requests"), or -1. */
 double raw_status_number(const char *sock, const char *key);
 

@@ -248,7 +248,8 @@ static void test_op_table(void) {
                         listed |= ops[i].op == n && strcmp(ops[i].name, o->name) == 0;
                 CHECK(listed);
                 if (o->route == WIRE_ROUTE_SLOT_DEVICE || o->route == WIRE_ROUTE_SESSION ||
-                    o->route == WIRE_ROUTE_SESSION_LOAD || o->route == WIRE_ROUTE_SESSION_DEVICE)
+                    o->route == WIRE_ROUTE_SESSION_LOAD || o->route == WIRE_ROUTE_SESSION_DEVICE ||
+                    o->route == WIRE_ROUTE_SESSION_CPU)
                         CHECK(o->req[0] == 'u');
                 CHECK((o->kind == WIRE_KIND_P11) == (n >= 16 && n < 256));
                 CHECK((o->kind == WIRE_KIND_MGMT) == (n >= 256));
