@@ -88,6 +88,8 @@ struct conn {
         bool events;
         bool reading_paused;
         bool partial;             /* a frame has begun but not ended (loop thread) */
+        size_t held;              /* bytes of that frame buffered, in srv->incomplete (loop thread) */
+        struct event *deadline;   /* ends the connection if that frame is not complete in time */
         struct core_peer peer;
         struct conn *next;        /* srv->conns, guarded by srv->lock */
 };
@@ -140,6 +142,8 @@ struct server {
         struct wthread *dead;     /* ended, to be joined */
         bool stopping;
         struct timeval frame_timeout; /* a begun frame must end within this */
+        size_t incomplete;        /* bytes of incomplete frames buffered, all clients (loop thread) */
+        size_t incomplete_max;    /* NETCA_MAX_INCOMPLETE_KB */
 };
 
 /* ------------------------------------------------------------- routing */
@@ -576,6 +580,8 @@ static void conn_unref(struct conn *c) {
         job_dispatch(s, j);
 }
 
+static bool conn_incomplete(struct conn *c, size_t held);
+
 /* Loop thread: the client is gone or misbehaved. */
 static void conn_close(struct conn *c) {
         pthread_mutex_lock(&c->mu);
@@ -584,6 +590,9 @@ static void conn_close(struct conn *c) {
         pthread_mutex_unlock(&c->mu);
         if (!bev)
                 return;
+        (void)conn_incomplete(c, 0);
+        event_free(c->deadline);
+        c->deadline = NULL;
         bufferevent_free(bev);
         conn_unref(c);
 }
@@ -672,13 +681,40 @@ static bool handle_inline(struct conn *c, const uint8_t *frame, size_t len, loop
 }
 
 /* A client may stay idle between frames for as long as it likes, but one
- * that begins a frame and stops sending holds a buffer of up to the frame
- * cap: it gets frame_timeout to finish, then it is dropped.  Loop thread. */
-static void conn_set_partial(struct conn *c, bool partial) {
-        if (partial == c->partial)
-                return;
-        c->partial = partial;
-        bufferevent_set_timeouts(c->bev, partial ? &c->srv->frame_timeout : NULL, NULL);
+ * that begins a frame holds a buffer of up to the frame cap: the whole frame
+ * must arrive within frame_timeout of its first byte (a deadline, which
+ * bytes trickling in do not restart), and the bytes of incomplete frames of
+ * all clients together stay under incomplete_max.  held is what c's
+ * incomplete frame holds now (0: none).  Returns false when c must be
+ * dropped for taking the total over the cap.  Loop thread. */
+static bool conn_incomplete(struct conn *c, size_t held) {
+        struct server *s = c->srv;
+        bool partial = held > 0;
+        if (partial != c->partial) {
+                c->partial = partial;
+                if (partial)
+                        evtimer_add(c->deadline, &s->frame_timeout);
+                else
+                        evtimer_del(c->deadline);
+        }
+        s->incomplete = s->incomplete - c->held + held;
+        c->held = held;
+        if (held == 0 || s->incomplete <= s->incomplete_max)
+                return true;
+        log_warning("client pid %d: incomplete frames of all clients would hold %zu bytes, over the cap of %zu: "
+                    "dropped",
+                    (int)c->peer.pid, s->incomplete, s->incomplete_max);
+        return false;
+}
+
+/* The deadline of an incomplete frame has passed. */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
+        struct conn *c = arg;
+        (void)fd;
+        (void)what;
+        log_warning("client pid %d began a frame and did not complete it within %ld ms: dropped", (int)c->peer.pid,
+                    (long)c->srv->frame_timeout.tv_sec * 1000 + c->srv->frame_timeout.tv_usec / 1000);
+        conn_close(c);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg) {
@@ -695,7 +731,8 @@ static void read_cb(struct bufferevent *bev, void *arg) {
                         return;
                 uint8_t hdr[WIRE_HDR_SIZE];
                 if (evbuffer_copyout(in, hdr, sizeof hdr) < (ssize_t)sizeof hdr) {
-                        conn_set_partial(c, evbuffer_get_length(in) > 0);
+                        if (!conn_incomplete(c, evbuffer_get_length(in)))
+                                conn_close(c);
                         return;
                 }
                 struct wire_hdr h;
@@ -708,7 +745,8 @@ static void read_cb(struct bufferevent *bev, void *arg) {
                 }
                 size_t len = (size_t)h.len + 4;
                 if (evbuffer_get_length(in) < len) {
-                        conn_set_partial(c, true);
+                        if (!conn_incomplete(c, evbuffer_get_length(in)))
+                                conn_close(c);
                         return;
                 }
                 uint8_t *frame = malloc(len);
@@ -717,6 +755,7 @@ static void read_cb(struct bufferevent *bev, void *arg) {
                         return;
                 }
                 evbuffer_remove(in, frame, len);
+                (void)conn_incomplete(c, 0);
                 if (!c->hello && h.op != WIRE_OP_HELLO) {
                         send_error(c, h.id, h.op, CKR_CRYPTOKI_NOT_INITIALIZED);
                         free(frame);
@@ -769,12 +808,7 @@ static void write_cb(struct bufferevent *bev, void *arg) {
 
 static void event_cb(struct bufferevent *bev, short what, void *arg) {
         struct conn *c = arg;
-        if (what & BEV_EVENT_TIMEOUT) {
-                log_warning("client pid %d began a frame and sent nothing more for %ld ms: dropped",
-                            (int)c->peer.pid,
-                            (long)c->srv->frame_timeout.tv_sec * 1000 + c->srv->frame_timeout.tv_usec / 1000);
-                conn_close(c);
-        } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
                 conn_close(c);
 }
 
@@ -805,8 +839,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                 return;
         }
         evutil_make_socket_closeonexec(fd);
-        c->bev = bufferevent_socket_new(s->d->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_THREADSAFE | BEV_OPT_DEFER_CALLBACKS | BEV_OPT_UNLOCK_CALLBACKS);
+        c->deadline = evtimer_new(s->d->base, deadline_cb, c);
+        c->bev = c->deadline ? bufferevent_socket_new(s->d->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_THREADSAFE | BEV_OPT_DEFER_CALLBACKS | BEV_OPT_UNLOCK_CALLBACKS) : NULL;
         if (!c->bev) {
+                if (c->deadline)
+                        event_free(c->deadline);
                 core_client_free(c->cl);
                 pthread_mutex_destroy(&c->mu);
                 free(c);
@@ -885,23 +922,28 @@ static int bind_socket(const char *path, int *ret_fd) {
         return 0;
 }
 
+/* A limit from the environment: NAME's value when it is a number in
+ * min..max, else def (and a warning). */
+static unsigned long env_limit(const char *name, unsigned long def, unsigned long min, unsigned long max) {
+        const char *e = getenv(name);
+        if (!e || !*e)
+                return def;
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(e, &end, 10);
+        if (*end == '\0' && errno == 0 && e[0] >= '0' && e[0] <= '9' && v >= min && v <= max)
+                return v;
+        log_warning("%s=%s is not a number in %lu..%lu: using %lu", name, e, min, max, def);
+        return def;
+}
+
 int server_new(struct netcad *d, int listen_fd, unsigned workers, struct server **ret) {
         struct server *s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
         s->d = d;
-        unsigned long ms = 10000;
-        const char *e = getenv("NETCA_FRAME_TIMEOUT_MS");
-        if (e && *e) {
-                char *end;
-                unsigned long v = strtoul(e, &end, 10);
-                if (*end == '\0' && v > 0 && v <= 3600000)
-                        ms = v;
-                else
-                        log_warning("NETCA_FRAME_TIMEOUT_MS=%s is not a number of milliseconds in 1..3600000: "
-                                    "using %lu",
-                                    e, ms);
-        }
+        unsigned long ms = env_limit("NETCA_FRAME_TIMEOUT_MS", 10000, 1, 3600000);
+        s->incomplete_max = (size_t)env_limit("NETCA_MAX_INCOMPLETE_KB", 16384, 1, 4u << 20) * 1024;
         s->frame_timeout.tv_sec = (time_t)(ms / 1000);
         s->frame_timeout.tv_usec = (suseconds_t)(ms % 1000) * 1000;
         pthread_mutex_init(&s->lock, NULL);

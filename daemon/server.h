@@ -11,8 +11,11 @@
  * delays only its own calls.  Calls on one session run in the order they
  * arrived.
  *
- * Limits: a frame over WIRE_FRAME_MAX or with a malformed header drops the
- * client; a client with SERVER_MAX_INFLIGHT requests in progress, or with
+ * Limits (netcad(8), LIMITS): a frame over WIRE_FRAME_MAX or with a
+ * malformed header drops the client, and so does a frame not complete
+ * within NETCA_FRAME_TIMEOUT_MS of its first byte, or one that would take
+ * the bytes of all clients' incomplete frames over NETCA_MAX_INCOMPLETE_KB;
+ * a client with SERVER_MAX_INFLIGHT requests in progress, or with
  * more than SERVER_MAX_OUTPUT bytes of replies it has not read, is not read
  * from until it catches up. */
 #pragma once

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -154,6 +156,14 @@ int raw_wait_closed(int fd, unsigned timeout_ms) {
                 if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
                         return 0;
         }
+}
+
+int raw_unread(int fd, int *ret) {
+        int n = 0;
+        if (ioctl(fd, SIOCOUTQ, &n) < 0)
+                return -errno;
+        *ret = n;
+        return 0;
 }
 
 int raw_hello(int fd) {

@@ -50,6 +50,8 @@ int raw_read_frame(int fd, unsigned timeout_ms, uint8_t **ret, size_t *ret_len);
 /* 0 when the peer closed the connection within timeout_ms (reading and
  * discarding whatever came first), -ETIMEDOUT otherwise. */
 int raw_wait_closed(int fd, unsigned timeout_ms);
+/* Bytes sent on fd that the peer has not read yet (SIOCOUTQ): 0 or -errno. */
+int raw_unread(int fd, int *ret);
 /* HELLO with our version: 0 accepted. */
 int raw_hello(int fd);
 /* PING round trip: 0 ok. */

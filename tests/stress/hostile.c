@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A hostile or buggy local client against the socket server (issue 23,
+ * items 1-4): one executable, one scenario per argument, each its own meson
+ * test (hostile-<scenario>) in the `stress` suite.  Each scenario starts a
+ * netcad with small limits (environment, netcad(8)) and measures what the
+ * client manages to make it hold; the proofs are counts and states (bytes
+ * the daemon has not read, connections it has closed, requests it has run,
+ * PING round trips as syncs with its event loop), never times.
+ *
+ *   frames  a frame whose bytes trickle in is dropped at the frame deadline
+ *           (NETCA_FRAME_TIMEOUT_MS) although each byte comes well within
+ *           it; half frames of 600 KiB on 8 connections are dropped once
+ *           the incomplete frames of all clients would hold over
+ *           NETCA_MAX_INCOMPLETE_KB (2 MiB here: exactly 3 stay)
+ *
+ * After each, a module client opens and closes a session.
+ *
+ * Environment (from meson): NETCA_NETCAD, NETCA_PKCS11_MODULE. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "common/wire.h"
+#include "stress-util.h"
+#include "testutil.h"
+
+#define LABEL "hostile"
+
+static const char *netcad_path, *so_path;
+static char *dir, *data_dir, *sock;
+static pid_t daemon_pid = -1;
+
+/* A fresh token and a netcad for it, with the environment set so far. */
+static bool start_daemon(void) {
+        dir = tu_mkdtemp("hostile");
+        if (asprintf(&data_dir, "%s/data", dir) < 0 || asprintf(&sock, "%s/netcad.sock", dir) < 0)
+                return false;
+        if (tu_create_token(data_dir, LABEL) < 0) {
+                tu_failures++;
+                return false;
+        }
+        setenv("NETCA_SOCKET", sock, 1);
+        setenv("NETCA_AUTOSTART", "0", 1);
+        daemon_pid = tu_start_daemon(netcad_path, sock, data_dir);
+        return daemon_pid > 0;
+}
+
+/* A connection that has said HELLO, or -1 (a failure counted). */
+static int hello_conn(void) {
+        int fd = raw_connect(sock);
+        if (fd >= 0 && raw_hello(fd) == 0)
+                return fd;
+        fprintf(stderr, "FAIL: cannot connect and say HELLO\n");
+        tu_failures++;
+        if (fd >= 0)
+                close(fd);
+        return -1;
+}
+
+/* Has the daemon closed fd?  Reads nothing that is not there. */
+static bool closed_by_daemon(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 0) <= 0)
+                return false;
+        char b;
+        ssize_t n = recv(fd, &b, 1, MSG_DONTWAIT | MSG_PEEK);
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
+}
+
+/* Syncs with the daemon's event loop: PING round trips on sync_fd.  By the
+ * time they are answered, the loop has handled what it had read before. */
+static bool loop_sync(int sync_fd) {
+        for (uint32_t i = 0; i < 3; i++)
+                if (raw_ping(sync_fd, 900 + i) != 0) {
+                        fprintf(stderr, "FAIL: a PING on another connection got no answer\n");
+                        tu_failures++;
+                        return false;
+                }
+        return true;
+}
+
+/* A DIGEST_UPDATE frame of about n bytes (never sent whole). */
+static int big_frame(size_t n, struct wire_msg *m) {
+        static uint8_t blob[WIRE_FRAME_MAX];
+        wire_msg_init_write(m, WIRE_OP_DIGEST_UPDATE, 77, 0);
+        wire_put_u64(m, 1);
+        wire_put_blob(m, blob, n - 64);
+        return wire_msg_finish(m);
+}
+
+/* A module client is served after the abuse: a session opened and closed
+ * on the token. */
+static void module_client_ok(void) {
+        void *handle = NULL;
+        CK_FUNCTION_LIST_PTR f = tu_load_module(so_path, &handle);
+        CK_SLOT_ID slot;
+        CK_SESSION_HANDLE h;
+        if (!f)
+                return;
+        REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+        if (tu_find_slot(f, LABEL, &slot)) {
+                CHECK_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_OK);
+                CHECK_RV(f->C_CloseSession(h), CKR_OK);
+        } else
+                tu_failures++;
+        CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+}
+
+/* ---------------------------------------------------------------- frames */
+
+#define FRAME_TIMEOUT_MS 1000
+#define TRICKLE_MS 100
+#define TRICKLE_BYTES 100  /* 10 s: ten deadlines */
+#define INCOMPLETE_KB 2048
+#define HALF_KB 600
+
+/* A frame's bytes trickling in, one per TRICKLE_MS: the daemon must drop
+ * the connection before the trickle has lasted ten frame deadlines. */
+static void frames_trickle(void) {
+        struct wire_msg m;
+        int fd = hello_conn();
+        if (fd < 0 || big_frame(4096, &m) < 0) {
+                tu_failures++;
+                return;
+        }
+        unsigned sent = 0;
+        bool dropped = false;
+        if (raw_send_all(fd, m.buf.data, 64) < 0)
+                dropped = true;
+        while (!dropped && sent < TRICKLE_BYTES) {
+                stress_sleep_ms(TRICKLE_MS);
+                dropped = closed_by_daemon(fd) || raw_send_all(fd, m.buf.data + 64 + sent, 1) < 0;
+                sent++;
+        }
+        fprintf(stderr, "trickle: 1 byte per %d ms, %u bytes after the first 64: %s\n", TRICKLE_MS, sent,
+                dropped ? "dropped" : "still open");
+        if (!dropped) {
+                fprintf(stderr, "FAIL: a frame trickling in for %d ms was not dropped (frame timeout %d ms)\n",
+                        TRICKLE_MS * TRICKLE_BYTES, FRAME_TIMEOUT_MS);
+                tu_failures++;
+        }
+        wire_msg_done(&m);
+        close(fd);
+}
+
+/* Sends HALF_KB of a 1 MiB frame on fd; returns once the daemon has read
+ * it all or closed fd.  Returns whether fd is still open. */
+static bool frames_half(int fd, int sync_fd, const struct wire_msg *m) {
+        if (raw_send_all(fd, m->buf.data, HALF_KB * 1024) < 0)
+                return false;
+        uint64_t guard = stress_now_ms() + 30000;
+        for (;;) {
+                if (!loop_sync(sync_fd))
+                        return false;
+                if (closed_by_daemon(fd))
+                        return false;
+                int q = 0;
+                if (raw_unread(fd, &q) < 0 || q == 0)
+                        return true;
+                if (stress_now_ms() > guard) {
+                        fprintf(stderr, "FAIL: the daemon neither read a half frame nor dropped it\n");
+                        tu_failures++;
+                        return false;
+                }
+        }
+}
+
+/* Half frames on 8 connections against a 2 MiB cap for all clients: the
+ * first 3 (1,800 KiB) stay, each later one is dropped. */
+static void frames_budget(void) {
+        enum { N = 8 };
+        int fds[N], sync_fd = hello_conn();
+        struct wire_msg m;
+        if (sync_fd < 0 || big_frame(WIRE_FRAME_MAX - 256, &m) < 0) {
+                tu_failures++;
+                return;
+        }
+        long rss0 = proc_rss_kb(daemon_pid);
+        unsigned open_n = 0;
+        for (unsigned i = 0; i < N; i++) {
+                fds[i] = hello_conn();
+                if (fds[i] >= 0 && frames_half(fds[i], sync_fd, &m))
+                        open_n++;
+        }
+        /* Those dropped early may only now be seen closed. */
+        loop_sync(sync_fd);
+        unsigned still = 0;
+        for (unsigned i = 0; i < N; i++)
+                if (fds[i] >= 0 && !closed_by_daemon(fds[i]))
+                        still++;
+        unsigned want = INCOMPLETE_KB / HALF_KB;
+        fprintf(stderr, "budget: %u connections with %d KiB of an incomplete frame each, cap %d KiB in all: "
+                        "%u kept (%u at the end), RSS %ld -> %ld kB\n",
+                N, HALF_KB, INCOMPLETE_KB, open_n, still, rss0, proc_rss_kb(daemon_pid));
+        if (still != want) {
+                fprintf(stderr, "FAIL: %u connections hold incomplete frames, want %u\n", still, want);
+                tu_failures++;
+        }
+        CHECK(raw_ping(sync_fd, 1) == 0);
+        for (unsigned i = 0; i < N; i++)
+                if (fds[i] >= 0)
+                        close(fds[i]);
+        close(sync_fd);
+        wire_msg_done(&m);
+}
+
+static void scenario_frames(void) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", FRAME_TIMEOUT_MS);
+        setenv("NETCA_FRAME_TIMEOUT_MS", v, 1);
+        snprintf(v, sizeof v, "%d", INCOMPLETE_KB);
+        setenv("NETCA_MAX_INCOMPLETE_KB", v, 1);
+        if (!start_daemon())
+                return;
+        frames_trickle();
+        frames_budget();
+}
+
+int main(int argc, char **argv) {
+        static const struct {
+                const char *name;
+                void (*fn)(void);
+        } scenarios[] = {
+                { "frames", scenario_frames },
+        };
+        signal(SIGPIPE, SIG_IGN);
+        netcad_path = tu_env_path("NETCA_NETCAD");
+        so_path = tu_env_path("NETCA_PKCS11_MODULE");
+        for (size_t i = 0; argc == 2 && i < ELEMENTSOF(scenarios); i++) {
+                if (strcmp(argv[1], scenarios[i].name) != 0)
+                        continue;
+                scenarios[i].fn();
+                if (daemon_pid > 0)
+                        module_client_ok();
+                tu_stop_daemon(daemon_pid);
+                if (dir)
+                        tu_rmrf(dir);
+                if (tu_failures) {
+                        fprintf(stderr, "hostile %s: %u check(s) failed\n", argv[1], tu_failures);
+                        return 1;
+                }
+                fprintf(stderr, "hostile %s: passed\n", argv[1]);
+                return 0;
+        }
+        fprintf(stderr, "usage: %s frames\n", argv[0]);
+        return 2;
+}
