@@ -53,6 +53,7 @@
 #define WIRE_FRAME_MAX (1u << 20)   /* whole frame, header included */
 #define WIRE_MAX_ATTRS 1024         /* attributes in one template */
 #define WIRE_MAX_LIST 65536         /* entries in any list */
+#define WIRE_RANDOM_MAX 65536       /* bytes one GENERATE_RANDOM may ask for */
 
 enum wire_flags {
         WIRE_F_REPLY = 1 << 0,

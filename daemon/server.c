@@ -84,6 +84,7 @@ struct conn {
         unsigned refs;            /* guarded by srv->lock */
         unsigned inflight;        /* guarded by mu */
         struct job *active;       /* session jobs dispatched, one per session; guarded by mu */
+        struct job *parked, *parked_tail; /* jobs waiting for the client to read (job_park); mu */
         bool hello;
         bool events;
         bool reading_paused;
@@ -144,6 +145,7 @@ struct server {
         struct timeval frame_timeout; /* a begun frame must end within this */
         size_t incomplete;        /* bytes of incomplete frames buffered, all clients (loop thread) */
         size_t incomplete_max;    /* NETCA_MAX_INCOMPLETE_KB */
+        size_t output_max;        /* NETCA_MAX_OUTPUT_KB: unsent output that stops a client's requests */
 };
 
 /* ------------------------------------------------------------- routing */
@@ -436,7 +438,7 @@ static void conn_send(struct conn *c, const uint8_t *p, size_t n) {
                 }
                 if (n > 0)
                         bufferevent_write(c->bev, p, n);
-                if (evbuffer_get_length(out) > SERVER_MAX_OUTPUT && !c->reading_paused) {
+                if (evbuffer_get_length(out) > c->srv->output_max && !c->reading_paused) {
                         c->reading_paused = true;
                         bufferevent_disable(c->bev, EV_READ);
                 }
@@ -493,6 +495,42 @@ static bool run_request(struct conn *c, const uint8_t *frame, size_t len, uint64
 
 static void job_finish(struct server *s, struct job *j);
 
+/* A client that does not read its replies: while its unsent output is over
+ * output_max, its requests wait on it instead of running (the first one to
+ * find it over parks; the later ones on its session wait behind it as
+ * usual), so that what it makes the daemon hold is bounded by output_max
+ * plus the replies already being made.  write_cb runs them again once the
+ * client has read (conn_unpark).  Returns true when j was parked.  Any
+ * thread. */
+static bool job_park(struct conn *c, struct job *j) {
+        pthread_mutex_lock(&c->mu);
+        bool park = c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > c->srv->output_max;
+        if (park) {
+                j->next = NULL;
+                if (c->parked_tail)
+                        c->parked_tail->next = j;
+                else
+                        c->parked = j;
+                c->parked_tail = j;
+        }
+        pthread_mutex_unlock(&c->mu);
+        return park;
+}
+
+/* Hands c's parked jobs to their lanes again: its output went down, or it
+ * is closed (they run, their replies go nowhere, and release it). */
+static void conn_unpark(struct conn *c) {
+        pthread_mutex_lock(&c->mu);
+        struct job *j = c->parked;
+        c->parked = c->parked_tail = NULL;
+        pthread_mutex_unlock(&c->mu);
+        while (j) {
+                struct job *n = j->next;
+                job_dispatch(c->srv, j);
+                j = n;
+        }
+}
+
 /* Runs one job on a worker thread and frees it. */
 static void job_run(struct server *s, struct job *j) {
         struct conn *c = j->conn;
@@ -506,6 +544,8 @@ static void job_run(struct server *s, struct job *j) {
                 __atomic_add_fetch(&s->released, 1, __ATOMIC_RELAXED);
                 return;
         }
+        if (job_park(c, j))
+                return;
         (void)run_request(c, j->frame, j->len, j->arrival);
         job_finish(s, j);
 }
@@ -523,6 +563,8 @@ static bool job_inline_ok(const struct job *j) {
 /* Loop thread: runs j here, or, when the core says it would wait for a
  * device (objects not cached), hands it to its lane like any other. */
 static void job_run_inline(struct server *s, struct job *j) {
+        if (job_park(j->conn, j))
+                return;
         core_set_nowait(true);
         bool done = run_request(j->conn, j->frame, j->len, j->arrival);
         core_set_nowait(false);
@@ -594,6 +636,7 @@ static void conn_close(struct conn *c) {
         event_free(c->deadline);
         c->deadline = NULL;
         bufferevent_free(bev);
+        conn_unpark(c);
         conn_unref(c);
 }
 
@@ -795,8 +838,11 @@ static void read_cb(struct bufferevent *bev, void *arg) {
         }
 }
 
+/* The client has read its output down to half of output_max: its parked
+ * requests run, and its requests are read again. */
 static void write_cb(struct bufferevent *bev, void *arg) {
         struct conn *c = arg;
+        conn_unpark(c);
         pthread_mutex_lock(&c->mu);
         if (c->reading_paused) {
                 c->reading_paused = false;
@@ -851,7 +897,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                 return;
         }
         bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-        bufferevent_setwatermark(c->bev, EV_WRITE, SERVER_MAX_OUTPUT / 2, 0);
+        bufferevent_setwatermark(c->bev, EV_WRITE, s->output_max / 2, 0);
         bufferevent_enable(c->bev, EV_READ | EV_WRITE);
         pthread_mutex_lock(&s->lock);
         c->next = s->conns;
@@ -944,6 +990,7 @@ int server_new(struct netcad *d, int listen_fd, unsigned workers, struct server 
         s->d = d;
         unsigned long ms = env_limit("NETCA_FRAME_TIMEOUT_MS", 10000, 1, 3600000);
         s->incomplete_max = (size_t)env_limit("NETCA_MAX_INCOMPLETE_KB", 16384, 1, 4u << 20) * 1024;
+        s->output_max = (size_t)env_limit("NETCA_MAX_OUTPUT_KB", 8192, 64, 4u << 20) * 1024;
         s->frame_timeout.tv_sec = (time_t)(ms / 1000);
         s->frame_timeout.tv_usec = (suseconds_t)(ms % 1000) * 1000;
         pthread_mutex_init(&s->lock, NULL);

@@ -15,9 +15,10 @@
  * malformed header drops the client, and so does a frame not complete
  * within NETCA_FRAME_TIMEOUT_MS of its first byte, or one that would take
  * the bytes of all clients' incomplete frames over NETCA_MAX_INCOMPLETE_KB;
- * a client with SERVER_MAX_INFLIGHT requests in progress, or with
- * more than SERVER_MAX_OUTPUT bytes of replies it has not read, is not read
- * from until it catches up. */
+ * a client with SERVER_MAX_INFLIGHT requests in progress is not read from
+ * until some have finished; one with more than NETCA_MAX_OUTPUT_KB of
+ * output it has not read is not read from, and none of its requests runs,
+ * until it has read half of it. */
 #pragma once
 
 #include <stdbool.h>
@@ -26,7 +27,6 @@ struct netcad;
 struct server;
 
 #define SERVER_MAX_INFLIGHT 128
-#define SERVER_MAX_OUTPUT (8u << 20)
 
 /* listen_fd >= 0: an already listening socket (systemd activation); else
  * the server binds d->socket_path itself (the directory must exist).

@@ -12,6 +12,11 @@
  *           it; half frames of 600 KiB on 8 connections are dropped once
  *           the incomplete frames of all clients would hold over
  *           NETCA_MAX_INCOMPLETE_KB (2 MiB here: exactly 3 stay)
+ *   output  C_GenerateRandom over WIRE_RANDOM_MAX is refused; 400 pipelined
+ *           C_GenerateRandom of WIRE_RANDOM_MAX bytes whose replies are not
+ *           read: the daemon runs only what NETCA_MAX_OUTPUT_KB (1 MiB here)
+ *           and the socket's buffer hold (p11_requests), and every reply
+ *           comes once the client reads
  *
  * After each, a module client opens and closes a session.
  *
@@ -210,6 +215,163 @@ static void frames_budget(void) {
         wire_msg_done(&m);
 }
 
+/* ---------------------------------------------------------------- output */
+
+#define OUTPUT_KB 1024
+#define OUTPUT_REQUESTS 400
+
+/* The token's slot, found through the module (which is finalized again). */
+static bool find_slot(CK_SLOT_ID *ret) {
+        void *handle = NULL;
+        CK_FUNCTION_LIST_PTR f = tu_load_module(so_path, &handle);
+        if (!f || f->C_Initialize(NULL) != CKR_OK) {
+                tu_failures++;
+                return false;
+        }
+        bool ok = tu_find_slot(f, LABEL, ret);
+        if (!ok)
+                tu_failures++;
+        f->C_Finalize(NULL);
+        return ok;
+}
+
+/* Sends one request (op, two numbers) on fd and reads its reply's CK_RV
+ * and first number, or returns -errno. */
+static int call_uu(int fd, uint16_t op, uint64_t a, uint64_t b, uint64_t *ret_rv, uint64_t *ret_u) {
+        struct wire_msg m;
+        wire_msg_init_write(&m, op, 5, 0);
+        wire_put_u64(&m, a);
+        wire_put_u64(&m, b);
+        int r = raw_send_msg(fd, &m);
+        wire_msg_done(&m);
+        uint8_t *frame = NULL;
+        size_t len;
+        if (r == 0)
+                r = raw_read_frame(fd, 20000, &frame, &len);
+        if (r < 0)
+                return r;
+        *ret_u = 0;
+        if (wire_msg_init_read(&m, frame, len) < 0 || !wire_get_u64(&m, ret_rv))
+                r = -EPROTO;
+        else if (op == WIRE_OP_OPEN_SESSION && !wire_get_u64(&m, ret_u))
+                r = -EPROTO;
+        wire_msg_done(&m);
+        free(frame);
+        return r;
+}
+
+/* The kernel's default send buffer of a socket (the daemon's), in bytes. */
+static long wmem_default(void) {
+        FILE *fp = fopen("/proc/sys/net/core/wmem_default", "re");
+        long v = 0;
+        if (!fp || fscanf(fp, "%ld", &v) != 1 || v <= 0)
+                v = 212992;
+        if (fp)
+                fclose(fp);
+        return v;
+}
+
+/* PKCS#11 requests the daemon has run, once the count stands still across
+ * syncs with its loop (a hang guard only: the bound checked holds at any
+ * moment with the fix). */
+static double requests_settled(int sync_fd) {
+        double prev = -1, now = raw_status_number(sock, "p11_requests");
+        uint64_t guard = stress_now_ms() + 30000;
+        unsigned still = 0;
+        while (still < 5 && stress_now_ms() < guard && loop_sync(sync_fd)) {
+                stress_sleep_ms(20);
+                prev = now;
+                now = raw_status_number(sock, "p11_requests");
+                still = now == prev ? still + 1 : 0;
+        }
+        return now;
+}
+
+/* One request may not ask for more than WIRE_RANDOM_MAX random bytes. */
+static void output_request_cap(int fd, uint64_t session) {
+        uint64_t rv = 0, u;
+        CHECK(call_uu(fd, WIRE_OP_GENERATE_RANDOM, session, WIRE_RANDOM_MAX, &rv, &u) == 0 && rv == CKR_OK);
+        for (unsigned i = 0; i < 2; i++) {
+                uint64_t n = i == 0 ? WIRE_RANDOM_MAX + 1 : WIRE_FRAME_MAX - 1024;
+                if (call_uu(fd, WIRE_OP_GENERATE_RANDOM, session, n, &rv, &u) < 0 || rv != CKR_ARGUMENTS_BAD) {
+                        fprintf(stderr, "FAIL: C_GenerateRandom of %llu bytes: %s, want CKR_ARGUMENTS_BAD\n",
+                                (unsigned long long)n, tu_rv_name(rv));
+                        tu_failures++;
+                }
+        }
+}
+
+/* OUTPUT_REQUESTS pipelined C_GenerateRandom of WIRE_RANDOM_MAX bytes,
+ * replies not read: the daemon may run only as many as its output limit
+ * (and the socket's buffer) holds, then none until the client reads; once
+ * it does, every one is answered. */
+static void output_pipelined(int fd, int sync_fd, uint64_t session) {
+        static uint8_t reqs[OUTPUT_REQUESTS * 28];
+        size_t len = 0;
+        for (uint32_t i = 0; i < OUTPUT_REQUESTS; i++) {
+                struct wire_msg m;
+                wire_msg_init_write(&m, WIRE_OP_GENERATE_RANDOM, 1000 + i, 0);
+                wire_put_u64(&m, session);
+                wire_put_u64(&m, WIRE_RANDOM_MAX);
+                if (wire_msg_finish(&m) == 0 && len + m.buf.len <= sizeof reqs) {
+                        memcpy(reqs + len, m.buf.data, m.buf.len);
+                        len += m.buf.len;
+                }
+                wire_msg_done(&m);
+        }
+        double before = raw_status_number(sock, "p11_requests");
+        if (raw_send_all(fd, reqs, len) < 0) {
+                fprintf(stderr, "FAIL: the pipelined requests could not be sent\n");
+                tu_failures++;
+                return;
+        }
+        double ran = requests_settled(sync_fd) - before;
+        long bound = (OUTPUT_KB * 1024L + 2 * wmem_default()) / WIRE_RANDOM_MAX + 2;
+        fprintf(stderr, "output: %d requests for %d KiB each, unread: %.0f run (%.0f KiB of replies), at most %ld "
+                        "allowed with a %d KiB output limit\n",
+                OUTPUT_REQUESTS, WIRE_RANDOM_MAX / 1024, ran, ran * WIRE_RANDOM_MAX / 1024, bound, OUTPUT_KB);
+        if (ran > bound || ran < 1) {
+                fprintf(stderr, "FAIL: the daemon ran %.0f requests of a client that reads no reply\n", ran);
+                tu_failures++;
+        }
+        unsigned ok = 0;
+        for (unsigned i = 0; i < OUTPUT_REQUESTS; i++) {
+                uint8_t *frame;
+                size_t n;
+                if (raw_read_frame(fd, 20000, &frame, &n) < 0)
+                        break;
+                struct wire_hdr h;
+                if (wire_hdr_parse(frame, &h) == 0 && !(h.flags & WIRE_F_ERROR) && n > WIRE_RANDOM_MAX)
+                        ok++;
+                free(frame);
+        }
+        fprintf(stderr, "output: %u of %d replies read afterwards\n", ok, OUTPUT_REQUESTS);
+        CHECK(ok == OUTPUT_REQUESTS);
+}
+
+static void scenario_output(void) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", OUTPUT_KB);
+        setenv("NETCA_MAX_OUTPUT_KB", v, 1);
+        CK_SLOT_ID slot;
+        if (!start_daemon() || !find_slot(&slot))
+                return;
+        int fd = hello_conn(), sync_fd = hello_conn();
+        uint64_t rv = 0, session = 0;
+        if (fd >= 0 && sync_fd >= 0 && call_uu(fd, WIRE_OP_OPEN_SESSION, slot, CKF_SERIAL_SESSION, &rv, &session) == 0 &&
+            rv == CKR_OK) {
+                output_request_cap(fd, session);
+                output_pipelined(fd, sync_fd, session);
+        } else {
+                fprintf(stderr, "FAIL: no session (%s)\n", tu_rv_name(rv));
+                tu_failures++;
+        }
+        if (fd >= 0)
+                close(fd);
+        if (sync_fd >= 0)
+                close(sync_fd);
+}
+
 static void scenario_frames(void) {
         char v[16];
         snprintf(v, sizeof v, "%d", FRAME_TIMEOUT_MS);
@@ -228,6 +390,7 @@ int main(int argc, char **argv) {
                 void (*fn)(void);
         } scenarios[] = {
                 { "frames", scenario_frames },
+                { "output", scenario_output },
         };
         signal(SIGPIPE, SIG_IGN);
         netcad_path = tu_env_path("NETCA_NETCAD");
@@ -248,6 +411,6 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "hostile %s: passed\n", argv[1]);
                 return 0;
         }
-        fprintf(stderr, "usage: %s frames\n", argv[0]);
+        fprintf(stderr, "usage: %s frames|output\n", argv[0]);
         return 2;
 }
