@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -73,6 +74,8 @@
 #define LANE_LINGER_MS 5000
 #define INLINE_MAX_FRAME 4096
 #define RELEASE_THREADS 2
+#define ACCEPT_PAUSE_MS 250       /* out of fds: no accept() for this long (nginx: 500) */
+#define REFUSAL_LOG_SECONDS 10    /* refusals are logged once per this */
 
 struct job;
 
@@ -89,6 +92,7 @@ struct conn {
         bool events;
         bool reading_paused;
         bool partial;             /* a frame has begun but not ended (loop thread) */
+        bool open;                /* holds its socket, counted in srv->nconns (srv->lock) */
         size_t held;              /* bytes of that frame buffered, in srv->incomplete (loop thread) */
         struct event *deadline;   /* ends the connection if that frame is not complete in time */
         struct core_peer peer;
@@ -146,6 +150,13 @@ struct server {
         size_t incomplete;        /* bytes of incomplete frames buffered, all clients (loop thread) */
         size_t incomplete_max;    /* NETCA_MAX_INCOMPLETE_KB */
         size_t output_max;        /* NETCA_MAX_OUTPUT_KB: unsent output that stops a client's requests */
+        unsigned nconns;          /* connections holding a socket (lock) */
+        unsigned max_conns;       /* NETCA_MAX_CONNECTIONS */
+        unsigned max_conns_pid;   /* NETCA_MAX_CONNECTIONS_PER_PROCESS */
+        int spare_fd;             /* given up to accept-and-close when out of fds; -1 */
+        struct event *accept_resume; /* re-enables the listener after ACCEPT_PAUSE_MS */
+        time_t refused_logged;    /* refusals: last logged (loop thread) */
+        unsigned long refused;    /* refused since */
 };
 
 /* ------------------------------------------------------------- routing */
@@ -635,6 +646,10 @@ static void conn_close(struct conn *c) {
         (void)conn_incomplete(c, 0);
         event_free(c->deadline);
         c->deadline = NULL;
+        pthread_mutex_lock(&c->srv->lock);
+        c->open = false;
+        c->srv->nconns--;
+        pthread_mutex_unlock(&c->srv->lock);
         bufferevent_free(bev);
         conn_unpark(c);
         conn_unref(c);
@@ -858,6 +873,79 @@ static void event_cb(struct bufferevent *bev, short what, void *arg) {
                 conn_close(c);
 }
 
+/* A connection refused for a limit (or for want of fds): logged at most
+ * once per REFUSAL_LOG_SECONDS, with the count since.  Loop thread. */
+static void log_refusal(struct server *s, unsigned long n, const char *why) {
+        s->refused += n;
+        time_t now = time(NULL);
+        if (s->refused_logged && now - s->refused_logged < REFUSAL_LOG_SECONDS)
+                return;
+        log_warning("%s (connections refused since the last such message: %lu)", why, s->refused);
+        s->refused_logged = now;
+        s->refused = 0;
+}
+
+/* Whether peer may have one more connection: NULL (and it is counted in
+ * s->nconns), or why not. */
+static const char *conn_admit(struct server *s, const struct core_peer *peer) {
+        const char *why = NULL;
+        pthread_mutex_lock(&s->lock);
+        unsigned mine = 0;
+        for (struct conn *c = s->conns; c; c = c->next)
+                mine += c->open && c->peer.pid == peer->pid;
+        if (s->nconns >= s->max_conns)
+                why = "the daemon's connections are at NETCA_MAX_CONNECTIONS";
+        else if (mine >= s->max_conns_pid)
+                why = "the process's connections are at NETCA_MAX_CONNECTIONS_PER_PROCESS";
+        else
+                s->nconns++;
+        pthread_mutex_unlock(&s->lock);
+        return why;
+}
+
+/* Undoes conn_admit() for a connection that could not be set up. */
+static void conn_uncount(struct server *s) {
+        pthread_mutex_lock(&s->lock);
+        s->nconns--;
+        pthread_mutex_unlock(&s->lock);
+}
+
+/* accept() failed.  Out of file descriptors (EMFILE, ENFILE), the pending
+ * clients are accepted with the spare fd and closed at once, so that each
+ * gets an answer (end of file) instead of a hang; and the listener is off
+ * for ACCEPT_PAUSE_MS instead of failing in a loop (its socket stays
+ * readable), whatever the error.  Loop thread. */
+static void accept_error_cb(struct evconnlistener *l, void *arg) {
+        struct server *s = arg;
+        int err = EVUTIL_SOCKET_ERROR();
+        unsigned long shed = 0;
+        if ((err == EMFILE || err == ENFILE) && s->spare_fd >= 0) {
+                close(s->spare_fd);
+                int fd;
+                while ((fd = accept4(evconnlistener_get_fd(l), NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+                        close(fd);
+                        shed++;
+                }
+                s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        }
+        evconnlistener_disable(l);
+        struct timeval tv = { ACCEPT_PAUSE_MS / 1000, (ACCEPT_PAUSE_MS % 1000) * 1000 };
+        evtimer_add(s->accept_resume, &tv);
+        char why[128];
+        snprintf(why, sizeof why, "accept(): %s; not accepting for %d ms", strerror(err), ACCEPT_PAUSE_MS);
+        log_refusal(s, shed, why);
+}
+
+/* The accept pause is over. */
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg) {
+        struct server *s = arg;
+        (void)fd;
+        (void)what;
+        if (s->spare_fd < 0)
+                s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        evconnlistener_enable(s->listener);
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr, int socklen, void *arg) {
         struct server *s = arg;
         struct core_peer peer;
@@ -869,8 +957,17 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                 close(fd);
                 return;
         }
+        const char *why = conn_admit(s, &peer);
+        if (why) {
+                char what[400];
+                snprintf(what, sizeof what, "pid %ld (%s): %s", (long)peer.pid, peer.exe[0] ? peer.exe : "?", why);
+                log_refusal(s, 1, what);
+                close(fd);
+                return;
+        }
         struct conn *c = calloc(1, sizeof *c);
         if (!c) {
+                conn_uncount(s);
                 close(fd);
                 return;
         }
@@ -881,6 +978,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         if (core_client_new(s->d->core, &peer, &c->cl) < 0) {
                 pthread_mutex_destroy(&c->mu);
                 free(c);
+                conn_uncount(s);
                 close(fd);
                 return;
         }
@@ -893,6 +991,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                 core_client_free(c->cl);
                 pthread_mutex_destroy(&c->mu);
                 free(c);
+                conn_uncount(s);
                 close(fd);
                 return;
         }
@@ -900,6 +999,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         bufferevent_setwatermark(c->bev, EV_WRITE, s->output_max / 2, 0);
         bufferevent_enable(c->bev, EV_READ | EV_WRITE);
         pthread_mutex_lock(&s->lock);
+        c->open = true;
         c->next = s->conns;
         s->conns = c;
         pthread_mutex_unlock(&s->lock);
@@ -968,6 +1068,16 @@ static int bind_socket(const char *path, int *ret_fd) {
         return 0;
 }
 
+/* NETCA_MAX_CONNECTIONS's default: the fd limit less FD_RESERVE for the
+ * daemon's own files (tokens, state, USB), at least 16. */
+#define FD_RESERVE 64
+static unsigned long default_max_conns(void) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 20))
+                return 1u << 20;
+        return rl.rlim_cur > FD_RESERVE + 16 ? rl.rlim_cur - FD_RESERVE : 16;
+}
+
 /* A limit from the environment: NAME's value when it is a number in
  * min..max, else def (and a warning). */
 static unsigned long env_limit(const char *name, unsigned long def, unsigned long min, unsigned long max) {
@@ -991,6 +1101,9 @@ int server_new(struct netcad *d, int listen_fd, unsigned workers, struct server 
         unsigned long ms = env_limit("NETCA_FRAME_TIMEOUT_MS", 10000, 1, 3600000);
         s->incomplete_max = (size_t)env_limit("NETCA_MAX_INCOMPLETE_KB", 16384, 1, 4u << 20) * 1024;
         s->output_max = (size_t)env_limit("NETCA_MAX_OUTPUT_KB", 8192, 64, 4u << 20) * 1024;
+        s->max_conns = (unsigned)env_limit("NETCA_MAX_CONNECTIONS", default_max_conns(), 1, 1u << 20);
+        s->max_conns_pid = (unsigned)env_limit("NETCA_MAX_CONNECTIONS_PER_PROCESS", 64, 1, 1u << 20);
+        s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         s->frame_timeout.tv_sec = (time_t)(ms / 1000);
         s->frame_timeout.tv_usec = (suseconds_t)(ms % 1000) * 1000;
         pthread_mutex_init(&s->lock, NULL);
@@ -1011,6 +1124,12 @@ int server_new(struct netcad *d, int listen_fd, unsigned workers, struct server 
         s->listener = evconnlistener_new(d->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_THREADSAFE, -1, fd);
         if (!s->listener) {
                 close(fd);
+                server_free(s);
+                return -ENOMEM;
+        }
+        evconnlistener_set_error_cb(s->listener, accept_error_cb);
+        s->accept_resume = evtimer_new(d->base, accept_resume_cb, s);
+        if (!s->accept_resume) {
                 server_free(s);
                 return -ENOMEM;
         }
@@ -1047,6 +1166,10 @@ struct server *server_free(struct server *s) {
                 core_set_event_sink(s->d->core, NULL, NULL);
         if (s->listener)
                 evconnlistener_free(s->listener);
+        if (s->accept_resume)
+                event_free(s->accept_resume);
+        if (s->spare_fd >= 0)
+                close(s->spare_fd);
         /* Close every client; their jobs release them. */
         for (;;) {
                 pthread_mutex_lock(&s->lock);

@@ -17,6 +17,14 @@
  *           read: the daemon runs only what NETCA_MAX_OUTPUT_KB (1 MiB here)
  *           and the socket's buffer hold (p11_requests), and every reply
  *           comes once the client reads
+ *   caps    NETCA_MAX_CONNECTIONS_PER_PROCESS 16 and NETCA_MAX_CONNECTIONS
+ *           24: this process gets exactly 16 connections, another one 8,
+ *           and each one past a cap is closed at once (no hang)
+ *   emfile  the daemon's fd limit lowered (prlimit) to 12 over what it has
+ *           open: once they are used, 10 more clients are each answered
+ *           (closed, with the spare fd) instead of hanging, the log has a
+ *           line about it per 10 s (not one per failed accept()), and once
+ *           the clients have gone a new one is served
  *
  * After each, a module client opens and closes a session.
  *
@@ -27,10 +35,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/util.h"
+#include "common/wire-client.h"
 #include "common/wire.h"
 #include "stress-util.h"
 #include "testutil.h"
@@ -112,8 +123,10 @@ static void module_client_ok(void) {
         if (tu_find_slot(f, LABEL, &slot)) {
                 CHECK_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_OK);
                 CHECK_RV(f->C_CloseSession(h), CKR_OK);
-        } else
+        } else {
+                fprintf(stderr, "FAIL: a module client does not see the token\n");
                 tu_failures++;
+        }
         CHECK_RV(f->C_Finalize(NULL), CKR_OK);
 }
 
@@ -372,6 +385,163 @@ static void scenario_output(void) {
                 close(sync_fd);
 }
 
+/* ----------------------------------------------------------- connections */
+
+#define CAP_ALL 24
+#define CAP_PROCESS 16
+
+/* HELLO on a new connection, with a short hang guard: 0 accepted,
+ * -ECONNREFUSED closed at once (a refusal), -ETIMEDOUT no answer. */
+static int try_conn(int *ret_fd) {
+        int fd = raw_connect(sock);
+        if (fd < 0)
+                return fd;
+        int r = wire_hello(fd, 0, "hostile", 5000, NULL);
+        if (r == 0)
+                *ret_fd = fd;
+        else
+                close(fd);
+        return r;
+}
+
+/* Opens connections until one is refused (at most max + 1): how many were
+ * accepted, or -1 when a client got no answer (a hang). */
+static int open_until_refused(int *fds, unsigned max) {
+        for (unsigned i = 0; i <= max; i++) {
+                int r = try_conn(&fds[i]);
+                if (r == -ECONNREFUSED || r == -ECONNRESET || r == -EPIPE)
+                        return (int)i;
+                if (r < 0) {
+                        fprintf(stderr, "connection %u: %s\n", i, strerror(-r));
+                        return -1;
+                }
+        }
+        return (int)max + 1;
+}
+
+static void close_all(int *fds, int n) {
+        for (int i = 0; i < n; i++)
+                close(fds[i]);
+}
+
+/* This process opens connections until refused (CAP_PROCESS), then another
+ * process (CAP_ALL - CAP_PROCESS, the cap in all). */
+static void scenario_caps(void) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", CAP_ALL);
+        setenv("NETCA_MAX_CONNECTIONS", v, 1);
+        snprintf(v, sizeof v, "%d", CAP_PROCESS);
+        setenv("NETCA_MAX_CONNECTIONS_PER_PROCESS", v, 1);
+        if (!start_daemon())
+                return;
+        /* The daemon counts a connection until it has seen it close: the
+         * syncs on this one (counted too) let it see tu_start_daemon's
+         * probe go. */
+        int sync_fd = hello_conn();
+        if (sync_fd < 0 || !loop_sync(sync_fd))
+                return;
+        int fds[CAP_ALL + 2];
+        int mine = open_until_refused(fds, CAP_ALL) + 1;
+        fprintf(stderr, "caps: this process got %d connections (cap per process %d)\n", mine, CAP_PROCESS);
+        CHECK(mine == CAP_PROCESS);
+        pid_t pid = fork();
+        if (pid == 0) {
+                int cfds[CAP_ALL + 2];
+                int n = open_until_refused(cfds, CAP_ALL);
+                _exit(n < 0 ? 255 : n);
+        }
+        int st = 0;
+        CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st));
+        int other = WEXITSTATUS(st) == 255 ? -1 : WEXITSTATUS(st);
+        fprintf(stderr, "caps: another process got %d more (cap in all %d)\n", other, CAP_ALL);
+        CHECK(other == CAP_ALL - CAP_PROCESS);
+        if (mine > 1)
+                close_all(fds, mine - 1);
+        /* Seen closed, for the module client that comes next. */
+        loop_sync(sync_fd);
+        close(sync_fd);
+}
+
+/* How many lines of the file hold needle. */
+static unsigned count_lines(const char *path, const char *needle) {
+        FILE *fp = fopen(path, "re");
+        char line[1024];
+        unsigned n = 0;
+        while (fp && fgets(line, sizeof line, fp))
+                n += strstr(line, needle) != NULL;
+        if (fp)
+                fclose(fp);
+        return n;
+}
+
+#define EMFILE_ROOM 12
+#define EMFILE_TRIES 10
+
+/* The daemon's fd limit lowered to what it has open plus EMFILE_ROOM, the
+ * connection caps far above it: once its fds are gone, every further
+ * client is answered at once (closed) rather than left hanging, the log
+ * says so once rather than at each failed accept(), and after the clients
+ * have gone it accepts again. */
+static void scenario_emfile(void) {
+        char *logf = NULL;
+        if (asprintf(&logf, "%s/netcad.log", tu_mkdtemp("hostile-log")) < 0)
+                return;
+        setenv("NETCA_LOG_FILE", logf, 1);
+        setenv("NETCA_MAX_CONNECTIONS", "100000", 1);
+        setenv("NETCA_MAX_CONNECTIONS_PER_PROCESS", "100000", 1);
+        if (!start_daemon())
+                return;
+        long nfd = proc_fd_count(daemon_pid);
+        struct rlimit rl = { .rlim_cur = (rlim_t)nfd + EMFILE_ROOM, .rlim_max = (rlim_t)nfd + EMFILE_ROOM };
+        if (nfd < 0 || prlimit(daemon_pid, RLIMIT_NOFILE, &rl, NULL) < 0) {
+                fprintf(stderr, "FAIL: cannot lower the daemon's fd limit: %s\n", strerror(errno));
+                tu_failures++;
+                return;
+        }
+        int fds[3 * EMFILE_ROOM + 2];
+        uint64_t t0 = stress_now_ms();
+        int got = open_until_refused(fds, 3 * EMFILE_ROOM);
+        unsigned answered = 0;
+        for (unsigned i = 0; got >= 0 && i < EMFILE_TRIES; i++) {
+                int fd, r = try_conn(&fd);
+                if (r == 0)
+                        close(fd);
+                else if (r != -ETIMEDOUT)
+                        answered++;
+        }
+        /* A sync with the loop: whatever it logged is written. */
+        if (got > 0)
+                CHECK(raw_ping(fds[0], 1) == 0);
+        unsigned lines = count_lines(logf, "accept"), most = 2 + (unsigned)((stress_now_ms() - t0) / 10000);
+        fprintf(stderr, "emfile: %d connections with %d fds to spare, then %u of %d clients answered (not left hanging); "
+                        "%u log lines about accept() (at most %u allowed: one per 10 s)\n",
+                got, EMFILE_ROOM, answered, EMFILE_TRIES, lines, most);
+        CHECK(got >= 1 && got <= 3 * EMFILE_ROOM);
+        CHECK(answered == EMFILE_TRIES);
+        CHECK(lines >= 1 && lines <= most);
+        if (got > 0)
+                close_all(fds, got);
+        /* The clients gone, it accepts again (their fds are freed as the
+         * loop sees them close: a few tries, each answered). */
+        bool served = false;
+        for (unsigned i = 0; !served && i < 50; i++) {
+                int fd;
+                served = try_conn(&fd) == 0;
+                if (served)
+                        close(fd);
+                else
+                        stress_sleep_ms(100);
+        }
+        CHECK(served);
+        if (getenv("NETCA_HOSTILE_KEEP_LOG"))
+                fprintf(stderr, "log kept: %s\n", logf);
+        else {
+                *strrchr(logf, '/') = '\0';
+                tu_rmrf(logf);
+        }
+        free(logf);
+}
+
 static void scenario_frames(void) {
         char v[16];
         snprintf(v, sizeof v, "%d", FRAME_TIMEOUT_MS);
@@ -391,6 +561,8 @@ int main(int argc, char **argv) {
         } scenarios[] = {
                 { "frames", scenario_frames },
                 { "output", scenario_output },
+                { "caps", scenario_caps },
+                { "emfile", scenario_emfile },
         };
         signal(SIGPIPE, SIG_IGN);
         netcad_path = tu_env_path("NETCA_NETCAD");
@@ -411,6 +583,6 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "hostile %s: passed\n", argv[1]);
                 return 0;
         }
-        fprintf(stderr, "usage: %s frames|output\n", argv[0]);
+        fprintf(stderr, "usage: %s frames|output|caps|emfile\n", argv[0]);
         return 2;
 }
