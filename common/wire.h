@@ -71,6 +71,8 @@ enum wire_event {
         WIRE_EV_SLOT_REMOVED = 2,   /* slot id: the token went away */
         WIRE_EV_TOKEN_CHANGED = 3,  /* slot id: info/flags/login state changed */
         WIRE_EV_OBJECTS_CHANGED = 4,/* slot id: objects added/removed/changed */
+        WIRE_EV_RESYNC = 5,         /* slot 0: events were left out (the client did not
+                                     * read them); refresh all it holds of every slot */
 };
 
 /* The op table: one row per op, everything the two sides and netcad's

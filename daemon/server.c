@@ -93,6 +93,8 @@ struct conn {
         bool reading_paused;
         bool partial;             /* a frame has begun but not ended (loop thread) */
         bool open;                /* holds its socket, counted in srv->nconns (srv->lock) */
+        bool resync;              /* events were left out: a RESYNC is owed (mu) */
+        bool overflowed;          /* to be dropped for unread events (mu) */
         size_t held;              /* bytes of that frame buffered, in srv->incomplete (loop thread) */
         struct event *deadline;   /* ends the connection if that frame is not complete in time */
         struct core_peer peer;
@@ -153,6 +155,8 @@ struct server {
         unsigned nconns;          /* connections holding a socket (lock) */
         unsigned max_conns;       /* NETCA_MAX_CONNECTIONS */
         unsigned max_conns_pid;   /* NETCA_MAX_CONNECTIONS_PER_PROCESS */
+        size_t event_output_max;  /* NETCA_MAX_EVENT_OUTPUT_KB */
+        bool event_drop;          /* NETCA_EVENT_OVERFLOW=drop (else resync) */
         int spare_fd;             /* given up to accept-and-close when out of fds; -1 */
         struct event *accept_resume; /* re-enables the listener after ACCEPT_PAUSE_MS */
         time_t refused_logged;    /* refusals: last logged (loop thread) */
@@ -853,11 +857,14 @@ static void read_cb(struct bufferevent *bev, void *arg) {
         }
 }
 
+static void conn_resync(struct conn *c);
+
 /* The client has read its output down to half of output_max: its parked
  * requests run, and its requests are read again. */
 static void write_cb(struct bufferevent *bev, void *arg) {
         struct conn *c = arg;
         conn_unpark(c);
+        conn_resync(c);
         pthread_mutex_lock(&c->mu);
         if (c->reading_paused) {
                 c->reading_paused = false;
@@ -869,6 +876,12 @@ static void write_cb(struct bufferevent *bev, void *arg) {
 
 static void event_cb(struct bufferevent *bev, short what, void *arg) {
         struct conn *c = arg;
+        pthread_mutex_lock(&c->mu);
+        bool overflowed = c->overflowed;
+        pthread_mutex_unlock(&c->mu);
+        if (overflowed)
+                log_warning("client pid %d does not read the events it asked for (over %zu bytes unsent): dropped",
+                            (int)c->peer.pid, c->srv->event_output_max);
         if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
                 conn_close(c);
 }
@@ -1006,19 +1019,66 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         log_debug(LOG_SUB_SERVER, "client pid %d (%s) connected", (int)peer.pid, peer.exe);
 }
 
+/* An event frame.  0 or -ENOMEM; m to be wire_msg_done() either way. */
+static int event_msg(struct wire_msg *m, enum wire_event ev, CK_SLOT_ID slot) {
+        wire_msg_init_write(m, WIRE_OP_EVENT, 0, WIRE_F_EVENT);
+        wire_put_u64(m, ev);
+        wire_put_u64(m, slot);
+        wire_put_u64(m, 0);
+        return wire_msg_finish(m) < 0 ? -ENOMEM : 0;
+}
+
+/* Whether c's unsent output is over the cap for pushing events.  Under
+ * c->mu, c->bev set. */
+static bool events_over_locked(const struct conn *c) {
+        return evbuffer_get_length(bufferevent_get_output(c->bev)) > c->srv->event_output_max;
+}
+
+/* Sends the RESYNC owed to c, once its unsent output is under the cap
+ * again.  Any thread. */
+static void conn_resync(struct conn *c) {
+        pthread_mutex_lock(&c->mu);
+        bool send = c->resync && c->bev && !events_over_locked(c);
+        if (send)
+                c->resync = false;
+        pthread_mutex_unlock(&c->mu);
+        struct wire_msg m;
+        if (send && event_msg(&m, WIRE_EV_RESYNC, 0) == 0)
+                conn_send(c, m.buf.data, m.buf.len);
+        if (send)
+                wire_msg_done(&m);
+}
+
+/* Pushes an event frame to a subscriber.  One that does not read them (a
+ * stopped process) is not sent more than event_output_max of unsent
+ * output: past it, its events coalesce into one RESYNC, sent once it has
+ * read (write_cb), or, with NETCA_EVENT_OVERFLOW=drop, it is dropped.  Any
+ * thread. */
+static void conn_push_event(struct conn *c, const uint8_t *p, size_t n) {
+        pthread_mutex_lock(&c->mu);
+        bool over = c->bev && !c->overflowed && events_over_locked(c);
+        if (over && c->srv->event_drop) {
+                c->overflowed = true;
+                bufferevent_trigger_event(c->bev, BEV_EVENT_ERROR, BEV_TRIG_DEFER_CALLBACKS);
+        } else if (over)
+                c->resync = true;
+        bool skip = over || c->overflowed;
+        pthread_mutex_unlock(&c->mu);
+        if (skip)
+                return;
+        conn_resync(c);
+        conn_send(c, p, n);
+}
+
 /* Core events, from any thread: pushed to every client that asked. */
 static void on_core_event(void *ud, enum wire_event ev, CK_SLOT_ID slot) {
         struct server *s = ud;
         struct wire_msg m;
-        wire_msg_init_write(&m, WIRE_OP_EVENT, 0, WIRE_F_EVENT);
-        wire_put_u64(&m, ev);
-        wire_put_u64(&m, slot);
-        wire_put_u64(&m, 0);
-        if (wire_msg_finish(&m) == 0) {
+        if (event_msg(&m, ev, slot) == 0) {
                 pthread_mutex_lock(&s->lock);
                 for (struct conn *c = s->conns; c; c = c->next)
                         if (c->events && c->hello)
-                                conn_send(c, m.buf.data, m.buf.len);
+                                conn_push_event(c, m.buf.data, m.buf.len);
                 pthread_mutex_unlock(&s->lock);
         }
         wire_msg_done(&m);
@@ -1103,6 +1163,11 @@ int server_new(struct netcad *d, int listen_fd, unsigned workers, struct server 
         s->output_max = (size_t)env_limit("NETCA_MAX_OUTPUT_KB", 8192, 64, 4u << 20) * 1024;
         s->max_conns = (unsigned)env_limit("NETCA_MAX_CONNECTIONS", default_max_conns(), 1, 1u << 20);
         s->max_conns_pid = (unsigned)env_limit("NETCA_MAX_CONNECTIONS_PER_PROCESS", 64, 1, 1u << 20);
+        s->event_output_max = (size_t)env_limit("NETCA_MAX_EVENT_OUTPUT_KB", 64, 1, 1u << 20) * 1024;
+        const char *e = getenv("NETCA_EVENT_OVERFLOW");
+        s->event_drop = e && strcmp(e, "drop") == 0;
+        if (e && *e && !s->event_drop && strcmp(e, "resync") != 0)
+                log_warning("NETCA_EVENT_OVERFLOW=%s is neither resync nor drop: using resync", e);
         s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         s->frame_timeout.tv_sec = (time_t)(ms / 1000);
         s->frame_timeout.tv_usec = (suseconds_t)(ms % 1000) * 1000;

@@ -18,7 +18,12 @@
  * a client with SERVER_MAX_INFLIGHT requests in progress is not read from
  * until some have finished; one with more than NETCA_MAX_OUTPUT_KB of
  * output it has not read is not read from, and none of its requests runs,
- * until it has read half of it. */
+ * until it has read half of it; an event subscriber with more than
+ * NETCA_MAX_EVENT_OUTPUT_KB unsent is sent no more events but one RESYNC
+ * once it has read, or is dropped (NETCA_EVENT_OVERFLOW=drop).
+ * Connections: NETCA_MAX_CONNECTIONS in all and
+ * NETCA_MAX_CONNECTIONS_PER_PROCESS; when out of fds, waiting clients are
+ * accepted with a spare fd and closed, and accepting pauses. */
 #pragma once
 
 #include <stdbool.h>

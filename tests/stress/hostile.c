@@ -25,6 +25,13 @@
  *           (closed, with the spare fd) instead of hanging, the log has a
  *           line about it per 10 s (not one per failed accept()), and once
  *           the clients have gone a new one is served
+ *   events-resync, events-drop
+ *           a subscriber that reads no events (as a stopped module client)
+ *           while 1,500 are pushed: the daemon holds at most
+ *           NETCA_MAX_EVENT_OUTPUT_KB (4 KiB here) and one event of them
+ *           beyond what the kernel's socket buffer took (SIOCINQ), then
+ *           sends exactly one RESYNC, last, once it reads (resync) or drops
+ *           it (drop, NETCA_EVENT_OVERFLOW)
  *
  * After each, a module client opens and closes a session.
  *
@@ -35,6 +42,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -385,6 +394,117 @@ static void scenario_output(void) {
                 close(sync_fd);
 }
 
+/* ---------------------------------------------------------------- events */
+
+#define EVENT_KB 4
+#define EVENT_OPS 1500      /* create or destroy: an event each */
+
+/* EVENT_OPS token-object changes through the module, each pushing an
+ * OBJECTS_CHANGED event to every subscriber; the last state has one more
+ * object than the first.  Returns whether all went well. */
+static bool make_events(CK_FUNCTION_LIST_PTR f, CK_SLOT_ID slot) {
+        CK_SESSION_HANDLE h;
+        CK_OBJECT_CLASS cls = CKO_DATA;
+        CK_BBOOL tru = CK_TRUE, fal = CK_FALSE;
+        CK_ATTRIBUTE t[] = { { CKA_CLASS, &cls, sizeof cls },
+                             { CKA_TOKEN, &tru, sizeof tru },
+                             { CKA_PRIVATE, &fal, sizeof fal },
+                             { CKA_LABEL, "ev", 2 } };
+        CK_RV rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
+        for (unsigned i = 0; rv == CKR_OK && i < EVENT_OPS / 2; i++) {
+                CK_OBJECT_HANDLE o;
+                rv = f->C_CreateObject(h, t, ELEMENTSOF(t), &o);
+                if (rv == CKR_OK && i + 1 < EVENT_OPS / 2)
+                        rv = f->C_DestroyObject(h, o);
+        }
+        if (rv == CKR_OK)
+                rv = f->C_CloseSession(h);
+        if (rv != CKR_OK) {
+                fprintf(stderr, "FAIL: making events: %s\n", tu_rv_name(rv));
+                tu_failures++;
+        }
+        return rv == CKR_OK;
+}
+
+/* Bytes waiting to be read on fd (SIOCINQ), or -1. */
+static long queued_to_read(int fd) {
+        int n = 0;
+        return ioctl(fd, SIOCINQ, &n) == 0 ? n : -1;
+}
+
+/* Reads fd to the end of what comes: until EOF (drop) or a RESYNC event
+ * (resync), or a hang guard.  Counts the bytes and RESYNCs; returns whether
+ * the end wanted was seen. */
+static bool read_events(int fd, bool drop, size_t *ret_bytes, unsigned *ret_resyncs) {
+        *ret_bytes = 0;
+        *ret_resyncs = 0;
+        for (;;) {
+                uint8_t *frame;
+                size_t len;
+                int r = raw_read_frame(fd, 5000, &frame, &len);
+                if (r < 0)
+                        return drop && r == -ECONNRESET;
+                struct wire_msg m;
+                uint64_t kind = 0;
+                bool resync = wire_msg_init_read(&m, frame, len) == 0 && m.opnum == WIRE_OP_EVENT &&
+                              wire_get_u64(&m, &kind) && kind == WIRE_EV_RESYNC;
+                wire_msg_done(&m);
+                free(frame);
+                if (resync)
+                        ++*ret_resyncs;
+                else
+                        *ret_bytes += len;
+                if (resync && !drop)
+                        return true;
+        }
+}
+
+/* A subscriber that reads no events while EVENT_OPS are pushed: the daemon
+ * holds at most NETCA_MAX_EVENT_OUTPUT_KB (and one event) of them for it
+ * beyond what the kernel's socket buffer took, then sends one RESYNC once
+ * it reads (resync), or drops it (drop). */
+static void scenario_events(bool drop) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", EVENT_KB);
+        setenv("NETCA_MAX_EVENT_OUTPUT_KB", v, 1);
+        setenv("NETCA_EVENT_OVERFLOW", drop ? "drop" : "resync", 1);
+        CK_SLOT_ID slot;
+        void *handle = NULL;
+        CK_FUNCTION_LIST_PTR f;
+        if (!start_daemon() || !(f = tu_load_module(so_path, &handle)))
+                return;
+        REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+        int fd = raw_connect(sock);
+        if (fd < 0 || wire_hello(fd, WIRE_CAP_EVENTS, "hostile", 20000, NULL) < 0 || !tu_find_slot(f, LABEL, &slot)) {
+                fprintf(stderr, "FAIL: no subscriber or no slot\n");
+                tu_failures++;
+        } else if (make_events(f, slot)) {
+                long inq = queued_to_read(fd);
+                size_t bytes;
+                unsigned resyncs;
+                bool end = read_events(fd, drop, &bytes, &resyncs);
+                long held = (long)bytes - inq;
+                fprintf(stderr, "events (%s): %d pushed, %zu bytes of them read (%ld in the socket), so %ld held "
+                                "by the daemon (cap %d KiB); %u RESYNC; %s\n",
+                        drop ? "drop" : "resync", EVENT_OPS, bytes, inq, held, EVENT_KB, resyncs,
+                        end ? (drop ? "dropped" : "RESYNC last") : "no end seen");
+                CHECK(end);
+                CHECK(held <= EVENT_KB * 1024 + 64);
+                CHECK(resyncs == (drop ? 0u : 1u));
+        }
+        if (fd >= 0)
+                close(fd);
+        CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+}
+
+static void scenario_events_resync(void) {
+        scenario_events(false);
+}
+
+static void scenario_events_drop(void) {
+        scenario_events(true);
+}
+
 /* ----------------------------------------------------------- connections */
 
 #define CAP_ALL 24
@@ -563,6 +683,8 @@ int main(int argc, char **argv) {
                 { "output", scenario_output },
                 { "caps", scenario_caps },
                 { "emfile", scenario_emfile },
+                { "events-resync", scenario_events_resync },
+                { "events-drop", scenario_events_drop },
         };
         signal(SIGPIPE, SIG_IGN);
         netcad_path = tu_env_path("NETCA_NETCAD");
@@ -583,6 +705,6 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "hostile %s: passed\n", argv[1]);
                 return 0;
         }
-        fprintf(stderr, "usage: %s frames|output|caps|emfile\n", argv[0]);
+        fprintf(stderr, "usage: %s frames|output|caps|emfile|events-resync|events-drop\n", argv[0]);
         return 2;
 }
