@@ -61,6 +61,13 @@ static const char *netcad_path, *so_path;
 static char *dir, *data_dir, *sock;
 static pid_t daemon_pid = -1;
 
+/* Sets a numeric environment variable (a limit of the daemon). */
+static void setenv_num(const char *name, long v) {
+        char b[24];
+        snprintf(b, sizeof b, "%ld", v);
+        setenv(name, b, 1);
+}
+
 /* A fresh token and a netcad for it, with the environment set so far. */
 static bool start_daemon(void) {
         dir = tu_mkdtemp("hostile");
@@ -264,12 +271,9 @@ static int call_uu(int fd, uint16_t op, uint64_t a, uint64_t b, uint64_t *ret_rv
         wire_msg_init_write(&m, op, 5, 0);
         wire_put_u64(&m, a);
         wire_put_u64(&m, b);
-        int r = raw_send_msg(fd, &m);
-        wire_msg_done(&m);
         uint8_t *frame = NULL;
         size_t len;
-        if (r == 0)
-                r = raw_read_frame(fd, 20000, &frame, &len);
+        int r = raw_call(fd, &m, &frame, &len);
         if (r < 0)
                 return r;
         *ret_u = 0;
@@ -372,9 +376,7 @@ static void output_pipelined(int fd, int sync_fd, uint64_t session) {
 }
 
 static void scenario_output(void) {
-        char v[16];
-        snprintf(v, sizeof v, "%d", OUTPUT_KB);
-        setenv("NETCA_MAX_OUTPUT_KB", v, 1);
+        setenv_num("NETCA_MAX_OUTPUT_KB", OUTPUT_KB);
         CK_SLOT_ID slot;
         if (!start_daemon() || !find_slot(&slot))
                 return;
@@ -464,9 +466,7 @@ static bool read_events(int fd, bool drop, size_t *ret_bytes, unsigned *ret_resy
  * beyond what the kernel's socket buffer took, then sends one RESYNC once
  * it reads (resync), or drops it (drop). */
 static void scenario_events(bool drop) {
-        char v[16];
-        snprintf(v, sizeof v, "%d", EVENT_KB);
-        setenv("NETCA_MAX_EVENT_OUTPUT_KB", v, 1);
+        setenv_num("NETCA_MAX_EVENT_OUTPUT_KB", EVENT_KB);
         setenv("NETCA_EVENT_OVERFLOW", drop ? "drop" : "resync", 1);
         CK_SLOT_ID slot;
         void *handle = NULL;
@@ -547,11 +547,8 @@ static void close_all(int *fds, int n) {
 /* This process opens connections until refused (CAP_PROCESS), then another
  * process (CAP_ALL - CAP_PROCESS, the cap in all). */
 static void scenario_caps(void) {
-        char v[16];
-        snprintf(v, sizeof v, "%d", CAP_ALL);
-        setenv("NETCA_MAX_CONNECTIONS", v, 1);
-        snprintf(v, sizeof v, "%d", CAP_PROCESS);
-        setenv("NETCA_MAX_CONNECTIONS_PER_PROCESS", v, 1);
+        setenv_num("NETCA_MAX_CONNECTIONS", CAP_ALL);
+        setenv_num("NETCA_MAX_CONNECTIONS_PER_PROCESS", CAP_PROCESS);
         if (!start_daemon())
                 return;
         /* The daemon counts a connection until it has seen it close: the
@@ -663,11 +660,8 @@ static void scenario_emfile(void) {
 }
 
 static void scenario_frames(void) {
-        char v[16];
-        snprintf(v, sizeof v, "%d", FRAME_TIMEOUT_MS);
-        setenv("NETCA_FRAME_TIMEOUT_MS", v, 1);
-        snprintf(v, sizeof v, "%d", INCOMPLETE_KB);
-        setenv("NETCA_MAX_INCOMPLETE_KB", v, 1);
+        setenv_num("NETCA_FRAME_TIMEOUT_MS", FRAME_TIMEOUT_MS);
+        setenv_num("NETCA_MAX_INCOMPLETE_KB", INCOMPLETE_KB);
         if (!start_daemon())
                 return;
         frames_trickle();

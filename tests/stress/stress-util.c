@@ -190,6 +190,12 @@ int raw_ping(int fd, uint32_t id) {
         return ok ? 0 : -EPROTO;
 }
 
+int raw_call(int fd, struct wire_msg *m, uint8_t **ret, size_t *ret_len) {
+        int r = raw_send_msg(fd, m);
+        wire_msg_done(m);
+        return r < 0 ? r : raw_read_frame(fd, 20000, ret, ret_len);
+}
+
 double raw_status_number(const char *sock, const char *key) {
         int fd = raw_connect(sock);
         if (fd < 0)
@@ -201,12 +207,9 @@ double raw_status_number(const char *sock, const char *key) {
         struct wire_msg m;
         wire_msg_init_write(&m, WIRE_OP_MGMT_STATUS, 2, 0);
         wire_put_json(&m, "{}");
-        int r = raw_send_msg(fd, &m);
-        wire_msg_done(&m);
         uint8_t *frame = NULL;
         size_t len;
-        if (r == 0)
-                r = raw_read_frame(fd, 20000, &frame, &len);
+        int r = raw_call(fd, &m, &frame, &len);
         close(fd);
         if (r < 0)
                 return -1;
