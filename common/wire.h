@@ -53,6 +53,7 @@
 #define WIRE_FRAME_MAX (1u << 20)   /* whole frame, header included */
 #define WIRE_MAX_ATTRS 1024         /* attributes in one template */
 #define WIRE_MAX_LIST 65536         /* entries in any list */
+#define WIRE_RANDOM_MAX 65536       /* bytes one GENERATE_RANDOM may ask for */
 
 enum wire_flags {
         WIRE_F_REPLY = 1 << 0,
@@ -70,6 +71,8 @@ enum wire_event {
         WIRE_EV_SLOT_REMOVED = 2,   /* slot id: the token went away */
         WIRE_EV_TOKEN_CHANGED = 3,  /* slot id: info/flags/login state changed */
         WIRE_EV_OBJECTS_CHANGED = 4,/* slot id: objects added/removed/changed */
+        WIRE_EV_RESYNC = 5,         /* slot 0: events were left out (the client did not
+                                     * read them); refresh all it holds of every slot */
 };
 
 /* The op table: one row per op, everything the two sides and netcad's

@@ -544,15 +544,13 @@ static int h_generate_key_pair(struct core_client *cl, struct wire_msg *req, str
         return 0;
 }
 
-/* Most random bytes returned by one request (the module splits larger
- * requests). */
-#define RANDOM_MAX (WIRE_FRAME_MAX - 1024)
-
 static int h_generate_random(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
         CK_ULONG s, len;
         if (!wire_get_ulong(req, &s) || !wire_get_ulong(req, &len) || wire_msg_read_done(req) < 0)
                 return BAD_REQUEST;
-        if (len > RANDOM_MAX) {
+        /* A cap on what one request makes the daemon allocate and hold
+         * (issue 23); the module splits larger requests. */
+        if (len > WIRE_RANDOM_MAX) {
                 reply_start(req, rep, CKR_ARGUMENTS_BAD);
                 wire_put_blob(rep, NULL, 0);
                 return 0;

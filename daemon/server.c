@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -73,6 +74,8 @@
 #define LANE_LINGER_MS 5000
 #define INLINE_MAX_FRAME 4096
 #define RELEASE_THREADS 2
+#define ACCEPT_PAUSE_MS 250       /* out of fds: no accept() for this long (nginx: 500) */
+#define REFUSAL_LOG_SECONDS 10    /* refusals are logged once per this */
 
 struct job;
 
@@ -84,10 +87,16 @@ struct conn {
         unsigned refs;            /* guarded by srv->lock */
         unsigned inflight;        /* guarded by mu */
         struct job *active;       /* session jobs dispatched, one per session; guarded by mu */
+        struct job *parked, *parked_tail; /* jobs waiting for the client to read (job_park); mu */
         bool hello;
         bool events;
         bool reading_paused;
         bool partial;             /* a frame has begun but not ended (loop thread) */
+        bool open;                /* holds its socket, counted in srv->nconns (srv->lock) */
+        bool resync;              /* events were left out: a RESYNC is owed (mu) */
+        bool overflowed;          /* to be dropped for unread events (mu) */
+        size_t held;              /* bytes of that frame buffered, in srv->incomplete (loop thread) */
+        struct event *deadline;   /* ends the connection if that frame is not complete in time */
         struct core_peer peer;
         struct conn *next;        /* srv->conns, guarded by srv->lock */
 };
@@ -140,6 +149,18 @@ struct server {
         struct wthread *dead;     /* ended, to be joined */
         bool stopping;
         struct timeval frame_timeout; /* a begun frame must end within this */
+        size_t incomplete;        /* bytes of incomplete frames buffered, all clients (loop thread) */
+        size_t incomplete_max;    /* NETCA_MAX_INCOMPLETE_KB */
+        size_t output_max;        /* NETCA_MAX_OUTPUT_KB: unsent output that stops a client's requests */
+        unsigned nconns;          /* connections holding a socket (lock) */
+        unsigned max_conns;       /* NETCA_MAX_CONNECTIONS */
+        unsigned max_conns_pid;   /* NETCA_MAX_CONNECTIONS_PER_PROCESS */
+        size_t event_output_max;  /* NETCA_MAX_EVENT_OUTPUT_KB */
+        bool event_drop;          /* NETCA_EVENT_OVERFLOW=drop (else resync) */
+        int spare_fd;             /* given up to accept-and-close when out of fds; -1 */
+        struct event *accept_resume; /* re-enables the listener after ACCEPT_PAUSE_MS */
+        time_t refused_logged;    /* refusals: last logged (loop thread) */
+        unsigned long refused;    /* refused since */
 };
 
 /* ------------------------------------------------------------- routing */
@@ -433,7 +454,7 @@ static void conn_send(struct conn *c, const uint8_t *p, size_t n) {
                 }
                 if (n > 0)
                         bufferevent_write(c->bev, p, n);
-                if (evbuffer_get_length(out) > SERVER_MAX_OUTPUT && !c->reading_paused) {
+                if (evbuffer_get_length(out) > c->srv->output_max && !c->reading_paused) {
                         c->reading_paused = true;
                         bufferevent_disable(c->bev, EV_READ);
                 }
@@ -490,6 +511,42 @@ static bool run_request(struct conn *c, const uint8_t *frame, size_t len, uint64
 
 static void job_finish(struct server *s, struct job *j);
 
+/* A client that does not read its replies: while its unsent output is over
+ * output_max, its requests wait on it instead of running (the first one to
+ * find it over parks; the later ones on its session wait behind it as
+ * usual), so that what it makes the daemon hold is bounded by output_max
+ * plus the replies already being made.  write_cb runs them again once the
+ * client has read (conn_unpark).  Returns true when j was parked.  Any
+ * thread. */
+static bool job_park(struct conn *c, struct job *j) {
+        pthread_mutex_lock(&c->mu);
+        bool park = c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > c->srv->output_max;
+        if (park) {
+                j->next = NULL;
+                if (c->parked_tail)
+                        c->parked_tail->next = j;
+                else
+                        c->parked = j;
+                c->parked_tail = j;
+        }
+        pthread_mutex_unlock(&c->mu);
+        return park;
+}
+
+/* Hands c's parked jobs to their lanes again: its output went down, or it
+ * is closed (they run, their replies go nowhere, and release it). */
+static void conn_unpark(struct conn *c) {
+        pthread_mutex_lock(&c->mu);
+        struct job *j = c->parked;
+        c->parked = c->parked_tail = NULL;
+        pthread_mutex_unlock(&c->mu);
+        while (j) {
+                struct job *n = j->next;
+                job_dispatch(c->srv, j);
+                j = n;
+        }
+}
+
 /* Runs one job on a worker thread and frees it. */
 static void job_run(struct server *s, struct job *j) {
         struct conn *c = j->conn;
@@ -503,6 +560,8 @@ static void job_run(struct server *s, struct job *j) {
                 __atomic_add_fetch(&s->released, 1, __ATOMIC_RELAXED);
                 return;
         }
+        if (job_park(c, j))
+                return;
         (void)run_request(c, j->frame, j->len, j->arrival);
         job_finish(s, j);
 }
@@ -520,6 +579,8 @@ static bool job_inline_ok(const struct job *j) {
 /* Loop thread: runs j here, or, when the core says it would wait for a
  * device (objects not cached), hands it to its lane like any other. */
 static void job_run_inline(struct server *s, struct job *j) {
+        if (job_park(j->conn, j))
+                return;
         core_set_nowait(true);
         bool done = run_request(j->conn, j->frame, j->len, j->arrival);
         core_set_nowait(false);
@@ -577,6 +638,8 @@ static void conn_unref(struct conn *c) {
         job_dispatch(s, j);
 }
 
+static bool conn_incomplete(struct conn *c, size_t held);
+
 /* Loop thread: the client is gone or misbehaved. */
 static void conn_close(struct conn *c) {
         pthread_mutex_lock(&c->mu);
@@ -585,7 +648,15 @@ static void conn_close(struct conn *c) {
         pthread_mutex_unlock(&c->mu);
         if (!bev)
                 return;
+        (void)conn_incomplete(c, 0);
+        event_free(c->deadline);
+        c->deadline = NULL;
+        pthread_mutex_lock(&c->srv->lock);
+        c->open = false;
+        c->srv->nconns--;
+        pthread_mutex_unlock(&c->srv->lock);
         bufferevent_free(bev);
+        conn_unpark(c);
         conn_unref(c);
 }
 
@@ -673,13 +744,40 @@ static bool handle_inline(struct conn *c, const uint8_t *frame, size_t len, loop
 }
 
 /* A client may stay idle between frames for as long as it likes, but one
- * that begins a frame and stops sending holds a buffer of up to the frame
- * cap: it gets frame_timeout to finish, then it is dropped.  Loop thread. */
-static void conn_set_partial(struct conn *c, bool partial) {
-        if (partial == c->partial)
-                return;
-        c->partial = partial;
-        bufferevent_set_timeouts(c->bev, partial ? &c->srv->frame_timeout : NULL, NULL);
+ * that begins a frame holds a buffer of up to the frame cap: the whole frame
+ * must arrive within frame_timeout of its first byte (a deadline, which
+ * bytes trickling in do not restart), and the bytes of incomplete frames of
+ * all clients together stay under incomplete_max.  held is what c's
+ * incomplete frame holds now (0: none).  Returns false when c must be
+ * dropped for taking the total over the cap.  Loop thread. */
+static bool conn_incomplete(struct conn *c, size_t held) {
+        struct server *s = c->srv;
+        bool partial = held > 0;
+        if (partial != c->partial) {
+                c->partial = partial;
+                if (partial)
+                        evtimer_add(c->deadline, &s->frame_timeout);
+                else
+                        evtimer_del(c->deadline);
+        }
+        s->incomplete = s->incomplete - c->held + held;
+        c->held = held;
+        if (held == 0 || s->incomplete <= s->incomplete_max)
+                return true;
+        log_warning("client pid %d: incomplete frames of all clients would hold %zu bytes, over the cap of %zu: "
+                    "dropped",
+                    (int)c->peer.pid, s->incomplete, s->incomplete_max);
+        return false;
+}
+
+/* The deadline of an incomplete frame has passed. */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
+        struct conn *c = arg;
+        (void)fd;
+        (void)what;
+        log_warning("client pid %d began a frame and did not complete it within %ld ms: dropped", (int)c->peer.pid,
+                    (long)c->srv->frame_timeout.tv_sec * 1000 + c->srv->frame_timeout.tv_usec / 1000);
+        conn_close(c);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg) {
@@ -696,7 +794,8 @@ static void read_cb(struct bufferevent *bev, void *arg) {
                         return;
                 uint8_t hdr[WIRE_HDR_SIZE];
                 if (evbuffer_copyout(in, hdr, sizeof hdr) < (ssize_t)sizeof hdr) {
-                        conn_set_partial(c, evbuffer_get_length(in) > 0);
+                        if (!conn_incomplete(c, evbuffer_get_length(in)))
+                                conn_close(c);
                         return;
                 }
                 struct wire_hdr h;
@@ -709,7 +808,8 @@ static void read_cb(struct bufferevent *bev, void *arg) {
                 }
                 size_t len = (size_t)h.len + 4;
                 if (evbuffer_get_length(in) < len) {
-                        conn_set_partial(c, true);
+                        if (!conn_incomplete(c, evbuffer_get_length(in)))
+                                conn_close(c);
                         return;
                 }
                 uint8_t *frame = malloc(len);
@@ -718,6 +818,7 @@ static void read_cb(struct bufferevent *bev, void *arg) {
                         return;
                 }
                 evbuffer_remove(in, frame, len);
+                (void)conn_incomplete(c, 0);
                 if (!c->hello && h.op != WIRE_OP_HELLO) {
                         send_error(c, h.id, h.op, CKR_CRYPTOKI_NOT_INITIALIZED);
                         free(frame);
@@ -757,8 +858,14 @@ static void read_cb(struct bufferevent *bev, void *arg) {
         }
 }
 
+static void conn_resync(struct conn *c);
+
+/* The client has read its output down to half of output_max: its parked
+ * requests run, and its requests are read again. */
 static void write_cb(struct bufferevent *bev, void *arg) {
         struct conn *c = arg;
+        conn_unpark(c);
+        conn_resync(c);
         pthread_mutex_lock(&c->mu);
         if (c->reading_paused) {
                 c->reading_paused = false;
@@ -770,13 +877,87 @@ static void write_cb(struct bufferevent *bev, void *arg) {
 
 static void event_cb(struct bufferevent *bev, short what, void *arg) {
         struct conn *c = arg;
-        if (what & BEV_EVENT_TIMEOUT) {
-                log_warning("client pid %d began a frame and sent nothing more for %ld ms: dropped",
-                            (int)c->peer.pid,
-                            (long)c->srv->frame_timeout.tv_sec * 1000 + c->srv->frame_timeout.tv_usec / 1000);
+        pthread_mutex_lock(&c->mu);
+        bool overflowed = c->overflowed;
+        pthread_mutex_unlock(&c->mu);
+        if (overflowed)
+                log_warning("client pid %d does not read the events it asked for (over %zu bytes unsent): dropped",
+                            (int)c->peer.pid, c->srv->event_output_max);
+        if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
                 conn_close(c);
-        } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-                conn_close(c);
+}
+
+/* A connection refused for a limit (or for want of fds): logged at most
+ * once per REFUSAL_LOG_SECONDS, with the count since.  Loop thread. */
+static void log_refusal(struct server *s, unsigned long n, const char *why) {
+        s->refused += n;
+        time_t now = time(NULL);
+        if (s->refused_logged && now - s->refused_logged < REFUSAL_LOG_SECONDS)
+                return;
+        log_warning("%s (connections refused since the last such message: %lu)", why, s->refused);
+        s->refused_logged = now;
+        s->refused = 0;
+}
+
+/* Whether peer may have one more connection: NULL (and it is counted in
+ * s->nconns), or why not. */
+static const char *conn_admit(struct server *s, const struct core_peer *peer) {
+        const char *why = NULL;
+        pthread_mutex_lock(&s->lock);
+        unsigned mine = 0;
+        for (struct conn *c = s->conns; c; c = c->next)
+                mine += c->open && c->peer.pid == peer->pid;
+        if (s->nconns >= s->max_conns)
+                why = "the daemon's connections are at NETCA_MAX_CONNECTIONS";
+        else if (mine >= s->max_conns_pid)
+                why = "the process's connections are at NETCA_MAX_CONNECTIONS_PER_PROCESS";
+        else
+                s->nconns++;
+        pthread_mutex_unlock(&s->lock);
+        return why;
+}
+
+/* Undoes conn_admit() for a connection that could not be set up. */
+static void conn_uncount(struct server *s) {
+        pthread_mutex_lock(&s->lock);
+        s->nconns--;
+        pthread_mutex_unlock(&s->lock);
+}
+
+/* accept() failed.  Out of file descriptors (EMFILE, ENFILE), the pending
+ * clients are accepted with the spare fd and closed at once, so that each
+ * gets an answer (end of file) instead of a hang; and the listener is off
+ * for ACCEPT_PAUSE_MS instead of failing in a loop (its socket stays
+ * readable), whatever the error.  Loop thread. */
+static void accept_error_cb(struct evconnlistener *l, void *arg) {
+        struct server *s = arg;
+        int err = EVUTIL_SOCKET_ERROR();
+        unsigned long shed = 0;
+        if ((err == EMFILE || err == ENFILE) && s->spare_fd >= 0) {
+                close(s->spare_fd);
+                int fd;
+                while ((fd = accept4(evconnlistener_get_fd(l), NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+                        close(fd);
+                        shed++;
+                }
+                s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        }
+        evconnlistener_disable(l);
+        struct timeval tv = { ACCEPT_PAUSE_MS / 1000, (ACCEPT_PAUSE_MS % 1000) * 1000 };
+        evtimer_add(s->accept_resume, &tv);
+        char why[128];
+        snprintf(why, sizeof why, "accept(): %s; not accepting for %d ms", strerror(err), ACCEPT_PAUSE_MS);
+        log_refusal(s, shed, why);
+}
+
+/* The accept pause is over. */
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg) {
+        struct server *s = arg;
+        (void)fd;
+        (void)what;
+        if (s->spare_fd < 0)
+                s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        evconnlistener_enable(s->listener);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr, int socklen, void *arg) {
@@ -790,8 +971,17 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                 close(fd);
                 return;
         }
+        const char *why = conn_admit(s, &peer);
+        if (why) {
+                char what[400];
+                snprintf(what, sizeof what, "pid %ld (%s): %s", (long)peer.pid, peer.exe[0] ? peer.exe : "?", why);
+                log_refusal(s, 1, what);
+                close(fd);
+                return;
+        }
         struct conn *c = calloc(1, sizeof *c);
         if (!c) {
+                conn_uncount(s);
                 close(fd);
                 return;
         }
@@ -802,41 +992,94 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         if (core_client_new(s->d->core, &peer, &c->cl) < 0) {
                 pthread_mutex_destroy(&c->mu);
                 free(c);
+                conn_uncount(s);
                 close(fd);
                 return;
         }
         evutil_make_socket_closeonexec(fd);
-        c->bev = bufferevent_socket_new(s->d->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_THREADSAFE | BEV_OPT_DEFER_CALLBACKS | BEV_OPT_UNLOCK_CALLBACKS);
+        c->deadline = evtimer_new(s->d->base, deadline_cb, c);
+        c->bev = c->deadline ? bufferevent_socket_new(s->d->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_THREADSAFE | BEV_OPT_DEFER_CALLBACKS | BEV_OPT_UNLOCK_CALLBACKS) : NULL;
         if (!c->bev) {
+                if (c->deadline)
+                        event_free(c->deadline);
                 core_client_free(c->cl);
                 pthread_mutex_destroy(&c->mu);
                 free(c);
+                conn_uncount(s);
                 close(fd);
                 return;
         }
         bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-        bufferevent_setwatermark(c->bev, EV_WRITE, SERVER_MAX_OUTPUT / 2, 0);
+        bufferevent_setwatermark(c->bev, EV_WRITE, s->output_max / 2, 0);
         bufferevent_enable(c->bev, EV_READ | EV_WRITE);
         pthread_mutex_lock(&s->lock);
+        c->open = true;
         c->next = s->conns;
         s->conns = c;
         pthread_mutex_unlock(&s->lock);
         log_debug(LOG_SUB_SERVER, "client pid %d (%s) connected", (int)peer.pid, peer.exe);
 }
 
+/* An event frame.  0 or -ENOMEM; m to be wire_msg_done() either way. */
+static int event_msg(struct wire_msg *m, enum wire_event ev, CK_SLOT_ID slot) {
+        wire_msg_init_write(m, WIRE_OP_EVENT, 0, WIRE_F_EVENT);
+        wire_put_u64(m, ev);
+        wire_put_u64(m, slot);
+        wire_put_u64(m, 0);
+        return wire_msg_finish(m) < 0 ? -ENOMEM : 0;
+}
+
+/* Whether c's unsent output is over the cap for pushing events.  Under
+ * c->mu, c->bev set. */
+static bool events_over_locked(const struct conn *c) {
+        return evbuffer_get_length(bufferevent_get_output(c->bev)) > c->srv->event_output_max;
+}
+
+/* Sends the RESYNC owed to c, once its unsent output is under the cap
+ * again.  Any thread. */
+static void conn_resync(struct conn *c) {
+        pthread_mutex_lock(&c->mu);
+        bool send = c->resync && c->bev && !events_over_locked(c);
+        if (send)
+                c->resync = false;
+        pthread_mutex_unlock(&c->mu);
+        struct wire_msg m;
+        if (send && event_msg(&m, WIRE_EV_RESYNC, 0) == 0)
+                conn_send(c, m.buf.data, m.buf.len);
+        if (send)
+                wire_msg_done(&m);
+}
+
+/* Pushes an event frame to a subscriber.  One that does not read them (a
+ * stopped process) is not sent more than event_output_max of unsent
+ * output: past it, its events coalesce into one RESYNC, sent once it has
+ * read (write_cb), or, with NETCA_EVENT_OVERFLOW=drop, it is dropped.  Any
+ * thread. */
+static void conn_push_event(struct conn *c, const uint8_t *p, size_t n) {
+        pthread_mutex_lock(&c->mu);
+        bool over = c->bev && !c->overflowed && events_over_locked(c);
+        if (over && c->srv->event_drop) {
+                c->overflowed = true;
+                bufferevent_trigger_event(c->bev, BEV_EVENT_ERROR, BEV_TRIG_DEFER_CALLBACKS);
+        } else if (over)
+                c->resync = true;
+        bool skip = over || c->overflowed;
+        pthread_mutex_unlock(&c->mu);
+        if (skip)
+                return;
+        conn_resync(c);
+        conn_send(c, p, n);
+}
+
 /* Core events, from any thread: pushed to every client that asked. */
 static void on_core_event(void *ud, enum wire_event ev, CK_SLOT_ID slot) {
         struct server *s = ud;
         struct wire_msg m;
-        wire_msg_init_write(&m, WIRE_OP_EVENT, 0, WIRE_F_EVENT);
-        wire_put_u64(&m, ev);
-        wire_put_u64(&m, slot);
-        wire_put_u64(&m, 0);
-        if (wire_msg_finish(&m) == 0) {
+        if (event_msg(&m, ev, slot) == 0) {
                 pthread_mutex_lock(&s->lock);
                 for (struct conn *c = s->conns; c; c = c->next)
                         if (c->events && c->hello)
-                                conn_send(c, m.buf.data, m.buf.len);
+                                conn_push_event(c, m.buf.data, m.buf.len);
                 pthread_mutex_unlock(&s->lock);
         }
         wire_msg_done(&m);
@@ -886,23 +1129,47 @@ static int bind_socket(const char *path, int *ret_fd) {
         return 0;
 }
 
+/* NETCA_MAX_CONNECTIONS's default: the fd limit less FD_RESERVE for the
+ * daemon's own files (tokens, state, USB), at least 16. */
+#define FD_RESERVE 64
+static unsigned long default_max_conns(void) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 20))
+                return 1u << 20;
+        return rl.rlim_cur > FD_RESERVE + 16 ? rl.rlim_cur - FD_RESERVE : 16;
+}
+
+/* A limit from the environment: NAME's value when it is a number in
+ * min..max, else def (and a warning). */
+static unsigned long env_limit(const char *name, unsigned long def, unsigned long min, unsigned long max) {
+        const char *e = getenv(name);
+        if (!e || !*e)
+                return def;
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(e, &end, 10);
+        if (*end == '\0' && errno == 0 && e[0] >= '0' && e[0] <= '9' && v >= min && v <= max)
+                return v;
+        log_warning("%s=%s is not a number in %lu..%lu: using %lu", name, e, min, max, def);
+        return def;
+}
+
 int server_new(struct netcad *d, int listen_fd, unsigned workers, struct server **ret) {
         struct server *s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
         s->d = d;
-        unsigned long ms = 10000;
-        const char *e = getenv("NETCA_FRAME_TIMEOUT_MS");
-        if (e && *e) {
-                char *end;
-                unsigned long v = strtoul(e, &end, 10);
-                if (*end == '\0' && v > 0 && v <= 3600000)
-                        ms = v;
-                else
-                        log_warning("NETCA_FRAME_TIMEOUT_MS=%s is not a number of milliseconds in 1..3600000: "
-                                    "using %lu",
-                                    e, ms);
-        }
+        unsigned long ms = env_limit("NETCA_FRAME_TIMEOUT_MS", 10000, 1, 3600000);
+        s->incomplete_max = (size_t)env_limit("NETCA_MAX_INCOMPLETE_KB", 16384, 1, 4u << 20) * 1024;
+        s->output_max = (size_t)env_limit("NETCA_MAX_OUTPUT_KB", 8192, 64, 4u << 20) * 1024;
+        s->max_conns = (unsigned)env_limit("NETCA_MAX_CONNECTIONS", default_max_conns(), 1, 1u << 20);
+        s->max_conns_pid = (unsigned)env_limit("NETCA_MAX_CONNECTIONS_PER_PROCESS", 64, 1, 1u << 20);
+        s->event_output_max = (size_t)env_limit("NETCA_MAX_EVENT_OUTPUT_KB", 64, 1, 1u << 20) * 1024;
+        const char *e = getenv("NETCA_EVENT_OVERFLOW");
+        s->event_drop = e && strcmp(e, "drop") == 0;
+        if (e && *e && !s->event_drop && strcmp(e, "resync") != 0)
+                log_warning("NETCA_EVENT_OVERFLOW=%s is neither resync nor drop: using resync", e);
+        s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         s->frame_timeout.tv_sec = (time_t)(ms / 1000);
         s->frame_timeout.tv_usec = (suseconds_t)(ms % 1000) * 1000;
         pthread_mutex_init(&s->lock, NULL);
@@ -923,6 +1190,12 @@ int server_new(struct netcad *d, int listen_fd, unsigned workers, struct server 
         s->listener = evconnlistener_new(d->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_THREADSAFE, -1, fd);
         if (!s->listener) {
                 close(fd);
+                server_free(s);
+                return -ENOMEM;
+        }
+        evconnlistener_set_error_cb(s->listener, accept_error_cb);
+        s->accept_resume = evtimer_new(d->base, accept_resume_cb, s);
+        if (!s->accept_resume) {
                 server_free(s);
                 return -ENOMEM;
         }
@@ -959,6 +1232,10 @@ struct server *server_free(struct server *s) {
                 core_set_event_sink(s->d->core, NULL, NULL);
         if (s->listener)
                 evconnlistener_free(s->listener);
+        if (s->accept_resume)
+                event_free(s->accept_resume);
+        if (s->spare_fd >= 0)
+                close(s->spare_fd);
         /* Close every client; their jobs release them. */
         for (;;) {
                 pthread_mutex_lock(&s->lock);

@@ -11,10 +11,19 @@
  * delays only its own calls.  Calls on one session run in the order they
  * arrived.
  *
- * Limits: a frame over WIRE_FRAME_MAX or with a malformed header drops the
- * client; a client with SERVER_MAX_INFLIGHT requests in progress, or with
- * more than SERVER_MAX_OUTPUT bytes of replies it has not read, is not read
- * from until it catches up. */
+ * Limits (netcad(8), LIMITS): a frame over WIRE_FRAME_MAX or with a
+ * malformed header drops the client, and so does a frame not complete
+ * within NETCA_FRAME_TIMEOUT_MS of its first byte, or one that would take
+ * the bytes of all clients' incomplete frames over NETCA_MAX_INCOMPLETE_KB;
+ * a client with SERVER_MAX_INFLIGHT requests in progress is not read from
+ * until some have finished; one with more than NETCA_MAX_OUTPUT_KB of
+ * output it has not read is not read from, and none of its requests runs,
+ * until it has read half of it; an event subscriber with more than
+ * NETCA_MAX_EVENT_OUTPUT_KB unsent is sent no more events but one RESYNC
+ * once it has read, or is dropped (NETCA_EVENT_OVERFLOW=drop).
+ * Connections: NETCA_MAX_CONNECTIONS in all and
+ * NETCA_MAX_CONNECTIONS_PER_PROCESS; when out of fds, waiting clients are
+ * accepted with a spare fd and closed, and accepting pauses. */
 #pragma once
 
 #include <stdbool.h>
@@ -23,7 +32,6 @@ struct netcad;
 struct server;
 
 #define SERVER_MAX_INFLIGHT 128
-#define SERVER_MAX_OUTPUT (8u << 20)
 
 /* listen_fd >= 0: an already listening socket (systemd activation); else
  * the server binds d->socket_path itself (the directory must exist).

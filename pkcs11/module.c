@@ -202,7 +202,8 @@ static void on_event(void *userdata, uint64_t kind, uint64_t slot, uint64_t aux)
                 case WIRE_EV_OBJECTS_CHANGED:
                         mcache_bump_objects(m->cache, (CK_SLOT_ID)slot);
                         break;
-                default: /* slots come and go, the connection was made or lost */
+                default: /* slots come and go, the connection was made or lost,
+                          * WIRE_EV_RESYNC: events were left out */
                         mcache_bump_all(m->cache);
                         break;
                 }

@@ -9,10 +9,6 @@
 #include "common/util.h"
 #include "common/mechparam.h"
 
-/* Random bytes asked for in one request (the daemon caps near the frame
- * size; stay well under it). */
-#define RANDOM_CHUNK 65536
-
 /* call_run's answer for "there is no daemon" on calls without session. */
 #define RV_NO_DAEMON ((CK_RV)(CKR_VENDOR_DEFINED | 0x4e430001UL))
 
@@ -814,7 +810,7 @@ CK_RV rpc_generate_key_pair(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDL
 CK_RV rpc_generate_random(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG len) {
         CK_ULONG done = 0;
         do {
-                CK_ULONG chunk = len - done > RANDOM_CHUNK ? RANDOM_CHUNK : len - done;
+                CK_ULONG chunk = len - done > WIRE_RANDOM_MAX ? WIRE_RANDOM_MAX : len - done;
                 struct call k;
                 call_start_on(&k, WIRE_OP_GENERATE_RANDOM, false, s);
                 wire_put_u64(&k.req, chunk);

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -156,6 +158,14 @@ int raw_wait_closed(int fd, unsigned timeout_ms) {
         }
 }
 
+int raw_unread(int fd, int *ret) {
+        int n = 0;
+        if (ioctl(fd, SIOCOUTQ, &n) < 0)
+                return -errno;
+        *ret = n;
+        return 0;
+}
+
 int raw_hello(int fd) {
         return wire_hello(fd, 0, "stress", 20000, NULL);
 }
@@ -180,6 +190,12 @@ int raw_ping(int fd, uint32_t id) {
         return ok ? 0 : -EPROTO;
 }
 
+int raw_call(int fd, struct wire_msg *m, uint8_t **ret, size_t *ret_len) {
+        int r = raw_send_msg(fd, m);
+        wire_msg_done(m);
+        return r < 0 ? r : raw_read_frame(fd, 20000, ret, ret_len);
+}
+
 cJSON *raw_mgmt_json(const char *sock, uint16_t op) {
         int fd = raw_connect(sock);
         if (fd < 0)
@@ -191,12 +207,9 @@ cJSON *raw_mgmt_json(const char *sock, uint16_t op) {
         struct wire_msg m;
         wire_msg_init_write(&m, op, 2, 0);
         wire_put_json(&m, "{}");
-        int r = raw_send_msg(fd, &m);
-        wire_msg_done(&m);
         uint8_t *frame = NULL;
         size_t len;
-        if (r == 0)
-                r = raw_read_frame(fd, 20000, &frame, &len);
+        int r = raw_call(fd, &m, &frame, &len);
         close(fd);
         if (r < 0)
                 return NULL;

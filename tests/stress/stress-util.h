@@ -50,6 +50,11 @@ int raw_read_frame(int fd, unsigned timeout_ms, uint8_t **ret, size_t *ret_len);
 /* 0 when the peer closed the connection within timeout_ms (reading and
  * discarding whatever came first), -ETIMEDOUT otherwise. */
 int raw_wait_closed(int fd, unsigned timeout_ms);
+/* Sends m (done with it either way) and reads the next frame, the reply
+ * when nothing else is pushed: as raw_read_frame (20 s). */
+int raw_call(int fd, struct wire_msg *m, uint8_t **ret, size_t *ret_len);
+/* Bytes sent on fd that the peer has not read yet (SIOCOUTQ): 0 or -errno. */
+int raw_unread(int fd, int *ret);
 /* HELLO with our version: 0 accepted. */
 int raw_hello(int fd);
 /* PING round trip: 0 ok. */
