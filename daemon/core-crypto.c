@@ -773,6 +773,51 @@ CK_RV core_digest_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR
         return digest_run(cl, h, NULL, 0, true, out, out_len);
 }
 
+/* A driver's digest_key hands the key's value to this, for the running
+ * digest. */
+static int digest_feed(void *ctx, const uint8_t *p, size_t n) {
+        return mbedtls_md_update(ctx, p, n) == 0 ? 0 : -EIO;
+}
+
+/* C_DigestKey: a secret key's value into the running digest, in the
+ * driver (the core never holds it); the operation becomes multi-part.
+ * An error ends it. */
+CK_RV core_digest_key(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key) {
+        _cleanup_session_ struct session *s = NULL;
+        struct op *o;
+        CK_RV rv = op_get(cl, h, OP_DIGEST, &s, &o);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        if ((rv = tok_load(k)) == CKR_OK) {
+                bool user = is_user(cl, k);
+                core_lock(cl->core);
+                struct cobj *ko = obj_find_locked(k, key, cl, user);
+                CK_ULONG cls = 0;
+                uint64_t id = ko ? ko->id : 0;
+                bool priv = ko && nattrs_get_bool(&ko->attrs, CKA_PRIVATE, false);
+                if (ko)
+                        nattrs_get_ulong(&ko->attrs, CKA_CLASS, &cls);
+                core_unlock(cl->core);
+                if (!ko)
+                        rv = CKR_KEY_HANDLE_INVALID;
+                else if (cls != CKO_SECRET_KEY || !k->ops->digest_key)
+                        rv = CKR_KEY_INDIGESTIBLE;
+                else if (priv && !user)
+                        rv = CKR_USER_NOT_LOGGED_IN;
+                else {
+                        tok_lock(k);
+                        int r = k->ops->digest_key(k->t, id, digest_feed, &o->mdctx);
+                        tok_unlock(k);
+                        rv = r == -ENOKEY ? CKR_KEY_INDIGESTIBLE : rv_from_errno(r);
+                }
+        }
+        o->multipart = true;
+        if (rv != CKR_OK)
+                op_reset(o);
+        return rv;
+}
+
 CK_RV core_generate_random(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len) {
         if (!out && len)
                 return CKR_ARGUMENTS_BAD;

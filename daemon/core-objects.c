@@ -427,18 +427,39 @@ static int obj_made_locked(struct core_client *cl, struct tok *k, CK_SESSION_HAN
         return r;
 }
 
-CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
-                         CK_OBJECT_HANDLE_PTR ret) {
-        if (!ret)
+/* The start of a call that makes an object from a template: its
+ * arguments (ret_ok: its output pointers are there), then its session
+ * (*ret_s, session_put it). */
+static CK_RV make_begin(struct core_client *cl, CK_SESSION_HANDLE h, bool ret_ok, const CK_ATTRIBUTE *tmpl,
+                        CK_ULONG n, struct session **ret_s) {
+        if (!ret_ok)
                 return CKR_ARGUMENTS_BAD;
         CK_RV rv = check_template(tmpl, n);
-        if (rv != CKR_OK)
-                return rv;
-        CK_ULONG cls;
-        if (!tmpl_ulong(tmpl, n, CKA_CLASS, &cls))
+        return rv != CKR_OK ? rv : session_get(cl, h, ret_s);
+}
+
+/* The end of it, the token lock held and r the driver's result for new
+ * object d: its handle in *ret; the lock released, then the event for a
+ * token object. */
+static CK_RV make_end(struct core_client *cl, struct session *s, bool persistent, int r, struct dobj *d,
+                      CK_OBJECT_HANDLE *ret) {
+        if (r == 0)
+                r = obj_made_locked(cl, s->tok, s->h, persistent, d, ret);
+        tok_unlock(s->tok);
+        CK_RV rv = rv_from_errno(r);
+        if (rv == CKR_OK && persistent)
+                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+        return rv;
+}
+
+CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
+                         CK_OBJECT_HANDLE_PTR ret) {
+        CK_ULONG cls = 0;
+        if (ret && check_template(tmpl, n) == CKR_OK && !tmpl_ulong(tmpl, n, CKA_CLASS, &cls))
                 return CKR_TEMPLATE_INCOMPLETE;
         struct session *s;
-        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+        CK_RV rv = make_begin(cl, h, ret, tmpl, n, &s);
+        if (rv != CKR_OK)
                 return rv;
         struct tok *k = s->tok;
         bool persistent = tmpl_bool(tmpl, n, CKA_TOKEN, false);
@@ -456,13 +477,7 @@ CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBU
         struct dobj d;
         memset(&d, 0, sizeof d);
         tok_lock(k);
-        int r = k->ops->create_object(k->t, tmpl, n, persistent, &d);
-        if (r == 0)
-                r = obj_made_locked(cl, k, h, persistent, &d, ret);
-        tok_unlock(k);
-        rv = rv_from_errno(r);
-        if (rv == CKR_OK && persistent)
-                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+        rv = make_end(cl, s, persistent, k->ops->create_object(k->t, tmpl, n, persistent, &d), &d, ret);
         if (persistent)
                 audit_object(cl, k, tmpl, n, false, rv);
 out:
@@ -491,13 +506,9 @@ static struct cobj *obj_target_locked(struct session *s, CK_OBJECT_HANDLE obj, b
 
 CK_RV core_copy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR tmpl,
                        CK_ULONG n, CK_OBJECT_HANDLE_PTR ret) {
-        if (!ret)
-                return CKR_ARGUMENTS_BAD;
-        CK_RV rv = check_template(tmpl, n);
-        if (rv != CKR_OK)
-                return rv;
         struct session *s;
-        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+        CK_RV rv = make_begin(cl, h, ret, tmpl, n, &s);
+        if (rv != CKR_OK)
                 return rv;
         struct tok *k = s->tok;
         if ((rv = tok_load(k)) != CKR_OK)
@@ -524,17 +535,13 @@ CK_RV core_copy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HA
                 rv = CKR_USER_NOT_LOGGED_IN;
         else if (!k->ops->copy_object)
                 rv = CKR_FUNCTION_NOT_SUPPORTED;
+        if (rv != CKR_OK)
+                tok_unlock(k);
         else {
                 struct dobj d;
                 memset(&d, 0, sizeof d);
-                int r = k->ops->copy_object(k->t, id, tmpl, n, persistent, &d);
-                if (r == 0)
-                        r = obj_made_locked(cl, k, h, persistent, &d, ret);
-                rv = rv_from_errno(r);
+                rv = make_end(cl, s, persistent, k->ops->copy_object(k->t, id, tmpl, n, persistent, &d), &d, ret);
         }
-        tok_unlock(k);
-        if (rv == CKR_OK && persistent)
-                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
         if (persistent)
                 audit(cl, k, "object-copy", label, rv, NULL);
 out:
@@ -691,6 +698,35 @@ CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE h, CK_MEC
         if (rv == CKR_OK && persistent)
                 emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
         audit_object(cl, k, priv_tmpl, priv_n, true, rv);
+out:
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_generate_key(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR tmpl,
+                        CK_ULONG n, CK_OBJECT_HANDLE_PTR ret) {
+        struct session *s;
+        CK_RV rv = make_begin(cl, h, mech && ret, tmpl, n, &s);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        const CK_MECHANISM_INFO *mi = mech_lookup(k, mech->mechanism);
+        bool persistent = tmpl_bool(tmpl, n, CKA_TOKEN, false);
+        if (!mi || !(mi->flags & CKF_GENERATE) || !k->ops->generate_key)
+                rv = CKR_MECHANISM_INVALID;
+        else if (persistent && !(s->flags & CKF_RW_SESSION))
+                rv = CKR_SESSION_READ_ONLY;
+        else if (!is_user(cl, k) && tmpl_bool(tmpl, n, CKA_PRIVATE, true))
+                rv = CKR_USER_NOT_LOGGED_IN;
+        else
+                rv = tok_load(k);
+        if (rv != CKR_OK)
+                goto out;
+        struct dobj d;
+        memset(&d, 0, sizeof d);
+        tok_lock(k);
+        rv = make_end(cl, s, persistent, k->ops->generate_key(k->t, mech, tmpl, n, persistent, &d), &d, ret);
+        audit_object(cl, k, tmpl, n, true, rv);
 out:
         session_put(s);
         return rv;

@@ -173,6 +173,17 @@ struct driver_ops {
                                  const CK_ATTRIBUTE *priv_tmpl, CK_ULONG priv_n,
                                  struct dobj *ret_pub, struct dobj *ret_priv);
 
+        /* C_GenerateKey (optional): a secret key, a session object unless
+         * persistent; fills *ret as create_object does.  The core has
+         * checked the mechanism (CKF_GENERATE), the session and the login. */
+        int (*generate_key)(struct token *t, const CK_MECHANISM *mech, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                            bool persistent, struct dobj *ret);
+        /* C_DigestKey (optional): hands secret key id's value to feed (which
+         * hashes it and returns 0 or a negative errno) and nothing else;
+         * -ENOKEY when id is not a secret key. */
+        int (*digest_key)(struct token *t, uint64_t key, int (*feed)(void *ctx, const uint8_t *p, size_t n),
+                          void *ctx);
+
         /* Raw private-key operations with a mechanism from get_mechanisms:
          * CKM_RSA_PKCS (input: the DigestInfo or data to pad, <= k-11),
          * CKM_RSA_PKCS_PSS (input: the hash; params CK_RSA_PKCS_PSS_PARAMS),

@@ -791,6 +791,8 @@ static const struct driver_mech soft_mechs[] = {
         { CKM_RSA_PKCS_PSS, 1024, 4096, CKF_SIGN },
         { CKM_RSA_PKCS_OAEP, 1024, 4096, CKF_DECRYPT },
         { CKM_ECDSA, 256, 384, CKF_SIGN | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS },
+        { CKM_AES_KEY_GEN, 16, 32, CKF_GENERATE },
+        { CKM_GENERIC_SECRET_KEY_GEN, 8, SOFT_SECRET_MAX * 8, CKF_GENERATE },
 };
 
 static int op_get_mechanisms(struct token *t, const struct driver_mech **ret, size_t *ret_n) {
@@ -1026,6 +1028,26 @@ static int op_generate_key_pair(struct token *t, const CK_MECHANISM *mech, const
         return soft_generate_key_pair(t, mech, pub_tmpl, pub_n, priv_tmpl, priv_n, ret_pub, ret_priv);
 }
 
+static int op_generate_key(struct token *t, const CK_MECHANISM *mech, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                           bool persistent, struct dobj *ret) {
+        if (!t || !mech || (!tmpl && n) || !ret)
+                return -EINVAL;
+        pthread_mutex_lock(&t->lock);
+        int r = soft_generate_key(t, mech, tmpl, n, persistent, ret);
+        pthread_mutex_unlock(&t->lock);
+        return r;
+}
+
+static int op_digest_key(struct token *t, uint64_t key, int (*feed)(void *ctx, const uint8_t *p, size_t n),
+                         void *ctx) {
+        if (!t || !feed)
+                return -EINVAL;
+        pthread_mutex_lock(&t->lock);
+        int r = soft_digest_key(t, key, feed, ctx);
+        pthread_mutex_unlock(&t->lock);
+        return r;
+}
+
 static int op_random(struct token *t, uint8_t *out, size_t n) {
         return pkc_random(out, n);
 }
@@ -1056,6 +1078,8 @@ const struct driver_ops soft_ops = {
         .copy_object = op_copy_object,
         .set_attributes = op_set_attributes,
         .generate_key_pair = op_generate_key_pair,
+        .generate_key = op_generate_key,
+        .digest_key = op_digest_key,
         .sign = soft_sign,
         .decrypt = soft_decrypt,
         .random = op_random,

@@ -938,12 +938,153 @@ static void check_pins(CK_SESSION_HANDLE rw) {
         CHECK(!(ti.flags & (CKF_USER_PIN_LOCKED | CKF_USER_PIN_FINAL_TRY)));
 }
 
+/* A session secret key of type kt with this value, usable as the test
+ * needs (every use allowed; sensitive as asked). */
+static CK_OBJECT_HANDLE secret_key(CK_SESSION_HANDLE h, CK_KEY_TYPE kt, const void *value, CK_ULONG len,
+                                   CK_BBOOL *sensitive) {
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &cls, sizeof cls },       { CKA_KEY_TYPE, &kt, sizeof kt },
+                { CKA_TOKEN, &no, sizeof no },         { CKA_VALUE, (void *)value, len },
+                { CKA_SENSITIVE, sensitive, sizeof *sensitive },
+        };
+        CK_OBJECT_HANDLE k = CK_INVALID_HANDLE;
+        CHECK_RV(f->C_CreateObject(h, t, ELEMENTSOF(t), &k), CKR_OK);
+        return k;
+}
+
+static CK_ULONG attr_ulong(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type) {
+        CK_ULONG v = 0xdead;
+        CK_ATTRIBUTE a = { type, &v, sizeof v };
+        CHECK_RV(f->C_GetAttributeValue(h, o, &a, 1), CKR_OK);
+        return v;
+}
+
+static bool attr_bool(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type) {
+        CK_BBOOL v = 0x55;
+        CK_ATTRIBUTE a = { type, &v, sizeof v };
+        CHECK_RV(f->C_GetAttributeValue(h, o, &a, 1), CKR_OK);
+        CHECK(v == CK_TRUE || v == CK_FALSE);
+        return v == CK_TRUE;
+}
+
+/* Secret keys (issue 13 item 5a): C_CreateObject and C_GenerateKey of AES
+ * and generic secret keys, their attributes, C_DigestKey. */
+static void check_secret_keys(CK_SESSION_HANDLE ro, CK_SESSION_HANDLE rw) {
+        static const CK_BYTE zero16[16], kcv_zero[3] = { 0x66, 0xe9, 0x4b }; /* AES-128(0, 0^128) */
+        static const CK_BYTE sha256_abc[32] = {
+                0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+                0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad,
+        };
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_KEY_TYPE aes = CKK_AES, gen = CKK_GENERIC_SECRET;
+        CK_MECHANISM aes_gen = { CKM_AES_KEY_GEN, NULL, 0 }, gen_gen = { CKM_GENERIC_SECRET_KEY_GEN, NULL, 0 };
+        CK_MECHANISM sha256 = { CKM_SHA256, NULL, 0 };
+        CK_MECHANISM_INFO mi;
+        CK_OBJECT_HANDLE k = CK_INVALID_HANDLE, k2 = CK_INVALID_HANDLE;
+        CK_BYTE buf[64];
+        CK_ULONG len;
+
+        CHECK_RV(f->C_GetMechanismInfo(slot, CKM_AES_KEY_GEN, &mi), CKR_OK);
+        CHECK((mi.flags & CKF_GENERATE) && mi.ulMinKeySize == 16 && mi.ulMaxKeySize == 32);
+        CHECK_RV(f->C_GetMechanismInfo(slot, CKM_GENERIC_SECRET_KEY_GEN, &mi), CKR_OK);
+        CHECK(mi.flags & CKF_GENERATE);
+
+        /* C_CreateObject: the value is never given back; the defaults. */
+        k = secret_key(ro, aes, zero16, sizeof zero16, &no);
+        CHECK(attr_ulong(ro, k, CKA_VALUE_LEN) == 16);
+        CHECK(attr_ulong(ro, k, CKA_KEY_GEN_MECHANISM) == CK_UNAVAILABLE_INFORMATION);
+        CK_ATTRIBUTE kcv = { CKA_CHECK_VALUE, buf, sizeof buf };
+        CHECK_RV(f->C_GetAttributeValue(ro, k, &kcv, 1), CKR_OK);
+        CHECK(kcv.ulValueLen == 3 && memcmp(buf, kcv_zero, 3) == 0);
+        CK_ATTRIBUTE val = { CKA_VALUE, buf, sizeof buf };
+        CHECK_RV(f->C_GetAttributeValue(ro, k, &val, 1), CKR_ATTRIBUTE_SENSITIVE);
+        CHECK(val.ulValueLen == CK_UNAVAILABLE_INFORMATION);
+        CHECK(attr_bool(ro, k, CKA_PRIVATE) && !attr_bool(ro, k, CKA_LOCAL));
+        CHECK(!attr_bool(ro, k, CKA_SENSITIVE) && !attr_bool(ro, k, CKA_EXTRACTABLE));
+        CHECK(!attr_bool(ro, k, CKA_ALWAYS_SENSITIVE) && !attr_bool(ro, k, CKA_NEVER_EXTRACTABLE));
+        CHECK(attr_bool(ro, k, CKA_ENCRYPT) && attr_bool(ro, k, CKA_DECRYPT) && attr_bool(ro, k, CKA_SIGN) &&
+              attr_bool(ro, k, CKA_VERIFY) && attr_bool(ro, k, CKA_WRAP) && attr_bool(ro, k, CKA_UNWRAP));
+        CHECK(!attr_bool(ro, k, CKA_DERIVE));
+        /* A copy is the same key. */
+        CHECK_RV(f->C_CopyObject(ro, k, NULL, 0, &k2), CKR_OK);
+        kcv.ulValueLen = sizeof buf;
+        CHECK_RV(f->C_GetAttributeValue(ro, k2, &kcv, 1), CKR_OK);
+        CHECK(kcv.ulValueLen == 3 && memcmp(buf, kcv_zero, 3) == 0);
+        CHECK_RV(f->C_DestroyObject(ro, k2), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(ro, k), CKR_OK);
+
+        /* The templates C_CreateObject refuses. */
+        CK_ULONG vlen = 16;
+        CK_ATTRIBUTE bad[] = {
+                { CKA_CLASS, &cls, sizeof cls }, { CKA_KEY_TYPE, &aes, sizeof aes },
+                { CKA_TOKEN, &no, sizeof no },   { CKA_VALUE, (void *)zero16, 15 },
+                { CKA_VALUE_LEN, &vlen, sizeof vlen },
+        };
+        CHECK_RV(f->C_CreateObject(ro, bad, 4, &k), CKR_ATTRIBUTE_VALUE_INVALID);
+        bad[3].ulValueLen = 16;
+        CHECK_RV(f->C_CreateObject(ro, bad, 5, &k), CKR_ATTRIBUTE_READ_ONLY);
+        CHECK_RV(f->C_CreateObject(ro, bad, 3, &k), CKR_TEMPLATE_INCOMPLETE);
+
+        /* C_GenerateKey: local, sensitive from the start. */
+        vlen = 32;
+        CK_ATTRIBUTE gt[] = {
+                { CKA_TOKEN, &no, sizeof no }, { CKA_SENSITIVE, &yes, sizeof yes },
+                { CKA_VALUE_LEN, &vlen, sizeof vlen },
+        };
+        k = CK_INVALID_HANDLE;
+        CHECK_RV(f->C_GenerateKey(ro, &aes_gen, gt, ELEMENTSOF(gt), &k), CKR_OK);
+        CHECK(attr_ulong(ro, k, CKA_KEY_TYPE) == CKK_AES && attr_ulong(ro, k, CKA_CLASS) == CKO_SECRET_KEY);
+        CHECK(attr_ulong(ro, k, CKA_VALUE_LEN) == 32);
+        CHECK(attr_ulong(ro, k, CKA_KEY_GEN_MECHANISM) == CKM_AES_KEY_GEN);
+        CHECK(attr_bool(ro, k, CKA_LOCAL) && attr_bool(ro, k, CKA_ALWAYS_SENSITIVE) &&
+              attr_bool(ro, k, CKA_NEVER_EXTRACTABLE));
+        CHECK_RV(f->C_DestroyObject(ro, k), CKR_OK);
+        CHECK_RV(f->C_GenerateKey(ro, &aes_gen, gt, 2, &k), CKR_TEMPLATE_INCOMPLETE);
+        vlen = 20;
+        CHECK_RV(f->C_GenerateKey(ro, &aes_gen, gt, ELEMENTSOF(gt), &k), CKR_ATTRIBUTE_VALUE_INVALID);
+        CHECK_RV(f->C_GenerateKey(ro, &sha256, gt, ELEMENTSOF(gt), &k), CKR_MECHANISM_INVALID);
+        /* A generic secret on the token, from a R/W session only. */
+        vlen = 48;
+        CK_ATTRIBUTE tt[] = { { CKA_TOKEN, &yes, sizeof yes }, { CKA_VALUE_LEN, &vlen, sizeof vlen } };
+        CHECK_RV(f->C_GenerateKey(ro, &gen_gen, tt, ELEMENTSOF(tt), &k), CKR_SESSION_READ_ONLY);
+        k = CK_INVALID_HANDLE;
+        CHECK_RV(f->C_GenerateKey(rw, &gen_gen, tt, ELEMENTSOF(tt), &k), CKR_OK);
+        CHECK(attr_ulong(rw, k, CKA_KEY_TYPE) == CKK_GENERIC_SECRET && attr_ulong(rw, k, CKA_VALUE_LEN) == 48);
+        CHECK(attr_bool(rw, k, CKA_TOKEN));
+        CHECK_RV(f->C_DestroyObject(rw, k), CKR_OK);
+
+        /* C_DigestKey: the value inside the running digest. */
+        k = secret_key(ro, gen, "abc", 3, &yes);
+        CHECK_RV(f->C_DigestKey(ro, k), CKR_OPERATION_NOT_INITIALIZED);
+        CHECK_RV(f->C_DigestInit(ro, &sha256), CKR_OK);
+        CHECK_RV(f->C_DigestKey(ro, k), CKR_OK);
+        len = sizeof buf;
+        CHECK_RV(f->C_Digest(ro, buf, 1, buf, &len), CKR_OPERATION_ACTIVE);
+        len = sizeof buf;
+        CHECK_RV(f->C_DigestFinal(ro, buf, &len), CKR_OK);
+        CHECK(len == 32 && memcmp(buf, sha256_abc, 32) == 0);
+        CHECK_RV(f->C_DigestInit(ro, &sha256), CKR_OK);
+        CHECK_RV(f->C_DigestUpdate(ro, (CK_BYTE_PTR)"a", 1), CKR_OK);
+        k2 = secret_key(ro, gen, "bc", 2, &no);
+        CHECK_RV(f->C_DigestKey(ro, k2), CKR_OK);
+        len = sizeof buf;
+        CHECK_RV(f->C_DigestFinal(ro, buf, &len), CKR_OK);
+        CHECK(len == 32 && memcmp(buf, sha256_abc, 32) == 0);
+        /* Not a secret key: indigestible, and the digest is over. */
+        CHECK_RV(f->C_DigestInit(ro, &sha256), CKR_OK);
+        CHECK_RV(f->C_DigestKey(ro, rsa_priv), CKR_KEY_INDIGESTIBLE);
+        len = sizeof buf;
+        CHECK_RV(f->C_DigestFinal(ro, buf, &len), CKR_OPERATION_NOT_INITIALIZED);
+        CHECK_RV(f->C_DestroyObject(ro, k2), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(ro, k), CKR_OK);
+}
+
 static void check_unsupported(CK_SESSION_HANDLE h) {
         CK_ULONG n = 0;
         CK_SLOT_ID s;
         CHECK_RV(f->C_GetOperationState(h, NULL, &n), CKR_FUNCTION_NOT_SUPPORTED);
-        CHECK_RV(f->C_DigestKey(h, rsa_priv), CKR_FUNCTION_NOT_SUPPORTED);
-        CHECK_RV(f->C_GenerateKey(h, NULL, NULL, 0, NULL), CKR_FUNCTION_NOT_SUPPORTED);
+        CHECK_RV(f->C_GenerateKey(h, NULL, NULL, 0, NULL), CKR_ARGUMENTS_BAD);
         CHECK_RV(f->C_GetFunctionStatus(h), CKR_FUNCTION_NOT_PARALLEL);
         CHECK_RV(f->C_CancelFunction(h), CKR_FUNCTION_NOT_PARALLEL);
         CHECK_RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &s, NULL), CKR_NO_EVENT);
@@ -1332,6 +1473,7 @@ static void run(void) {
         check_errors_end_operations(ro);
         check_copy_and_latching(ro, rw);
         check_recover(ro);
+        check_secret_keys(ro, rw);
         check_random(ro);
         check_unsupported(ro);
         CHECK_RV(f->C_CloseSession(ro), CKR_OK);

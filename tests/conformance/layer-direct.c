@@ -259,13 +259,13 @@ static CK_RV d_GetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG_PT
 
 static CK_RV d_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k) {
         CL();
-        return CKR_FUNCTION_NOT_SUPPORTED;
+        return core_digest_key(cl, h, k);
 }
 
 static CK_RV d_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                            CK_OBJECT_HANDLE_PTR k) {
         CL();
-        return CKR_FUNCTION_NOT_SUPPORTED;
+        return core_generate_key(cl, h, m, t, n, k);
 }
 
 static CK_RV d_GetFunctionStatus(CK_SESSION_HANDLE h) {

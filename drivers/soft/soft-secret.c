@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Soft token secret keys (CKK_GENERIC_SECRET, CKK_AES) in use: their
+ * value is opened from its seal for each operation, into secure memory,
+ * and wiped when the operation is done; it never leaves the driver but
+ * into a digest (C_DigestKey).  Every function here runs under the token
+ * lock (the ops in soft.c take it). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/aes.h>
+#include <mbedtls/platform_util.h>
+
+#include "common/secmem.h"
+#include "common/util.h"
+#include "soft-internal.h"
+
+int soft_aes_check_value(const uint8_t *key, size_t len, uint8_t out[3]) {
+        static const uint8_t zero[16];
+        uint8_t block[16];
+        mbedtls_aes_context aes;
+        mbedtls_aes_init(&aes);
+        int rc = mbedtls_aes_setkey_enc(&aes, key, (unsigned) len * 8);
+        if (rc == 0)
+                rc = mbedtls_aes_crypt_ecb(&aes, MBEDTLS_AES_ENCRYPT, zero, block);
+        mbedtls_aes_free(&aes);
+        if (rc != 0)
+                return -EDOM;
+        memcpy(out, block, 3);
+        mbedtls_platform_zeroize(block, sizeof block);
+        return 0;
+}
+
+int soft_secret_get(struct token *t, uint64_t id, struct nattrs *ret_attrs, uint8_t **ret_value,
+                    size_t *ret_len) {
+        struct nattrs a;
+        uint8_t *sec = NULL;
+        size_t sec_n = 0;
+        CK_ULONG cls = 0;
+
+        nattrs_init(&a);
+        int r = soft_object_get(t, id, &a, &sec, &sec_n);
+        if (r < 0)
+                return r;
+        if (!nattrs_get_ulong(&a, CKA_CLASS, &cls) || cls != CKO_SECRET_KEY || !sec)
+                r = -ENOKEY;
+        else
+                r = soft_secret_open(t, id, sec, sec_n, ret_value, ret_len);
+        if (sec) {
+                mbedtls_platform_zeroize(sec, sec_n);
+                free(sec);
+        }
+        if (r >= 0 && ret_attrs) {
+                nattrs_done(ret_attrs);
+                *ret_attrs = a;
+        } else
+                nattrs_done(&a);
+        return r;
+}
+
+int soft_digest_key(struct token *t, uint64_t key, int (*feed)(void *ctx, const uint8_t *p, size_t n), void *ctx) {
+        uint8_t *value = NULL;
+        size_t len = 0;
+        int r = soft_secret_get(t, key, NULL, &value, &len);
+        if (r < 0)
+                return r;
+        r = feed(ctx, value, len);
+        secure_free(value);
+        return r;
+}
