@@ -129,9 +129,9 @@ enum wire_event {
         X(SIGN_UPDATE, 39, "uz", "u", P11, SESSION, PUBLIC, h_sign_update)                         \
         X(SIGN_FINAL, 40, "uq", "uZ", P11, SESSION_DEVICE, PUBLIC, h_sign_final)                   \
         X(VERIFY_INIT, 41, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_verify_init)                   \
-        X(VERIFY, 42, "uzz", "u", P11, SESSION, PUBLIC, h_verify)                                  \
+        X(VERIFY, 42, "uzz", "u", P11, SESSION_DEVICE, PUBLIC, h_verify)                           \
         X(VERIFY_UPDATE, 43, "uz", "u", P11, SESSION, PUBLIC, h_verify_update)                     \
-        X(VERIFY_FINAL, 44, "uz", "u", P11, SESSION, PUBLIC, h_verify_final)                       \
+        X(VERIFY_FINAL, 44, "uz", "u", P11, SESSION_DEVICE, PUBLIC, h_verify_final)                \
         X(ENCRYPT_INIT, 45, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_encrypt_init)                 \
         X(ENCRYPT, 46, "uzq", "uZ", P11, SESSION, PUBLIC, h_encrypt)                               \
         X(ENCRYPT_UPDATE, 47, "uzq", "uZ", P11, SESSION, PUBLIC, h_encrypt_update)                 \

@@ -7,7 +7,9 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <mbedtls/constant_time.h>
 #include <mbedtls/md.h>
+#include <mbedtls/platform_util.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +156,11 @@ static bool mech_key_type_ok(CK_MECHANISM_TYPE raw, CK_KEY_TYPE kt) {
                 return kt == CKK_RSA;
         case CKM_ECDSA:
                 return kt == CKK_EC;
+        case CKM_SHA_1_HMAC:
+        case CKM_SHA256_HMAC:
+        case CKM_SHA384_HMAC:
+        case CKM_SHA512_HMAC:
+                return kt == CKK_GENERIC_SECRET;
         default:
                 return false;
         }
@@ -240,7 +247,13 @@ static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind ki
                 goto out;
         o->key = key;
         o->key_type = kt;
-        if (op_kind_private(kind)) {
+        o->secret = cls == CKO_SECRET_KEY;
+        if (o->secret) {
+                if (kind == OP_SIGN_RECOVER || kind == OP_VERIFY_RECOVER)
+                        rv = CKR_KEY_TYPE_INCONSISTENT;
+                else if (priv && !user)
+                        rv = CKR_USER_NOT_LOGGED_IN;
+        } else if (op_kind_private(kind)) {
                 if (cls != CKO_PRIVATE_KEY)
                         rv = CKR_KEY_TYPE_INCONSISTENT;
                 else if (priv && !user)
@@ -251,7 +264,7 @@ static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind ki
                 rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
         if (rv == CKR_OK && !mech_key_type_ok(o->raw, kt))
                 rv = CKR_KEY_TYPE_INCONSISTENT;
-        if (rv == CKR_OK && op_kind_public(kind)) {
+        if (rv == CKR_OK && op_kind_public(kind) && !o->secret) {
                 mbedtls_pk_init(&o->pk);
                 o->has_pk = true;
                 int r = pkc_pk_from_attrs(&attrs, &o->pk);
@@ -580,6 +593,24 @@ CK_RV core_verify_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM
         return op_init(cl, h, OP_VERIFY, mech, key);
 }
 
+/* Verification with a secret key: the driver computes the MAC, compared
+ * here in constant time. */
+static CK_RV mac_verify(struct core_client *cl, struct tok *k, struct op *o, const uint8_t *in, size_t in_len,
+                        const uint8_t *sig, size_t sig_len) {
+        uint8_t mac[MBEDTLS_MD_MAX_SIZE];
+        size_t n = sizeof mac;
+        if (o->key_private && !is_user(cl, k))
+                return CKR_USER_NOT_LOGGED_IN;
+        int r = drv_private_op(k, OP_SIGN, o, in, in_len, mac, &n);
+        CK_RV rv = rv_from_errno(r);
+        if (rv == CKR_OK && n != sig_len)
+                rv = CKR_SIGNATURE_LEN_RANGE;
+        else if (rv == CKR_OK && mbedtls_ct_memcmp(mac, sig, n) != 0)
+                rv = CKR_SIGNATURE_INVALID;
+        mbedtls_platform_zeroize(mac, sizeof mac);
+        return rv;
+}
+
 static CK_RV verify_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, bool final,
                         const uint8_t *sig, size_t sig_len) {
         if (!sig && sig_len)
@@ -597,7 +628,9 @@ static CK_RV verify_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint8
         const uint8_t *input;
         size_t input_len;
         rv = op_input(o, final ? NULL : data, len, buf, sizeof buf, &input, &input_len);
-        if (rv == CKR_OK) {
+        if (rv == CKR_OK && o->secret)
+                rv = mac_verify(cl, s->tok, o, input, input_len, sig ? sig : (const uint8_t *)"", sig_len);
+        else if (rv == CKR_OK) {
                 CK_MECHANISM m = { o->raw, o->param, o->param_len };
                 int r = pkc_verify(&o->pk, &m, input, input_len, sig ? sig : (const uint8_t *)"", sig_len);
                 if (r == -EBADMSG)

@@ -81,6 +81,7 @@ struct op {
         uint64_t key_id;
         CK_KEY_TYPE key_type;
         bool key_private;          /* CKA_PRIVATE: using the key needs a login */
+        bool secret;               /* a secret key: the driver runs the operation, whatever its kind */
         bool always_auth;
         bool context_ok;
         const mbedtls_md_info_t *md;

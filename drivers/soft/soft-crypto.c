@@ -237,6 +237,8 @@ int soft_sign(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uin
 
         if (!t || !mech || !outlen || (!in && in_len))
                 return -EINVAL;
+        if (soft_is_hmac(mech->mechanism))
+                return soft_hmac(t, key, mech, in, in_len, out, outlen);
         r = key_get(t, key, &k);
         if (r < 0)
                 return r;

@@ -172,6 +172,10 @@ int soft_aes_check_value(const uint8_t *key, size_t len, uint8_t out[3]);
 int soft_secret_get(struct token *t, uint64_t id, struct nattrs *ret_attrs, uint8_t **ret_value,
                     size_t *ret_len);
 int soft_digest_key(struct token *t, uint64_t key, int (*feed)(void *ctx, const uint8_t *p, size_t n), void *ctx);
+/* Without the token lock (takes it to open the key), as soft_sign. */
+bool soft_is_hmac(CK_MECHANISM_TYPE m);
+int soft_hmac(struct token *t, uint64_t id, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+              uint8_t *out, size_t *outlen);
 
 /* soft-ecdsa.c: ECDSA with kept groups and a pool of precomputed nonces
  * (see the file's comment).  Thread-safe; no lock of the caller is needed.

@@ -1080,6 +1080,92 @@ static void check_secret_keys(CK_SESSION_HANDLE ro, CK_SESSION_HANDLE rw) {
         CHECK_RV(f->C_DestroyObject(ro, k), CKR_OK);
 }
 
+/* Hex to bytes (the known answers below); returns the length. */
+static size_t unhex(const char *h, CK_BYTE *out) {
+        size_t n = 0;
+        for (; h[0] && h[1]; h += 2) {
+                unsigned v;
+                sscanf(h, "%2x", &v);
+                out[n++] = (CK_BYTE)v;
+        }
+        return n;
+}
+
+/* HMAC sign and verify (issue 13 item 5b): RFC 4231 (and RFC 2202 for
+ * SHA-1) test case 2, single- and multi-part. */
+static void check_hmac(CK_SESSION_HANDLE h) {
+        static const struct {
+                CK_MECHANISM_TYPE mech;
+                const char *mac;
+        } kat[] = {
+                { CKM_SHA_1_HMAC, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79" },
+                { CKM_SHA256_HMAC, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843" },
+                { CKM_SHA384_HMAC, "af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e"
+                                   "8e2240ca5e69e2c78b3239ecfab21649" },
+                { CKM_SHA512_HMAC, "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554"
+                                   "9758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737" },
+        };
+        static const char data[] = "what do ya want for nothing?";
+        CK_BYTE want[64], mac[64];
+        CK_ULONG len;
+        CK_MECHANISM_INFO mi;
+        CK_OBJECT_HANDLE k = secret_key(h, CKK_GENERIC_SECRET, "Jefe", 4, &yes);
+        for (size_t i = 0; i < ELEMENTSOF(kat); i++) {
+                CK_MECHANISM m = { kat[i].mech, NULL, 0 };
+                size_t n = unhex(kat[i].mac, want);
+                CHECK_RV(f->C_GetMechanismInfo(slot, kat[i].mech, &mi), CKR_OK);
+                CHECK((mi.flags & CKF_SIGN) && (mi.flags & CKF_VERIFY));
+                CHECK_RV(f->C_SignInit(h, &m, k), CKR_OK);
+                len = 0;
+                CHECK_RV(f->C_Sign(h, (CK_BYTE_PTR)data, 28, NULL, &len), CKR_OK);
+                CHECK(len == n);
+                len = sizeof mac;
+                CHECK_RV(f->C_Sign(h, (CK_BYTE_PTR)data, 28, mac, &len), CKR_OK);
+                CHECK(len == n && memcmp(mac, want, n) == 0);
+                CHECK_RV(f->C_SignInit(h, &m, k), CKR_OK);
+                CHECK_RV(f->C_SignUpdate(h, (CK_BYTE_PTR)data, 10), CKR_OK);
+                CHECK_RV(f->C_SignUpdate(h, (CK_BYTE_PTR)data + 10, 18), CKR_OK);
+                len = sizeof mac;
+                memset(mac, 0, sizeof mac);
+                CHECK_RV(f->C_SignFinal(h, mac, &len), CKR_OK);
+                CHECK(len == n && memcmp(mac, want, n) == 0);
+                CHECK_RV(f->C_VerifyInit(h, &m, k), CKR_OK);
+                CHECK_RV(f->C_Verify(h, (CK_BYTE_PTR)data, 28, want, n), CKR_OK);
+                CHECK_RV(f->C_VerifyInit(h, &m, k), CKR_OK);
+                CHECK_RV(f->C_VerifyUpdate(h, (CK_BYTE_PTR)data, 3), CKR_OK);
+                CHECK_RV(f->C_VerifyUpdate(h, (CK_BYTE_PTR)data + 3, 25), CKR_OK);
+                CHECK_RV(f->C_VerifyFinal(h, want, n), CKR_OK);
+                want[n - 1] ^= 1;
+                CHECK_RV(f->C_VerifyInit(h, &m, k), CKR_OK);
+                CHECK_RV(f->C_Verify(h, (CK_BYTE_PTR)data, 28, want, n), CKR_SIGNATURE_INVALID);
+                CHECK_RV(f->C_VerifyInit(h, &m, k), CKR_OK);
+                CHECK_RV(f->C_Verify(h, (CK_BYTE_PTR)data, 28, want, n - 1), CKR_SIGNATURE_LEN_RANGE);
+        }
+        /* The key's type and use are checked; no recovery with a MAC. */
+        CK_MECHANISM hs = { CKM_SHA256_HMAC, NULL, 0 }, pkcs = { CKM_RSA_PKCS, NULL, 0 };
+        static const CK_BYTE zero16[16];
+        CK_OBJECT_HANDLE a = secret_key(h, CKK_AES, zero16, 16, &yes);
+        CHECK_RV(f->C_SignInit(h, &hs, a), CKR_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(f->C_SignInit(h, &pkcs, k), CKR_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(f->C_SignInit(h, &hs, rsa_priv), CKR_KEY_TYPE_INCONSISTENT);
+        CK_ATTRIBUTE nosign = { CKA_SIGN, &no, sizeof no };
+        CHECK_RV(f->C_SetAttributeValue(h, k, &nosign, 1), CKR_OK);
+        CHECK_RV(f->C_SignInit(h, &hs, k), CKR_KEY_FUNCTION_NOT_PERMITTED);
+        CHECK_RV(f->C_DestroyObject(h, a), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(h, k), CKR_OK);
+        /* A generated key signs and verifies its own MAC. */
+        CK_MECHANISM gen = { CKM_GENERIC_SECRET_KEY_GEN, NULL, 0 };
+        CK_ULONG vlen = 32;
+        CK_ATTRIBUTE gt[] = { { CKA_TOKEN, &no, sizeof no }, { CKA_VALUE_LEN, &vlen, sizeof vlen } };
+        REQUIRE_RV(f->C_GenerateKey(h, &gen, gt, ELEMENTSOF(gt), &k), CKR_OK);
+        CHECK_RV(f->C_SignInit(h, &hs, k), CKR_OK);
+        len = sizeof mac;
+        CHECK_RV(f->C_Sign(h, (CK_BYTE_PTR)data, 28, mac, &len), CKR_OK);
+        CHECK_RV(f->C_VerifyInit(h, &hs, k), CKR_OK);
+        CHECK_RV(f->C_Verify(h, (CK_BYTE_PTR)data, 28, mac, len), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(h, k), CKR_OK);
+}
+
 static void check_unsupported(CK_SESSION_HANDLE h) {
         CK_ULONG n = 0;
         CK_SLOT_ID s;
@@ -1474,6 +1560,7 @@ static void run(void) {
         check_copy_and_latching(ro, rw);
         check_recover(ro);
         check_secret_keys(ro, rw);
+        check_hmac(ro);
         check_random(ro);
         check_unsupported(ro);
         CHECK_RV(f->C_CloseSession(ro), CKR_OK);
