@@ -133,9 +133,9 @@ enum wire_event {
         X(VERIFY_UPDATE, 43, "uz", "u", P11, SESSION, PUBLIC, h_verify_update)                     \
         X(VERIFY_FINAL, 44, "uz", "u", P11, SESSION_DEVICE, PUBLIC, h_verify_final)                \
         X(ENCRYPT_INIT, 45, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_encrypt_init)                 \
-        X(ENCRYPT, 46, "uzq", "uZ", P11, SESSION, PUBLIC, h_encrypt)                               \
+        X(ENCRYPT, 46, "uzq", "uZ", P11, SESSION_DEVICE, PUBLIC, h_encrypt)                        \
         X(ENCRYPT_UPDATE, 47, "uzq", "uZ", P11, SESSION, PUBLIC, h_encrypt_update)                 \
-        X(ENCRYPT_FINAL, 48, "uq", "uZ", P11, SESSION, PUBLIC, h_encrypt_final)                    \
+        X(ENCRYPT_FINAL, 48, "uq", "uZ", P11, SESSION_DEVICE, PUBLIC, h_encrypt_final)             \
         X(DECRYPT_INIT, 49, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_decrypt_init)                 \
         X(DECRYPT, 50, "uzq", "uZ", P11, SESSION_DEVICE, SECRET, h_decrypt)                        \
         X(DECRYPT_UPDATE, 51, "uzq", "uZ", P11, SESSION, SECRET, h_decrypt_update)                 \

@@ -161,9 +161,68 @@ static bool mech_key_type_ok(CK_MECHANISM_TYPE raw, CK_KEY_TYPE kt) {
         case CKM_SHA384_HMAC:
         case CKM_SHA512_HMAC:
                 return kt == CKK_GENERIC_SECRET;
+        case CKM_AES_ECB:
+        case CKM_AES_CBC:
+        case CKM_AES_CBC_PAD:
+        case CKM_AES_CTR:
+        case CKM_AES_GCM:
+                return kt == CKK_AES;
         default:
                 return false;
         }
+}
+
+/* The parameter of a secret-key mechanism: an IV of a block for CBC, a
+ * counter of 1 to 128 bits for CTR, an IV of at least 12 bytes and a tag
+ * of 96 to 128 bits for GCM, none for ECB and HMAC. */
+static bool sym_param_ok(const CK_MECHANISM *m) {
+        switch (m->mechanism) {
+        case CKM_AES_CBC:
+        case CKM_AES_CBC_PAD:
+                return m->ulParameterLen == 16;
+        case CKM_AES_CTR: {
+                const CK_AES_CTR_PARAMS *p = m->pParameter;
+                return m->ulParameterLen == sizeof *p && p->ulCounterBits >= 1 && p->ulCounterBits <= 128;
+        }
+        case CKM_AES_GCM: {
+                const CK_GCM_PARAMS *p = m->pParameter;
+                return m->ulParameterLen == sizeof *p && p->pIv && p->ulIvLen >= 12 && p->ulIvLen <= 256 &&
+                       (p->pAAD || !p->ulAADLen) && p->ulAADLen <= MAX_ACCUMULATE && p->ulTagBits >= 96 &&
+                       p->ulTagBits <= 128 && p->ulTagBits % 8 == 0;
+        }
+        case CKM_AES_ECB:
+        case CKM_SHA_1_HMAC:
+        case CKM_SHA256_HMAC:
+        case CKM_SHA384_HMAC:
+        case CKM_SHA512_HMAC:
+                return m->ulParameterLen == 0;
+        default:
+                return true;
+        }
+}
+
+/* Keeps a copy of the mechanism's parameter for the operation; GCM's
+ * IV and AAD are copied with it, behind the struct, so that it holds no
+ * pointer to the caller's memory. */
+static CK_RV param_keep(struct op *o, const CK_MECHANISM *mech) {
+        const CK_GCM_PARAMS *g = mech->mechanism == CKM_AES_GCM ? mech->pParameter : NULL;
+        size_t extra = g ? g->ulIvLen + g->ulAADLen : 0;
+        if (!mech->ulParameterLen)
+                return CKR_OK;
+        o->param = malloc(mech->ulParameterLen + extra);
+        if (!o->param)
+                return CKR_HOST_MEMORY;
+        memcpy(o->param, mech->pParameter, mech->ulParameterLen);
+        o->param_len = mech->ulParameterLen;
+        if (g) {
+                CK_GCM_PARAMS *c = (CK_GCM_PARAMS *)o->param;
+                c->pIv = o->param + sizeof *c;
+                memcpy(c->pIv, g->pIv, g->ulIvLen);
+                c->pAAD = g->ulAADLen ? c->pIv + g->ulIvLen : NULL;
+                if (g->ulAADLen)
+                        memcpy(c->pAAD, g->pAAD, g->ulAADLen);
+        }
+        return CKR_OK;
 }
 
 /* Sets up an operation: checks the mechanism and key, fills *o. */
@@ -178,6 +237,8 @@ static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind ki
         CK_MECHANISM_TYPE h_, raw_ = mech->mechanism;
         pkc_combined_mech(mech->mechanism, &h_, &raw_);
         if (raw_ == CKM_RSA_PKCS_PSS && mech->ulParameterLen != sizeof(CK_RSA_PKCS_PSS_PARAMS))
+                return CKR_MECHANISM_PARAM_INVALID;
+        if (!sym_param_ok(mech))
                 return CKR_MECHANISM_PARAM_INVALID;
         if (raw_ == CKM_RSA_PKCS_OAEP) {
                 /* Only an empty label: the copy kept below must hold no pointer. */
@@ -207,13 +268,8 @@ static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind ki
                 if (mbedtls_md_setup(&o->mdctx, o->md, 0) != 0 || mbedtls_md_starts(&o->mdctx) != 0)
                         return CKR_HOST_MEMORY;
         }
-        if (mech->ulParameterLen) {
-                o->param = malloc(mech->ulParameterLen);
-                if (!o->param)
-                        return CKR_HOST_MEMORY;
-                memcpy(o->param, mech->pParameter, mech->ulParameterLen);
-                o->param_len = mech->ulParameterLen;
-        }
+        if (param_keep(o, mech) != CKR_OK)
+                return CKR_HOST_MEMORY;
         nbuf_init(&o->data, MAX_ACCUMULATE);
         o->data.secure = true;
         if (kind == OP_DIGEST)
@@ -409,11 +465,14 @@ static CK_RV update_run(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kin
         return rv;
 }
 
-/* Runs a private-key operation (sign or decrypt) in the driver. */
+/* Runs an operation in the driver: sign or decrypt with a private key,
+ * any with a secret key. */
 static int drv_private_op(struct tok *k, enum op_kind kind, struct op *o, const uint8_t *in, size_t in_len,
                           uint8_t *out, size_t *outlen) {
         CK_MECHANISM m = { o->raw, o->param, o->param_len };
         _cleanup_tok_unlock_ struct tok *held = k->ops->parallel_crypto ? NULL : tok_lock(k);
+        if (kind == OP_ENCRYPT)
+                return k->ops->encrypt ? k->ops->encrypt(k->t, o->key_id, &m, in, in_len, out, outlen) : -ENOTSUP;
         if (kind != OP_DECRYPT)
                 return k->ops->sign(k->t, o->key_id, &m, in, in_len, out, outlen);
         return k->ops->decrypt(k->t, o->key_id, &m, in, in_len, out, outlen);
@@ -469,10 +528,17 @@ static CK_RV private_op(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kin
                 keep = true;
                 goto out;
         }
+        uint8_t buf[128];
+        const uint8_t *input = NULL;
+        size_t input_len = 0;
+        /* Without a hash, the input is at hand already: a secret key's
+         * output size depends on it. */
+        if (!o->md && (rv = op_input(o, final ? NULL : in, in_len, buf, sizeof buf, &input, &input_len)) != CKR_OK)
+                goto out;
         size_t need = 0;
-        int r = drv_private_op(k, kind, o, NULL, 0, NULL, &need);
+        int r = drv_private_op(k, kind, o, input, input_len, NULL, &need);
         if (r < 0) {
-                rv = rv_from_errno(r);
+                rv = r == -ERANGE && kind == OP_DECRYPT ? CKR_ENCRYPTED_DATA_LEN_RANGE : rv_from_errno(r);
                 goto out;
         }
         if (!out) {
@@ -480,9 +546,6 @@ static CK_RV private_op(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kin
                 keep = true;
                 goto out;
         }
-        uint8_t buf[128];
-        const uint8_t *input;
-        size_t input_len;
         /* Hashing consumes the digest context: only do it once we know the
          * output fits (length checks above use the key size). */
         if (*out_len < need && kind != OP_DECRYPT) {
@@ -491,8 +554,7 @@ static CK_RV private_op(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kin
                 keep = true;
                 goto out;
         }
-        rv = op_input(o, final ? NULL : in, in_len, buf, sizeof buf, &input, &input_len);
-        if (rv != CKR_OK)
+        if (o->md && (rv = op_input(o, final ? NULL : in, in_len, buf, sizeof buf, &input, &input_len)) != CKR_OK)
                 goto out;
         size_t ol = *out_len;
         r = drv_private_op(k, kind, o, input, input_len, out, &ol);
@@ -720,7 +782,9 @@ static CK_RV encrypt_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint
         size_t in_len = final ? o->data.len : len;
         CK_MECHANISM m = { o->raw, o->param, o->param_len };
         size_t ol = out ? *out_len : 0;
-        int r = pkc_encrypt(&o->pk, &m, in, in_len, out, &ol);
+        int r = !o->secret                               ? pkc_encrypt(&o->pk, &m, in, in_len, out, &ol)
+                : o->key_private && !is_user(cl, s->tok) ? -EPERM
+                                                         : drv_private_op(s->tok, OP_ENCRYPT, o, in, in_len, out, &ol);
         if (!out && r == 0) {
                 keep = true;
                 *out_len = ol;

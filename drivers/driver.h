@@ -195,6 +195,13 @@ struct driver_ops {
                     size_t in_len, uint8_t *out, size_t *outlen);
         int (*decrypt)(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in,
                        size_t in_len, uint8_t *out, size_t *outlen);
+        /* Optional: encryption with a secret key (AES), as decrypt; the
+         * core encrypts with public keys itself.  Secret keys use sign
+         * (HMAC) and decrypt (AES) too, whose out == NULL query then gives
+         * the output size for in_len bytes; the core has checked the
+         * mechanism's parameter (its size, the IV and GCM tag lengths). */
+        int (*encrypt)(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in,
+                       size_t in_len, uint8_t *out, size_t *outlen);
         /* Optional: the token's RNG (NULL: the core's own DRBG). */
         int (*random)(struct token *t, uint8_t *out, size_t n);
 

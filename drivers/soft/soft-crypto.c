@@ -272,6 +272,13 @@ out:
         return r;
 }
 
+int soft_encrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+                 uint8_t *out, size_t *outlen) {
+        if (!t || !mech || !outlen || (!in && in_len))
+                return -EINVAL;
+        return soft_aes(t, key, mech, true, in, in_len, out, outlen);
+}
+
 int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
                  uint8_t *out, size_t *outlen) {
         struct soft_key *k = NULL;
@@ -282,6 +289,8 @@ int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const 
 
         if (!t || !mech || !outlen || (!in && in_len))
                 return -EINVAL;
+        if (soft_is_aes(mech->mechanism))
+                return soft_aes(t, key, mech, false, in, in_len, out, outlen);
         if (mech->mechanism != CKM_RSA_PKCS && mech->mechanism != CKM_RSA_PKCS_OAEP &&
             mech->mechanism != CKM_RSA_X_509)
                 return -ENOTSUP;

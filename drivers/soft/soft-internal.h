@@ -156,6 +156,8 @@ void soft_mem_objects_clear(struct token *t);
 /* soft-crypto.c */
 int soft_sign(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
               uint8_t *out, size_t *outlen);
+int soft_encrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+                 uint8_t *out, size_t *outlen);
 int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
                  uint8_t *out, size_t *outlen);
 /* Drops cached keys (all, or one id); under the token lock. */
@@ -176,6 +178,11 @@ int soft_digest_key(struct token *t, uint64_t key, int (*feed)(void *ctx, const 
 bool soft_is_hmac(CK_MECHANISM_TYPE m);
 int soft_hmac(struct token *t, uint64_t id, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
               uint8_t *out, size_t *outlen);
+/* AES ECB, CBC, CBC-PAD, CTR, GCM (parameters checked by the core):
+ * the driver's encrypt, and decrypt of AES mechanisms. */
+bool soft_is_aes(CK_MECHANISM_TYPE m);
+int soft_aes(struct token *t, uint64_t id, const CK_MECHANISM *mech, bool enc, const uint8_t *in, size_t in_len,
+             uint8_t *out, size_t *outlen);
 
 /* soft-ecdsa.c: ECDSA with kept groups and a pool of precomputed nonces
  * (see the file's comment).  Thread-safe; no lock of the caller is needed.

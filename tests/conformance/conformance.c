@@ -8,6 +8,7 @@
 #include <mbedtls/bignum.h>
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/ecp.h>
+#include <mbedtls/gcm.h>
 #include <mbedtls/rsa.h>
 #include <mbedtls/sha256.h>
 #include <pthread.h>
@@ -1166,6 +1167,139 @@ static void check_hmac(CK_SESSION_HANDLE h) {
         CHECK_RV(f->C_DestroyObject(h, k), CKR_OK);
 }
 
+/* A multi-part encryption or decryption: parts of 5 bytes and the rest,
+ * then the final call; the output's length (out holds cap bytes). */
+static CK_ULONG two_parts(CK_SESSION_HANDLE h, CK_C_EncryptUpdate update, CK_C_EncryptFinal final,
+                          const CK_BYTE *in, CK_ULONG n, CK_BYTE *out, CK_ULONG cap) {
+        CK_ULONG len = cap, part;
+        CHECK_RV(update(h, (CK_BYTE_PTR)in, 5, out, &len), CKR_OK);
+        part = cap - len;
+        CHECK_RV(update(h, (CK_BYTE_PTR)in + 5, n - 5, out + len, &part), CKR_OK);
+        len += part;
+        part = cap - len;
+        CHECK_RV(final(h, out + len, &part), CKR_OK);
+        return len + part;
+}
+
+/* One direction of an AES known answer: in gives want, single-part (with
+ * a length query, an exact one for encryption, and a short buffer) and in
+ * two parts. */
+static void aes_one_way(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDLE k, bool enc, const CK_BYTE *in,
+                        CK_ULONG n, const CK_BYTE *want, CK_ULONG wn) {
+        CK_C_EncryptInit init = enc ? f->C_EncryptInit : f->C_DecryptInit;
+        CK_C_Encrypt once = enc ? f->C_Encrypt : f->C_Decrypt;
+        CK_BYTE out[96];
+        CK_ULONG len = 0;
+        CHECK_RV(init(h, m, k), CKR_OK);
+        CHECK_RV(once(h, (CK_BYTE_PTR)in, n, NULL, &len), CKR_OK);
+        CHECK(enc ? len == wn : len >= wn);
+        len = 1;
+        CHECK_RV(once(h, (CK_BYTE_PTR)in, n, out, &len), CKR_BUFFER_TOO_SMALL);
+        len = sizeof out;
+        CHECK_RV(once(h, (CK_BYTE_PTR)in, n, out, &len), CKR_OK);
+        CHECK(len == wn && memcmp(out, want, wn) == 0);
+        CHECK_RV(init(h, m, k), CKR_OK);
+        len = two_parts(h, enc ? f->C_EncryptUpdate : f->C_DecryptUpdate, enc ? f->C_EncryptFinal : f->C_DecryptFinal,
+                        in, n, out, sizeof out);
+        CHECK(len == wn && memcmp(out, want, wn) == 0);
+}
+
+/* One AES known answer: encryption gives ct, decryption pt back. */
+static void aes_kat(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDLE k, const char *pt_hex,
+                    const char *ct_hex) {
+        CK_BYTE pt[64], ct[80];
+        CK_ULONG pn = unhex(pt_hex, pt), cn = unhex(ct_hex, ct);
+        aes_one_way(h, m, k, true, pt, pn, ct, cn);
+        aes_one_way(h, m, k, false, ct, cn, pt, pn);
+}
+
+/* AES encryption and decryption (issue 13 item 5c): FIPS-197 and SP
+ * 800-38A known answers, GCM's test case 2, GCM with AAD against mbedTLS;
+ * the refusals. */
+static void check_aes(CK_SESSION_HANDLE h) {
+        static const char sp_pt[] = "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51";
+        CK_BYTE key[16], iv[16], zero[16] = { 0 }, out[64], ct[64];
+        CK_ULONG len;
+        unhex("000102030405060708090a0b0c0d0e0f", iv);
+        CK_OBJECT_HANDLE fips = secret_key(h, CKK_AES, iv, 16, &yes);
+        unhex("2b7e151628aed2a6abf7158809cf4f3c", key);
+        CK_OBJECT_HANDLE sp = secret_key(h, CKK_AES, key, 16, &yes);
+        CK_OBJECT_HANDLE z = secret_key(h, CKK_AES, zero, 16, &yes);
+
+        CK_MECHANISM ecb = { CKM_AES_ECB, NULL, 0 }, cbc = { CKM_AES_CBC, iv, 16 }, pad = { CKM_AES_CBC_PAD, iv, 16 };
+        aes_kat(h, &ecb, fips, "00112233445566778899aabbccddeeff", "69c4e0d86a7b0430d8cdb78070b4c55a");
+        aes_kat(h, &cbc, sp, sp_pt, "7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b2");
+        aes_kat(h, &pad, sp, "6bc1bee22e409f96e93d7e117393172aae2d8a57",
+                "7649abac8119b246cee98e9b12e9197d2e013f890472d82217b17f45f6e7f539");
+        CK_AES_CTR_PARAMS cp = { 128, { 0 } };
+        unhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff", cp.cb);
+        CK_MECHANISM ctr = { CKM_AES_CTR, &cp, sizeof cp };
+        aes_kat(h, &ctr, sp, sp_pt, "874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff");
+        CK_GCM_PARAMS gp = { zero, 12, 96, NULL, 0, 128 };
+        CK_MECHANISM gcm = { CKM_AES_GCM, &gp, sizeof gp };
+        aes_kat(h, &gcm, z, "00000000000000000000000000000000",
+                "0388dace60b6a392f328c2b971b2fe78ab6e47d42cec13bdf53a67b21257bddf");
+
+        /* GCM with AAD and a 96-bit tag, as mbedTLS makes it. */
+        CK_GCM_PARAMS ga = { iv, 16, 128, (CK_BYTE_PTR)"header", 6, 96 };
+        CK_MECHANISM gcma = { CKM_AES_GCM, &ga, sizeof ga };
+        mbedtls_gcm_context mg;
+        mbedtls_gcm_init(&mg);
+        CHECK(mbedtls_gcm_setkey(&mg, MBEDTLS_CIPHER_ID_AES, key, 128) == 0);
+        CHECK(mbedtls_gcm_crypt_and_tag(&mg, MBEDTLS_GCM_ENCRYPT, 20, iv, 16, (const unsigned char *)"header", 6,
+                                        (const unsigned char *)"twenty bytes of text", ct, 12, ct + 20) == 0);
+        mbedtls_gcm_free(&mg);
+        CHECK_RV(f->C_EncryptInit(h, &gcma, sp), CKR_OK);
+        len = sizeof out;
+        CHECK_RV(f->C_Encrypt(h, (CK_BYTE_PTR)"twenty bytes of text", 20, out, &len), CKR_OK);
+        CHECK(len == 32 && memcmp(out, ct, 32) == 0);
+        /* A wrong tag, or the AAD changed: the data is refused. */
+        out[31] ^= 1;
+        CHECK_RV(f->C_DecryptInit(h, &gcma, sp), CKR_OK);
+        len = sizeof ct;
+        CHECK_RV(f->C_Decrypt(h, out, 32, ct, &len), CKR_ENCRYPTED_DATA_INVALID);
+        CHECK_RV(f->C_Decrypt(h, out, 32, ct, &len), CKR_OPERATION_NOT_INITIALIZED);
+        out[31] ^= 1;
+        ga.ulAADLen = 5;
+        CHECK_RV(f->C_DecryptInit(h, &gcma, sp), CKR_OK);
+        len = sizeof ct;
+        CHECK_RV(f->C_Decrypt(h, out, 32, ct, &len), CKR_ENCRYPTED_DATA_INVALID);
+        /* GCM's parameters: a tag of 96 to 128 bits, an IV of 12 bytes at least. */
+        ga.ulTagBits = 64;
+        CHECK_RV(f->C_EncryptInit(h, &gcma, sp), CKR_MECHANISM_PARAM_INVALID);
+        ga.ulTagBits = 128;
+        ga.ulIvLen = 8;
+        CHECK_RV(f->C_EncryptInit(h, &gcma, sp), CKR_MECHANISM_PARAM_INVALID);
+        CK_MECHANISM short_iv = { CKM_AES_CBC, iv, 8 };
+        CHECK_RV(f->C_EncryptInit(h, &short_iv, sp), CKR_MECHANISM_PARAM_INVALID);
+
+        /* Lengths: ECB and CBC take whole blocks; CBC-PAD checks its padding. */
+        CHECK_RV(f->C_EncryptInit(h, &ecb, sp), CKR_OK);
+        len = sizeof out;
+        CHECK_RV(f->C_Encrypt(h, zero, 15, out, &len), CKR_DATA_LEN_RANGE);
+        CHECK_RV(f->C_DecryptInit(h, &cbc, sp), CKR_OK);
+        len = sizeof out;
+        CHECK_RV(f->C_Decrypt(h, zero, 15, out, &len), CKR_ENCRYPTED_DATA_LEN_RANGE);
+        unhex("7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b2", ct);
+        CHECK_RV(f->C_DecryptInit(h, &pad, sp), CKR_OK);
+        len = sizeof out;
+        CHECK_RV(f->C_Decrypt(h, ct, 32, out, &len), CKR_ENCRYPTED_DATA_INVALID);
+
+        /* The key's type and use. */
+        CK_OBJECT_HANDLE g = secret_key(h, CKK_GENERIC_SECRET, key, 16, &yes);
+        CHECK_RV(f->C_EncryptInit(h, &ecb, g), CKR_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(f->C_EncryptInit(h, &ecb, rsa_pub), CKR_KEY_TYPE_INCONSISTENT);
+        CK_ATTRIBUTE noenc = { CKA_ENCRYPT, &no, sizeof no };
+        CHECK_RV(f->C_SetAttributeValue(h, z, &noenc, 1), CKR_OK);
+        CHECK_RV(f->C_EncryptInit(h, &ecb, z), CKR_KEY_FUNCTION_NOT_PERMITTED);
+        CHECK_RV(f->C_DecryptInit(h, &ecb, z), CKR_OK);
+        len = sizeof out;
+        CHECK_RV(f->C_Decrypt(h, zero, 16, out, &len), CKR_OK);
+        CK_OBJECT_HANDLE all[] = { fips, sp, z, g };
+        for (size_t i = 0; i < ELEMENTSOF(all); i++)
+                CHECK_RV(f->C_DestroyObject(h, all[i]), CKR_OK);
+}
+
 static void check_unsupported(CK_SESSION_HANDLE h) {
         CK_ULONG n = 0;
         CK_SLOT_ID s;
@@ -1561,6 +1695,7 @@ static void run(void) {
         check_recover(ro);
         check_secret_keys(ro, rw);
         check_hmac(ro);
+        check_aes(ro);
         check_random(ro);
         check_unsupported(ro);
         CHECK_RV(f->C_CloseSession(ro), CKR_OK);
