@@ -158,6 +158,8 @@ enum wire_event {
         X(VERIFY_RECOVER, 68, "uzq", "uZ", P11, SESSION, PUBLIC, h_verify_recover)                 \
         X(GENERATE_KEY, 69, "uMA", "uu", P11, SESSION_DEVICE, PUBLIC, h_generate_key)              \
         X(DIGEST_KEY, 70, "uu", "u", P11, SESSION_DEVICE, PUBLIC, h_digest_key)                    \
+        X(WRAP_KEY, 71, "uMuuq", "uZ", P11, SESSION_DEVICE, SECRET, h_wrap_key)                    \
+        X(UNWRAP_KEY, 72, "uMuzA", "uu", P11, SESSION_DEVICE, PUBLIC, h_unwrap_key)                \
         X(MGMT_STATUS, 256, "j", "uj", MGMT, GENERAL, PUBLIC, op_status)                           \
         X(MGMT_TOKEN_LIST, 257, "j", "uj", MGMT, GENERAL, PUBLIC, op_token_list)                   \
         X(MGMT_TOKEN_CREATE_SOFT, 258, "j", "uj", MGMT, GENERAL, PUBLIC, op_create_soft)           \

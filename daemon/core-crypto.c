@@ -174,8 +174,9 @@ static bool mech_key_type_ok(CK_MECHANISM_TYPE raw, CK_KEY_TYPE kt) {
 
 /* The parameter of a secret-key mechanism: an IV of a block for CBC, a
  * counter of 1 to 128 bits for CTR, an IV of at least 12 bytes and a tag
- * of 96 to 128 bits for GCM, none for ECB and HMAC. */
-static bool sym_param_ok(const CK_MECHANISM *m) {
+ * of 96 to 128 bits for GCM, none for ECB, HMAC and the AES key wraps
+ * (their default IV only). */
+bool sym_param_ok(const CK_MECHANISM *m) {
         switch (m->mechanism) {
         case CKM_AES_CBC:
         case CKM_AES_CBC_PAD:
@@ -191,6 +192,8 @@ static bool sym_param_ok(const CK_MECHANISM *m) {
                        p->ulTagBits <= 128 && p->ulTagBits % 8 == 0;
         }
         case CKM_AES_ECB:
+        case CKM_AES_KEY_WRAP:
+        case CKM_AES_KEY_WRAP_PAD:
         case CKM_SHA_1_HMAC:
         case CKM_SHA256_HMAC:
         case CKM_SHA384_HMAC:

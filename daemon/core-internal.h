@@ -174,6 +174,8 @@ struct core {
 /* core-crypto.c */
 const CK_MECHANISM_INFO *mech_lookup(const struct tok *k, CK_MECHANISM_TYPE type);
 int tok_build_mechs(struct tok *k);
+/* The parameter of a secret-key mechanism is right (true for others). */
+bool sym_param_ok(const CK_MECHANISM *m);
 /* core-login.c */
 CK_RV cached_pin(struct core_client *cl, struct tok *k, char **ret, size_t *ret_len);
 void pin_judged(struct core_client *cl, struct tok *k, int r, bool from_cache, const char *pin, size_t pin_len);

@@ -427,15 +427,26 @@ static int obj_made_locked(struct core_client *cl, struct tok *k, CK_SESSION_HAN
         return r;
 }
 
-/* The start of a call that makes an object from a template: its
- * arguments (ret_ok: its output pointers are there), then its session
- * (*ret_s, session_put it). */
+/* CKA_TRUSTED may be made true by the SO only (PKCS#11 2.40 section 4.9):
+ * a trusted key may wrap sensitive keys. */
+static CK_RV trusted_ok(struct core_client *cl, struct tok *k, const CK_ATTRIBUTE *tmpl, CK_ULONG n) {
+        return tmpl_bool(tmpl, n, CKA_TRUSTED, false) && login_state(cl, k) != CKU_SO ? CKR_ATTRIBUTE_READ_ONLY
+                                                                                      : CKR_OK;
+}
+
+/* The start of a call that makes or changes an object from a template:
+ * its arguments (ret_ok: its output pointers are there), CKA_TRUSTED,
+ * then its session (*ret_s, session_put it). */
 static CK_RV make_begin(struct core_client *cl, CK_SESSION_HANDLE h, bool ret_ok, const CK_ATTRIBUTE *tmpl,
                         CK_ULONG n, struct session **ret_s) {
         if (!ret_ok)
                 return CKR_ARGUMENTS_BAD;
         CK_RV rv = check_template(tmpl, n);
-        return rv != CKR_OK ? rv : session_get(cl, h, ret_s);
+        if (rv == CKR_OK)
+                rv = session_get(cl, h, ret_s);
+        if (rv == CKR_OK && (rv = trusted_ok(cl, (*ret_s)->tok, tmpl, n)) != CKR_OK)
+                session_put(*ret_s);
+        return rv;
 }
 
 /* The end of it, the token lock held and r the driver's result for new
@@ -596,11 +607,9 @@ out:
 
 CK_RV core_set_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
                                CK_ATTRIBUTE_PTR tmpl, CK_ULONG n) {
-        CK_RV rv = check_template(tmpl, n);
-        if (rv != CKR_OK)
-                return rv;
         struct session *s;
-        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+        CK_RV rv = make_begin(cl, h, true, tmpl, n, &s);
+        if (rv != CKR_OK)
                 return rv;
         struct tok *k = s->tok;
         if ((rv = tok_load(k)) != CKR_OK)
@@ -727,6 +736,169 @@ CK_RV core_generate_key(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANIS
         tok_lock(k);
         rv = make_end(cl, s, persistent, k->ops->generate_key(k->t, mech, tmpl, n, persistent, &d), &d, ret);
         audit_object(cl, k, tmpl, n, true, rv);
+out:
+        session_put(s);
+        return rv;
+}
+
+/* ---- C_WrapKey, C_UnwrapKey ---- */
+
+/* What the wrapping rules look at in a key. */
+struct key_facts {
+        uint64_t id;
+        CK_ULONG cls, kt;
+        bool priv, wrap, unwrap, decrypt, extractable, sensitive, always_sensitive, never_extractable, trusted,
+                wrap_with_trusted;
+};
+
+/* Key h's facts: false when the client sees no such object. */
+static bool key_facts_get(struct core_client *cl, struct tok *k, CK_OBJECT_HANDLE h, struct key_facts *ret) {
+        bool user = is_user(cl, k);
+        core_lock(cl->core);
+        struct cobj *o = obj_find_locked(k, h, cl, user);
+        if (o) {
+                const struct nattrs *a = &o->attrs;
+                *ret = (struct key_facts){
+                        .id = o->id,
+                        .priv = nattrs_get_bool(a, CKA_PRIVATE, false),
+                        .wrap = nattrs_get_bool(a, CKA_WRAP, false),
+                        .unwrap = nattrs_get_bool(a, CKA_UNWRAP, false),
+                        .decrypt = nattrs_get_bool(a, CKA_DECRYPT, false),
+                        .extractable = nattrs_get_bool(a, CKA_EXTRACTABLE, false),
+                        .sensitive = nattrs_get_bool(a, CKA_SENSITIVE, true),
+                        .always_sensitive = nattrs_get_bool(a, CKA_ALWAYS_SENSITIVE, false),
+                        .never_extractable = nattrs_get_bool(a, CKA_NEVER_EXTRACTABLE, false),
+                        .trusted = nattrs_get_bool(a, CKA_TRUSTED, false),
+                        .wrap_with_trusted = nattrs_get_bool(a, CKA_WRAP_WITH_TRUSTED, false),
+                };
+                nattrs_get_ulong(a, CKA_CLASS, &ret->cls);
+                nattrs_get_ulong(a, CKA_KEY_TYPE, &ret->kt);
+        }
+        core_unlock(cl->core);
+        return o != NULL;
+}
+
+/* A key that may wrap sensitive keys: trusted (by the SO), or a secret
+ * key no caller can know or decrypt with: its value never left the token
+ * (sensitive and unextractable since it was generated here) and it has
+ * no CKA_DECRYPT. */
+static bool guards_sensitive(const struct key_facts *w) {
+        return w->trusted ||
+               (w->cls == CKO_SECRET_KEY && !w->decrypt && w->always_sensitive && w->never_extractable);
+}
+
+/* The mechanism's key: an AES secret key for the AES key wraps, an RSA
+ * public key (wrapping) or private key (unwrapping) for RSA. */
+static bool wrap_key_type_ok(CK_MECHANISM_TYPE m, const struct key_facts *w, bool wrapping) {
+        if (m == CKM_AES_KEY_WRAP || m == CKM_AES_KEY_WRAP_PAD)
+                return w->cls == CKO_SECRET_KEY && w->kt == CKK_AES;
+        return w->kt == CKK_RSA && w->cls == (wrapping ? CKO_PUBLIC_KEY : CKO_PRIVATE_KEY);
+}
+
+/* The mechanism and the token's op for it; then the common key checks. */
+static CK_RV wrap_mech_ok(struct tok *k, const CK_MECHANISM *mech, bool wrapping) {
+        const CK_MECHANISM_INFO *mi = mech_lookup(k, mech->mechanism);
+        if (!mi || !(mi->flags & (wrapping ? CKF_WRAP : CKF_UNWRAP)) ||
+            (wrapping ? !k->ops->wrap_key : !k->ops->unwrap_key))
+                return CKR_MECHANISM_INVALID;
+        return sym_param_ok(mech) ? CKR_OK : CKR_MECHANISM_PARAM_INVALID;
+}
+
+/* PKCS#11's rules for C_WrapKey, and the token's own for sensitive keys. */
+static CK_RV wrap_policy(const CK_MECHANISM *mech, const struct key_facts *w, const struct key_facts *x, bool user) {
+        if ((w->priv || x->priv) && !user)
+                return CKR_USER_NOT_LOGGED_IN;
+        if (!wrap_key_type_ok(mech->mechanism, w, true))
+                return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
+        if (!w->wrap)
+                return CKR_KEY_FUNCTION_NOT_PERMITTED;
+        if (x->cls != CKO_SECRET_KEY && x->cls != CKO_PRIVATE_KEY)
+                return CKR_KEY_NOT_WRAPPABLE;
+        if (!x->extractable)
+                return CKR_KEY_UNEXTRACTABLE;
+        if (x->cls != CKO_SECRET_KEY || (x->wrap_with_trusted && !w->trusted) ||
+            (x->sensitive && !guards_sensitive(w)))
+                return CKR_KEY_NOT_WRAPPABLE;
+        return CKR_OK;
+}
+
+CK_RV core_wrap_key(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey,
+                    CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        if (!mech || !out_len || (mech->ulParameterLen && !mech->pParameter))
+                return CKR_ARGUMENTS_BAD;
+        _cleanup_session_ struct session *s = NULL;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        struct key_facts w, x;
+        if ((rv = wrap_mech_ok(k, mech, true)) != CKR_OK || (rv = tok_load(k)) != CKR_OK)
+                return rv;
+        if (!key_facts_get(cl, k, wkey, &w))
+                return CKR_WRAPPING_KEY_HANDLE_INVALID;
+        if (!key_facts_get(cl, k, key, &x))
+                return CKR_KEY_HANDLE_INVALID;
+        if ((rv = wrap_policy(mech, &w, &x, is_user(cl, k))) != CKR_OK)
+                return rv;
+        size_t ol = out ? *out_len : 0;
+        tok_lock(k);
+        int r = k->ops->wrap_key(k->t, w.id, mech, x.id, out, &ol);
+        tok_unlock(k);
+        if (r == 0 || r == -ENOBUFS)
+                *out_len = ol;
+        return r == -ENOBUFS ? CKR_BUFFER_TOO_SMALL : r == -ERANGE ? CKR_KEY_SIZE_RANGE : rv_from_errno(r);
+}
+
+/* PKCS#11's rules for C_UnwrapKey, and the token's: a key that may wrap
+ * sensitive keys unwraps only into sensitive ones, so that a key it
+ * wrapped cannot come back in the clear. */
+static CK_RV unwrap_policy(const CK_MECHANISM *mech, const struct key_facts *u, const CK_ATTRIBUTE *tmpl,
+                           CK_ULONG n, bool user) {
+        CK_ULONG cls = CKO_SECRET_KEY;
+        if ((u->priv || tmpl_bool(tmpl, n, CKA_PRIVATE, true)) && !user)
+                return CKR_USER_NOT_LOGGED_IN;
+        if (!wrap_key_type_ok(mech->mechanism, u, false))
+                return CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT;
+        if (!u->unwrap)
+                return CKR_KEY_FUNCTION_NOT_PERMITTED;
+        if (!tmpl_ulong(tmpl, n, CKA_CLASS, &cls) || cls != CKO_SECRET_KEY)
+                return CKR_TEMPLATE_INCONSISTENT;
+        if (guards_sensitive(u) && !tmpl_bool(tmpl, n, CKA_SENSITIVE, false))
+                return CKR_TEMPLATE_INCONSISTENT;
+        return CKR_OK;
+}
+
+CK_RV core_unwrap_key(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ukey,
+                      CK_BYTE_PTR in, CK_ULONG in_len, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
+                      CK_OBJECT_HANDLE_PTR ret) {
+        struct session *s;
+        bool args = mech && (in || !in_len) && (!mech->ulParameterLen || mech->pParameter);
+        CK_RV rv = make_begin(cl, h, args && ret, tmpl, n, &s);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        bool persistent = tmpl_bool(tmpl, n, CKA_TOKEN, false);
+        struct key_facts u;
+        if ((rv = wrap_mech_ok(k, mech, false)) != CKR_OK || (rv = tok_load(k)) != CKR_OK)
+                goto out;
+        if (!key_facts_get(cl, k, ukey, &u))
+                rv = CKR_UNWRAPPING_KEY_HANDLE_INVALID;
+        else if (persistent && !(s->flags & CKF_RW_SESSION))
+                rv = CKR_SESSION_READ_ONLY;
+        else
+                rv = unwrap_policy(mech, &u, tmpl, n, is_user(cl, k));
+        if (rv != CKR_OK)
+                goto out;
+        struct dobj d;
+        memset(&d, 0, sizeof d);
+        tok_lock(k);
+        int r = k->ops->unwrap_key(k->t, u.id, mech, in, in_len, tmpl, n, persistent, &d);
+        if (r == -EBADMSG || r == -ERANGE) {
+                tok_unlock(k);
+                rv = r == -EBADMSG ? CKR_WRAPPED_KEY_INVALID : CKR_WRAPPED_KEY_LEN_RANGE;
+        } else
+                rv = make_end(cl, s, persistent, r, &d, ret);
+        audit_object(cl, k, tmpl, n, false, rv);
 out:
         session_put(s);
         return rv;

@@ -184,6 +184,21 @@ struct driver_ops {
         int (*digest_key)(struct token *t, uint64_t key, int (*feed)(void *ctx, const uint8_t *p, size_t n),
                           void *ctx);
 
+        /* C_WrapKey (optional): secret key `key` encrypted under wrapping
+         * key wkey (an AES key: CKM_AES_KEY_WRAP, CKM_AES_KEY_WRAP_PAD; an
+         * RSA public key: CKM_RSA_PKCS, CKM_RSA_PKCS_OAEP).  out == NULL:
+         * *outlen the size; -ENOBUFS as for sign; -ERANGE a key of a length
+         * the mechanism cannot wrap.  The core has checked the rules
+         * (CKA_WRAP, CKA_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED, sensitivity). */
+        int (*wrap_key)(struct token *t, uint64_t wkey, const CK_MECHANISM *mech, uint64_t key, uint8_t *out,
+                        size_t *outlen);
+        /* C_UnwrapKey (optional): a new secret key, its value in decrypted
+         * with ukey (an AES or RSA private key), its attributes from the
+         * template; fills *ret as create_object does.  -EBADMSG: the wrapped
+         * key does not open; -ERANGE: its length is wrong. */
+        int (*unwrap_key)(struct token *t, uint64_t ukey, const CK_MECHANISM *mech, const uint8_t *in,
+                          size_t in_len, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent, struct dobj *ret);
+
         /* Raw private-key operations with a mechanism from get_mechanisms:
          * CKM_RSA_PKCS (input: the DigestInfo or data to pad, <= k-11),
          * CKM_RSA_PKCS_PSS (input: the hash; params CK_RSA_PKCS_PSS_PARAMS),

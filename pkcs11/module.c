@@ -1492,6 +1492,25 @@ static CK_RV nc_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRI
         CHANGING_RETURN(m, h, rpc_generate_key(m->rpc, gen_, dh_, mech, t, n, key));
 }
 
+static CK_RV nc_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey, CK_OBJECT_HANDLE key,
+                        CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!mech || !out_len)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_wrap_key(m->rpc, gen_, dh_, mech, wkey, key, out, out_len));
+}
+
+static CK_RV nc_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ukey, CK_BYTE_PTR in,
+                          CK_ULONG in_len, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!mech || !key || (!in && in_len) || !template_ok(t, n))
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        mark_made_objects(m, h);
+        CHANGING_RETURN(m, h, rpc_unwrap_key(m->rpc, gen_, dh_, mech, ukey, in, in_len, t, n, key));
+}
+
 static CK_RV nc_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG len) {
         return data_in(WIRE_OP_SEED_RANDOM, h, seed, len);
 }
@@ -1548,16 +1567,6 @@ static CK_RV nc_SignEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG 
 
 static CK_RV nc_DecryptVerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                                     CK_ULONG_PTR out_len) {
-        UNSUPPORTED();
-}
-
-static CK_RV nc_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey, CK_OBJECT_HANDLE key,
-                        CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
-        UNSUPPORTED();
-}
-
-static CK_RV nc_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ukey, CK_BYTE_PTR in,
-                          CK_ULONG in_len, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key) {
         UNSUPPORTED();
 }
 

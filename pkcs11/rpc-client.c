@@ -807,6 +807,32 @@ CK_RV rpc_generate_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, 
         return run_for_handle(c, &k, gen, ret);
 }
 
+CK_RV rpc_wrap_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                   CK_OBJECT_HANDLE wkey, CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        struct call k;
+        if (!mech_call_start(&k, WIRE_OP_WRAP_KEY, s, mech)) {
+                call_end(&k);
+                return CKR_MECHANISM_PARAM_INVALID;
+        }
+        wire_put_u64(&k.req, wkey);
+        wire_put_u64(&k.req, key);
+        return out_run(c, &k, gen, out, out_len);
+}
+
+CK_RV rpc_unwrap_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                     CK_OBJECT_HANDLE ukey, CK_BYTE_PTR in, CK_ULONG in_len, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                     CK_OBJECT_HANDLE_PTR ret) {
+        struct call k;
+        if (!mech_call_start(&k, WIRE_OP_UNWRAP_KEY, s, mech)) {
+                call_end(&k);
+                return CKR_MECHANISM_PARAM_INVALID;
+        }
+        wire_put_u64(&k.req, ukey);
+        put_data(&k, in, in_len);
+        wire_put_attrs(&k.req, t, n);
+        return run_for_handle(c, &k, gen, ret);
+}
+
 CK_RV rpc_generate_key_pair(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
                             CK_ATTRIBUTE_PTR pub, CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv, CK_ULONG priv_n,
                             CK_OBJECT_HANDLE_PTR ret_pub, CK_OBJECT_HANDLE_PTR ret_priv) {

@@ -194,6 +194,11 @@ CK_RV rpc_verify(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_BYT
                  CK_BYTE_PTR sig, CK_ULONG sig_len);
 CK_RV rpc_generate_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
                        CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret);
+CK_RV rpc_wrap_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                   CK_OBJECT_HANDLE wkey, CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+CK_RV rpc_unwrap_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                     CK_OBJECT_HANDLE ukey, CK_BYTE_PTR in, CK_ULONG in_len, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                     CK_OBJECT_HANDLE_PTR ret);
 CK_RV rpc_generate_key_pair(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
                             CK_ATTRIBUTE_PTR pub, CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv, CK_ULONG priv_n,
                             CK_OBJECT_HANDLE_PTR ret_pub, CK_OBJECT_HANDLE_PTR ret_priv);

@@ -46,7 +46,7 @@ struct soft_key {
         pthread_mutex_t lock;    /* serializes operations on pk (RSA, and EC curves ec does not cover) */
         mbedtls_pk_context pk;   /* for an EC key with ec set, pk holds no private scalar */
         struct soft_ec_key *ec;  /* P-256/P-384: signs without the lock, in parallel */
-        bool can_sign, can_decrypt;
+        bool can_sign, can_decrypt, can_unwrap;
 };
 
 /* A session object: attributes plus the encrypted secret (same format as on disk). */
@@ -160,6 +160,10 @@ int soft_encrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const 
                  uint8_t *out, size_t *outlen);
 int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
                  uint8_t *out, size_t *outlen);
+/* RSA decryption of a wrapped key with private key `key` (CKA_UNWRAP):
+ * out holds in_len bytes. */
+int soft_rsa_unwrap(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+                    uint8_t *out, size_t *outlen);
 /* Drops cached keys (all, or one id); under the token lock. */
 void soft_keys_drop(struct token *t);
 void soft_keys_drop_id(struct token *t, uint64_t id);
@@ -183,6 +187,12 @@ int soft_hmac(struct token *t, uint64_t id, const CK_MECHANISM *mech, const uint
 bool soft_is_aes(CK_MECHANISM_TYPE m);
 int soft_aes(struct token *t, uint64_t id, const CK_MECHANISM *mech, bool enc, const uint8_t *in, size_t in_len,
              uint8_t *out, size_t *outlen);
+/* C_WrapKey / C_UnwrapKey of secret keys: AES key wrap (RFC 3394, RFC
+ * 5649) or RSA (PKCS #1 v1.5, OAEP). */
+int soft_wrap_key(struct token *t, uint64_t wkey, const CK_MECHANISM *mech, uint64_t key, uint8_t *out,
+                  size_t *outlen);
+int soft_unwrap_key(struct token *t, uint64_t ukey, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+                    const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent, struct dobj *ret);
 
 /* soft-ecdsa.c: ECDSA with kept groups and a pool of precomputed nonces
  * (see the file's comment).  Thread-safe; no lock of the caller is needed.

@@ -526,6 +526,8 @@ static int secret_store(struct token *t, struct nattrs *a, CK_KEY_TYPE kt, const
         uint64_t id = 0;
         if (persistent && (!t->user_logged || !t->token_key))
                 return -EPERM; /* sealed under the token key */
+        if (nattrs_get_bool(a, CKA_PRIVATE, true) && !t->user_logged)
+                return -EPERM;
         int r = fill_secret_key(a, kt, value, len, persistent, local, genmech);
         if (r < 0)
                 return r;
@@ -589,8 +591,6 @@ int soft_generate_key(struct token *t, const CK_MECHANISM *mech, const CK_ATTRIB
                 r = -ENODATA;
         if (r >= 0 && (!nattrs_get_ulong(&a, CKA_VALUE_LEN, &len) || !secret_len_ok(kt, len)))
                 r = -EDOM;
-        if (r >= 0 && nattrs_get_bool(&a, CKA_PRIVATE, true) && !t->user_logged)
-                r = -EPERM;
         uint8_t *value = r >= 0 ? secure_alloc(len) : NULL;
         if (r >= 0 && !value)
                 r = -ENOMEM;

@@ -786,10 +786,10 @@ static int op_get_info(struct token *t, struct token_desc *ret) {
 static const struct driver_mech soft_mechs[] = {
         { CKM_RSA_PKCS_KEY_PAIR_GEN, 1024, 4096, CKF_GENERATE_KEY_PAIR },
         { CKM_EC_KEY_PAIR_GEN, 256, 384, CKF_GENERATE_KEY_PAIR | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS },
-        { CKM_RSA_PKCS, 1024, 4096, CKF_SIGN | CKF_DECRYPT },
+        { CKM_RSA_PKCS, 1024, 4096, CKF_SIGN | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP },
         { CKM_RSA_X_509, 1024, 4096, CKF_SIGN | CKF_DECRYPT },
         { CKM_RSA_PKCS_PSS, 1024, 4096, CKF_SIGN },
-        { CKM_RSA_PKCS_OAEP, 1024, 4096, CKF_DECRYPT },
+        { CKM_RSA_PKCS_OAEP, 1024, 4096, CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP },
         { CKM_ECDSA, 256, 384, CKF_SIGN | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS },
         { CKM_AES_KEY_GEN, 16, 32, CKF_GENERATE },
         { CKM_AES_ECB, 16, 32, CKF_ENCRYPT | CKF_DECRYPT },
@@ -797,6 +797,8 @@ static const struct driver_mech soft_mechs[] = {
         { CKM_AES_CBC_PAD, 16, 32, CKF_ENCRYPT | CKF_DECRYPT },
         { CKM_AES_CTR, 16, 32, CKF_ENCRYPT | CKF_DECRYPT },
         { CKM_AES_GCM, 16, 32, CKF_ENCRYPT | CKF_DECRYPT },
+        { CKM_AES_KEY_WRAP, 16, 32, CKF_WRAP | CKF_UNWRAP },
+        { CKM_AES_KEY_WRAP_PAD, 16, 32, CKF_WRAP | CKF_UNWRAP },
         { CKM_SHA_1_HMAC, 1, SOFT_SECRET_MAX, CKF_SIGN | CKF_VERIFY },
         { CKM_SHA256_HMAC, 1, SOFT_SECRET_MAX, CKF_SIGN | CKF_VERIFY },
         { CKM_SHA384_HMAC, 1, SOFT_SECRET_MAX, CKF_SIGN | CKF_VERIFY },
@@ -1057,6 +1059,20 @@ static int op_digest_key(struct token *t, uint64_t key, int (*feed)(void *ctx, c
         return r;
 }
 
+static int op_wrap_key(struct token *t, uint64_t wkey, const CK_MECHANISM *mech, uint64_t key, uint8_t *out,
+                       size_t *outlen) {
+        if (!t || !mech || !outlen)
+                return -EINVAL;
+        return soft_wrap_key(t, wkey, mech, key, out, outlen);
+}
+
+static int op_unwrap_key(struct token *t, uint64_t ukey, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+                         const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent, struct dobj *ret) {
+        if (!t || !mech || (!in && in_len) || (!tmpl && n) || !ret)
+                return -EINVAL;
+        return soft_unwrap_key(t, ukey, mech, in, in_len, tmpl, n, persistent, ret);
+}
+
 static int op_random(struct token *t, uint8_t *out, size_t n) {
         return pkc_random(out, n);
 }
@@ -1089,6 +1105,8 @@ const struct driver_ops soft_ops = {
         .generate_key_pair = op_generate_key_pair,
         .generate_key = op_generate_key,
         .digest_key = op_digest_key,
+        .wrap_key = op_wrap_key,
+        .unwrap_key = op_unwrap_key,
         .sign = soft_sign,
         .encrypt = soft_encrypt,
         .decrypt = soft_decrypt,

@@ -5,6 +5,7 @@
  *
  * Token: a fresh soft token labelled CONF_TOKEN_LABEL, user PIN TU_USER_PIN,
  * SO PIN TU_SO_PIN. */
+#include <mbedtls/aes.h>
 #include <mbedtls/bignum.h>
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/ecp.h>
@@ -1300,6 +1301,220 @@ static void check_aes(CK_SESSION_HANDLE h) {
                 CHECK_RV(f->C_DestroyObject(h, all[i]), CKR_OK);
 }
 
+/* Key kcv of secret key k (3 bytes). */
+static void kcv_of(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k, CK_BYTE out[3]) {
+        CK_ATTRIBUTE a = { CKA_CHECK_VALUE, out, 3 };
+        memset(out, 0, 3);
+        CHECK_RV(f->C_GetAttributeValue(h, k, &a, 1), CKR_OK);
+}
+
+/* Unwraps in with u into a session secret key of type kt, sensitive as
+ * asked. */
+static CK_RV unwrap(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDLE u, const CK_BYTE *in, CK_ULONG n,
+                    CK_KEY_TYPE kt, CK_BBOOL *sensitive, CK_OBJECT_HANDLE *ret) {
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &cls, sizeof cls },          { CKA_KEY_TYPE, &kt, sizeof kt },
+                { CKA_TOKEN, &no, sizeof no },            { CKA_SENSITIVE, sensitive, sizeof *sensitive },
+                { CKA_EXTRACTABLE, &yes, sizeof yes },
+        };
+        *ret = CK_INVALID_HANDLE;
+        return f->C_UnwrapKey(h, m, u, (CK_BYTE_PTR)in, n, t, ELEMENTSOF(t), ret);
+}
+
+/* Wraps k under w and checks the result is want (n bytes). */
+static void wrap_is(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDLE w, CK_OBJECT_HANDLE k, const CK_BYTE *want,
+                    CK_ULONG n) {
+        CK_BYTE out[64];
+        CK_ULONG len = 0;
+        CHECK_RV(f->C_WrapKey(h, m, w, k, NULL, &len), CKR_OK);
+        CHECK(len == n);
+        len = sizeof out;
+        CHECK_RV(f->C_WrapKey(h, m, w, k, out, &len), CKR_OK);
+        CHECK(len == n && memcmp(out, want, n) == 0);
+}
+
+/* C_WrapKey and C_UnwrapKey with the AES key wraps (issue 13 item 5d):
+ * RFC 3394 and RFC 5649 known answers, and the refusals. */
+static void check_wrap_aes(CK_SESSION_HANDLE h) {
+        CK_BYTE kek[24], blob[64], blob2[64], v[3], v2[3], kv[16];
+        CK_MECHANISM kw = { CKM_AES_KEY_WRAP, NULL, 0 }, kwp = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
+        CK_OBJECT_HANDLE k, k2;
+        CK_ULONG n, len;
+        CK_MECHANISM_INFO mi;
+        CHECK_RV(f->C_GetMechanismInfo(slot, CKM_AES_KEY_WRAP, &mi), CKR_OK);
+        CHECK((mi.flags & CKF_WRAP) && (mi.flags & CKF_UNWRAP));
+
+        /* RFC 3394 4.1: unwrapped, the key is the RFC's (its check value as
+         * mbedTLS computes it); wrapped again, the same bytes. */
+        unhex("000102030405060708090a0b0c0d0e0f", kek);
+        CK_OBJECT_HANDLE w = secret_key(h, CKK_AES, kek, 16, &yes);
+        n = unhex("1fa68b0a8112b447aef34bd8fb5a7b829d3e862371d2cfe5", blob);
+        REQUIRE_RV(unwrap(h, &kw, w, blob, n, CKK_AES, &no, &k), CKR_OK);
+        unhex("00112233445566778899aabbccddeeff", kv);
+        CK_BYTE zero[16] = { 0 }, enc[16];
+        mbedtls_aes_context aes;
+        mbedtls_aes_init(&aes);
+        CHECK(mbedtls_aes_setkey_enc(&aes, kv, 128) == 0 && mbedtls_aes_crypt_ecb(&aes, MBEDTLS_AES_ENCRYPT, zero, enc) == 0);
+        mbedtls_aes_free(&aes);
+        kcv_of(h, k, v);
+        CHECK(memcmp(v, enc, 3) == 0);
+        CHECK(!attr_bool(h, k, CKA_LOCAL) && !attr_bool(h, k, CKA_ALWAYS_SENSITIVE) &&
+              !attr_bool(h, k, CKA_NEVER_EXTRACTABLE) && !attr_bool(h, k, CKA_SENSITIVE));
+        wrap_is(h, &kw, w, k, blob, n);
+        /* A damaged or short wrapped key. */
+        blob[5] ^= 1;
+        CHECK_RV(unwrap(h, &kw, w, blob, n, CKK_AES, &no, &k2), CKR_WRAPPED_KEY_INVALID);
+        CHECK_RV(unwrap(h, &kw, w, blob, 20, CKK_AES, &no, &k2), CKR_WRAPPED_KEY_LEN_RANGE);
+        CHECK_RV(f->C_DestroyObject(h, k), CKR_OK);
+
+        /* RFC 5649 section 6: 20 and 7 bytes under a 192-bit key. */
+        unhex("5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8", kek);
+        CK_OBJECT_HANDLE wp = secret_key(h, CKK_AES, kek, 24, &yes);
+        static const char *kwp_kat[][2] = {
+                { "138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a", "c37b7e6492584340" },
+                { "afbeb0f07dfbf5419200f2ccb50bb24f", "466f7250617369" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(kwp_kat); i++) {
+                n = unhex(kwp_kat[i][0], blob);
+                REQUIRE_RV(unwrap(h, &kwp, wp, blob, n, CKK_GENERIC_SECRET, &no, &k), CKR_OK);
+                CHECK(attr_ulong(h, k, CKA_VALUE_LEN) == (i ? 7u : 20u));
+                /* The key's value: its digest is the RFC's key's. */
+                CK_MECHANISM sha = { CKM_SHA256, NULL, 0 };
+                CK_BYTE d1[32], d2[32], raw[20];
+                size_t rn = unhex(i ? "466f7250617369" : "c37b7e6492584340bed12207808941155068f738", raw);
+                mbedtls_sha256_ret(raw, rn, d1, 0);
+                len = sizeof d2;
+                CHECK_RV(f->C_DigestInit(h, &sha), CKR_OK);
+                CHECK_RV(f->C_DigestKey(h, k), CKR_OK);
+                CHECK_RV(f->C_DigestFinal(h, d2, &len), CKR_OK);
+                CHECK(memcmp(d1, d2, 32) == 0);
+                wrap_is(h, &kwp, wp, k, blob, n);
+                CHECK_RV(f->C_DestroyObject(h, k), CKR_OK);
+        }
+
+        /* The refusals. */
+        CK_OBJECT_HANDLE s = secret_key(h, CKK_AES, kv, 16, &yes); /* sensitive, not extractable */
+        len = sizeof blob2;
+        CHECK_RV(f->C_WrapKey(h, &kw, w, s, blob2, &len), CKR_KEY_UNEXTRACTABLE);
+        CK_ATTRIBUTE ext = { CKA_EXTRACTABLE, &yes, sizeof yes };
+        CHECK_RV(f->C_SetAttributeValue(h, s, &ext, 1), CKR_ATTRIBUTE_READ_ONLY);
+        CHECK_RV(f->C_WrapKey(h, &kw, w, rsa_priv, blob2, &len), CKR_KEY_UNEXTRACTABLE);
+        CHECK_RV(f->C_WrapKey(h, &kw, rsa_priv, w, blob2, &len), CKR_WRAPPING_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(f->C_WrapKey(h, &kw, 0x7fffff, w, blob2, &len), CKR_WRAPPING_KEY_HANDLE_INVALID);
+        CK_MECHANISM hmac = { CKM_SHA256_HMAC, NULL, 0 };
+        CHECK_RV(f->C_WrapKey(h, &hmac, w, w, blob2, &len), CKR_MECHANISM_INVALID);
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_KEY_TYPE aes_t = CKK_AES;
+        CK_ATTRIBUTE st[] = {
+                { CKA_CLASS, &cls, sizeof cls },       { CKA_KEY_TYPE, &aes_t, sizeof aes_t },
+                { CKA_TOKEN, &no, sizeof no },         { CKA_VALUE, kv, 16 },
+                { CKA_SENSITIVE, &yes, sizeof yes },   { CKA_EXTRACTABLE, &yes, sizeof yes },
+                { CKA_WRAP_WITH_TRUSTED, &no, sizeof no },
+        };
+        REQUIRE_RV(f->C_CreateObject(h, st, ELEMENTSOF(st), &s), CKR_OK);
+        /* Sensitive: never under a key the caller may know (w was imported). */
+        CHECK_RV(f->C_WrapKey(h, &kw, w, s, blob2, &len), CKR_KEY_NOT_WRAPPABLE);
+        st[6].pValue = &yes;
+        REQUIRE_RV(f->C_CreateObject(h, st, ELEMENTSOF(st), &k2), CKR_OK);
+        st[4].pValue = &no;
+        CK_OBJECT_HANDLE k3;
+        REQUIRE_RV(f->C_CreateObject(h, st, ELEMENTSOF(st), &k3), CKR_OK);
+        CHECK_RV(f->C_WrapKey(h, &kw, w, k3, blob2, &len), CKR_KEY_NOT_WRAPPABLE); /* wrap with trusted */
+        CK_ATTRIBUTE trusted = { CKA_TRUSTED, &yes, sizeof yes };
+        CHECK_RV(f->C_SetAttributeValue(h, w, &trusted, 1), CKR_ATTRIBUTE_READ_ONLY); /* the SO's */
+        CK_ATTRIBUTE nowrap = { CKA_WRAP, &no, sizeof no };
+        CHECK_RV(f->C_SetAttributeValue(h, wp, &nowrap, 1), CKR_OK);
+        CHECK_RV(f->C_WrapKey(h, &kwp, wp, k3, blob2, &len), CKR_KEY_FUNCTION_NOT_PERMITTED);
+
+        /* A key generated sensitive and unextractable, without CKA_DECRYPT,
+         * wraps sensitive keys; it unwraps only into sensitive ones. */
+        CK_MECHANISM gen = { CKM_AES_KEY_GEN, NULL, 0 };
+        CK_ULONG vlen = 32;
+        CK_ATTRIBUTE gt[] = {
+                { CKA_TOKEN, &no, sizeof no },        { CKA_VALUE_LEN, &vlen, sizeof vlen },
+                { CKA_SENSITIVE, &yes, sizeof yes },  { CKA_EXTRACTABLE, &no, sizeof no },
+                { CKA_DECRYPT, &no, sizeof no },
+        };
+        CK_OBJECT_HANDLE g = CK_INVALID_HANDLE, g2 = CK_INVALID_HANDLE;
+        REQUIRE_RV(f->C_GenerateKey(h, &gen, gt, ELEMENTSOF(gt), &g), CKR_OK);
+        len = sizeof blob2;
+        CHECK_RV(f->C_WrapKey(h, &kw, g, s, blob2, &len), CKR_OK);
+        CHECK(len == 24);
+        CHECK_RV(unwrap(h, &kw, g, blob2, len, CKK_AES, &no, &k), CKR_TEMPLATE_INCONSISTENT);
+        REQUIRE_RV(unwrap(h, &kw, g, blob2, len, CKK_AES, &yes, &k), CKR_OK);
+        CHECK(attr_bool(h, k, CKA_SENSITIVE) && !attr_bool(h, k, CKA_ALWAYS_SENSITIVE) && !attr_bool(h, k, CKA_LOCAL));
+        kcv_of(h, k, v);
+        kcv_of(h, s, v2);
+        CHECK(memcmp(v, v2, 3) == 0);
+        /* The unwrapped key was known to the caller once: it guards nothing. */
+        CHECK_RV(f->C_WrapKey(h, &kw, k, s, blob2, &len), CKR_KEY_NOT_WRAPPABLE);
+        /* The same generated key that can also decrypt: it might give the key out. */
+        gt[4].pValue = &yes;
+        REQUIRE_RV(f->C_GenerateKey(h, &gen, gt, ELEMENTSOF(gt), &g2), CKR_OK);
+        len = sizeof blob2;
+        CHECK_RV(f->C_WrapKey(h, &kw, g2, s, blob2, &len), CKR_KEY_NOT_WRAPPABLE);
+        CK_OBJECT_HANDLE all[] = { w, wp, s, k2, k3, g, g2, k };
+        for (size_t i = 0; i < ELEMENTSOF(all); i++)
+                CHECK_RV(f->C_DestroyObject(h, all[i]), CKR_OK);
+}
+
+/* RSA wrapping of secret keys (issue 13 item 5d): PKCS #1 v1.5 and OAEP;
+ * the wrapped key is the key's value encrypted (C_Decrypt shows it). */
+static void check_wrap_rsa(CK_SESSION_HANDLE h) {
+        CK_MECHANISM rsa_gen = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 }, pkcs = { CKM_RSA_PKCS, NULL, 0 };
+        CK_RSA_PKCS_OAEP_PARAMS op = { CKM_SHA_1, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0 };
+        CK_MECHANISM oaep = { CKM_RSA_PKCS_OAEP, &op, sizeof op };
+        CK_ULONG bits = 1024;
+        CK_ATTRIBUTE pub_t[] = {
+                { CKA_TOKEN, &no, sizeof no }, { CKA_WRAP, &yes, sizeof yes }, { CKA_MODULUS_BITS, &bits, sizeof bits },
+        };
+        CK_ATTRIBUTE priv_t[] = { { CKA_TOKEN, &no, sizeof no } };
+        CK_OBJECT_HANDLE pub, priv, k, k2;
+        CK_BYTE value[16], blob[128], out[128], v[3], v2[3];
+        CK_ULONG len, olen;
+        memset(value, 0x5c, sizeof value);
+        REQUIRE_RV(f->C_GenerateKeyPair(h, &rsa_gen, pub_t, ELEMENTSOF(pub_t), priv_t, ELEMENTSOF(priv_t), &pub, &priv),
+                   CKR_OK);
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_KEY_TYPE aes_t = CKK_AES;
+        CK_ATTRIBUTE st[] = {
+                { CKA_CLASS, &cls, sizeof cls }, { CKA_KEY_TYPE, &aes_t, sizeof aes_t }, { CKA_TOKEN, &no, sizeof no },
+                { CKA_VALUE, value, 16 },        { CKA_EXTRACTABLE, &yes, sizeof yes },
+        };
+        REQUIRE_RV(f->C_CreateObject(h, st, ELEMENTSOF(st), &k), CKR_OK);
+        kcv_of(h, k, v);
+        CK_MECHANISM *mechs[] = { &pkcs, &oaep };
+        for (size_t i = 0; i < ELEMENTSOF(mechs); i++) {
+                len = 0;
+                CHECK_RV(f->C_WrapKey(h, mechs[i], pub, k, NULL, &len), CKR_OK);
+                CHECK(len == 128);
+                len = sizeof blob;
+                CHECK_RV(f->C_WrapKey(h, mechs[i], pub, k, blob, &len), CKR_OK);
+                CHECK(len == 128);
+                CHECK_RV(f->C_DecryptInit(h, mechs[i], priv), CKR_OK);
+                olen = sizeof out;
+                CHECK_RV(f->C_Decrypt(h, blob, len, out, &olen), CKR_OK);
+                CHECK(olen == 16 && memcmp(out, value, 16) == 0);
+                REQUIRE_RV(unwrap(h, mechs[i], priv, blob, len, CKK_AES, &no, &k2), CKR_OK);
+                kcv_of(h, k2, v2);
+                CHECK(memcmp(v, v2, 3) == 0);
+                CHECK_RV(f->C_DestroyObject(h, k2), CKR_OK);
+                CHECK_RV(unwrap(h, mechs[i], priv, blob, 100, CKK_AES, &no, &k2), CKR_WRAPPED_KEY_LEN_RANGE);
+        }
+        /* A public key may be anyone's: it wraps no sensitive key unless the
+         * SO trusts it; a private key never wraps. */
+        CK_ATTRIBUTE sens = { CKA_SENSITIVE, &yes, sizeof yes };
+        CHECK_RV(f->C_SetAttributeValue(h, k, &sens, 1), CKR_OK);
+        len = sizeof blob;
+        CHECK_RV(f->C_WrapKey(h, &pkcs, pub, k, blob, &len), CKR_KEY_NOT_WRAPPABLE);
+        CHECK_RV(f->C_WrapKey(h, &pkcs, priv, k, blob, &len), CKR_WRAPPING_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(unwrap(h, &pkcs, pub, blob, 128, CKK_AES, &no, &k2), CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(f->C_DestroyObject(h, k), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(h, priv), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(h, pub), CKR_OK);
+}
+
 static void check_unsupported(CK_SESSION_HANDLE h) {
         CK_ULONG n = 0;
         CK_SLOT_ID s;
@@ -1696,6 +1911,8 @@ static void run(void) {
         check_secret_keys(ro, rw);
         check_hmac(ro);
         check_aes(ro);
+        check_wrap_aes(ro);
+        check_wrap_rsa(ro);
         check_random(ro);
         check_unsupported(ro);
         CHECK_RV(f->C_CloseSession(ro), CKR_OK);
