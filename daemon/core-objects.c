@@ -669,6 +669,8 @@ CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE h, CK_MEC
         bool persistent = tmpl_bool(pub_tmpl, pub_n, CKA_TOKEN, false) || tmpl_bool(priv_tmpl, priv_n, CKA_TOKEN, false);
         if (!mi || !(mi->flags & CKF_GENERATE_KEY_PAIR) || !k->ops->generate_key_pair)
                 rv = CKR_MECHANISM_INVALID;
+        else if (trusted_ok(cl, k, pub_tmpl, pub_n) != CKR_OK)
+                rv = CKR_ATTRIBUTE_READ_ONLY;
         else if (persistent && !(s->flags & CKF_RW_SESSION))
                 rv = CKR_SESSION_READ_ONLY;
         else if (!is_user(cl, k) && (tmpl_bool(priv_tmpl, priv_n, CKA_PRIVATE, true) ||

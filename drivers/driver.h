@@ -106,7 +106,9 @@ struct driver_mech {
         CK_MECHANISM_TYPE type;
         CK_ULONG min_key, max_key;  /* bits */
         CK_FLAGS flags;             /* CKF_SIGN, CKF_DECRYPT, CKF_GENERATE_KEY_PAIR, CKF_HW,
-                                       CKF_EC_F_P, CKF_EC_NAMEDCURVE, CKF_EC_UNCOMPRESS */
+                                       CKF_EC_F_P, CKF_EC_NAMEDCURVE, CKF_EC_UNCOMPRESS; for
+                                       secret keys (all run by the driver) also CKF_GENERATE,
+                                       CKF_ENCRYPT, CKF_VERIFY, CKF_WRAP, CKF_UNWRAP */
 };
 
 struct driver_ops {
