@@ -9,6 +9,8 @@
  *       u64 hashAlg, u64 mgf, u64 sLen                    (24 bytes)
  *   CKM_RSA_PKCS_OAEP:
  *       u64 hashAlg, u64 mgf, u64 source, blob pSourceData (NULL marker ok)
+ *   CKM_AES_GCM:
+ *       blob pIv, u64 ulIvBits, blob pAAD, u64 ulTagBits
  *
  * Every other mechanism's parameter is a plain byte string and is sent as
  * it is.  The module encodes (mechparam_encode), the daemon's dispatcher
@@ -26,6 +28,7 @@ enum mechparam_kind {
         MECHPARAM_RAW,
         MECHPARAM_PSS,
         MECHPARAM_OAEP,
+        MECHPARAM_GCM,
 };
 
 static inline enum mechparam_kind mechparam_kind(CK_MECHANISM_TYPE t) {
@@ -39,6 +42,8 @@ static inline enum mechparam_kind mechparam_kind(CK_MECHANISM_TYPE t) {
                 return MECHPARAM_PSS;
         case CKM_RSA_PKCS_OAEP:
                 return MECHPARAM_OAEP;
+        case CKM_AES_GCM:
+                return MECHPARAM_GCM;
         default:
                 return MECHPARAM_RAW;
         }
@@ -72,6 +77,18 @@ static inline bool mechparam_encode(const CK_MECHANISM *in, struct nbuf *out, CK
                 nbuf_put_blob(out, p->pSourceData, p->pSourceData ? p->ulSourceDataLen : 0);
                 break;
         }
+        case MECHPARAM_GCM: {
+                if (!in->pParameter || in->ulParameterLen != sizeof(CK_GCM_PARAMS))
+                        return false;
+                const CK_GCM_PARAMS *p = in->pParameter;
+                if ((!p->pIv && p->ulIvLen) || (!p->pAAD && p->ulAADLen))
+                        return false;
+                nbuf_put_blob(out, p->pIv, p->pIv ? p->ulIvLen : 0);
+                nbuf_put_u64(out, p->ulIvBits);
+                nbuf_put_blob(out, p->pAAD, p->pAAD ? p->ulAADLen : 0);
+                nbuf_put_u64(out, p->ulTagBits);
+                break;
+        }
         default:
                 return true;
         }
@@ -86,6 +103,7 @@ static inline bool mechparam_encode(const CK_MECHANISM *in, struct nbuf *out, CK
 union mechparam_native {
         CK_RSA_PKCS_PSS_PARAMS pss;
         CK_RSA_PKCS_OAEP_PARAMS oaep;
+        CK_GCM_PARAMS gcm;
 };
 
 /* Server side: mech->pParameter points at the wire form (inside the request
@@ -125,6 +143,25 @@ static inline bool mechparam_decode(CK_MECHANISM *mech, union mechparam_native *
                 storage->oaep.ulSourceDataLen = n;
                 mech->pParameter = &storage->oaep;
                 mech->ulParameterLen = sizeof storage->oaep;
+                return true;
+        }
+        case MECHPARAM_GCM: {
+                const uint8_t *iv, *aad;
+                size_t iv_n, aad_n;
+                if (!mech->pParameter)
+                        return false;
+                nbuf_init_const(&b, mech->pParameter, mech->ulParameterLen);
+                if (!nbuf_get_blob(&b, &iv, &iv_n) || !nbuf_get_u64(&b, &a) || !nbuf_get_blob(&b, &aad, &aad_n) ||
+                    !nbuf_get_u64(&b, &s) || nbuf_remaining(&b) != 0)
+                        return false;
+                storage->gcm.pIv = iv_n ? (void *)iv : NULL;
+                storage->gcm.ulIvLen = iv_n;
+                storage->gcm.ulIvBits = a;
+                storage->gcm.pAAD = aad_n ? (void *)aad : NULL;
+                storage->gcm.ulAADLen = aad_n;
+                storage->gcm.ulTagBits = s;
+                mech->pParameter = &storage->gcm;
+                mech->ulParameterLen = sizeof storage->gcm;
                 return true;
         }
         default:

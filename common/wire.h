@@ -137,13 +137,13 @@ enum wire_event {
         X(SIGN_UPDATE, 39, "uz", "u", P11, SESSION, PUBLIC, h_sign_update)                         \
         X(SIGN_FINAL, 40, "uq", "uZ", P11, SESSION_DEVICE, PUBLIC, h_sign_final)                   \
         X(VERIFY_INIT, 41, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_verify_init)                   \
-        X(VERIFY, 42, "uzz", "u", P11, SESSION_CPU, PUBLIC, h_verify)                              \
+        X(VERIFY, 42, "uzz", "u", P11, SESSION_DEVICE, PUBLIC, h_verify)                           \
         X(VERIFY_UPDATE, 43, "uz", "u", P11, SESSION, PUBLIC, h_verify_update)                     \
-        X(VERIFY_FINAL, 44, "uz", "u", P11, SESSION_CPU, PUBLIC, h_verify_final)                   \
+        X(VERIFY_FINAL, 44, "uz", "u", P11, SESSION_DEVICE, PUBLIC, h_verify_final)                \
         X(ENCRYPT_INIT, 45, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_encrypt_init)                 \
-        X(ENCRYPT, 46, "uzq", "uZ", P11, SESSION_CPU, PUBLIC, h_encrypt)                           \
+        X(ENCRYPT, 46, "uzq", "uZ", P11, SESSION_DEVICE, PUBLIC, h_encrypt)                        \
         X(ENCRYPT_UPDATE, 47, "uzq", "uZ", P11, SESSION, PUBLIC, h_encrypt_update)                 \
-        X(ENCRYPT_FINAL, 48, "uq", "uZ", P11, SESSION_CPU, PUBLIC, h_encrypt_final)                \
+        X(ENCRYPT_FINAL, 48, "uq", "uZ", P11, SESSION_DEVICE, PUBLIC, h_encrypt_final)             \
         X(DECRYPT_INIT, 49, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_decrypt_init)                 \
         X(DECRYPT, 50, "uzq", "uZ", P11, SESSION_DEVICE, SECRET, h_decrypt)                        \
         X(DECRYPT_UPDATE, 51, "uzq", "uZ", P11, SESSION, SECRET, h_decrypt_update)                 \
@@ -164,6 +164,10 @@ enum wire_event {
         X(SIGN_RECOVER, 66, "uzq", "uZ", P11, SESSION_DEVICE, PUBLIC, h_sign_recover)              \
         X(VERIFY_RECOVER_INIT, 67, "uMu", "u", P11, SESSION_LOAD, PUBLIC, h_verify_recover_init)   \
         X(VERIFY_RECOVER, 68, "uzq", "uZ", P11, SESSION_CPU, PUBLIC, h_verify_recover)             \
+        X(GENERATE_KEY, 69, "uMA", "uu", P11, SESSION_DEVICE, PUBLIC, h_generate_key)              \
+        X(DIGEST_KEY, 70, "uu", "u", P11, SESSION_DEVICE, PUBLIC, h_digest_key)                    \
+        X(WRAP_KEY, 71, "uMuuq", "uZ", P11, SESSION_DEVICE, SECRET, h_wrap_key)                    \
+        X(UNWRAP_KEY, 72, "uMuzA", "uu", P11, SESSION_DEVICE, PUBLIC, h_unwrap_key)                \
         X(MGMT_STATUS, 256, "j", "uj", MGMT, GENERAL, PUBLIC, op_status)                           \
         X(MGMT_TOKEN_LIST, 257, "j", "uj", MGMT, GENERAL, PUBLIC, op_token_list)                   \
         X(MGMT_TOKEN_CREATE_SOFT, 258, "j", "uj", MGMT, GENERAL, PUBLIC, op_create_soft)           \

@@ -7,7 +7,9 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <mbedtls/constant_time.h>
 #include <mbedtls/md.h>
+#include <mbedtls/platform_util.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,9 +156,76 @@ static bool mech_key_type_ok(CK_MECHANISM_TYPE raw, CK_KEY_TYPE kt) {
                 return kt == CKK_RSA;
         case CKM_ECDSA:
                 return kt == CKK_EC;
+        case CKM_SHA_1_HMAC:
+        case CKM_SHA256_HMAC:
+        case CKM_SHA384_HMAC:
+        case CKM_SHA512_HMAC:
+                return kt == CKK_GENERIC_SECRET;
+        case CKM_AES_ECB:
+        case CKM_AES_CBC:
+        case CKM_AES_CBC_PAD:
+        case CKM_AES_CTR:
+        case CKM_AES_GCM:
+                return kt == CKK_AES;
         default:
                 return false;
         }
+}
+
+/* The parameter of a secret-key mechanism: an IV of a block for CBC, a
+ * counter of 1 to 128 bits for CTR, an IV of at least 12 bytes and a tag
+ * of 96 to 128 bits for GCM, none for ECB, HMAC and the AES key wraps
+ * (their default IV only). */
+bool sym_param_ok(const CK_MECHANISM *m) {
+        switch (m->mechanism) {
+        case CKM_AES_CBC:
+        case CKM_AES_CBC_PAD:
+                return m->ulParameterLen == 16;
+        case CKM_AES_CTR: {
+                const CK_AES_CTR_PARAMS *p = m->pParameter;
+                return m->ulParameterLen == sizeof *p && p->ulCounterBits >= 1 && p->ulCounterBits <= 128;
+        }
+        case CKM_AES_GCM: {
+                const CK_GCM_PARAMS *p = m->pParameter;
+                return m->ulParameterLen == sizeof *p && p->pIv && p->ulIvLen >= 12 && p->ulIvLen <= 256 &&
+                       (p->pAAD || !p->ulAADLen) && p->ulAADLen <= MAX_ACCUMULATE && p->ulTagBits >= 96 &&
+                       p->ulTagBits <= 128 && p->ulTagBits % 8 == 0;
+        }
+        case CKM_AES_ECB:
+        case CKM_AES_KEY_WRAP:
+        case CKM_AES_KEY_WRAP_PAD:
+        case CKM_SHA_1_HMAC:
+        case CKM_SHA256_HMAC:
+        case CKM_SHA384_HMAC:
+        case CKM_SHA512_HMAC:
+                return m->ulParameterLen == 0;
+        default:
+                return true;
+        }
+}
+
+/* Keeps a copy of the mechanism's parameter for the operation; GCM's
+ * IV and AAD are copied with it, behind the struct, so that it holds no
+ * pointer to the caller's memory. */
+static CK_RV param_keep(struct op *o, const CK_MECHANISM *mech) {
+        const CK_GCM_PARAMS *g = mech->mechanism == CKM_AES_GCM ? mech->pParameter : NULL;
+        size_t extra = g ? g->ulIvLen + g->ulAADLen : 0;
+        if (!mech->ulParameterLen)
+                return CKR_OK;
+        o->param = malloc(mech->ulParameterLen + extra);
+        if (!o->param)
+                return CKR_HOST_MEMORY;
+        memcpy(o->param, mech->pParameter, mech->ulParameterLen);
+        o->param_len = mech->ulParameterLen;
+        if (g) {
+                CK_GCM_PARAMS *c = (CK_GCM_PARAMS *)o->param;
+                c->pIv = o->param + sizeof *c;
+                memcpy(c->pIv, g->pIv, g->ulIvLen);
+                c->pAAD = g->ulAADLen ? c->pIv + g->ulIvLen : NULL;
+                if (g->ulAADLen)
+                        memcpy(c->pAAD, g->pAAD, g->ulAADLen);
+        }
+        return CKR_OK;
 }
 
 /* Sets up an operation: checks the mechanism and key, fills *o. */
@@ -171,6 +240,8 @@ static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind ki
         CK_MECHANISM_TYPE h_, raw_ = mech->mechanism;
         pkc_combined_mech(mech->mechanism, &h_, &raw_);
         if (raw_ == CKM_RSA_PKCS_PSS && mech->ulParameterLen != sizeof(CK_RSA_PKCS_PSS_PARAMS))
+                return CKR_MECHANISM_PARAM_INVALID;
+        if (!sym_param_ok(mech))
                 return CKR_MECHANISM_PARAM_INVALID;
         if (raw_ == CKM_RSA_PKCS_OAEP) {
                 /* Only an empty label: the copy kept below must hold no pointer. */
@@ -200,13 +271,8 @@ static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind ki
                 if (mbedtls_md_setup(&o->mdctx, o->md, 0) != 0 || mbedtls_md_starts(&o->mdctx) != 0)
                         return CKR_HOST_MEMORY;
         }
-        if (mech->ulParameterLen) {
-                o->param = malloc(mech->ulParameterLen);
-                if (!o->param)
-                        return CKR_HOST_MEMORY;
-                memcpy(o->param, mech->pParameter, mech->ulParameterLen);
-                o->param_len = mech->ulParameterLen;
-        }
+        if (param_keep(o, mech) != CKR_OK)
+                return CKR_HOST_MEMORY;
         nbuf_init(&o->data, MAX_ACCUMULATE);
         o->data.secure = true;
         if (kind == OP_DIGEST)
@@ -240,7 +306,13 @@ static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind ki
                 goto out;
         o->key = key;
         o->key_type = kt;
-        if (op_kind_private(kind)) {
+        o->secret = cls == CKO_SECRET_KEY;
+        if (o->secret) {
+                if (kind == OP_SIGN_RECOVER || kind == OP_VERIFY_RECOVER)
+                        rv = CKR_KEY_TYPE_INCONSISTENT;
+                else if (priv && !user)
+                        rv = CKR_USER_NOT_LOGGED_IN;
+        } else if (op_kind_private(kind)) {
                 if (cls != CKO_PRIVATE_KEY)
                         rv = CKR_KEY_TYPE_INCONSISTENT;
                 else if (priv && !user)
@@ -251,7 +323,7 @@ static CK_RV op_setup(struct core_client *cl, struct session *s, enum op_kind ki
                 rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
         if (rv == CKR_OK && !mech_key_type_ok(o->raw, kt))
                 rv = CKR_KEY_TYPE_INCONSISTENT;
-        if (rv == CKR_OK && op_kind_public(kind)) {
+        if (rv == CKR_OK && op_kind_public(kind) && !o->secret) {
                 mbedtls_pk_init(&o->pk);
                 o->has_pk = true;
                 int r = pkc_pk_from_attrs(&attrs, &o->pk);
@@ -396,11 +468,14 @@ static CK_RV update_run(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kin
         return rv;
 }
 
-/* Runs a private-key operation (sign or decrypt) in the driver. */
+/* Runs an operation in the driver: sign or decrypt with a private key,
+ * any with a secret key. */
 static int drv_private_op(struct tok *k, enum op_kind kind, struct op *o, const uint8_t *in, size_t in_len,
                           uint8_t *out, size_t *outlen) {
         CK_MECHANISM m = { o->raw, o->param, o->param_len };
         _cleanup_tok_unlock_ struct tok *held = k->ops->parallel_crypto ? NULL : tok_lock(k);
+        if (kind == OP_ENCRYPT)
+                return k->ops->encrypt ? k->ops->encrypt(k->t, o->key_id, &m, in, in_len, out, outlen) : -ENOTSUP;
         if (kind != OP_DECRYPT)
                 return k->ops->sign(k->t, o->key_id, &m, in, in_len, out, outlen);
         return k->ops->decrypt(k->t, o->key_id, &m, in, in_len, out, outlen);
@@ -456,10 +531,17 @@ static CK_RV private_op(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kin
                 keep = true;
                 goto out;
         }
+        uint8_t buf[128];
+        const uint8_t *input = NULL;
+        size_t input_len = 0;
+        /* Without a hash, the input is at hand already: a secret key's
+         * output size depends on it. */
+        if (!o->md && (rv = op_input(o, final ? NULL : in, in_len, buf, sizeof buf, &input, &input_len)) != CKR_OK)
+                goto out;
         size_t need = 0;
-        int r = drv_private_op(k, kind, o, NULL, 0, NULL, &need);
+        int r = drv_private_op(k, kind, o, input, input_len, NULL, &need);
         if (r < 0) {
-                rv = rv_from_errno(r);
+                rv = r == -ERANGE && kind == OP_DECRYPT ? CKR_ENCRYPTED_DATA_LEN_RANGE : rv_from_errno(r);
                 goto out;
         }
         if (!out) {
@@ -467,9 +549,6 @@ static CK_RV private_op(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kin
                 keep = true;
                 goto out;
         }
-        uint8_t buf[128];
-        const uint8_t *input;
-        size_t input_len;
         /* Hashing consumes the digest context: only do it once we know the
          * output fits (length checks above use the key size). */
         if (*out_len < need && kind != OP_DECRYPT) {
@@ -478,8 +557,7 @@ static CK_RV private_op(struct core_client *cl, CK_SESSION_HANDLE h, enum op_kin
                 keep = true;
                 goto out;
         }
-        rv = op_input(o, final ? NULL : in, in_len, buf, sizeof buf, &input, &input_len);
-        if (rv != CKR_OK)
+        if (o->md && (rv = op_input(o, final ? NULL : in, in_len, buf, sizeof buf, &input, &input_len)) != CKR_OK)
                 goto out;
         size_t ol = *out_len;
         r = drv_private_op(k, kind, o, input, input_len, out, &ol);
@@ -580,6 +658,24 @@ CK_RV core_verify_init(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM
         return op_init(cl, h, OP_VERIFY, mech, key);
 }
 
+/* Verification with a secret key: the driver computes the MAC, compared
+ * here in constant time. */
+static CK_RV mac_verify(struct core_client *cl, struct tok *k, struct op *o, const uint8_t *in, size_t in_len,
+                        const uint8_t *sig, size_t sig_len) {
+        uint8_t mac[MBEDTLS_MD_MAX_SIZE];
+        size_t n = sizeof mac;
+        if (o->key_private && !is_user(cl, k))
+                return CKR_USER_NOT_LOGGED_IN;
+        int r = drv_private_op(k, OP_SIGN, o, in, in_len, mac, &n);
+        CK_RV rv = rv_from_errno(r);
+        if (rv == CKR_OK && n != sig_len)
+                rv = CKR_SIGNATURE_LEN_RANGE;
+        else if (rv == CKR_OK && mbedtls_ct_memcmp(mac, sig, n) != 0)
+                rv = CKR_SIGNATURE_INVALID;
+        mbedtls_platform_zeroize(mac, sizeof mac);
+        return rv;
+}
+
 static CK_RV verify_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, bool final,
                         const uint8_t *sig, size_t sig_len) {
         if (!sig && sig_len)
@@ -597,7 +693,9 @@ static CK_RV verify_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint8
         const uint8_t *input;
         size_t input_len;
         rv = op_input(o, final ? NULL : data, len, buf, sizeof buf, &input, &input_len);
-        if (rv == CKR_OK) {
+        if (rv == CKR_OK && o->secret)
+                rv = mac_verify(cl, s->tok, o, input, input_len, sig ? sig : (const uint8_t *)"", sig_len);
+        else if (rv == CKR_OK) {
                 CK_MECHANISM m = { o->raw, o->param, o->param_len };
                 int r = pkc_verify(&o->pk, &m, input, input_len, sig ? sig : (const uint8_t *)"", sig_len);
                 if (r == -EBADMSG)
@@ -687,7 +785,9 @@ static CK_RV encrypt_run(struct core_client *cl, CK_SESSION_HANDLE h, const uint
         size_t in_len = final ? o->data.len : len;
         CK_MECHANISM m = { o->raw, o->param, o->param_len };
         size_t ol = out ? *out_len : 0;
-        int r = pkc_encrypt(&o->pk, &m, in, in_len, out, &ol);
+        int r = !o->secret                               ? pkc_encrypt(&o->pk, &m, in, in_len, out, &ol)
+                : o->key_private && !is_user(cl, s->tok) ? -EPERM
+                                                         : drv_private_op(s->tok, OP_ENCRYPT, o, in, in_len, out, &ol);
         if (!out && r == 0) {
                 keep = true;
                 *out_len = ol;
@@ -771,6 +871,51 @@ CK_RV core_digest_update(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PT
 
 CK_RV core_digest_final(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
         return digest_run(cl, h, NULL, 0, true, out, out_len);
+}
+
+/* A driver's digest_key hands the key's value to this, for the running
+ * digest. */
+static int digest_feed(void *ctx, const uint8_t *p, size_t n) {
+        return mbedtls_md_update(ctx, p, n) == 0 ? 0 : -EIO;
+}
+
+/* C_DigestKey: a secret key's value into the running digest, in the
+ * driver (the core never holds it); the operation becomes multi-part.
+ * An error ends it. */
+CK_RV core_digest_key(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key) {
+        _cleanup_session_ struct session *s = NULL;
+        struct op *o;
+        CK_RV rv = op_get(cl, h, OP_DIGEST, &s, &o);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        if ((rv = tok_load(k)) == CKR_OK) {
+                bool user = is_user(cl, k);
+                core_lock(cl->core);
+                struct cobj *ko = obj_find_locked(k, key, cl, user);
+                CK_ULONG cls = 0;
+                uint64_t id = ko ? ko->id : 0;
+                bool priv = ko && nattrs_get_bool(&ko->attrs, CKA_PRIVATE, false);
+                if (ko)
+                        nattrs_get_ulong(&ko->attrs, CKA_CLASS, &cls);
+                core_unlock(cl->core);
+                if (!ko)
+                        rv = CKR_KEY_HANDLE_INVALID;
+                else if (cls != CKO_SECRET_KEY || !k->ops->digest_key)
+                        rv = CKR_KEY_INDIGESTIBLE;
+                else if (priv && !user)
+                        rv = CKR_USER_NOT_LOGGED_IN;
+                else {
+                        tok_lock(k);
+                        int r = k->ops->digest_key(k->t, id, digest_feed, &o->mdctx);
+                        tok_unlock(k);
+                        rv = r == -ENOKEY ? CKR_KEY_INDIGESTIBLE : rv_from_errno(r);
+                }
+        }
+        o->multipart = true;
+        if (rv != CKR_OK)
+                op_reset(o);
+        return rv;
 }
 
 CK_RV core_generate_random(struct core_client *cl, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len) {

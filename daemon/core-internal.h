@@ -82,6 +82,7 @@ struct op {
         uint64_t key_id;
         CK_KEY_TYPE key_type;
         bool key_private;          /* CKA_PRIVATE: using the key needs a login */
+        bool secret;               /* a secret key: the driver runs the operation, whatever its kind */
         bool always_auth;
         bool context_ok;
         const mbedtls_md_info_t *md;
@@ -180,6 +181,8 @@ struct core {
 /* core-crypto.c */
 const CK_MECHANISM_INFO *mech_lookup(const struct tok *k, CK_MECHANISM_TYPE type);
 int tok_build_mechs(struct tok *k);
+/* The parameter of a secret-key mechanism is right (true for others). */
+bool sym_param_ok(const CK_MECHANISM *m);
 /* core-login.c */
 CK_RV cached_pin(struct core_client *cl, struct tok *k, char **ret, size_t *ret_len);
 void pin_judged(struct core_client *cl, struct tok *k, int r, bool from_cache, const char *pin, size_t pin_len);

@@ -427,18 +427,50 @@ static int obj_made_locked(struct core_client *cl, struct tok *k, CK_SESSION_HAN
         return r;
 }
 
-CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
-                         CK_OBJECT_HANDLE_PTR ret) {
-        if (!ret)
+/* CKA_TRUSTED may be made true by the SO only (PKCS#11 2.40 section 4.9):
+ * a trusted key may wrap sensitive keys. */
+static CK_RV trusted_ok(struct core_client *cl, struct tok *k, const CK_ATTRIBUTE *tmpl, CK_ULONG n) {
+        return tmpl_bool(tmpl, n, CKA_TRUSTED, false) && login_state(cl, k) != CKU_SO ? CKR_ATTRIBUTE_READ_ONLY
+                                                                                      : CKR_OK;
+}
+
+/* The start of a call that makes or changes an object from a template:
+ * its arguments (ret_ok: its output pointers are there), CKA_TRUSTED,
+ * then its session (*ret_s, session_put it). */
+static CK_RV make_begin(struct core_client *cl, CK_SESSION_HANDLE h, bool ret_ok, const CK_ATTRIBUTE *tmpl,
+                        CK_ULONG n, struct session **ret_s) {
+        if (!ret_ok)
                 return CKR_ARGUMENTS_BAD;
         CK_RV rv = check_template(tmpl, n);
-        if (rv != CKR_OK)
-                return rv;
-        CK_ULONG cls;
-        if (!tmpl_ulong(tmpl, n, CKA_CLASS, &cls))
+        if (rv == CKR_OK)
+                rv = session_get(cl, h, ret_s);
+        if (rv == CKR_OK && (rv = trusted_ok(cl, (*ret_s)->tok, tmpl, n)) != CKR_OK)
+                session_put(*ret_s);
+        return rv;
+}
+
+/* The end of it, the token lock held and r the driver's result for new
+ * object d: its handle in *ret; the lock released, then the event for a
+ * token object. */
+static CK_RV make_end(struct core_client *cl, struct session *s, bool persistent, int r, struct dobj *d,
+                      CK_OBJECT_HANDLE *ret) {
+        if (r == 0)
+                r = obj_made_locked(cl, s->tok, s->h, persistent, d, ret);
+        tok_unlock(s->tok);
+        CK_RV rv = rv_from_errno(r);
+        if (rv == CKR_OK && persistent)
+                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+        return rv;
+}
+
+CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
+                         CK_OBJECT_HANDLE_PTR ret) {
+        CK_ULONG cls = 0;
+        if (ret && check_template(tmpl, n) == CKR_OK && !tmpl_ulong(tmpl, n, CKA_CLASS, &cls))
                 return CKR_TEMPLATE_INCOMPLETE;
         struct session *s;
-        if ((rv = session_get(cl, h, &s)) != CKR_OK)
+        CK_RV rv = make_begin(cl, h, ret, tmpl, n, &s);
+        if (rv != CKR_OK)
                 return rv;
         struct tok *k = s->tok;
         bool persistent = tmpl_bool(tmpl, n, CKA_TOKEN, false);
@@ -456,13 +488,7 @@ CK_RV core_create_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_ATTRIBU
         struct dobj d;
         memset(&d, 0, sizeof d);
         tok_lock(k);
-        int r = k->ops->create_object(k->t, tmpl, n, persistent, &d);
-        if (r == 0)
-                r = obj_made_locked(cl, k, h, persistent, &d, ret);
-        tok_unlock(k);
-        rv = rv_from_errno(r);
-        if (rv == CKR_OK && persistent)
-                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+        rv = make_end(cl, s, persistent, k->ops->create_object(k->t, tmpl, n, persistent, &d), &d, ret);
         if (persistent)
                 audit_object(cl, k, tmpl, n, false, rv);
 out:
@@ -489,36 +515,17 @@ static struct cobj *obj_target_locked(struct session *s, CK_OBJECT_HANDLE obj, b
         return o;
 }
 
-/* The opening of a call on an existing object of session h: the template
- * checked, the session taken (*ret_s: session_put it), the token's objects
- * loaded and its lock taken (tok_unlock it); *ret_user: the client is
- * logged in.  On an error nothing is held. */
-static CK_RV obj_call_begin(struct core_client *cl, CK_SESSION_HANDLE h, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
-                            struct session **ret_s, bool *ret_user) {
-        CK_RV rv = check_template(tmpl, n);
-        struct session *s;
-        if (rv != CKR_OK || (rv = session_get(cl, h, &s)) != CKR_OK)
-                return rv;
-        if ((rv = tok_load(s->tok)) != CKR_OK) {
-                session_put(s);
-                return rv;
-        }
-        *ret_user = is_user(cl, s->tok);
-        tok_lock(s->tok);
-        *ret_s = s;
-        return CKR_OK;
-}
-
 CK_RV core_copy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR tmpl,
                        CK_ULONG n, CK_OBJECT_HANDLE_PTR ret) {
-        if (!ret)
-                return CKR_ARGUMENTS_BAD;
         struct session *s;
-        bool user;
-        CK_RV rv = obj_call_begin(cl, h, tmpl, n, &s, &user);
+        CK_RV rv = make_begin(cl, h, ret, tmpl, n, &s);
         if (rv != CKR_OK)
                 return rv;
         struct tok *k = s->tok;
+        if ((rv = tok_load(k)) != CKR_OK)
+                goto out;
+        bool user = is_user(cl, k);
+        tok_lock(k);
         core_lock(cl->core);
         struct cobj *o = obj_find_locked(k, obj, cl, user);
         uint64_t id = o ? o->id : 0;
@@ -539,30 +546,30 @@ CK_RV core_copy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HA
                 rv = CKR_USER_NOT_LOGGED_IN;
         else if (!k->ops->copy_object)
                 rv = CKR_FUNCTION_NOT_SUPPORTED;
+        if (rv != CKR_OK)
+                tok_unlock(k);
         else {
                 struct dobj d;
                 memset(&d, 0, sizeof d);
-                int r = k->ops->copy_object(k->t, id, tmpl, n, persistent, &d);
-                if (r == 0)
-                        r = obj_made_locked(cl, k, h, persistent, &d, ret);
-                rv = rv_from_errno(r);
+                rv = make_end(cl, s, persistent, k->ops->copy_object(k->t, id, tmpl, n, persistent, &d), &d, ret);
         }
-        tok_unlock(k);
-        if (rv == CKR_OK && persistent)
-                emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
         if (persistent)
                 audit(cl, k, "object-copy", label, rv, NULL);
+out:
         session_put(s);
         return rv;
 }
 
 CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
         struct session *s;
-        bool user;
-        CK_RV rv = obj_call_begin(cl, h, NULL, 0, &s, &user);
+        CK_RV rv = session_get(cl, h, &s);
         if (rv != CKR_OK)
                 return rv;
         struct tok *k = s->tok;
+        if ((rv = tok_load(k)) != CKR_OK)
+                goto out;
+        bool user = is_user(cl, k);
+        tok_lock(k);
         core_lock(cl->core);
         struct cobj *o = obj_target_locked(s, obj, user, CKA_DESTROYABLE, &rv);
         uint64_t id = o ? o->id : 0;
@@ -593,6 +600,7 @@ CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT
                 emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
         if (persistent)
                 audit(cl, k, cls == CKO_CERTIFICATE ? "cert-delete" : "object-delete", label, rv, NULL);
+out:
         session_put(s);
         return rv;
 }
@@ -600,11 +608,14 @@ CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT
 CK_RV core_set_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
                                CK_ATTRIBUTE_PTR tmpl, CK_ULONG n) {
         struct session *s;
-        bool user;
-        CK_RV rv = obj_call_begin(cl, h, tmpl, n, &s, &user);
+        CK_RV rv = make_begin(cl, h, true, tmpl, n, &s);
         if (rv != CKR_OK)
                 return rv;
         struct tok *k = s->tok;
+        if ((rv = tok_load(k)) != CKR_OK)
+                goto out;
+        bool user = is_user(cl, k);
+        tok_lock(k);
         core_lock(cl->core);
         struct cobj *o = obj_target_locked(s, obj, user, CKA_MODIFIABLE, &rv);
         uint64_t id = o ? o->id : 0;
@@ -635,6 +646,7 @@ CK_RV core_set_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_O
         tok_unlock(k);
         if (rv == CKR_OK && persistent)
                 emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
+out:
         session_put(s);
         return rv;
 }
@@ -657,6 +669,8 @@ CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE h, CK_MEC
         bool persistent = tmpl_bool(pub_tmpl, pub_n, CKA_TOKEN, false) || tmpl_bool(priv_tmpl, priv_n, CKA_TOKEN, false);
         if (!mi || !(mi->flags & CKF_GENERATE_KEY_PAIR) || !k->ops->generate_key_pair)
                 rv = CKR_MECHANISM_INVALID;
+        else if (trusted_ok(cl, k, pub_tmpl, pub_n) != CKR_OK)
+                rv = CKR_ATTRIBUTE_READ_ONLY;
         else if (persistent && !(s->flags & CKF_RW_SESSION))
                 rv = CKR_SESSION_READ_ONLY;
         else if (!is_user(cl, k) && (tmpl_bool(priv_tmpl, priv_n, CKA_PRIVATE, true) ||
@@ -695,6 +709,198 @@ CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE h, CK_MEC
         if (rv == CKR_OK && persistent)
                 emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
         audit_object(cl, k, priv_tmpl, priv_n, true, rv);
+out:
+        session_put(s);
+        return rv;
+}
+
+CK_RV core_generate_key(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR tmpl,
+                        CK_ULONG n, CK_OBJECT_HANDLE_PTR ret) {
+        struct session *s;
+        CK_RV rv = make_begin(cl, h, mech && ret, tmpl, n, &s);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        const CK_MECHANISM_INFO *mi = mech_lookup(k, mech->mechanism);
+        bool persistent = tmpl_bool(tmpl, n, CKA_TOKEN, false);
+        if (!mi || !(mi->flags & CKF_GENERATE) || !k->ops->generate_key)
+                rv = CKR_MECHANISM_INVALID;
+        else if (persistent && !(s->flags & CKF_RW_SESSION))
+                rv = CKR_SESSION_READ_ONLY;
+        else if (!is_user(cl, k) && tmpl_bool(tmpl, n, CKA_PRIVATE, true))
+                rv = CKR_USER_NOT_LOGGED_IN;
+        else
+                rv = tok_load(k);
+        if (rv != CKR_OK)
+                goto out;
+        struct dobj d;
+        memset(&d, 0, sizeof d);
+        tok_lock(k);
+        rv = make_end(cl, s, persistent, k->ops->generate_key(k->t, mech, tmpl, n, persistent, &d), &d, ret);
+        audit_object(cl, k, tmpl, n, true, rv);
+out:
+        session_put(s);
+        return rv;
+}
+
+/* ---- C_WrapKey, C_UnwrapKey ---- */
+
+/* What the wrapping rules look at in a key. */
+struct key_facts {
+        uint64_t id;
+        CK_ULONG cls, kt;
+        bool priv, wrap, unwrap, decrypt, extractable, sensitive, always_sensitive, never_extractable, trusted,
+                wrap_with_trusted;
+};
+
+/* Key h's facts: false when the client sees no such object. */
+static bool key_facts_get(struct core_client *cl, struct tok *k, CK_OBJECT_HANDLE h, struct key_facts *ret) {
+        bool user = is_user(cl, k);
+        core_lock(cl->core);
+        struct cobj *o = obj_find_locked(k, h, cl, user);
+        if (o) {
+                const struct nattrs *a = &o->attrs;
+                *ret = (struct key_facts){
+                        .id = o->id,
+                        .priv = nattrs_get_bool(a, CKA_PRIVATE, false),
+                        .wrap = nattrs_get_bool(a, CKA_WRAP, false),
+                        .unwrap = nattrs_get_bool(a, CKA_UNWRAP, false),
+                        .decrypt = nattrs_get_bool(a, CKA_DECRYPT, false),
+                        .extractable = nattrs_get_bool(a, CKA_EXTRACTABLE, false),
+                        .sensitive = nattrs_get_bool(a, CKA_SENSITIVE, true),
+                        .always_sensitive = nattrs_get_bool(a, CKA_ALWAYS_SENSITIVE, false),
+                        .never_extractable = nattrs_get_bool(a, CKA_NEVER_EXTRACTABLE, false),
+                        .trusted = nattrs_get_bool(a, CKA_TRUSTED, false),
+                        .wrap_with_trusted = nattrs_get_bool(a, CKA_WRAP_WITH_TRUSTED, false),
+                };
+                nattrs_get_ulong(a, CKA_CLASS, &ret->cls);
+                nattrs_get_ulong(a, CKA_KEY_TYPE, &ret->kt);
+        }
+        core_unlock(cl->core);
+        return o != NULL;
+}
+
+/* A key that may wrap sensitive keys: trusted (by the SO), or a secret
+ * key no caller can know or decrypt with: its value never left the token
+ * (sensitive and unextractable since it was generated here) and it has
+ * no CKA_DECRYPT. */
+static bool guards_sensitive(const struct key_facts *w) {
+        return w->trusted ||
+               (w->cls == CKO_SECRET_KEY && !w->decrypt && w->always_sensitive && w->never_extractable);
+}
+
+/* The mechanism's key: an AES secret key for the AES key wraps, an RSA
+ * public key (wrapping) or private key (unwrapping) for RSA. */
+static bool wrap_key_type_ok(CK_MECHANISM_TYPE m, const struct key_facts *w, bool wrapping) {
+        if (m == CKM_AES_KEY_WRAP || m == CKM_AES_KEY_WRAP_PAD)
+                return w->cls == CKO_SECRET_KEY && w->kt == CKK_AES;
+        return w->kt == CKK_RSA && w->cls == (wrapping ? CKO_PUBLIC_KEY : CKO_PRIVATE_KEY);
+}
+
+/* The mechanism and the token's op for it; then the common key checks. */
+static CK_RV wrap_mech_ok(struct tok *k, const CK_MECHANISM *mech, bool wrapping) {
+        const CK_MECHANISM_INFO *mi = mech_lookup(k, mech->mechanism);
+        if (!mi || !(mi->flags & (wrapping ? CKF_WRAP : CKF_UNWRAP)) ||
+            (wrapping ? !k->ops->wrap_key : !k->ops->unwrap_key))
+                return CKR_MECHANISM_INVALID;
+        return sym_param_ok(mech) ? CKR_OK : CKR_MECHANISM_PARAM_INVALID;
+}
+
+/* PKCS#11's rules for C_WrapKey, and the token's own for sensitive keys. */
+static CK_RV wrap_policy(const CK_MECHANISM *mech, const struct key_facts *w, const struct key_facts *x, bool user) {
+        if ((w->priv || x->priv) && !user)
+                return CKR_USER_NOT_LOGGED_IN;
+        if (!wrap_key_type_ok(mech->mechanism, w, true))
+                return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
+        if (!w->wrap)
+                return CKR_KEY_FUNCTION_NOT_PERMITTED;
+        if (x->cls != CKO_SECRET_KEY && x->cls != CKO_PRIVATE_KEY)
+                return CKR_KEY_NOT_WRAPPABLE;
+        if (!x->extractable)
+                return CKR_KEY_UNEXTRACTABLE;
+        if (x->cls != CKO_SECRET_KEY || (x->wrap_with_trusted && !w->trusted) ||
+            (x->sensitive && !guards_sensitive(w)))
+                return CKR_KEY_NOT_WRAPPABLE;
+        return CKR_OK;
+}
+
+CK_RV core_wrap_key(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey,
+                    CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        if (!mech || !out_len || (mech->ulParameterLen && !mech->pParameter))
+                return CKR_ARGUMENTS_BAD;
+        _cleanup_session_ struct session *s = NULL;
+        CK_RV rv = session_get(cl, h, &s);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        struct key_facts w, x;
+        if ((rv = wrap_mech_ok(k, mech, true)) != CKR_OK || (rv = tok_load(k)) != CKR_OK)
+                return rv;
+        if (!key_facts_get(cl, k, wkey, &w))
+                return CKR_WRAPPING_KEY_HANDLE_INVALID;
+        if (!key_facts_get(cl, k, key, &x))
+                return CKR_KEY_HANDLE_INVALID;
+        if ((rv = wrap_policy(mech, &w, &x, is_user(cl, k))) != CKR_OK)
+                return rv;
+        size_t ol = out ? *out_len : 0;
+        tok_lock(k);
+        int r = k->ops->wrap_key(k->t, w.id, mech, x.id, out, &ol);
+        tok_unlock(k);
+        if (r == 0 || r == -ENOBUFS)
+                *out_len = ol;
+        return r == -ENOBUFS ? CKR_BUFFER_TOO_SMALL : r == -ERANGE ? CKR_KEY_SIZE_RANGE : rv_from_errno(r);
+}
+
+/* PKCS#11's rules for C_UnwrapKey, and the token's: a key that may wrap
+ * sensitive keys unwraps only into sensitive ones, so that a key it
+ * wrapped cannot come back in the clear. */
+static CK_RV unwrap_policy(const CK_MECHANISM *mech, const struct key_facts *u, const CK_ATTRIBUTE *tmpl,
+                           CK_ULONG n, bool user) {
+        CK_ULONG cls = CKO_SECRET_KEY;
+        if ((u->priv || tmpl_bool(tmpl, n, CKA_PRIVATE, true)) && !user)
+                return CKR_USER_NOT_LOGGED_IN;
+        if (!wrap_key_type_ok(mech->mechanism, u, false))
+                return CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT;
+        if (!u->unwrap)
+                return CKR_KEY_FUNCTION_NOT_PERMITTED;
+        if (!tmpl_ulong(tmpl, n, CKA_CLASS, &cls) || cls != CKO_SECRET_KEY)
+                return CKR_TEMPLATE_INCONSISTENT;
+        if (guards_sensitive(u) && !tmpl_bool(tmpl, n, CKA_SENSITIVE, false))
+                return CKR_TEMPLATE_INCONSISTENT;
+        return CKR_OK;
+}
+
+CK_RV core_unwrap_key(struct core_client *cl, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ukey,
+                      CK_BYTE_PTR in, CK_ULONG in_len, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
+                      CK_OBJECT_HANDLE_PTR ret) {
+        struct session *s;
+        bool args = mech && (in || !in_len) && (!mech->ulParameterLen || mech->pParameter);
+        CK_RV rv = make_begin(cl, h, args && ret, tmpl, n, &s);
+        if (rv != CKR_OK)
+                return rv;
+        struct tok *k = s->tok;
+        bool persistent = tmpl_bool(tmpl, n, CKA_TOKEN, false);
+        struct key_facts u;
+        if ((rv = wrap_mech_ok(k, mech, false)) != CKR_OK || (rv = tok_load(k)) != CKR_OK)
+                goto out;
+        if (!key_facts_get(cl, k, ukey, &u))
+                rv = CKR_UNWRAPPING_KEY_HANDLE_INVALID;
+        else if (persistent && !(s->flags & CKF_RW_SESSION))
+                rv = CKR_SESSION_READ_ONLY;
+        else
+                rv = unwrap_policy(mech, &u, tmpl, n, is_user(cl, k));
+        if (rv != CKR_OK)
+                goto out;
+        struct dobj d;
+        memset(&d, 0, sizeof d);
+        tok_lock(k);
+        int r = k->ops->unwrap_key(k->t, u.id, mech, in, in_len, tmpl, n, persistent, &d);
+        if (r == -EBADMSG || r == -ERANGE) {
+                tok_unlock(k);
+                rv = r == -EBADMSG ? CKR_WRAPPED_KEY_INVALID : CKR_WRAPPED_KEY_LEN_RANGE;
+        } else
+                rv = make_end(cl, s, persistent, r, &d, ret);
+        audit_object(cl, k, tmpl, n, false, rv);
 out:
         session_put(s);
         return rv;

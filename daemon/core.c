@@ -258,7 +258,8 @@ void audit_object(struct core_client *cl, struct tok *k, const CK_ATTRIBUTE *t, 
                         memcpy(&cls, t[i].pValue, sizeof cls);
         }
         const char *op = keygen ? "keygen" : cls == CKO_CERTIFICATE ? "cert-import"
-                                                : cls == CKO_PRIVATE_KEY ? "key-import" : "object-create";
+                                                : cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY ? "key-import"
+                                                                                            : "object-create";
         audit(cl, k, op, label, rv, NULL);
 }
 

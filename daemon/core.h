@@ -190,6 +190,13 @@ CK_RV core_verify_recover(struct core_client *cl, CK_SESSION_HANDLE s, CK_BYTE_P
  * active: the module's answer to a call whose arguments it refused itself
  * (CKR_ARGUMENTS_BAD ends the operation, as every error does). */
 CK_RV core_op_end(struct core_client *cl, CK_SESSION_HANDLE s, CK_ULONG init_op);
+CK_RV core_generate_key(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR t,
+                        CK_ULONG n, CK_OBJECT_HANDLE_PTR ret);
+CK_RV core_digest_key(struct core_client *cl, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
+CK_RV core_wrap_key(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey,
+                    CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+CK_RV core_unwrap_key(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ukey,
+                      CK_BYTE_PTR in, CK_ULONG in_len, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret);
 CK_RV core_generate_key_pair(struct core_client *cl, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
                              CK_ATTRIBUTE_PTR pub_tmpl, CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv_tmpl,
                              CK_ULONG priv_n, CK_OBJECT_HANDLE_PTR ret_pub, CK_OBJECT_HANDLE_PTR ret_priv);

@@ -544,6 +544,61 @@ static int h_generate_key_pair(struct core_client *cl, struct wire_msg *req, str
         return 0;
 }
 
+static int h_generate_key(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, n;
+        CK_MECHANISM mech;
+        _cleanup_free_ CK_ATTRIBUTE *t = NULL;
+        if (!wire_get_ulong(req, &s) || !wire_get_mechanism(req, &mech) || !wire_get_attrs(req, &t, &n) ||
+            wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_OBJECT_HANDLE obj = 0;
+        union mechparam_native param;
+        CK_RV rv = mechparam_decode(&mech, &param) ? core_generate_key(cl, s, &mech, t, n, &obj)
+                                                   : CKR_MECHANISM_PARAM_INVALID;
+        reply_start(req, rep, rv);
+        wire_put_u64(rep, rv == CKR_OK ? obj : 0);
+        return 0;
+}
+
+/* "uMuuq" -> "uZ": the wrapping key, the key, the output request. */
+static int h_wrap_key(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, wkey, key;
+        CK_MECHANISM mech;
+        struct outbuf o;
+        if (!wire_get_ulong(req, &s) || !wire_get_mechanism(req, &mech) || !wire_get_ulong(req, &wkey) ||
+            !wire_get_ulong(req, &key) || !outbuf_get(req, &o) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        if (!outbuf_alloc(&o))
+                return -ENOMEM;
+        union mechparam_native param;
+        CK_RV rv = mechparam_decode(&mech, &param) ? core_wrap_key(cl, s, &mech, wkey, key, o.data, &o.len)
+                                                   : CKR_MECHANISM_PARAM_INVALID;
+        reply_start(req, rep, rv);
+        outbuf_put(rep, rv, &o);
+        outbuf_done(&o);
+        return 0;
+}
+
+/* "uMuzA" -> "uu": the unwrapping key, the wrapped key, the template. */
+static int h_unwrap_key(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
+        CK_ULONG s, ukey, n;
+        CK_MECHANISM mech;
+        const uint8_t *in;
+        size_t in_len;
+        _cleanup_free_ CK_ATTRIBUTE *t = NULL;
+        if (!wire_get_ulong(req, &s) || !wire_get_mechanism(req, &mech) || !wire_get_ulong(req, &ukey) ||
+            !wire_get_blob(req, &in, &in_len) || !wire_get_attrs(req, &t, &n) || wire_msg_read_done(req) < 0)
+                return BAD_REQUEST;
+        CK_OBJECT_HANDLE obj = 0;
+        union mechparam_native param;
+        CK_RV rv = mechparam_decode(&mech, &param) ?
+                core_unwrap_key(cl, s, &mech, ukey, (CK_BYTE_PTR)in, in_len, t, n, &obj) :
+                CKR_MECHANISM_PARAM_INVALID;
+        reply_start(req, rep, rv);
+        wire_put_u64(rep, rv == CKR_OK ? obj : 0);
+        return 0;
+}
+
 static int h_generate_random(struct core_client *cl, struct wire_msg *req, struct wire_msg *rep) {
         CK_ULONG s, len;
         if (!wire_get_ulong(req, &s) || !wire_get_ulong(req, &len) || wire_msg_read_done(req) < 0)
@@ -599,6 +654,7 @@ WITH_CORE(h_init_pin, h_data_in, core_init_pin)
 WITH_CORE(h_set_pin, h_data2_in, core_set_pin)
 WITH_CORE(h_destroy_object, h_handle_ulong, core_destroy_object)
 WITH_CORE(h_op_end, h_handle_ulong, core_op_end)
+WITH_CORE(h_digest_key, h_handle_ulong, core_digest_key)
 WITH_CORE(h_close_session, h_handle_only, core_close_session)
 WITH_CORE(h_close_all_sessions, h_handle_only, core_close_all_sessions)
 WITH_CORE(h_logout, h_handle_only, core_logout)

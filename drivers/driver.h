@@ -106,7 +106,9 @@ struct driver_mech {
         CK_MECHANISM_TYPE type;
         CK_ULONG min_key, max_key;  /* bits */
         CK_FLAGS flags;             /* CKF_SIGN, CKF_DECRYPT, CKF_GENERATE_KEY_PAIR, CKF_HW,
-                                       CKF_EC_F_P, CKF_EC_NAMEDCURVE, CKF_EC_UNCOMPRESS */
+                                       CKF_EC_F_P, CKF_EC_NAMEDCURVE, CKF_EC_UNCOMPRESS; for
+                                       secret keys (all run by the driver) also CKF_GENERATE,
+                                       CKF_ENCRYPT, CKF_VERIFY, CKF_WRAP, CKF_UNWRAP */
 };
 
 struct driver_ops {
@@ -173,6 +175,32 @@ struct driver_ops {
                                  const CK_ATTRIBUTE *priv_tmpl, CK_ULONG priv_n,
                                  struct dobj *ret_pub, struct dobj *ret_priv);
 
+        /* C_GenerateKey (optional): a secret key, a session object unless
+         * persistent; fills *ret as create_object does.  The core has
+         * checked the mechanism (CKF_GENERATE), the session and the login. */
+        int (*generate_key)(struct token *t, const CK_MECHANISM *mech, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                            bool persistent, struct dobj *ret);
+        /* C_DigestKey (optional): hands secret key id's value to feed (which
+         * hashes it and returns 0 or a negative errno) and nothing else;
+         * -ENOKEY when id is not a secret key. */
+        int (*digest_key)(struct token *t, uint64_t key, int (*feed)(void *ctx, const uint8_t *p, size_t n),
+                          void *ctx);
+
+        /* C_WrapKey (optional): secret key `key` encrypted under wrapping
+         * key wkey (an AES key: CKM_AES_KEY_WRAP, CKM_AES_KEY_WRAP_PAD; an
+         * RSA public key: CKM_RSA_PKCS, CKM_RSA_PKCS_OAEP).  out == NULL:
+         * *outlen the size; -ENOBUFS as for sign; -ERANGE a key of a length
+         * the mechanism cannot wrap.  The core has checked the rules
+         * (CKA_WRAP, CKA_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED, sensitivity). */
+        int (*wrap_key)(struct token *t, uint64_t wkey, const CK_MECHANISM *mech, uint64_t key, uint8_t *out,
+                        size_t *outlen);
+        /* C_UnwrapKey (optional): a new secret key, its value in decrypted
+         * with ukey (an AES or RSA private key), its attributes from the
+         * template; fills *ret as create_object does.  -EBADMSG: the wrapped
+         * key does not open; -ERANGE: its length is wrong. */
+        int (*unwrap_key)(struct token *t, uint64_t ukey, const CK_MECHANISM *mech, const uint8_t *in,
+                          size_t in_len, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent, struct dobj *ret);
+
         /* Raw private-key operations with a mechanism from get_mechanisms:
          * CKM_RSA_PKCS (input: the DigestInfo or data to pad, <= k-11),
          * CKM_RSA_PKCS_PSS (input: the hash; params CK_RSA_PKCS_PSS_PARAMS),
@@ -183,6 +211,13 @@ struct driver_ops {
         int (*sign)(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in,
                     size_t in_len, uint8_t *out, size_t *outlen);
         int (*decrypt)(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in,
+                       size_t in_len, uint8_t *out, size_t *outlen);
+        /* Optional: encryption with a secret key (AES), as decrypt; the
+         * core encrypts with public keys itself.  Secret keys use sign
+         * (HMAC) and decrypt (AES) too, whose out == NULL query then gives
+         * the output size for in_len bytes; the core has checked the
+         * mechanism's parameter (its size, the IV and GCM tag lengths). */
+        int (*encrypt)(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in,
                        size_t in_len, uint8_t *out, size_t *outlen);
         /* Optional: the token's RNG (NULL: the core's own DRBG). */
         int (*random)(struct token *t, uint8_t *out, size_t n);

@@ -1210,6 +1210,12 @@ static CK_RV nc_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR o
         return final_out(WIRE_OP_DIGEST_FINAL, h, out, out_len);
 }
 
+static CK_RV nc_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key) {
+        ENTER(m);
+        SESSION(m, h);
+        SESSION_RETURN(m, h, rpc_digest_key(m->rpc, gen_, dh_, key));
+}
+
 static CK_RV nc_SignRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
         return crypt_init(WIRE_OP_SIGN_RECOVER_INIT, h, mech, key);
 }
@@ -1477,6 +1483,35 @@ static CK_RV nc_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_A
                         rpc_generate_key_pair(m->rpc, gen_, dh_, mech, pub, pub_n, priv, priv_n, ret_pub, ret_priv));
 }
 
+static CK_RV nc_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                            CK_OBJECT_HANDLE_PTR key) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!mech || !key || !template_ok(t, n))
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        mark_made_objects(m, h);
+        CHANGING_RETURN(m, h, rpc_generate_key(m->rpc, gen_, dh_, mech, t, n, key));
+}
+
+static CK_RV nc_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey, CK_OBJECT_HANDLE key,
+                        CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!mech || !out_len)
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        SESSION_RETURN(m, h, rpc_wrap_key(m->rpc, gen_, dh_, mech, wkey, key, out, out_len));
+}
+
+static CK_RV nc_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ukey, CK_BYTE_PTR in,
+                          CK_ULONG in_len, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key) {
+        ENTER(m);
+        SESSION(m, h);
+        if (!mech || !key || (!in && in_len) || !template_ok(t, n))
+                LEAVE_RETURN(m, CKR_ARGUMENTS_BAD);
+        mark_made_objects(m, h);
+        CHANGING_RETURN(m, h, rpc_unwrap_key(m->rpc, gen_, dh_, mech, ukey, in, in_len, t, n, key));
+}
+
 static CK_RV nc_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG len) {
         return data_in(WIRE_OP_SEED_RANDOM, h, seed, len);
 }
@@ -1516,10 +1551,6 @@ static CK_RV nc_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ULON
         UNSUPPORTED();
 }
 
-static CK_RV nc_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key) {
-        UNSUPPORTED();
-}
-
 static CK_RV nc_DigestEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                                     CK_ULONG_PTR out_len) {
         UNSUPPORTED();
@@ -1537,21 +1568,6 @@ static CK_RV nc_SignEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG 
 
 static CK_RV nc_DecryptVerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                                     CK_ULONG_PTR out_len) {
-        UNSUPPORTED();
-}
-
-static CK_RV nc_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR t, CK_ULONG n,
-                            CK_OBJECT_HANDLE_PTR key) {
-        UNSUPPORTED();
-}
-
-static CK_RV nc_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wkey, CK_OBJECT_HANDLE key,
-                        CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
-        UNSUPPORTED();
-}
-
-static CK_RV nc_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ukey, CK_BYTE_PTR in,
-                          CK_ULONG in_len, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key) {
         UNSUPPORTED();
 }
 

@@ -507,6 +507,20 @@ CK_RV rpc_logout(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s) {
         return session_only(c, WIRE_OP_LOGOUT, gen, s);
 }
 
+/* Runs call k, whose reply is one object handle (into *ret), and ends it. */
+static CK_RV run_for_handle(struct rpc_client *c, struct call *k, uint64_t gen, CK_OBJECT_HANDLE_PTR ret) {
+        CK_RV rv = call_run(c, k, gen, CKR_SESSION_HANDLE_INVALID);
+        if (rv == CKR_OK && k->has_reply) {
+                uint64_t h;
+                if (!wire_get_u64(&k->rep, &h) || !call_done(k))
+                        rv = CKR_DEVICE_ERROR;
+                else
+                        *ret = (CK_OBJECT_HANDLE)h;
+        }
+        call_end(k);
+        return rv;
+}
+
 /* CREATE_OBJECT, or COPY_OBJECT of *from: a new object's handle in *ret. */
 static CK_RV object_made(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, const CK_OBJECT_HANDLE *from,
                          CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret) {
@@ -516,16 +530,7 @@ static CK_RV object_made(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s
         if (from)
                 wire_put_u64(&k.req, *from);
         wire_put_attrs(&k.req, t, n);
-        CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
-        if (rv == CKR_OK && k.has_reply) {
-                uint64_t h;
-                if (!wire_get_u64(&k.rep, &h) || !call_done(&k))
-                        rv = CKR_DEVICE_ERROR;
-                else
-                        *ret = (CK_OBJECT_HANDLE)h;
-        }
-        call_end(&k);
-        return rv;
+        return run_for_handle(c, &k, gen, ret);
 }
 
 CK_RV rpc_create_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n,
@@ -550,6 +555,10 @@ static CK_RV handle_ulong(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SE
 
 CK_RV rpc_destroy_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj) {
         return handle_ulong(c, WIRE_OP_DESTROY_OBJECT, gen, s, obj);
+}
+
+CK_RV rpc_digest_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key) {
+        return handle_ulong(c, WIRE_OP_DIGEST_KEY, gen, s, key);
 }
 
 CK_RV rpc_op_end(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, uint16_t init_op) {
@@ -781,6 +790,43 @@ CK_RV rpc_verify(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_BYT
         CK_RV rv = call_run(c, &k, gen, CKR_SESSION_HANDLE_INVALID);
         call_end(&k);
         return rv;
+}
+
+CK_RV rpc_generate_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                       CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret) {
+        struct call k;
+        if (!mech_call_start(&k, WIRE_OP_GENERATE_KEY, s, mech)) {
+                call_end(&k);
+                return CKR_MECHANISM_PARAM_INVALID;
+        }
+        wire_put_attrs(&k.req, t, n);
+        return run_for_handle(c, &k, gen, ret);
+}
+
+CK_RV rpc_wrap_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                   CK_OBJECT_HANDLE wkey, CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        struct call k;
+        if (!mech_call_start(&k, WIRE_OP_WRAP_KEY, s, mech)) {
+                call_end(&k);
+                return CKR_MECHANISM_PARAM_INVALID;
+        }
+        wire_put_u64(&k.req, wkey);
+        wire_put_u64(&k.req, key);
+        return out_run(c, &k, gen, out, out_len);
+}
+
+CK_RV rpc_unwrap_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                     CK_OBJECT_HANDLE ukey, CK_BYTE_PTR in, CK_ULONG in_len, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                     CK_OBJECT_HANDLE_PTR ret) {
+        struct call k;
+        if (!mech_call_start(&k, WIRE_OP_UNWRAP_KEY, s, mech)) {
+                call_end(&k);
+                return CKR_MECHANISM_PARAM_INVALID;
+        }
+        wire_put_u64(&k.req, ukey);
+        put_data(&k, in, in_len);
+        wire_put_attrs(&k.req, t, n);
+        return run_for_handle(c, &k, gen, ret);
 }
 
 CK_RV rpc_generate_key_pair(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,

@@ -158,6 +158,7 @@ CK_RV rpc_copy_object(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, C
                       CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret);
 /* Ends the session's operation begun by init_op (WIRE_OP_SIGN_INIT ...),
  * after the module refused a call's arguments itself. */
+CK_RV rpc_digest_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
 CK_RV rpc_op_end(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, uint16_t init_op);
 CK_RV rpc_get_attribute_value(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
                               CK_ATTRIBUTE_PTR t, CK_ULONG n);
@@ -191,6 +192,13 @@ CK_RV rpc_data_in(struct rpc_client *c, uint16_t op, uint64_t gen, CK_SESSION_HA
                   CK_ULONG len);
 CK_RV rpc_verify(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len,
                  CK_BYTE_PTR sig, CK_ULONG sig_len);
+CK_RV rpc_generate_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                       CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret);
+CK_RV rpc_wrap_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                   CK_OBJECT_HANDLE wkey, CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+CK_RV rpc_unwrap_key(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
+                     CK_OBJECT_HANDLE ukey, CK_BYTE_PTR in, CK_ULONG in_len, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                     CK_OBJECT_HANDLE_PTR ret);
 CK_RV rpc_generate_key_pair(struct rpc_client *c, uint64_t gen, CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech,
                             CK_ATTRIBUTE_PTR pub, CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv, CK_ULONG priv_n,
                             CK_OBJECT_HANDLE_PTR ret_pub, CK_OBJECT_HANDLE_PTR ret_priv);

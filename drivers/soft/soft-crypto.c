@@ -102,6 +102,7 @@ static int key_get_locked(struct token *t, uint64_t id, struct soft_key **ret) {
         k->id = id;
         k->can_sign = nattrs_get_bool(&a, CKA_SIGN, true);
         k->can_decrypt = nattrs_get_bool(&a, CKA_DECRYPT, false);
+        k->can_unwrap = nattrs_get_bool(&a, CKA_UNWRAP, false);
         k->refs = 1; /* the cache's */
         struct soft_key **nv = realloc(t->keys, (t->n_keys + 1) * sizeof *nv);
         if (!nv) {
@@ -237,6 +238,8 @@ int soft_sign(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uin
 
         if (!t || !mech || !outlen || (!in && in_len))
                 return -EINVAL;
+        if (soft_is_hmac(mech->mechanism))
+                return soft_hmac(t, key, mech, in, in_len, out, outlen);
         r = key_get(t, key, &k);
         if (r < 0)
                 return r;
@@ -270,16 +273,22 @@ out:
         return r;
 }
 
-int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+int soft_encrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
                  uint8_t *out, size_t *outlen) {
+        if (!t || !mech || !outlen || (!in && in_len))
+                return -EINVAL;
+        return soft_aes(t, key, mech, true, in, in_len, out, outlen);
+}
+
+/* RSA decryption for C_Decrypt, or (unwrap) of a wrapped key. */
+static int rsa_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+                       uint8_t *out, size_t *outlen, bool unwrap) {
         struct soft_key *k = NULL;
         uint8_t *buf = NULL;
         size_t olen = 0;
         mbedtls_md_type_t md = MBEDTLS_MD_NONE;
         int r, rc;
 
-        if (!t || !mech || !outlen || (!in && in_len))
-                return -EINVAL;
         if (mech->mechanism != CKM_RSA_PKCS && mech->mechanism != CKM_RSA_PKCS_OAEP &&
             mech->mechanism != CKM_RSA_X_509)
                 return -ENOTSUP;
@@ -294,7 +303,7 @@ int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const 
                 r = -ENOKEY;
                 goto out;
         }
-        if (!k->can_decrypt) {
+        if (unwrap ? !k->can_unwrap || mech->mechanism == CKM_RSA_X_509 : !k->can_decrypt) {
                 r = -EKEYEXPIRED;
                 goto out;
         }
@@ -349,4 +358,18 @@ out:
         secure_free(buf);
         key_put(t, k);
         return r;
+}
+
+int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+                 uint8_t *out, size_t *outlen) {
+        if (!t || !mech || !outlen || (!in && in_len))
+                return -EINVAL;
+        if (soft_is_aes(mech->mechanism))
+                return soft_aes(t, key, mech, false, in, in_len, out, outlen);
+        return rsa_decrypt(t, key, mech, in, in_len, out, outlen, false);
+}
+
+int soft_rsa_unwrap(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+                    uint8_t *out, size_t *outlen) {
+        return rsa_decrypt(t, key, mech, in, in_len, out, outlen, true);
 }

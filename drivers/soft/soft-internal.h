@@ -27,6 +27,7 @@
 #define SOFT_MAX_PIN 64
 #define SOFT_SO_MAX_TRIES 10
 #define SOFT_MAGIC "netca-soft-token-1"
+#define SOFT_SECRET_MAX 512   /* bytes of a generic secret key */
 /* Session (non-persistent) object ids have this bit set; SQLite rowids never do. */
 #define SOFT_MEM_ID_BIT (UINT64_C(1) << 62)
 
@@ -45,7 +46,7 @@ struct soft_key {
         pthread_mutex_t lock;    /* serializes operations on pk (RSA, and EC curves ec does not cover) */
         mbedtls_pk_context pk;   /* for an EC key with ec set, pk holds no private scalar */
         struct soft_ec_key *ec;  /* P-256/P-384: signs without the lock, in parallel */
-        bool can_sign, can_decrypt;
+        bool can_sign, can_decrypt, can_unwrap;
 };
 
 /* A session object: attributes plus the encrypted secret (same format as on disk). */
@@ -99,6 +100,19 @@ void soft_db_rollback(struct token *t);
 int soft_db_end(struct token *t, int r);
 int soft_errno_from_sqlite(int rc);
 
+/* What an object keeps sealed: a private key (pk), or else a secret key's
+ * value. */
+struct soft_sealable {
+        mbedtls_pk_context *pk;
+        const uint8_t *value;
+        size_t value_len;
+};
+
+/* Opens object id's sealed secret (sec, sec_n) into secure memory
+ * (*ret, secure_free it): -EPERM when its seal key is not at hand, -EIO
+ * when it does not open. */
+int soft_secret_open(struct token *t, uint64_t id, const uint8_t *sec, size_t sec_n, uint8_t **ret, size_t *ret_n);
+
 /* Opens object id's sealed private key (sec, sec_n) into pk (set up by the
  * caller with mbedtls_pk_init): -EPERM when its seal key is not at hand
  * (a token object while logged out), -EIO when it does not open. */
@@ -127,6 +141,13 @@ int soft_set_attributes(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, 
 int soft_generate_key_pair(struct token *t, const CK_MECHANISM *mech, const CK_ATTRIBUTE *pub_tmpl,
                            CK_ULONG pub_n, const CK_ATTRIBUTE *priv_tmpl, CK_ULONG priv_n, struct dobj *ret_pub,
                            struct dobj *ret_priv);
+/* C_GenerateKey: a secret key (CKM_AES_KEY_GEN, CKM_GENERIC_SECRET_KEY_GEN). */
+int soft_generate_key(struct token *t, const CK_MECHANISM *mech, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                      bool persistent, struct dobj *ret);
+/* Stores a secret key (CKO_SECRET_KEY attributes a, moved to *ret, with
+ * value): C_CreateObject and C_UnwrapKey. */
+int soft_secret_object(struct token *t, struct nattrs *a, const uint8_t *value, size_t len, bool persistent,
+                       struct dobj *ret);
 /* Reads one object's attributes and secret (either may be NULL). */
 int soft_object_get(struct token *t, uint64_t id, struct nattrs *ret_attrs, uint8_t **ret_secret,
                     size_t *ret_secret_len);
@@ -135,13 +156,43 @@ void soft_mem_objects_clear(struct token *t);
 /* soft-crypto.c */
 int soft_sign(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
               uint8_t *out, size_t *outlen);
+int soft_encrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+                 uint8_t *out, size_t *outlen);
 int soft_decrypt(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
                  uint8_t *out, size_t *outlen);
+/* RSA decryption of a wrapped key with private key `key` (CKA_UNWRAP):
+ * out holds in_len bytes. */
+int soft_rsa_unwrap(struct token *t, uint64_t key, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+                    uint8_t *out, size_t *outlen);
 /* Drops cached keys (all, or one id); under the token lock. */
 void soft_keys_drop(struct token *t);
 void soft_keys_drop_id(struct token *t, uint64_t id);
 /* AAD for a key's secret: "netca-soft-key" || u64 id. */
 size_t soft_key_aad(uint64_t id, uint8_t out[32]);
+
+/* soft-secret.c: secret keys in use (under the token lock) */
+/* CKA_CHECK_VALUE of an AES key: the first 3 bytes of E(key, 0^128). */
+int soft_aes_check_value(const uint8_t *key, size_t len, uint8_t out[3]);
+/* Secret key id's attributes (may be NULL) and value (secure memory:
+ * secure_free it); -ENOKEY when id is not a secret key. */
+int soft_secret_get(struct token *t, uint64_t id, struct nattrs *ret_attrs, uint8_t **ret_value,
+                    size_t *ret_len);
+int soft_digest_key(struct token *t, uint64_t key, int (*feed)(void *ctx, const uint8_t *p, size_t n), void *ctx);
+/* Without the token lock (takes it to open the key), as soft_sign. */
+bool soft_is_hmac(CK_MECHANISM_TYPE m);
+int soft_hmac(struct token *t, uint64_t id, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+              uint8_t *out, size_t *outlen);
+/* AES ECB, CBC, CBC-PAD, CTR, GCM (parameters checked by the core):
+ * the driver's encrypt, and decrypt of AES mechanisms. */
+bool soft_is_aes(CK_MECHANISM_TYPE m);
+int soft_aes(struct token *t, uint64_t id, const CK_MECHANISM *mech, bool enc, const uint8_t *in, size_t in_len,
+             uint8_t *out, size_t *outlen);
+/* C_WrapKey / C_UnwrapKey of secret keys: AES key wrap (RFC 3394, RFC
+ * 5649) or RSA (PKCS #1 v1.5, OAEP). */
+int soft_wrap_key(struct token *t, uint64_t wkey, const CK_MECHANISM *mech, uint64_t key, uint8_t *out,
+                  size_t *outlen);
+int soft_unwrap_key(struct token *t, uint64_t ukey, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+                    const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent, struct dobj *ret);
 
 /* soft-ecdsa.c: ECDSA with kept groups and a pool of precomputed nonces
  * (see the file's comment).  Thread-safe; no lock of the caller is needed.

@@ -203,44 +203,55 @@ int soft_load_objects(struct token *t, struct dobj **ret, size_t *ret_n) {
 
 /* ---------------------------------------------------------------- storing */
 
-/* Serializes the private key and seals it for object id. */
-static int seal_key(struct token *t, mbedtls_pk_context *pk, uint64_t id, uint8_t **ret, size_t *ret_n) {
+/* Seals what object id keeps secret: a private key (serialized) or a
+ * secret key's value. */
+static int seal_key(struct token *t, const struct soft_sealable *what, uint64_t id, uint8_t **ret, size_t *ret_n) {
         uint8_t aad[32];
         const uint8_t *key = soft_seal_key(t, id);
         if (!key)
                 return -EPERM;
+        size_t an = soft_key_aad(id, aad);
+        if (!what->pk)
+                return soft_seal(key, aad, an, what->value, what->value_len, ret, ret_n);
         uint8_t *der = secure_alloc(KEY_DER_MAX);
         if (!der)
                 return -ENOMEM;
-        int len = mbedtls_pk_write_key_der(pk, der, KEY_DER_MAX);
+        int len = mbedtls_pk_write_key_der(what->pk, der, KEY_DER_MAX);
         if (len <= 0) {
                 secure_free(der);
                 return -EIO;
         }
-        size_t an = soft_key_aad(id, aad);
         int r = soft_seal(key, aad, an, der + KEY_DER_MAX - len, (size_t) len, ret, ret_n);
         secure_free(der);
         return r;
 }
 
-int soft_key_open(struct token *t, uint64_t id, const uint8_t *sec, size_t sec_n, mbedtls_pk_context *pk) {
-        uint8_t aad[32], *der = NULL;
-        size_t der_n = 0;
+int soft_secret_open(struct token *t, uint64_t id, const uint8_t *sec, size_t sec_n, uint8_t **ret, size_t *ret_n) {
+        uint8_t aad[32];
         const uint8_t *seal = soft_seal_key(t, id);
         if (!seal)
                 return -EPERM;
         size_t an = soft_key_aad(id, aad);
-        if (soft_open_sealed(seal, aad, an, sec, sec_n, &der, &der_n) < 0) {
+        if (soft_open_sealed(seal, aad, an, sec, sec_n, ret, ret_n) < 0) {
                 log_warning("soft token %s: key %llu cannot be decrypted", t->path, (unsigned long long) id);
                 return -EIO;
         }
-        int r = mbedtls_pk_parse_key(pk, der, der_n, NULL, 0) == 0 ? 0 : -EIO;
+        return 0;
+}
+
+int soft_key_open(struct token *t, uint64_t id, const uint8_t *sec, size_t sec_n, mbedtls_pk_context *pk) {
+        uint8_t *der = NULL;
+        size_t der_n = 0;
+        int r = soft_secret_open(t, id, sec, sec_n, &der, &der_n);
+        if (r < 0)
+                return r;
+        r = mbedtls_pk_parse_key(pk, der, der_n, NULL, 0) == 0 ? 0 : -EIO;
         secure_free(der);
         return r;
 }
 
 /* Inside a transaction: inserts the row, then seals the key with its id. */
-static int db_insert(struct token *t, const struct nattrs *a, mbedtls_pk_context *pk, uint64_t *ret_id) {
+static int db_insert(struct token *t, const struct nattrs *a, const struct soft_sealable *pk, uint64_t *ret_id) {
         struct nbuf b;
         sqlite3_stmt *st = NULL;
         uint8_t *sec = NULL;
@@ -283,7 +294,7 @@ static int db_insert(struct token *t, const struct nattrs *a, mbedtls_pk_context
         return 0;
 }
 
-static int mem_insert(struct token *t, const struct nattrs *a, mbedtls_pk_context *pk, uint64_t *ret_id) {
+static int mem_insert(struct token *t, const struct nattrs *a, const struct soft_sealable *pk, uint64_t *ret_id) {
         struct soft_mem_obj o = { .id = SOFT_MEM_ID_BIT | t->next_mem_id };
         int r;
 
@@ -324,7 +335,7 @@ static int db_delete(struct token *t, uint64_t id) {
 }
 
 /* Stores up to two objects atomically (persistent ones in one transaction). */
-static int store_objects(struct token *t, size_t n, struct nattrs *const *attrs, mbedtls_pk_context *const *pks,
+static int store_objects(struct token *t, size_t n, struct nattrs *const *attrs, const struct soft_sealable *const *pks,
                          const bool *persistent, uint64_t *ret_ids) {
         uint64_t ids[2] = { 0, 0 };
         bool any_db = false;
@@ -358,20 +369,6 @@ static int store_objects(struct token *t, size_t n, struct nattrs *const *attrs,
                 return r;
         }
         memcpy(ret_ids, ids, n * sizeof *ids);
-        return 0;
-}
-
-/* Stores one object (its key pk, if any, sealed) and hands it to *ret; the
- * attributes move there from *a on success. */
-static int store_one(struct token *t, struct nattrs *a, mbedtls_pk_context *pk, bool persistent, struct dobj *ret) {
-        uint64_t id = 0;
-        int r = store_objects(t, 1, (struct nattrs *const[]){ a }, (mbedtls_pk_context *const[]){ pk },
-                              (const bool[]){ persistent }, &id);
-        if (r < 0)
-                return r;
-        ret->id = id;
-        ret->attrs = *a;
-        nattrs_init(a);
         return 0;
 }
 
@@ -457,6 +454,155 @@ static int fill_private_key(struct nattrs *a, mbedtls_pk_context *pk, bool persi
         return r;
 }
 
+static int check_template_class(const struct nattrs *a, CK_OBJECT_CLASS want, CK_KEY_TYPE kt) {
+        CK_ULONG v;
+        if (nattrs_get(a, CKA_CLASS) && (!nattrs_get_ulong(a, CKA_CLASS, &v) || v != want))
+                return -EINVAL;
+        if (nattrs_get(a, CKA_KEY_TYPE) && (!nattrs_get_ulong(a, CKA_KEY_TYPE, &v) || v != kt))
+                return -EINVAL;
+        return 0;
+}
+
+/* A secret key's attributes (its value, len bytes, is sealed apart):
+ * defaults as SoftHSM2's (CKA_SENSITIVE and CKA_EXTRACTABLE false, every
+ * use allowed), CKA_CHECK_VALUE for AES (the first 3 bytes of the
+ * encryption of a zero block). */
+static int fill_secret_key(struct nattrs *a, CK_KEY_TYPE kt, const uint8_t *value, size_t len, bool persistent,
+                           bool local, CK_MECHANISM_TYPE genmech) {
+        int r = fill_common(a, CKO_SECRET_KEY, persistent, true);
+        nattrs_remove(a, CKA_VALUE);
+        if (r >= 0) r = set_ulong(a, CKA_KEY_TYPE, kt);
+        if (r >= 0) r = set_ulong(a, CKA_VALUE_LEN, len);
+        if (r >= 0) r = default_empty(a, CKA_ID);
+        if (r >= 0) r = default_empty(a, CKA_START_DATE);
+        if (r >= 0) r = default_empty(a, CKA_END_DATE);
+        if (r >= 0) r = nattrs_set_bool(a, CKA_LOCAL, local);
+        if (r >= 0) r = set_ulong(a, CKA_KEY_GEN_MECHANISM, local ? genmech : CK_UNAVAILABLE_INFORMATION);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_SENSITIVE, false);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_EXTRACTABLE, false);
+        if (r >= 0) r = nattrs_set_bool(a, CKA_ALWAYS_SENSITIVE, local && nattrs_get_bool(a, CKA_SENSITIVE, false));
+        if (r >= 0)
+                r = nattrs_set_bool(a, CKA_NEVER_EXTRACTABLE, local && !nattrs_get_bool(a, CKA_EXTRACTABLE, false));
+        static const CK_ATTRIBUTE_TYPE uses[] = { CKA_ENCRYPT, CKA_DECRYPT, CKA_SIGN, CKA_VERIFY, CKA_WRAP, CKA_UNWRAP };
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(uses); i++)
+                r = nattrs_default_bool(a, uses[i], true);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_DERIVE, false);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_TRUSTED, false);
+        if (r >= 0) r = nattrs_default_bool(a, CKA_WRAP_WITH_TRUSTED, false);
+        if (r >= 0 && kt == CKK_AES) {
+                uint8_t kcv[3];
+                r = soft_aes_check_value(value, len, kcv);
+                if (r >= 0)
+                        r = nattrs_set(a, CKA_CHECK_VALUE, kcv, sizeof kcv);
+        }
+        return r;
+}
+
+/* CKA_KEY_TYPE of a template: RSA or EC for a key pair's key, AES or a
+ * generic secret for a secret key. */
+static int check_key_type(const struct nattrs *a, bool secret, CK_KEY_TYPE *ret) {
+        CK_ULONG kt;
+        if (!nattrs_get(a, CKA_KEY_TYPE))
+                return -ENODATA;
+        if (!nattrs_get_ulong(a, CKA_KEY_TYPE, &kt))
+                return -EDOM;
+        if (secret ? kt != CKK_AES && kt != CKK_GENERIC_SECRET : kt != CKK_RSA && kt != CKK_EC)
+                return -EDOM;
+        *ret = kt;
+        return 0;
+}
+
+/* A secret key's value length is right for its type. */
+static bool secret_len_ok(CK_KEY_TYPE kt, size_t len) {
+        if (kt == CKK_AES)
+                return len == 16 || len == 24 || len == 32;
+        return kt == CKK_GENERIC_SECRET && len >= 1 && len <= SOFT_SECRET_MAX;
+}
+
+/* Stores secret key a (attributes from a template, moved to *ret) with
+ * its value; a template's CKA_VALUE is dropped from the attributes. */
+static int secret_store(struct token *t, struct nattrs *a, CK_KEY_TYPE kt, const uint8_t *value, size_t len,
+                        bool persistent, bool local, CK_MECHANISM_TYPE genmech, struct dobj *ret) {
+        uint64_t id = 0;
+        if (persistent && (!t->user_logged || !t->token_key))
+                return -EPERM; /* sealed under the token key */
+        if (nattrs_get_bool(a, CKA_PRIVATE, true) && !t->user_logged)
+                return -EPERM;
+        int r = fill_secret_key(a, kt, value, len, persistent, local, genmech);
+        if (r < 0)
+                return r;
+        struct nattrs *av[1] = { a };
+        struct soft_sealable sk = { .value = value, .value_len = len };
+        const struct soft_sealable *pv[1] = { &sk };
+        bool pers[1] = { persistent };
+        r = store_objects(t, 1, av, pv, pers, &id);
+        if (r < 0)
+                return r;
+        ret->id = id;
+        ret->attrs = *a;
+        nattrs_init(a);
+        return 0;
+}
+
+int soft_secret_object(struct token *t, struct nattrs *a, const uint8_t *value, size_t len, bool persistent,
+                       struct dobj *ret) {
+        CK_KEY_TYPE kt;
+        int r = check_key_type(a, true, &kt);
+        if (r < 0)
+                return r;
+        if (!secret_len_ok(kt, len))
+                return -EDOM;
+        return secret_store(t, a, kt, value, len, persistent, false, 0, ret);
+}
+
+/* C_CreateObject of a secret key: CKA_VALUE is the key, CKA_VALUE_LEN
+ * may not be given (PKCS#11 2.40, secret key objects). */
+static int secret_create(struct token *t, struct nattrs *a, bool persistent, struct dobj *ret) {
+        if (nattrs_get(a, CKA_VALUE_LEN))
+                return -EALREADY;
+        const struct nattr *v = nattrs_get(a, CKA_VALUE);
+        if (!v)
+                return -ENODATA;
+        size_t len = v->len;
+        uint8_t *value = secure_alloc(len ? len : 1);
+        if (!value)
+                return -ENOMEM;
+        memcpy(value, v->value, len);
+        int r = soft_secret_object(t, a, value, len, persistent, ret);
+        secure_free(value);
+        return r;
+}
+
+/* C_GenerateKey: a random value of CKA_VALUE_LEN bytes. */
+int soft_generate_key(struct token *t, const CK_MECHANISM *mech, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                      bool persistent, struct dobj *ret) {
+        struct nattrs a;
+        CK_ULONG len = 0;
+        CK_KEY_TYPE kt = mech->mechanism == CKM_AES_KEY_GEN ? CKK_AES : CKK_GENERIC_SECRET;
+        if (mech->mechanism != CKM_AES_KEY_GEN && mech->mechanism != CKM_GENERIC_SECRET_KEY_GEN)
+                return -ENOTSUP;
+        nattrs_init(&a);
+        int r = nattrs_from_template(&a, tmpl, n);
+        if (r >= 0)
+                r = check_template_class(&a, CKO_SECRET_KEY, kt);
+        if (r >= 0 && nattrs_get(&a, CKA_VALUE))
+                r = -EINVAL;
+        if (r >= 0 && !nattrs_get(&a, CKA_VALUE_LEN))
+                r = -ENODATA;
+        if (r >= 0 && (!nattrs_get_ulong(&a, CKA_VALUE_LEN, &len) || !secret_len_ok(kt, len)))
+                r = -EDOM;
+        uint8_t *value = r >= 0 ? secure_alloc(len) : NULL;
+        if (r >= 0 && !value)
+                r = -ENOMEM;
+        if (r >= 0)
+                r = pkc_random(value, len);
+        if (r >= 0)
+                r = secret_store(t, &a, kt, value, len, persistent, true, mech->mechanism, ret);
+        secure_free(value);
+        nattrs_done(&a);
+        return r;
+}
+
 /* ---------------------------------------------------------------- import */
 
 static int rsa_from_template(const struct nattrs *a, mbedtls_pk_context *pk) {
@@ -521,17 +667,6 @@ static int ec_from_template(const struct nattrs *a, mbedtls_pk_context *pk) {
         return 0;
 }
 
-static int check_key_type(const struct nattrs *a, CK_KEY_TYPE *ret) {
-        CK_ULONG kt;
-        if (!nattrs_get(a, CKA_KEY_TYPE))
-                return -ENODATA;
-        if (!nattrs_get_ulong(a, CKA_KEY_TYPE, &kt))
-                return -EDOM;
-        if (kt != CKK_RSA && kt != CKK_EC)
-                return -EDOM;
-        *ret = kt;
-        return 0;
-}
 
 int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent, struct dobj *ret) {
         struct nattrs a;
@@ -539,6 +674,7 @@ int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bo
         mbedtls_pk_context *keep = NULL;
         CK_ULONG cls;
         CK_KEY_TYPE kt;
+        uint64_t id = 0;
         int r;
 
         nattrs_init(&a);
@@ -554,7 +690,7 @@ int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bo
                 r = -EDOM;
                 goto out;
         }
-        bool priv_default = cls == CKO_PRIVATE_KEY;
+        bool priv_default = cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY;
         if (nattrs_get_bool(&a, CKA_PRIVATE, priv_default) && !t->user_logged) {
                 r = -EPERM;
                 goto out;
@@ -594,7 +730,7 @@ int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bo
                 break;
         }
         case CKO_PUBLIC_KEY:
-                r = check_key_type(&a, &kt);
+                r = check_key_type(&a, false, &kt);
                 if (r >= 0)
                         r = pkc_pk_from_attrs(&a, &pk);
                 if (r == -ENOKEY)
@@ -607,13 +743,16 @@ int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bo
                         r = -EPERM;
                         goto out;
                 }
-                r = check_key_type(&a, &kt);
+                r = check_key_type(&a, false, &kt);
                 if (r >= 0)
                         r = kt == CKK_RSA ? rsa_from_template(&a, &pk) : ec_from_template(&a, &pk);
                 if (r >= 0)
                         r = fill_private_key(&a, &pk, persistent, false, 0);
                 keep = &pk;
                 break;
+        case CKO_SECRET_KEY:
+                r = secret_create(t, &a, persistent, ret);
+                goto out;
         case CKO_DATA:
                 r = fill_common(&a, CKO_DATA, persistent, false);
                 if (r >= 0) r = default_empty(&a, CKA_APPLICATION);
@@ -626,7 +765,16 @@ int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bo
         if (r < 0)
                 goto out;
 
-        r = store_one(t, &a, keep, persistent, ret);
+        struct nattrs *av[1] = { &a };
+        struct soft_sealable sk = { .pk = keep };
+        const struct soft_sealable *pv[1] = { keep ? &sk : NULL };
+        bool pers[1] = { persistent };
+        r = store_objects(t, 1, av, pv, pers, &id);
+        if (r < 0)
+                goto out;
+        ret->id = id;
+        ret->attrs = a;
+        nattrs_init(&a);
 out:
         mbedtls_pk_free(&pk);
         nattrs_done(&a);
@@ -815,6 +963,9 @@ int soft_copy_object(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_
         uint8_t *sec = NULL;
         size_t sec_n = 0;
         CK_ULONG cls = 0;
+        uint64_t new_id = 0;
+        uint8_t *value = NULL;
+        size_t value_n = 0;
         int r;
 
         nattrs_init(&a);
@@ -834,16 +985,28 @@ int soft_copy_object(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_
                 r = -EPERM;
         /* The key is sealed for its object: opened, then sealed again for
          * the copy (a token copy needs the login that opens the token key). */
+        bool secret_key = cls == CKO_SECRET_KEY;
         if (r >= 0 && sec)
-                r = soft_key_open(t, id, sec, sec_n, &pk);
+                r = secret_key ? soft_secret_open(t, id, sec, sec_n, &value, &value_n)
+                               : soft_key_open(t, id, sec, sec_n, &pk);
         if (r < 0)
                 goto out;
-        r = store_one(t, &a, sec ? &pk : NULL, persistent, ret);
+        struct nattrs *av[1] = { &a };
+        struct soft_sealable sk = { .pk = secret_key ? NULL : &pk, .value = value, .value_len = value_n };
+        const struct soft_sealable *pv[1] = { sec ? &sk : NULL };
+        bool pers[1] = { persistent };
+        r = store_objects(t, 1, av, pv, pers, &new_id);
+        if (r < 0)
+                goto out;
+        ret->id = new_id;
+        ret->attrs = a;
+        nattrs_init(&a);
 out:
         if (sec) {
                 mbedtls_platform_zeroize(sec, sec_n);
                 free(sec);
         }
+        secure_free(value);
         mbedtls_pk_free(&pk);
         nattrs_done(&a);
         return r;
@@ -888,14 +1051,6 @@ static int template_rsa(const struct nattrs *pub, unsigned *ret_bits, int *ret_e
         return 0;
 }
 
-static int check_template_class(const struct nattrs *a, CK_OBJECT_CLASS want, CK_KEY_TYPE kt) {
-        CK_ULONG v;
-        if (nattrs_get(a, CKA_CLASS) && (!nattrs_get_ulong(a, CKA_CLASS, &v) || v != want))
-                return -EINVAL;
-        if (nattrs_get(a, CKA_KEY_TYPE) && (!nattrs_get_ulong(a, CKA_KEY_TYPE, &v) || v != kt))
-                return -EINVAL;
-        return 0;
-}
 
 /* Takes the token lock itself: the key is generated without it, so that
  * sign/decrypt and other ops are not held up by a slow RSA generation. */
@@ -988,7 +1143,8 @@ int soft_generate_key_pair(struct token *t, const CK_MECHANISM *mech, const CK_A
                 goto out;
 
         struct nattrs *av[2] = { &pub, &priv };
-        mbedtls_pk_context *pv[2] = { NULL, &pk };
+        struct soft_sealable sk = { .pk = &pk };
+        const struct soft_sealable *pv[2] = { NULL, &sk };
         bool pers[2] = { pub_pers, priv_pers };
         pthread_mutex_lock(&t->lock);
         if (need_login && (!t->user_logged || !t->token_key))

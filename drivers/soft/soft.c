@@ -875,11 +875,24 @@ static int op_get_info(struct token *t, struct token_desc *ret) {
 static const struct driver_mech soft_mechs[] = {
         { CKM_RSA_PKCS_KEY_PAIR_GEN, 1024, 4096, CKF_GENERATE_KEY_PAIR },
         { CKM_EC_KEY_PAIR_GEN, 256, 384, CKF_GENERATE_KEY_PAIR | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS },
-        { CKM_RSA_PKCS, 1024, 4096, CKF_SIGN | CKF_DECRYPT },
+        { CKM_RSA_PKCS, 1024, 4096, CKF_SIGN | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP },
         { CKM_RSA_X_509, 1024, 4096, CKF_SIGN | CKF_DECRYPT },
         { CKM_RSA_PKCS_PSS, 1024, 4096, CKF_SIGN },
-        { CKM_RSA_PKCS_OAEP, 1024, 4096, CKF_DECRYPT },
+        { CKM_RSA_PKCS_OAEP, 1024, 4096, CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP },
         { CKM_ECDSA, 256, 384, CKF_SIGN | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS },
+        { CKM_AES_KEY_GEN, 16, 32, CKF_GENERATE },
+        { CKM_AES_ECB, 16, 32, CKF_ENCRYPT | CKF_DECRYPT },
+        { CKM_AES_CBC, 16, 32, CKF_ENCRYPT | CKF_DECRYPT },
+        { CKM_AES_CBC_PAD, 16, 32, CKF_ENCRYPT | CKF_DECRYPT },
+        { CKM_AES_CTR, 16, 32, CKF_ENCRYPT | CKF_DECRYPT },
+        { CKM_AES_GCM, 16, 32, CKF_ENCRYPT | CKF_DECRYPT },
+        { CKM_AES_KEY_WRAP, 16, 32, CKF_WRAP | CKF_UNWRAP },
+        { CKM_AES_KEY_WRAP_PAD, 16, 32, CKF_WRAP | CKF_UNWRAP },
+        { CKM_SHA_1_HMAC, 1, SOFT_SECRET_MAX, CKF_SIGN | CKF_VERIFY },
+        { CKM_SHA256_HMAC, 1, SOFT_SECRET_MAX, CKF_SIGN | CKF_VERIFY },
+        { CKM_SHA384_HMAC, 1, SOFT_SECRET_MAX, CKF_SIGN | CKF_VERIFY },
+        { CKM_SHA512_HMAC, 1, SOFT_SECRET_MAX, CKF_SIGN | CKF_VERIFY },
+        { CKM_GENERIC_SECRET_KEY_GEN, 8, SOFT_SECRET_MAX * 8, CKF_GENERATE },
 };
 
 static int op_get_mechanisms(struct token *t, const struct driver_mech **ret, size_t *ret_n) {
@@ -1117,6 +1130,40 @@ static int op_generate_key_pair(struct token *t, const CK_MECHANISM *mech, const
         return soft_generate_key_pair(t, mech, pub_tmpl, pub_n, priv_tmpl, priv_n, ret_pub, ret_priv);
 }
 
+static int op_generate_key(struct token *t, const CK_MECHANISM *mech, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                           bool persistent, struct dobj *ret) {
+        if (!t || !mech || (!tmpl && n) || !ret)
+                return -EINVAL;
+        pthread_mutex_lock(&t->lock);
+        int r = soft_generate_key(t, mech, tmpl, n, persistent, ret);
+        pthread_mutex_unlock(&t->lock);
+        return r;
+}
+
+static int op_digest_key(struct token *t, uint64_t key, int (*feed)(void *ctx, const uint8_t *p, size_t n),
+                         void *ctx) {
+        if (!t || !feed)
+                return -EINVAL;
+        pthread_mutex_lock(&t->lock);
+        int r = soft_digest_key(t, key, feed, ctx);
+        pthread_mutex_unlock(&t->lock);
+        return r;
+}
+
+static int op_wrap_key(struct token *t, uint64_t wkey, const CK_MECHANISM *mech, uint64_t key, uint8_t *out,
+                       size_t *outlen) {
+        if (!t || !mech || !outlen)
+                return -EINVAL;
+        return soft_wrap_key(t, wkey, mech, key, out, outlen);
+}
+
+static int op_unwrap_key(struct token *t, uint64_t ukey, const CK_MECHANISM *mech, const uint8_t *in, size_t in_len,
+                         const CK_ATTRIBUTE *tmpl, CK_ULONG n, bool persistent, struct dobj *ret) {
+        if (!t || !mech || (!in && in_len) || (!tmpl && n) || !ret)
+                return -EINVAL;
+        return soft_unwrap_key(t, ukey, mech, in, in_len, tmpl, n, persistent, ret);
+}
+
 static int op_random(struct token *t, uint8_t *out, size_t n) {
         return pkc_random(out, n);
 }
@@ -1147,7 +1194,12 @@ const struct driver_ops soft_ops = {
         .copy_object = op_copy_object,
         .set_attributes = op_set_attributes,
         .generate_key_pair = op_generate_key_pair,
+        .generate_key = op_generate_key,
+        .digest_key = op_digest_key,
+        .wrap_key = op_wrap_key,
+        .unwrap_key = op_unwrap_key,
         .sign = soft_sign,
+        .encrypt = soft_encrypt,
         .decrypt = soft_decrypt,
         .random = op_random,
         .free = op_free,

@@ -5,9 +5,11 @@
  *
  * Token: a fresh soft token labelled CONF_TOKEN_LABEL, user PIN TU_USER_PIN,
  * SO PIN TU_SO_PIN. */
+#include <mbedtls/aes.h>
 #include <mbedtls/bignum.h>
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/ecp.h>
+#include <mbedtls/gcm.h>
 #include <mbedtls/rsa.h>
 #include <mbedtls/sha256.h>
 #include <pthread.h>
@@ -938,12 +940,586 @@ static void check_pins(CK_SESSION_HANDLE rw) {
         CHECK(!(ti.flags & (CKF_USER_PIN_LOCKED | CKF_USER_PIN_FINAL_TRY)));
 }
 
+/* A session secret key of type kt with this value, usable as the test
+ * needs (every use allowed; sensitive as asked). */
+static CK_OBJECT_HANDLE secret_key(CK_SESSION_HANDLE h, CK_KEY_TYPE kt, const void *value, CK_ULONG len,
+                                   CK_BBOOL *sensitive) {
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &cls, sizeof cls },       { CKA_KEY_TYPE, &kt, sizeof kt },
+                { CKA_TOKEN, &no, sizeof no },         { CKA_VALUE, (void *)value, len },
+                { CKA_SENSITIVE, sensitive, sizeof *sensitive },
+        };
+        CK_OBJECT_HANDLE k = CK_INVALID_HANDLE;
+        CHECK_RV(f->C_CreateObject(h, t, ELEMENTSOF(t), &k), CKR_OK);
+        return k;
+}
+
+static CK_ULONG attr_ulong(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type) {
+        CK_ULONG v = 0xdead;
+        CK_ATTRIBUTE a = { type, &v, sizeof v };
+        CHECK_RV(f->C_GetAttributeValue(h, o, &a, 1), CKR_OK);
+        return v;
+}
+
+static bool attr_bool(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type) {
+        CK_BBOOL v = 0x55;
+        CK_ATTRIBUTE a = { type, &v, sizeof v };
+        CHECK_RV(f->C_GetAttributeValue(h, o, &a, 1), CKR_OK);
+        CHECK(v == CK_TRUE || v == CK_FALSE);
+        return v == CK_TRUE;
+}
+
+/* Secret keys (issue 13 item 5a): C_CreateObject and C_GenerateKey of AES
+ * and generic secret keys, their attributes, C_DigestKey. */
+static void check_secret_keys(CK_SESSION_HANDLE ro, CK_SESSION_HANDLE rw) {
+        static const CK_BYTE zero16[16], kcv_zero[3] = { 0x66, 0xe9, 0x4b }; /* AES-128(0, 0^128) */
+        static const CK_BYTE sha256_abc[32] = {
+                0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+                0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad,
+        };
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_KEY_TYPE aes = CKK_AES, gen = CKK_GENERIC_SECRET;
+        CK_MECHANISM aes_gen = { CKM_AES_KEY_GEN, NULL, 0 }, gen_gen = { CKM_GENERIC_SECRET_KEY_GEN, NULL, 0 };
+        CK_MECHANISM sha256 = { CKM_SHA256, NULL, 0 };
+        CK_MECHANISM_INFO mi;
+        CK_OBJECT_HANDLE k = CK_INVALID_HANDLE, k2 = CK_INVALID_HANDLE;
+        CK_BYTE buf[64];
+        CK_ULONG len;
+
+        CHECK_RV(f->C_GetMechanismInfo(slot, CKM_AES_KEY_GEN, &mi), CKR_OK);
+        CHECK((mi.flags & CKF_GENERATE) && mi.ulMinKeySize == 16 && mi.ulMaxKeySize == 32);
+        CHECK_RV(f->C_GetMechanismInfo(slot, CKM_GENERIC_SECRET_KEY_GEN, &mi), CKR_OK);
+        CHECK(mi.flags & CKF_GENERATE);
+
+        /* C_CreateObject: the value is never given back; the defaults. */
+        k = secret_key(ro, aes, zero16, sizeof zero16, &no);
+        CHECK(attr_ulong(ro, k, CKA_VALUE_LEN) == 16);
+        CHECK(attr_ulong(ro, k, CKA_KEY_GEN_MECHANISM) == CK_UNAVAILABLE_INFORMATION);
+        CK_ATTRIBUTE kcv = { CKA_CHECK_VALUE, buf, sizeof buf };
+        CHECK_RV(f->C_GetAttributeValue(ro, k, &kcv, 1), CKR_OK);
+        CHECK(kcv.ulValueLen == 3 && memcmp(buf, kcv_zero, 3) == 0);
+        CK_ATTRIBUTE val = { CKA_VALUE, buf, sizeof buf };
+        CHECK_RV(f->C_GetAttributeValue(ro, k, &val, 1), CKR_ATTRIBUTE_SENSITIVE);
+        CHECK(val.ulValueLen == CK_UNAVAILABLE_INFORMATION);
+        CHECK(attr_bool(ro, k, CKA_PRIVATE) && !attr_bool(ro, k, CKA_LOCAL));
+        CHECK(!attr_bool(ro, k, CKA_SENSITIVE) && !attr_bool(ro, k, CKA_EXTRACTABLE));
+        CHECK(!attr_bool(ro, k, CKA_ALWAYS_SENSITIVE) && !attr_bool(ro, k, CKA_NEVER_EXTRACTABLE));
+        CHECK(attr_bool(ro, k, CKA_ENCRYPT) && attr_bool(ro, k, CKA_DECRYPT) && attr_bool(ro, k, CKA_SIGN) &&
+              attr_bool(ro, k, CKA_VERIFY) && attr_bool(ro, k, CKA_WRAP) && attr_bool(ro, k, CKA_UNWRAP));
+        CHECK(!attr_bool(ro, k, CKA_DERIVE));
+        /* A copy is the same key. */
+        CHECK_RV(f->C_CopyObject(ro, k, NULL, 0, &k2), CKR_OK);
+        kcv.ulValueLen = sizeof buf;
+        CHECK_RV(f->C_GetAttributeValue(ro, k2, &kcv, 1), CKR_OK);
+        CHECK(kcv.ulValueLen == 3 && memcmp(buf, kcv_zero, 3) == 0);
+        CHECK_RV(f->C_DestroyObject(ro, k2), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(ro, k), CKR_OK);
+
+        /* The templates C_CreateObject refuses. */
+        CK_ULONG vlen = 16;
+        CK_ATTRIBUTE bad[] = {
+                { CKA_CLASS, &cls, sizeof cls }, { CKA_KEY_TYPE, &aes, sizeof aes },
+                { CKA_TOKEN, &no, sizeof no },   { CKA_VALUE, (void *)zero16, 15 },
+                { CKA_VALUE_LEN, &vlen, sizeof vlen },
+        };
+        CHECK_RV(f->C_CreateObject(ro, bad, 4, &k), CKR_ATTRIBUTE_VALUE_INVALID);
+        bad[3].ulValueLen = 16;
+        CHECK_RV(f->C_CreateObject(ro, bad, 5, &k), CKR_ATTRIBUTE_READ_ONLY);
+        CHECK_RV(f->C_CreateObject(ro, bad, 3, &k), CKR_TEMPLATE_INCOMPLETE);
+
+        /* C_GenerateKey: local, sensitive from the start. */
+        vlen = 32;
+        CK_ATTRIBUTE gt[] = {
+                { CKA_TOKEN, &no, sizeof no }, { CKA_SENSITIVE, &yes, sizeof yes },
+                { CKA_VALUE_LEN, &vlen, sizeof vlen },
+        };
+        k = CK_INVALID_HANDLE;
+        CHECK_RV(f->C_GenerateKey(ro, &aes_gen, gt, ELEMENTSOF(gt), &k), CKR_OK);
+        CHECK(attr_ulong(ro, k, CKA_KEY_TYPE) == CKK_AES && attr_ulong(ro, k, CKA_CLASS) == CKO_SECRET_KEY);
+        CHECK(attr_ulong(ro, k, CKA_VALUE_LEN) == 32);
+        CHECK(attr_ulong(ro, k, CKA_KEY_GEN_MECHANISM) == CKM_AES_KEY_GEN);
+        CHECK(attr_bool(ro, k, CKA_LOCAL) && attr_bool(ro, k, CKA_ALWAYS_SENSITIVE) &&
+              attr_bool(ro, k, CKA_NEVER_EXTRACTABLE));
+        CHECK_RV(f->C_DestroyObject(ro, k), CKR_OK);
+        CHECK_RV(f->C_GenerateKey(ro, &aes_gen, gt, 2, &k), CKR_TEMPLATE_INCOMPLETE);
+        vlen = 20;
+        CHECK_RV(f->C_GenerateKey(ro, &aes_gen, gt, ELEMENTSOF(gt), &k), CKR_ATTRIBUTE_VALUE_INVALID);
+        CHECK_RV(f->C_GenerateKey(ro, &sha256, gt, ELEMENTSOF(gt), &k), CKR_MECHANISM_INVALID);
+        /* A generic secret on the token, from a R/W session only. */
+        vlen = 48;
+        CK_ATTRIBUTE tt[] = { { CKA_TOKEN, &yes, sizeof yes }, { CKA_VALUE_LEN, &vlen, sizeof vlen } };
+        CHECK_RV(f->C_GenerateKey(ro, &gen_gen, tt, ELEMENTSOF(tt), &k), CKR_SESSION_READ_ONLY);
+        k = CK_INVALID_HANDLE;
+        CHECK_RV(f->C_GenerateKey(rw, &gen_gen, tt, ELEMENTSOF(tt), &k), CKR_OK);
+        CHECK(attr_ulong(rw, k, CKA_KEY_TYPE) == CKK_GENERIC_SECRET && attr_ulong(rw, k, CKA_VALUE_LEN) == 48);
+        CHECK(attr_bool(rw, k, CKA_TOKEN));
+        CHECK_RV(f->C_DestroyObject(rw, k), CKR_OK);
+
+        /* C_DigestKey: the value inside the running digest. */
+        k = secret_key(ro, gen, "abc", 3, &yes);
+        CHECK_RV(f->C_DigestKey(ro, k), CKR_OPERATION_NOT_INITIALIZED);
+        CHECK_RV(f->C_DigestInit(ro, &sha256), CKR_OK);
+        CHECK_RV(f->C_DigestKey(ro, k), CKR_OK);
+        len = sizeof buf;
+        CHECK_RV(f->C_Digest(ro, buf, 1, buf, &len), CKR_OPERATION_ACTIVE);
+        len = sizeof buf;
+        CHECK_RV(f->C_DigestFinal(ro, buf, &len), CKR_OK);
+        CHECK(len == 32 && memcmp(buf, sha256_abc, 32) == 0);
+        CHECK_RV(f->C_DigestInit(ro, &sha256), CKR_OK);
+        CHECK_RV(f->C_DigestUpdate(ro, (CK_BYTE_PTR)"a", 1), CKR_OK);
+        k2 = secret_key(ro, gen, "bc", 2, &no);
+        CHECK_RV(f->C_DigestKey(ro, k2), CKR_OK);
+        len = sizeof buf;
+        CHECK_RV(f->C_DigestFinal(ro, buf, &len), CKR_OK);
+        CHECK(len == 32 && memcmp(buf, sha256_abc, 32) == 0);
+        /* Not a secret key: indigestible, and the digest is over. */
+        CHECK_RV(f->C_DigestInit(ro, &sha256), CKR_OK);
+        CHECK_RV(f->C_DigestKey(ro, rsa_priv), CKR_KEY_INDIGESTIBLE);
+        len = sizeof buf;
+        CHECK_RV(f->C_DigestFinal(ro, buf, &len), CKR_OPERATION_NOT_INITIALIZED);
+        CHECK_RV(f->C_DestroyObject(ro, k2), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(ro, k), CKR_OK);
+}
+
+/* Hex to bytes (the known answers below); returns the length. */
+static size_t unhex(const char *h, CK_BYTE *out) {
+        size_t n = 0;
+        for (; h[0] && h[1]; h += 2) {
+                unsigned v;
+                sscanf(h, "%2x", &v);
+                out[n++] = (CK_BYTE)v;
+        }
+        return n;
+}
+
+/* HMAC sign and verify (issue 13 item 5b): RFC 4231 (and RFC 2202 for
+ * SHA-1) test case 2, single- and multi-part. */
+static void check_hmac(CK_SESSION_HANDLE h) {
+        static const struct {
+                CK_MECHANISM_TYPE mech;
+                const char *mac;
+        } kat[] = {
+                { CKM_SHA_1_HMAC, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79" },
+                { CKM_SHA256_HMAC, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843" },
+                { CKM_SHA384_HMAC, "af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e"
+                                   "8e2240ca5e69e2c78b3239ecfab21649" },
+                { CKM_SHA512_HMAC, "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554"
+                                   "9758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737" },
+        };
+        static const char data[] = "what do ya want for nothing?";
+        CK_BYTE want[64], mac[64];
+        CK_ULONG len;
+        CK_MECHANISM_INFO mi;
+        CK_OBJECT_HANDLE k = secret_key(h, CKK_GENERIC_SECRET, "Jefe", 4, &yes);
+        for (size_t i = 0; i < ELEMENTSOF(kat); i++) {
+                CK_MECHANISM m = { kat[i].mech, NULL, 0 };
+                size_t n = unhex(kat[i].mac, want);
+                CHECK_RV(f->C_GetMechanismInfo(slot, kat[i].mech, &mi), CKR_OK);
+                CHECK((mi.flags & CKF_SIGN) && (mi.flags & CKF_VERIFY));
+                CHECK_RV(f->C_SignInit(h, &m, k), CKR_OK);
+                len = 0;
+                CHECK_RV(f->C_Sign(h, (CK_BYTE_PTR)data, 28, NULL, &len), CKR_OK);
+                CHECK(len == n);
+                len = sizeof mac;
+                CHECK_RV(f->C_Sign(h, (CK_BYTE_PTR)data, 28, mac, &len), CKR_OK);
+                CHECK(len == n && memcmp(mac, want, n) == 0);
+                CHECK_RV(f->C_SignInit(h, &m, k), CKR_OK);
+                CHECK_RV(f->C_SignUpdate(h, (CK_BYTE_PTR)data, 10), CKR_OK);
+                CHECK_RV(f->C_SignUpdate(h, (CK_BYTE_PTR)data + 10, 18), CKR_OK);
+                len = sizeof mac;
+                memset(mac, 0, sizeof mac);
+                CHECK_RV(f->C_SignFinal(h, mac, &len), CKR_OK);
+                CHECK(len == n && memcmp(mac, want, n) == 0);
+                CHECK_RV(f->C_VerifyInit(h, &m, k), CKR_OK);
+                CHECK_RV(f->C_Verify(h, (CK_BYTE_PTR)data, 28, want, n), CKR_OK);
+                CHECK_RV(f->C_VerifyInit(h, &m, k), CKR_OK);
+                CHECK_RV(f->C_VerifyUpdate(h, (CK_BYTE_PTR)data, 3), CKR_OK);
+                CHECK_RV(f->C_VerifyUpdate(h, (CK_BYTE_PTR)data + 3, 25), CKR_OK);
+                CHECK_RV(f->C_VerifyFinal(h, want, n), CKR_OK);
+                want[n - 1] ^= 1;
+                CHECK_RV(f->C_VerifyInit(h, &m, k), CKR_OK);
+                CHECK_RV(f->C_Verify(h, (CK_BYTE_PTR)data, 28, want, n), CKR_SIGNATURE_INVALID);
+                CHECK_RV(f->C_VerifyInit(h, &m, k), CKR_OK);
+                CHECK_RV(f->C_Verify(h, (CK_BYTE_PTR)data, 28, want, n - 1), CKR_SIGNATURE_LEN_RANGE);
+        }
+        /* The key's type and use are checked; no recovery with a MAC. */
+        CK_MECHANISM hs = { CKM_SHA256_HMAC, NULL, 0 }, pkcs = { CKM_RSA_PKCS, NULL, 0 };
+        static const CK_BYTE zero16[16];
+        CK_OBJECT_HANDLE a = secret_key(h, CKK_AES, zero16, 16, &yes);
+        CHECK_RV(f->C_SignInit(h, &hs, a), CKR_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(f->C_SignInit(h, &pkcs, k), CKR_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(f->C_SignInit(h, &hs, rsa_priv), CKR_KEY_TYPE_INCONSISTENT);
+        CK_ATTRIBUTE nosign = { CKA_SIGN, &no, sizeof no };
+        CHECK_RV(f->C_SetAttributeValue(h, k, &nosign, 1), CKR_OK);
+        CHECK_RV(f->C_SignInit(h, &hs, k), CKR_KEY_FUNCTION_NOT_PERMITTED);
+        CHECK_RV(f->C_DestroyObject(h, a), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(h, k), CKR_OK);
+        /* A generated key signs and verifies its own MAC. */
+        CK_MECHANISM gen = { CKM_GENERIC_SECRET_KEY_GEN, NULL, 0 };
+        CK_ULONG vlen = 32;
+        CK_ATTRIBUTE gt[] = { { CKA_TOKEN, &no, sizeof no }, { CKA_VALUE_LEN, &vlen, sizeof vlen } };
+        REQUIRE_RV(f->C_GenerateKey(h, &gen, gt, ELEMENTSOF(gt), &k), CKR_OK);
+        CHECK_RV(f->C_SignInit(h, &hs, k), CKR_OK);
+        len = sizeof mac;
+        CHECK_RV(f->C_Sign(h, (CK_BYTE_PTR)data, 28, mac, &len), CKR_OK);
+        CHECK_RV(f->C_VerifyInit(h, &hs, k), CKR_OK);
+        CHECK_RV(f->C_Verify(h, (CK_BYTE_PTR)data, 28, mac, len), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(h, k), CKR_OK);
+}
+
+/* A multi-part encryption or decryption: parts of 5 bytes and the rest,
+ * then the final call; the output's length (out holds cap bytes). */
+static CK_ULONG two_parts(CK_SESSION_HANDLE h, CK_C_EncryptUpdate update, CK_C_EncryptFinal final,
+                          const CK_BYTE *in, CK_ULONG n, CK_BYTE *out, CK_ULONG cap) {
+        CK_ULONG len = cap, part;
+        CHECK_RV(update(h, (CK_BYTE_PTR)in, 5, out, &len), CKR_OK);
+        part = cap - len;
+        CHECK_RV(update(h, (CK_BYTE_PTR)in + 5, n - 5, out + len, &part), CKR_OK);
+        len += part;
+        part = cap - len;
+        CHECK_RV(final(h, out + len, &part), CKR_OK);
+        return len + part;
+}
+
+/* One direction of an AES known answer: in gives want, single-part (with
+ * a length query, an exact one for encryption, and a short buffer) and in
+ * two parts. */
+static void aes_one_way(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDLE k, bool enc, const CK_BYTE *in,
+                        CK_ULONG n, const CK_BYTE *want, CK_ULONG wn) {
+        CK_C_EncryptInit init = enc ? f->C_EncryptInit : f->C_DecryptInit;
+        CK_C_Encrypt once = enc ? f->C_Encrypt : f->C_Decrypt;
+        CK_BYTE out[96];
+        CK_ULONG len = 0;
+        CHECK_RV(init(h, m, k), CKR_OK);
+        CHECK_RV(once(h, (CK_BYTE_PTR)in, n, NULL, &len), CKR_OK);
+        CHECK(enc ? len == wn : len >= wn);
+        len = 1;
+        CHECK_RV(once(h, (CK_BYTE_PTR)in, n, out, &len), CKR_BUFFER_TOO_SMALL);
+        len = sizeof out;
+        CHECK_RV(once(h, (CK_BYTE_PTR)in, n, out, &len), CKR_OK);
+        CHECK(len == wn && memcmp(out, want, wn) == 0);
+        CHECK_RV(init(h, m, k), CKR_OK);
+        len = two_parts(h, enc ? f->C_EncryptUpdate : f->C_DecryptUpdate, enc ? f->C_EncryptFinal : f->C_DecryptFinal,
+                        in, n, out, sizeof out);
+        CHECK(len == wn && memcmp(out, want, wn) == 0);
+}
+
+/* One AES known answer: encryption gives ct, decryption pt back. */
+static void aes_kat(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDLE k, const char *pt_hex,
+                    const char *ct_hex) {
+        CK_BYTE pt[64], ct[80];
+        CK_ULONG pn = unhex(pt_hex, pt), cn = unhex(ct_hex, ct);
+        aes_one_way(h, m, k, true, pt, pn, ct, cn);
+        aes_one_way(h, m, k, false, ct, cn, pt, pn);
+}
+
+/* AES encryption and decryption (issue 13 item 5c): FIPS-197 and SP
+ * 800-38A known answers, GCM's test case 2, GCM with AAD against mbedTLS;
+ * the refusals. */
+static void check_aes(CK_SESSION_HANDLE h) {
+        static const char sp_pt[] = "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51";
+        CK_BYTE key[16], iv[16], zero[16] = { 0 }, out[64], ct[64];
+        CK_ULONG len;
+        unhex("000102030405060708090a0b0c0d0e0f", iv);
+        CK_OBJECT_HANDLE fips = secret_key(h, CKK_AES, iv, 16, &yes);
+        unhex("2b7e151628aed2a6abf7158809cf4f3c", key);
+        CK_OBJECT_HANDLE sp = secret_key(h, CKK_AES, key, 16, &yes);
+        CK_OBJECT_HANDLE z = secret_key(h, CKK_AES, zero, 16, &yes);
+
+        CK_MECHANISM ecb = { CKM_AES_ECB, NULL, 0 }, cbc = { CKM_AES_CBC, iv, 16 }, pad = { CKM_AES_CBC_PAD, iv, 16 };
+        aes_kat(h, &ecb, fips, "00112233445566778899aabbccddeeff", "69c4e0d86a7b0430d8cdb78070b4c55a");
+        aes_kat(h, &cbc, sp, sp_pt, "7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b2");
+        aes_kat(h, &pad, sp, "6bc1bee22e409f96e93d7e117393172aae2d8a57",
+                "7649abac8119b246cee98e9b12e9197d2e013f890472d82217b17f45f6e7f539");
+        CK_AES_CTR_PARAMS cp = { 128, { 0 } };
+        unhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff", cp.cb);
+        CK_MECHANISM ctr = { CKM_AES_CTR, &cp, sizeof cp };
+        aes_kat(h, &ctr, sp, sp_pt, "874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff");
+        CK_GCM_PARAMS gp = { zero, 12, 96, NULL, 0, 128 };
+        CK_MECHANISM gcm = { CKM_AES_GCM, &gp, sizeof gp };
+        aes_kat(h, &gcm, z, "00000000000000000000000000000000",
+                "0388dace60b6a392f328c2b971b2fe78ab6e47d42cec13bdf53a67b21257bddf");
+
+        /* GCM with AAD and a 96-bit tag, as mbedTLS makes it. */
+        CK_GCM_PARAMS ga = { iv, 16, 128, (CK_BYTE_PTR)"header", 6, 96 };
+        CK_MECHANISM gcma = { CKM_AES_GCM, &ga, sizeof ga };
+        mbedtls_gcm_context mg;
+        mbedtls_gcm_init(&mg);
+        CHECK(mbedtls_gcm_setkey(&mg, MBEDTLS_CIPHER_ID_AES, key, 128) == 0);
+        CHECK(mbedtls_gcm_crypt_and_tag(&mg, MBEDTLS_GCM_ENCRYPT, 20, iv, 16, (const unsigned char *)"header", 6,
+                                        (const unsigned char *)"twenty bytes of text", ct, 12, ct + 20) == 0);
+        mbedtls_gcm_free(&mg);
+        CHECK_RV(f->C_EncryptInit(h, &gcma, sp), CKR_OK);
+        len = sizeof out;
+        CHECK_RV(f->C_Encrypt(h, (CK_BYTE_PTR)"twenty bytes of text", 20, out, &len), CKR_OK);
+        CHECK(len == 32 && memcmp(out, ct, 32) == 0);
+        /* A wrong tag, or the AAD changed: the data is refused. */
+        out[31] ^= 1;
+        CHECK_RV(f->C_DecryptInit(h, &gcma, sp), CKR_OK);
+        len = sizeof ct;
+        CHECK_RV(f->C_Decrypt(h, out, 32, ct, &len), CKR_ENCRYPTED_DATA_INVALID);
+        CHECK_RV(f->C_Decrypt(h, out, 32, ct, &len), CKR_OPERATION_NOT_INITIALIZED);
+        out[31] ^= 1;
+        ga.ulAADLen = 5;
+        CHECK_RV(f->C_DecryptInit(h, &gcma, sp), CKR_OK);
+        len = sizeof ct;
+        CHECK_RV(f->C_Decrypt(h, out, 32, ct, &len), CKR_ENCRYPTED_DATA_INVALID);
+        /* GCM's parameters: a tag of 96 to 128 bits, an IV of 12 bytes at least. */
+        ga.ulTagBits = 64;
+        CHECK_RV(f->C_EncryptInit(h, &gcma, sp), CKR_MECHANISM_PARAM_INVALID);
+        ga.ulTagBits = 128;
+        ga.ulIvLen = 8;
+        CHECK_RV(f->C_EncryptInit(h, &gcma, sp), CKR_MECHANISM_PARAM_INVALID);
+        CK_MECHANISM short_iv = { CKM_AES_CBC, iv, 8 };
+        CHECK_RV(f->C_EncryptInit(h, &short_iv, sp), CKR_MECHANISM_PARAM_INVALID);
+
+        /* Lengths: ECB and CBC take whole blocks; CBC-PAD checks its padding. */
+        CHECK_RV(f->C_EncryptInit(h, &ecb, sp), CKR_OK);
+        len = sizeof out;
+        CHECK_RV(f->C_Encrypt(h, zero, 15, out, &len), CKR_DATA_LEN_RANGE);
+        CHECK_RV(f->C_DecryptInit(h, &cbc, sp), CKR_OK);
+        len = sizeof out;
+        CHECK_RV(f->C_Decrypt(h, zero, 15, out, &len), CKR_ENCRYPTED_DATA_LEN_RANGE);
+        unhex("7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b2", ct);
+        CHECK_RV(f->C_DecryptInit(h, &pad, sp), CKR_OK);
+        len = sizeof out;
+        CHECK_RV(f->C_Decrypt(h, ct, 32, out, &len), CKR_ENCRYPTED_DATA_INVALID);
+
+        /* The key's type and use. */
+        CK_OBJECT_HANDLE g = secret_key(h, CKK_GENERIC_SECRET, key, 16, &yes);
+        CHECK_RV(f->C_EncryptInit(h, &ecb, g), CKR_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(f->C_EncryptInit(h, &ecb, rsa_pub), CKR_KEY_TYPE_INCONSISTENT);
+        CK_ATTRIBUTE noenc = { CKA_ENCRYPT, &no, sizeof no };
+        CHECK_RV(f->C_SetAttributeValue(h, z, &noenc, 1), CKR_OK);
+        CHECK_RV(f->C_EncryptInit(h, &ecb, z), CKR_KEY_FUNCTION_NOT_PERMITTED);
+        CHECK_RV(f->C_DecryptInit(h, &ecb, z), CKR_OK);
+        len = sizeof out;
+        CHECK_RV(f->C_Decrypt(h, zero, 16, out, &len), CKR_OK);
+        CK_OBJECT_HANDLE all[] = { fips, sp, z, g };
+        for (size_t i = 0; i < ELEMENTSOF(all); i++)
+                CHECK_RV(f->C_DestroyObject(h, all[i]), CKR_OK);
+}
+
+/* Key kcv of secret key k (3 bytes). */
+static void kcv_of(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k, CK_BYTE out[3]) {
+        CK_ATTRIBUTE a = { CKA_CHECK_VALUE, out, 3 };
+        memset(out, 0, 3);
+        CHECK_RV(f->C_GetAttributeValue(h, k, &a, 1), CKR_OK);
+}
+
+/* Unwraps in with u into a session secret key of type kt, sensitive as
+ * asked. */
+static CK_RV unwrap(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDLE u, const CK_BYTE *in, CK_ULONG n,
+                    CK_KEY_TYPE kt, CK_BBOOL *sensitive, CK_OBJECT_HANDLE *ret) {
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &cls, sizeof cls },          { CKA_KEY_TYPE, &kt, sizeof kt },
+                { CKA_TOKEN, &no, sizeof no },            { CKA_SENSITIVE, sensitive, sizeof *sensitive },
+                { CKA_EXTRACTABLE, &yes, sizeof yes },
+        };
+        *ret = CK_INVALID_HANDLE;
+        return f->C_UnwrapKey(h, m, u, (CK_BYTE_PTR)in, n, t, ELEMENTSOF(t), ret);
+}
+
+/* Wraps k under w and checks the result is want (n bytes). */
+static void wrap_is(CK_SESSION_HANDLE h, CK_MECHANISM *m, CK_OBJECT_HANDLE w, CK_OBJECT_HANDLE k, const CK_BYTE *want,
+                    CK_ULONG n) {
+        CK_BYTE out[64];
+        CK_ULONG len = 0;
+        CHECK_RV(f->C_WrapKey(h, m, w, k, NULL, &len), CKR_OK);
+        CHECK(len == n);
+        len = sizeof out;
+        CHECK_RV(f->C_WrapKey(h, m, w, k, out, &len), CKR_OK);
+        CHECK(len == n && memcmp(out, want, n) == 0);
+}
+
+/* C_WrapKey and C_UnwrapKey with the AES key wraps (issue 13 item 5d):
+ * RFC 3394 and RFC 5649 known answers, and the refusals. */
+static void check_wrap_aes(CK_SESSION_HANDLE h) {
+        CK_BYTE kek[24], blob[64], blob2[64], v[3], v2[3], kv[16];
+        CK_MECHANISM kw = { CKM_AES_KEY_WRAP, NULL, 0 }, kwp = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
+        CK_OBJECT_HANDLE k, k2;
+        CK_ULONG n, len;
+        CK_MECHANISM_INFO mi;
+        CHECK_RV(f->C_GetMechanismInfo(slot, CKM_AES_KEY_WRAP, &mi), CKR_OK);
+        CHECK((mi.flags & CKF_WRAP) && (mi.flags & CKF_UNWRAP));
+
+        /* RFC 3394 4.1: unwrapped, the key is the RFC's (its check value as
+         * mbedTLS computes it); wrapped again, the same bytes. */
+        unhex("000102030405060708090a0b0c0d0e0f", kek);
+        CK_OBJECT_HANDLE w = secret_key(h, CKK_AES, kek, 16, &yes);
+        n = unhex("1fa68b0a8112b447aef34bd8fb5a7b829d3e862371d2cfe5", blob);
+        REQUIRE_RV(unwrap(h, &kw, w, blob, n, CKK_AES, &no, &k), CKR_OK);
+        unhex("00112233445566778899aabbccddeeff", kv);
+        CK_BYTE zero[16] = { 0 }, enc[16];
+        mbedtls_aes_context aes;
+        mbedtls_aes_init(&aes);
+        CHECK(mbedtls_aes_setkey_enc(&aes, kv, 128) == 0 && mbedtls_aes_crypt_ecb(&aes, MBEDTLS_AES_ENCRYPT, zero, enc) == 0);
+        mbedtls_aes_free(&aes);
+        kcv_of(h, k, v);
+        CHECK(memcmp(v, enc, 3) == 0);
+        CHECK(!attr_bool(h, k, CKA_LOCAL) && !attr_bool(h, k, CKA_ALWAYS_SENSITIVE) &&
+              !attr_bool(h, k, CKA_NEVER_EXTRACTABLE) && !attr_bool(h, k, CKA_SENSITIVE));
+        wrap_is(h, &kw, w, k, blob, n);
+        /* A damaged or short wrapped key. */
+        blob[5] ^= 1;
+        CHECK_RV(unwrap(h, &kw, w, blob, n, CKK_AES, &no, &k2), CKR_WRAPPED_KEY_INVALID);
+        CHECK_RV(unwrap(h, &kw, w, blob, 20, CKK_AES, &no, &k2), CKR_WRAPPED_KEY_LEN_RANGE);
+        CHECK_RV(f->C_DestroyObject(h, k), CKR_OK);
+
+        /* RFC 5649 section 6: 20 and 7 bytes under a 192-bit key. */
+        unhex("5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8", kek);
+        CK_OBJECT_HANDLE wp = secret_key(h, CKK_AES, kek, 24, &yes);
+        static const char *kwp_kat[][2] = {
+                { "138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a", "c37b7e6492584340" },
+                { "afbeb0f07dfbf5419200f2ccb50bb24f", "466f7250617369" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(kwp_kat); i++) {
+                n = unhex(kwp_kat[i][0], blob);
+                REQUIRE_RV(unwrap(h, &kwp, wp, blob, n, CKK_GENERIC_SECRET, &no, &k), CKR_OK);
+                CHECK(attr_ulong(h, k, CKA_VALUE_LEN) == (i ? 7u : 20u));
+                /* The key's value: its digest is the RFC's key's. */
+                CK_MECHANISM sha = { CKM_SHA256, NULL, 0 };
+                CK_BYTE d1[32], d2[32], raw[20];
+                size_t rn = unhex(i ? "466f7250617369" : "c37b7e6492584340bed12207808941155068f738", raw);
+                mbedtls_sha256_ret(raw, rn, d1, 0);
+                len = sizeof d2;
+                CHECK_RV(f->C_DigestInit(h, &sha), CKR_OK);
+                CHECK_RV(f->C_DigestKey(h, k), CKR_OK);
+                CHECK_RV(f->C_DigestFinal(h, d2, &len), CKR_OK);
+                CHECK(memcmp(d1, d2, 32) == 0);
+                wrap_is(h, &kwp, wp, k, blob, n);
+                CHECK_RV(f->C_DestroyObject(h, k), CKR_OK);
+        }
+
+        /* The refusals. */
+        CK_OBJECT_HANDLE s = secret_key(h, CKK_AES, kv, 16, &yes); /* sensitive, not extractable */
+        len = sizeof blob2;
+        CHECK_RV(f->C_WrapKey(h, &kw, w, s, blob2, &len), CKR_KEY_UNEXTRACTABLE);
+        CK_ATTRIBUTE ext = { CKA_EXTRACTABLE, &yes, sizeof yes };
+        CHECK_RV(f->C_SetAttributeValue(h, s, &ext, 1), CKR_ATTRIBUTE_READ_ONLY);
+        CHECK_RV(f->C_WrapKey(h, &kw, w, rsa_priv, blob2, &len), CKR_KEY_UNEXTRACTABLE);
+        CHECK_RV(f->C_WrapKey(h, &kw, rsa_priv, w, blob2, &len), CKR_WRAPPING_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(f->C_WrapKey(h, &kw, 0x7fffff, w, blob2, &len), CKR_WRAPPING_KEY_HANDLE_INVALID);
+        CK_MECHANISM hmac = { CKM_SHA256_HMAC, NULL, 0 };
+        CHECK_RV(f->C_WrapKey(h, &hmac, w, w, blob2, &len), CKR_MECHANISM_INVALID);
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_KEY_TYPE aes_t = CKK_AES;
+        CK_ATTRIBUTE st[] = {
+                { CKA_CLASS, &cls, sizeof cls },       { CKA_KEY_TYPE, &aes_t, sizeof aes_t },
+                { CKA_TOKEN, &no, sizeof no },         { CKA_VALUE, kv, 16 },
+                { CKA_SENSITIVE, &yes, sizeof yes },   { CKA_EXTRACTABLE, &yes, sizeof yes },
+                { CKA_WRAP_WITH_TRUSTED, &no, sizeof no },
+        };
+        REQUIRE_RV(f->C_CreateObject(h, st, ELEMENTSOF(st), &s), CKR_OK);
+        /* Sensitive: never under a key the caller may know (w was imported). */
+        CHECK_RV(f->C_WrapKey(h, &kw, w, s, blob2, &len), CKR_KEY_NOT_WRAPPABLE);
+        st[6].pValue = &yes;
+        REQUIRE_RV(f->C_CreateObject(h, st, ELEMENTSOF(st), &k2), CKR_OK);
+        st[4].pValue = &no;
+        CK_OBJECT_HANDLE k3;
+        REQUIRE_RV(f->C_CreateObject(h, st, ELEMENTSOF(st), &k3), CKR_OK);
+        CHECK_RV(f->C_WrapKey(h, &kw, w, k3, blob2, &len), CKR_KEY_NOT_WRAPPABLE); /* wrap with trusted */
+        CK_ATTRIBUTE trusted = { CKA_TRUSTED, &yes, sizeof yes };
+        CHECK_RV(f->C_SetAttributeValue(h, w, &trusted, 1), CKR_ATTRIBUTE_READ_ONLY); /* the SO's */
+        CK_ATTRIBUTE nowrap = { CKA_WRAP, &no, sizeof no };
+        CHECK_RV(f->C_SetAttributeValue(h, wp, &nowrap, 1), CKR_OK);
+        CHECK_RV(f->C_WrapKey(h, &kwp, wp, k3, blob2, &len), CKR_KEY_FUNCTION_NOT_PERMITTED);
+
+        /* A key generated sensitive and unextractable, without CKA_DECRYPT,
+         * wraps sensitive keys; it unwraps only into sensitive ones. */
+        CK_MECHANISM gen = { CKM_AES_KEY_GEN, NULL, 0 };
+        CK_ULONG vlen = 32;
+        CK_ATTRIBUTE gt[] = {
+                { CKA_TOKEN, &no, sizeof no },        { CKA_VALUE_LEN, &vlen, sizeof vlen },
+                { CKA_SENSITIVE, &yes, sizeof yes },  { CKA_EXTRACTABLE, &no, sizeof no },
+                { CKA_DECRYPT, &no, sizeof no },
+        };
+        CK_OBJECT_HANDLE g = CK_INVALID_HANDLE, g2 = CK_INVALID_HANDLE;
+        REQUIRE_RV(f->C_GenerateKey(h, &gen, gt, ELEMENTSOF(gt), &g), CKR_OK);
+        len = sizeof blob2;
+        CHECK_RV(f->C_WrapKey(h, &kw, g, s, blob2, &len), CKR_OK);
+        CHECK(len == 24);
+        CHECK_RV(unwrap(h, &kw, g, blob2, len, CKK_AES, &no, &k), CKR_TEMPLATE_INCONSISTENT);
+        REQUIRE_RV(unwrap(h, &kw, g, blob2, len, CKK_AES, &yes, &k), CKR_OK);
+        CHECK(attr_bool(h, k, CKA_SENSITIVE) && !attr_bool(h, k, CKA_ALWAYS_SENSITIVE) && !attr_bool(h, k, CKA_LOCAL));
+        kcv_of(h, k, v);
+        kcv_of(h, s, v2);
+        CHECK(memcmp(v, v2, 3) == 0);
+        /* The unwrapped key was known to the caller once: it guards nothing. */
+        CHECK_RV(f->C_WrapKey(h, &kw, k, s, blob2, &len), CKR_KEY_NOT_WRAPPABLE);
+        /* The same generated key that can also decrypt: it might give the key out. */
+        gt[4].pValue = &yes;
+        REQUIRE_RV(f->C_GenerateKey(h, &gen, gt, ELEMENTSOF(gt), &g2), CKR_OK);
+        len = sizeof blob2;
+        CHECK_RV(f->C_WrapKey(h, &kw, g2, s, blob2, &len), CKR_KEY_NOT_WRAPPABLE);
+        CK_OBJECT_HANDLE all[] = { w, wp, s, k2, k3, g, g2, k };
+        for (size_t i = 0; i < ELEMENTSOF(all); i++)
+                CHECK_RV(f->C_DestroyObject(h, all[i]), CKR_OK);
+}
+
+/* RSA wrapping of secret keys (issue 13 item 5d): PKCS #1 v1.5 and OAEP;
+ * the wrapped key is the key's value encrypted (C_Decrypt shows it). */
+static void check_wrap_rsa(CK_SESSION_HANDLE h) {
+        CK_MECHANISM rsa_gen = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 }, pkcs = { CKM_RSA_PKCS, NULL, 0 };
+        CK_RSA_PKCS_OAEP_PARAMS op = { CKM_SHA_1, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0 };
+        CK_MECHANISM oaep = { CKM_RSA_PKCS_OAEP, &op, sizeof op };
+        CK_ULONG bits = 1024;
+        CK_ATTRIBUTE pub_t[] = {
+                { CKA_TOKEN, &no, sizeof no }, { CKA_WRAP, &yes, sizeof yes }, { CKA_MODULUS_BITS, &bits, sizeof bits },
+        };
+        CK_ATTRIBUTE priv_t[] = { { CKA_TOKEN, &no, sizeof no } };
+        CK_OBJECT_HANDLE pub, priv, k, k2;
+        CK_BYTE value[16], blob[128], out[128], v[3], v2[3];
+        CK_ULONG len, olen;
+        memset(value, 0x5c, sizeof value);
+        REQUIRE_RV(f->C_GenerateKeyPair(h, &rsa_gen, pub_t, ELEMENTSOF(pub_t), priv_t, ELEMENTSOF(priv_t), &pub, &priv),
+                   CKR_OK);
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_KEY_TYPE aes_t = CKK_AES;
+        CK_ATTRIBUTE st[] = {
+                { CKA_CLASS, &cls, sizeof cls }, { CKA_KEY_TYPE, &aes_t, sizeof aes_t }, { CKA_TOKEN, &no, sizeof no },
+                { CKA_VALUE, value, 16 },        { CKA_EXTRACTABLE, &yes, sizeof yes },
+        };
+        REQUIRE_RV(f->C_CreateObject(h, st, ELEMENTSOF(st), &k), CKR_OK);
+        kcv_of(h, k, v);
+        CK_MECHANISM *mechs[] = { &pkcs, &oaep };
+        for (size_t i = 0; i < ELEMENTSOF(mechs); i++) {
+                len = 0;
+                CHECK_RV(f->C_WrapKey(h, mechs[i], pub, k, NULL, &len), CKR_OK);
+                CHECK(len == 128);
+                len = sizeof blob;
+                CHECK_RV(f->C_WrapKey(h, mechs[i], pub, k, blob, &len), CKR_OK);
+                CHECK(len == 128);
+                CHECK_RV(f->C_DecryptInit(h, mechs[i], priv), CKR_OK);
+                olen = sizeof out;
+                CHECK_RV(f->C_Decrypt(h, blob, len, out, &olen), CKR_OK);
+                CHECK(olen == 16 && memcmp(out, value, 16) == 0);
+                REQUIRE_RV(unwrap(h, mechs[i], priv, blob, len, CKK_AES, &no, &k2), CKR_OK);
+                kcv_of(h, k2, v2);
+                CHECK(memcmp(v, v2, 3) == 0);
+                CHECK_RV(f->C_DestroyObject(h, k2), CKR_OK);
+                CHECK_RV(unwrap(h, mechs[i], priv, blob, 100, CKK_AES, &no, &k2), CKR_WRAPPED_KEY_LEN_RANGE);
+        }
+        /* A public key may be anyone's: it wraps no sensitive key unless the
+         * SO trusts it; a private key never wraps. */
+        CK_ATTRIBUTE sens = { CKA_SENSITIVE, &yes, sizeof yes };
+        CHECK_RV(f->C_SetAttributeValue(h, k, &sens, 1), CKR_OK);
+        len = sizeof blob;
+        CHECK_RV(f->C_WrapKey(h, &pkcs, pub, k, blob, &len), CKR_KEY_NOT_WRAPPABLE);
+        CHECK_RV(f->C_WrapKey(h, &pkcs, priv, k, blob, &len), CKR_WRAPPING_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(unwrap(h, &pkcs, pub, blob, 128, CKK_AES, &no, &k2), CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(f->C_DestroyObject(h, k), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(h, priv), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(h, pub), CKR_OK);
+}
+
 static void check_unsupported(CK_SESSION_HANDLE h) {
         CK_ULONG n = 0;
         CK_SLOT_ID s;
         CHECK_RV(f->C_GetOperationState(h, NULL, &n), CKR_FUNCTION_NOT_SUPPORTED);
-        CHECK_RV(f->C_DigestKey(h, rsa_priv), CKR_FUNCTION_NOT_SUPPORTED);
-        CHECK_RV(f->C_GenerateKey(h, NULL, NULL, 0, NULL), CKR_FUNCTION_NOT_SUPPORTED);
+        CHECK_RV(f->C_GenerateKey(h, NULL, NULL, 0, NULL), CKR_ARGUMENTS_BAD);
         CHECK_RV(f->C_GetFunctionStatus(h), CKR_FUNCTION_NOT_PARALLEL);
         CHECK_RV(f->C_CancelFunction(h), CKR_FUNCTION_NOT_PARALLEL);
         CHECK_RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &s, NULL), CKR_NO_EVENT);
@@ -1332,6 +1908,11 @@ static void run(void) {
         check_errors_end_operations(ro);
         check_copy_and_latching(ro, rw);
         check_recover(ro);
+        check_secret_keys(ro, rw);
+        check_hmac(ro);
+        check_aes(ro);
+        check_wrap_aes(ro);
+        check_wrap_rsa(ro);
         check_random(ro);
         check_unsupported(ro);
         CHECK_RV(f->C_CloseSession(ro), CKR_OK);

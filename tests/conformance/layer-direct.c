@@ -259,13 +259,25 @@ static CK_RV d_GetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG_PT
 
 static CK_RV d_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k) {
         CL();
-        return CKR_FUNCTION_NOT_SUPPORTED;
+        return core_digest_key(cl, h, k);
+}
+
+static CK_RV d_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE w, CK_OBJECT_HANDLE k,
+                       CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+        CL();
+        return core_wrap_key(cl, h, m, w, k, out, out_len);
+}
+
+static CK_RV d_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE u, CK_BYTE_PTR in, CK_ULONG in_len,
+                         CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR k) {
+        CL();
+        return core_unwrap_key(cl, h, m, u, in, in_len, t, n, k);
 }
 
 static CK_RV d_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                            CK_OBJECT_HANDLE_PTR k) {
         CL();
-        return CKR_FUNCTION_NOT_SUPPORTED;
+        return core_generate_key(cl, h, m, t, n, k);
 }
 
 static CK_RV d_GetFunctionStatus(CK_SESSION_HANDLE h) {
@@ -329,6 +341,8 @@ static CK_FUNCTION_LIST list = {
         .C_VerifyUpdate = d_VerifyUpdate,
         .C_VerifyFinal = d_VerifyFinal,
         .C_GenerateKey = d_GenerateKey,
+        .C_WrapKey = d_WrapKey,
+        .C_UnwrapKey = d_UnwrapKey,
         .C_GenerateKeyPair = d_GenerateKeyPair,
         .C_SeedRandom = d_SeedRandom,
         .C_GenerateRandom = d_GenerateRandom,

@@ -370,10 +370,20 @@ int main(void) {
         soft_keygen(t, "p256", false, "session", &sess_pub, &sess_priv);
         CHECK(attr_is(&sess_priv, CKA_TOKEN, false));
         sign_and_verify(t, &sess_pub, sess_priv.id, CKM_ECDSA);
-        CK_OBJECT_CLASS bogus = CKO_SECRET_KEY;
+        CK_OBJECT_CLASS bogus = CKO_DOMAIN_PARAMETERS;
         CK_ATTRIBUTE bt[] = { { CKA_CLASS, &bogus, sizeof bogus } };
         struct dobj bo;
         CHECK_RC(soft_ops.create_object(t, bt, 1, true, &bo), -EDOM);
+        /* A secret key on the token: its value sealed, never in the clear. */
+        static const uint8_t aes_value[32] = "netca-unit-aes-value-0123456789";
+        CK_OBJECT_CLASS sk = CKO_SECRET_KEY;
+        CK_KEY_TYPE aes = CKK_AES;
+        CK_ATTRIBUTE st[] = { { CKA_CLASS, &sk, sizeof sk }, { CKA_KEY_TYPE, &aes, sizeof aes },
+                              { CKA_VALUE, (void *)aes_value, sizeof aes_value } };
+        struct dobj so;
+        CHECK_OK(soft_ops.create_object(t, st, 3, true, &so));
+        CHECK(!nattrs_get(&so.attrs, CKA_VALUE) && nattrs_get(&so.attrs, CKA_CHECK_VALUE));
+        dobj_done(&so);
 
         /* set_attributes. */
         struct nattrs na;
@@ -442,7 +452,7 @@ int main(void) {
         soft_ops.free(t);
         CHECK_OK(soft_token_open(path, &t));
         CHECK_OK(soft_ops.load_objects(t, &objs, &on));
-        size_t want = 6 /* generated */ + 4 /* imported */ + (have_cert ? 1 : 0);
+        size_t want = 6 /* generated */ + 5 /* imported */ + (have_cert ? 1 : 0);
         CHECK(on == want);
         CHECK(find_obj(objs, on, rsa_priv.id) && find_obj(objs, on, p384_pub.id) && find_obj(objs, on, irsa));
         CHECK(!find_obj(objs, on, sess_priv.id) && !find_obj(objs, on, sess_data.id) && !find_obj(objs, on, data.id));
@@ -477,6 +487,7 @@ int main(void) {
                 CHECK(!unit_file_contains(f, d + 128, 32));
                 CHECK(!unit_file_contains(f, scalar, 16));
                 CHECK(!unit_file_contains(f, scalar + 16, 16));
+                CHECK(!unit_file_contains(f, aes_value, 16));
         }
         CHECK(unit_file_contains(path, n, 32));
 

@@ -257,7 +257,8 @@ static void test_op_table(void) {
         }
         CHECK(found == ELEMENTSOF(ops));
         const uint16_t secret[] = { WIRE_OP_DECRYPT,        WIRE_OP_DECRYPT_UPDATE, WIRE_OP_DECRYPT_FINAL,
-                                    WIRE_OP_GET_ATTRIBUTE_VALUE, WIRE_OP_GET_OBJECTS, WIRE_OP_GENERATE_RANDOM };
+                                    WIRE_OP_GET_ATTRIBUTE_VALUE, WIRE_OP_GET_OBJECTS, WIRE_OP_GENERATE_RANDOM,
+                                    WIRE_OP_WRAP_KEY };
         unsigned nsecret = 0;
         for (size_t i = 0; i < ELEMENTSOF(ops); i++)
                 nsecret += wire_op_lookup(ops[i].op)->secret;
