@@ -515,17 +515,31 @@ static struct cobj *obj_target_locked(struct session *s, CK_OBJECT_HANDLE obj, b
         return o;
 }
 
+/* make_begin, then the token's objects loaded and its lock taken
+ * (tok_unlock it); *ret_user: the client is logged in.  On an error
+ * nothing is held.  Opens copy, destroy and set-attribute calls. */
+static CK_RV obj_call_begin(struct core_client *cl, CK_SESSION_HANDLE h, bool args_ok, const CK_ATTRIBUTE *tmpl,
+                            CK_ULONG n, struct session **ret_s, bool *ret_user) {
+        CK_RV rv = make_begin(cl, h, args_ok, tmpl, n, ret_s);
+        if (rv != CKR_OK)
+                return rv;
+        if ((rv = tok_load((*ret_s)->tok)) != CKR_OK) {
+                session_put(*ret_s);
+                return rv;
+        }
+        *ret_user = is_user(cl, (*ret_s)->tok);
+        tok_lock((*ret_s)->tok);
+        return CKR_OK;
+}
+
 CK_RV core_copy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR tmpl,
                        CK_ULONG n, CK_OBJECT_HANDLE_PTR ret) {
         struct session *s;
-        CK_RV rv = make_begin(cl, h, ret, tmpl, n, &s);
+        bool user;
+        CK_RV rv = obj_call_begin(cl, h, ret, tmpl, n, &s, &user);
         if (rv != CKR_OK)
                 return rv;
         struct tok *k = s->tok;
-        if ((rv = tok_load(k)) != CKR_OK)
-                goto out;
-        bool user = is_user(cl, k);
-        tok_lock(k);
         core_lock(cl->core);
         struct cobj *o = obj_find_locked(k, obj, cl, user);
         uint64_t id = o ? o->id : 0;
@@ -555,21 +569,17 @@ CK_RV core_copy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HA
         }
         if (persistent)
                 audit(cl, k, "object-copy", label, rv, NULL);
-out:
         session_put(s);
         return rv;
 }
 
 CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
         struct session *s;
-        CK_RV rv = session_get(cl, h, &s);
+        bool user;
+        CK_RV rv = obj_call_begin(cl, h, true, NULL, 0, &s, &user);
         if (rv != CKR_OK)
                 return rv;
         struct tok *k = s->tok;
-        if ((rv = tok_load(k)) != CKR_OK)
-                goto out;
-        bool user = is_user(cl, k);
-        tok_lock(k);
         core_lock(cl->core);
         struct cobj *o = obj_target_locked(s, obj, user, CKA_DESTROYABLE, &rv);
         uint64_t id = o ? o->id : 0;
@@ -600,7 +610,6 @@ CK_RV core_destroy_object(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT
                 emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
         if (persistent)
                 audit(cl, k, cls == CKO_CERTIFICATE ? "cert-delete" : "object-delete", label, rv, NULL);
-out:
         session_put(s);
         return rv;
 }
@@ -608,14 +617,11 @@ out:
 CK_RV core_set_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
                                CK_ATTRIBUTE_PTR tmpl, CK_ULONG n) {
         struct session *s;
-        CK_RV rv = make_begin(cl, h, true, tmpl, n, &s);
+        bool user;
+        CK_RV rv = obj_call_begin(cl, h, true, tmpl, n, &s, &user);
         if (rv != CKR_OK)
                 return rv;
         struct tok *k = s->tok;
-        if ((rv = tok_load(k)) != CKR_OK)
-                goto out;
-        bool user = is_user(cl, k);
-        tok_lock(k);
         core_lock(cl->core);
         struct cobj *o = obj_target_locked(s, obj, user, CKA_MODIFIABLE, &rv);
         uint64_t id = o ? o->id : 0;
@@ -646,7 +652,6 @@ CK_RV core_set_attribute_value(struct core_client *cl, CK_SESSION_HANDLE h, CK_O
         tok_unlock(k);
         if (rv == CKR_OK && persistent)
                 emit(cl->core, WIRE_EV_OBJECTS_CHANGED, s->slot);
-out:
         session_put(s);
         return rv;
 }

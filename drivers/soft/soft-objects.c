@@ -372,6 +372,21 @@ static int store_objects(struct token *t, size_t n, struct nattrs *const *attrs,
         return 0;
 }
 
+/* Stores one object (its sealable part, if any) and hands it to *ret; the
+ * attributes move there from *a on success. */
+static int store_one(struct token *t, struct nattrs *a, const struct soft_sealable *sk, bool persistent,
+                     struct dobj *ret) {
+        uint64_t id = 0;
+        int r = store_objects(t, 1, (struct nattrs *const[]){ a }, (const struct soft_sealable *const[]){ sk },
+                              (const bool[]){ persistent }, &id);
+        if (r < 0)
+                return r;
+        ret->id = id;
+        ret->attrs = *a;
+        nattrs_init(a);
+        return 0;
+}
+
 /* ---------------------------------------------------------------- attributes */
 
 static const CK_ATTRIBUTE_TYPE secret_attrs[] = {
@@ -523,7 +538,6 @@ static bool secret_len_ok(CK_KEY_TYPE kt, size_t len) {
  * its value; a template's CKA_VALUE is dropped from the attributes. */
 static int secret_store(struct token *t, struct nattrs *a, CK_KEY_TYPE kt, const uint8_t *value, size_t len,
                         bool persistent, bool local, CK_MECHANISM_TYPE genmech, struct dobj *ret) {
-        uint64_t id = 0;
         if (persistent && (!t->user_logged || !t->token_key))
                 return -EPERM; /* sealed under the token key */
         if (nattrs_get_bool(a, CKA_PRIVATE, true) && !t->user_logged)
@@ -531,17 +545,8 @@ static int secret_store(struct token *t, struct nattrs *a, CK_KEY_TYPE kt, const
         int r = fill_secret_key(a, kt, value, len, persistent, local, genmech);
         if (r < 0)
                 return r;
-        struct nattrs *av[1] = { a };
         struct soft_sealable sk = { .value = value, .value_len = len };
-        const struct soft_sealable *pv[1] = { &sk };
-        bool pers[1] = { persistent };
-        r = store_objects(t, 1, av, pv, pers, &id);
-        if (r < 0)
-                return r;
-        ret->id = id;
-        ret->attrs = *a;
-        nattrs_init(a);
-        return 0;
+        return store_one(t, a, &sk, persistent, ret);
 }
 
 int soft_secret_object(struct token *t, struct nattrs *a, const uint8_t *value, size_t len, bool persistent,
@@ -674,7 +679,6 @@ int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bo
         mbedtls_pk_context *keep = NULL;
         CK_ULONG cls;
         CK_KEY_TYPE kt;
-        uint64_t id = 0;
         int r;
 
         nattrs_init(&a);
@@ -765,16 +769,8 @@ int soft_create_object(struct token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, bo
         if (r < 0)
                 goto out;
 
-        struct nattrs *av[1] = { &a };
         struct soft_sealable sk = { .pk = keep };
-        const struct soft_sealable *pv[1] = { keep ? &sk : NULL };
-        bool pers[1] = { persistent };
-        r = store_objects(t, 1, av, pv, pers, &id);
-        if (r < 0)
-                goto out;
-        ret->id = id;
-        ret->attrs = a;
-        nattrs_init(&a);
+        r = store_one(t, &a, keep ? &sk : NULL, persistent, ret);
 out:
         mbedtls_pk_free(&pk);
         nattrs_done(&a);
@@ -963,7 +959,6 @@ int soft_copy_object(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_
         uint8_t *sec = NULL;
         size_t sec_n = 0;
         CK_ULONG cls = 0;
-        uint64_t new_id = 0;
         uint8_t *value = NULL;
         size_t value_n = 0;
         int r;
@@ -991,16 +986,8 @@ int soft_copy_object(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_
                                : soft_key_open(t, id, sec, sec_n, &pk);
         if (r < 0)
                 goto out;
-        struct nattrs *av[1] = { &a };
         struct soft_sealable sk = { .pk = secret_key ? NULL : &pk, .value = value, .value_len = value_n };
-        const struct soft_sealable *pv[1] = { sec ? &sk : NULL };
-        bool pers[1] = { persistent };
-        r = store_objects(t, 1, av, pv, pers, &new_id);
-        if (r < 0)
-                goto out;
-        ret->id = new_id;
-        ret->attrs = a;
-        nattrs_init(&a);
+        r = store_one(t, &a, sec ? &sk : NULL, persistent, ret);
 out:
         if (sec) {
                 mbedtls_platform_zeroize(sec, sec_n);
