@@ -71,8 +71,12 @@ req0=$("$NETCA_TOOL" daemon status --json | python3 -c 'import json,sys; print(j
 # C_Login and nothing after it, for a minute, and the stacks taken then
 # (below) show no Firefox thread in the module.  On 2026-12-02 it hung in 1
 # attempt of 27 alone, and in both attempts of 2 full-suite runs out of 4.
-# A new Firefox with a new profile usually gets through; three hangs in a
-# row fail the test.
+# On 2026-12-08 one attempt hung in 1 of 4 CI runs (12 of 12 isolated runs
+# under load did not): the trace ended "C_Logout = 0x101, C_Login = 0x0",
+# no Firefox thread was in the module, and every netcad thread was idle
+# (lanes in pthread_cond_wait, the loop in epoll_wait): the wait is in
+# Firefox after a login the module had answered.  A new Firefox with a new
+# profile usually gets through; three hangs in a row fail the test.
 # When an attempt hangs, the stacks of the Firefox process that loaded the
 # module go to the log (gdb, if installed): they tell a call blocked in the
 # module from a Firefox that never made one (no arguments: a PIN could be one).
@@ -85,6 +89,12 @@ dump_stacks() {
                 log "stacks of Firefox pid $p, threads in the module (all: $T/gdb.$p.txt):"
                 awk '/^Thread /{t=$0; shown=0} /netca-pkcs11|in nc_|in rpc_|in transport_/ && !shown {print t; shown=1} /netca-pkcs11|in nc_|in rpc_|in transport_/' \
                         "$T/gdb.$p.txt" | head -n 60 >&2
+                # And the threads waiting in NSS or NSPR (a handshake or a
+                # login dialog waiting for something), their first frames.
+                log "stacks of Firefox pid $p, threads in NSS/NSPR:"
+                awk '/^Thread /{if (keep) printf "%s", buf; buf=$0 "\n"; keep=0; n=0; next}
+                     /^#/ {if (n < 10) buf=buf $0 "\n"; n++; if (/libnss3|libssl3|libnspr4|libsmime3|PK11|SSL_|PR_Wait/) keep=1}
+                     END {if (keep) printf "%s", buf}' "$T/gdb.$p.txt" | head -n 120 >&2
         done
         # And netcad's threads that are not idle (a request stuck in it).
         if [[ -n "${NETCAD_PID:-}" ]]; then
