@@ -27,6 +27,12 @@
  *                      (mode isolation-load): 24 concurrent slow signatures,
  *                      3x netcad's 8 workers; reports both medians, their
  *                      ratio per repetition, and the slow token's rate
+ *   hostile ATTACKER OTHER
+ *                      the same latency idle and while ATTACKER
+ *                      (netca-bench-hostile, bench/hostile.c) attempts each
+ *                      of faults 1-5 of issue 23 on the token labelled OTHER
+ *                      from another process; both medians and the ratio
+ *                      per fault
  */
 
 #include <dlfcn.h>
@@ -154,6 +160,19 @@ static void find_slot(void) {
         }
         fprintf(stderr, "bench: no token labelled '%s' in %s\n", opt_label, opt_module);
         exit(EXIT_FAILURE);
+}
+
+/* The slot of the token labelled label (slot itself is left as it was). */
+static CK_SLOT_ID slot_of(const char *label) {
+        CK_SLOT_ID saved = slot, ret;
+        const char *saved_label = opt_label;
+
+        opt_label = label;
+        find_slot();
+        ret = slot;
+        slot = saved;
+        opt_label = saved_label;
+        return ret;
 }
 
 static CK_SESSION_HANDLE open_session(void) {
@@ -818,10 +837,8 @@ static void iso_loaders_start(const char *slow_label, struct iso_loader *l) {
         };
         CK_OBJECT_HANDLE pub, priv;
         CK_SLOT_ID saved = slot;
-        const char *saved_label = opt_label;
 
-        opt_label = slow_label;
-        find_slot();
+        slot = slot_of(slow_label);
         for (unsigned i = 0; i < ISO_THREADS; i++)
                 l[i].session = open_session();
         login(l[0].session);
@@ -834,7 +851,6 @@ static void iso_loaders_start(const char *slow_label, struct iso_loader *l) {
                 }
         }
         slot = saved;
-        opt_label = saved_label;
 }
 
 static void iso_loaders_stop(struct iso_loader *l) {
@@ -880,7 +896,9 @@ struct iso_child {
         FILE *in, *out; /* its stdin, its stdout */
 };
 
-static void iso_child_start(struct iso_child *c, const char *slow_label) {
+/* Starts argv[0] (argv NULL-terminated) with pipes on its stdin and
+ * stdout, and waits for its "ready" line. */
+static void child_start(struct iso_child *c, char *const argv[]) {
         int to[2], from[2];
         char line[32];
 
@@ -896,8 +914,7 @@ static void iso_child_start(struct iso_child *c, const char *slow_label) {
         if (c->pid == 0) {
                 dup2(to[0], 0);
                 dup2(from[1], 1);
-                execl(self_path, self_path, "-m", opt_module, "-l", opt_label, "isolation-load", slow_label,
-                      (char *)NULL);
+                execv(argv[0], argv);
                 _exit(127);
         }
         close(to[0]);
@@ -905,9 +922,22 @@ static void iso_child_start(struct iso_child *c, const char *slow_label) {
         c->in = fdopen(to[1], "w");
         c->out = fdopen(from[0], "r");
         if (!c->in || !c->out || !fgets(line, sizeof(line), c->out) || strncmp(line, "ready", 5) != 0) {
-                fprintf(stderr, "bench: a loader process did not start\n");
+                fprintf(stderr, "bench: %s did not start\n", argv[0]);
                 exit(EXIT_FAILURE);
         }
+}
+
+static void child_end(struct iso_child *c) {
+        fclose(c->in);
+        fclose(c->out);
+        waitpid(c->pid, NULL, 0);
+}
+
+static void iso_child_start(struct iso_child *c, const char *slow_label) {
+        char *argv[] = { (char *)self_path, "-m",       (char *)opt_module, "-l", (char *)opt_label,
+                         "isolation-load",  (char *)slow_label, NULL };
+
+        child_start(c, argv);
 }
 
 static void iso_child_say(struct iso_child *c, const char *what) {
@@ -958,6 +988,22 @@ static double iso_measure(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key) {
         return med;
 }
 
+/* The measuring client of isolation and hostile: the module loaded, a
+ * logged-in session on the token -l and its EC key, warmed up. */
+static void sign_client_start(CK_SESSION_HANDLE *ret_s, CK_OBJECT_HANDLE *ret_key) {
+        double saved = opt_duration;
+
+        load_module();
+        initialize();
+        find_slot();
+        *ret_s = open_session();
+        login(*ret_s);
+        *ret_key = find_key(*ret_s, CKO_PRIVATE_KEY, CKK_EC);
+        opt_duration = 0.1;
+        iso_measure(*ret_s, *ret_key); /* warm-up */
+        opt_duration = saved;
+}
+
 static void bench_isolation(const char *slow_label) {
         struct iso_loader l[ISO_THREADS];
         struct iso_child kids[ISO_PROCS];
@@ -969,18 +1015,8 @@ static void bench_isolation(const char *slow_label) {
         /* The children first: they load the module themselves. */
         for (unsigned i = 0; i < ISO_PROCS; i++)
                 iso_child_start(&kids[i], slow_label);
-        load_module();
-        initialize();
-        find_slot();
-        s = open_session();
-        login(s);
-        key = find_key(s, CKO_PRIVATE_KEY, CKK_EC);
+        sign_client_start(&s, &key);
         iso_loaders_start(slow_label, l);
-
-        double saved = opt_duration;
-        opt_duration = 0.1;
-        iso_measure(s, key); /* warm-up */
-        opt_duration = saved;
         for (unsigned r = 0; r < opt_reps; r++) {
                 idle[r] = iso_measure(s, key);
 
@@ -1013,12 +1049,53 @@ static void bench_isolation(const char *slow_label) {
         report("isolation-ratio", "x", ratio, opt_reps);
         report("slow-token-rate", "ops/s", slow_rate, opt_reps);
 
-        for (unsigned i = 0; i < ISO_PROCS; i++) {
-                fclose(kids[i].in);
-                fclose(kids[i].out);
-                waitpid(kids[i].pid, NULL, 0);
-        }
+        for (unsigned i = 0; i < ISO_PROCS; i++)
+                child_end(&kids[i]);
         iso_loaders_stop(l);
+        p11->C_CloseSession(s);
+        p11->C_Finalize(NULL);
+}
+
+/* ---- hostile: a client's C_Sign latency while a neighbour attempts a fault ---- */
+
+/* The faults of netca-bench-hostile (bench/hostile.c): issue 23, items 1-5. */
+static const char *const hostile_faults[] = { "connections", "frames", "unread", "events", "cpu" };
+
+/* For each fault: the median C_SignInit+C_Sign latency on the token -l,
+ * idle and while the process ATTACKER attempts the fault on the token
+ * labelled other (started afresh for each repetition, killed with its
+ * process group after it), and the ratio per repetition. */
+static void bench_hostile(const char *attacker, const char *other) {
+        size_t nf = sizeof(hostile_faults) / sizeof(hostile_faults[0]);
+        double idle[opt_reps], busy[opt_reps], ratio[opt_reps];
+        char slot_arg[24], name[64];
+        CK_SESSION_HANDLE s;
+        CK_OBJECT_HANDLE key;
+
+        sign_client_start(&s, &key);
+        snprintf(slot_arg, sizeof(slot_arg), "%lu", (unsigned long)slot_of(other));
+        for (size_t f = 0; f < nf; f++) {
+                char *argv[] = { (char *)attacker, (char *)hostile_faults[f], slot_arg, NULL };
+
+                for (unsigned r = 0; r < opt_reps; r++) {
+                        struct iso_child c;
+
+                        idle[r] = iso_measure(s, key);
+                        child_start(&c, argv);
+                        usleep(100000); /* under way: let it settle in */
+                        busy[r] = iso_measure(s, key);
+                        kill(-c.pid, SIGKILL);
+                        child_end(&c);
+                        usleep(200000); /* the daemon sees its connections go */
+                        ratio[r] = busy[r] / idle[r];
+                }
+                snprintf(name, sizeof(name), "hostile-%s-idle", hostile_faults[f]);
+                report(name, "us", idle, opt_reps);
+                snprintf(name, sizeof(name), "hostile-%s-busy", hostile_faults[f]);
+                report(name, "us", busy, opt_reps);
+                snprintf(name, sizeof(name), "hostile-%s-ratio", hostile_faults[f]);
+                report(name, "x", ratio, opt_reps);
+        }
         p11->C_CloseSession(s);
         p11->C_Finalize(NULL);
 }
@@ -1035,7 +1112,8 @@ static _Noreturn void usage(int rc) {
                                       "  -n, --count N        fresh: processes; sessions: sessions (default 1000)\n"
                                       "  -t, --threads N      mbedtls: threads (default 1)\n"
                                       "modes: prepare CERT.DER | p11 METRIC... | fresh | fresh-child | sessions |\n"
-                                      "       pingpong | mbedtls | isolation SLOW-LABEL | isolation-load SLOW-LABEL\n"
+                                      "       pingpong | mbedtls | isolation SLOW-LABEL | isolation-load SLOW-LABEL |\n"
+                                      "       hostile ATTACKER OTHER-LABEL\n"
                                       "metrics: sessinfo tokeninfo slotlist enum ecdsa ecdsa2 rsa\n");
         exit(rc);
 }
@@ -1095,6 +1173,8 @@ int main(int argc, char **argv) {
                 prepare(argv[optind]);
         else if (strcmp(mode, "isolation") == 0 && optind < argc)
                 bench_isolation(argv[optind]);
+        else if (strcmp(mode, "hostile") == 0 && optind + 1 < argc)
+                bench_hostile(argv[optind], argv[optind + 1]);
         else if (strcmp(mode, "isolation-load") == 0 && optind < argc)
                 iso_load_child(argv[optind]);
         else if (strcmp(mode, "p11") == 0 && optind < argc)

@@ -13,6 +13,8 @@
 # Also the isolation metric: netca's median signature latency (C_SignInit + C_Sign) on `bench`, idle and
 # while a 4th token, bench-slow (200 ms per signature, NETCA_SOFT_DELAY), is
 # kept busy by 24 concurrent signers in 3 processes, and the ratio.
+# And the hostile neighbour metric (issue 23): the same latency idle and while
+# another process (netca-bench-hostile) attempts each of faults 1-5 on bench-2.
 # The rounds are interleaved (round 1 of every subject, then round 2, ...) so
 # that load from elsewhere on the machine spreads over all subjects.
 # Everything (daemons, temp dir) is removed on exit.  Not a test: nothing
@@ -37,7 +39,7 @@ while [[ $# -gt 0 ]]; do
         --rounds) ROUNDS=$2; shift ;;
         --duration) DURATION=$2; shift ;;
         --build) BUILD=$2; shift ;;
-        -h | --help) sed -n '3,19p' "$0"; exit 0 ;;
+        -h | --help) sed -n '3,21p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
         esac
         shift
@@ -247,6 +249,19 @@ fi
         echo "rss floor-file $RSS_FLOOR_FILE"
 } >>"$RAW"
 
+# ---- hostile neighbour (issue 23): C_Sign on bench while another process
+# attempts each of faults 1-5 on bench-2 (netca-bench-hostile, bench/hostile.c);
+# once, with the rounds as repetitions (after the RSS readings, which it
+# would disturb) ----
+HOSTILE=$BUILD/bench/netca-bench-hostile
+if [[ -x "$HOSTILE" ]]; then
+        say "hostile neighbour: faults 1-5"
+        "$BENCH" -m "$NETCA_MODULE" -l "$LABEL" -d "$DURATION" -r "$ROUNDS" hostile "$HOSTILE" "$LABEL-2" |
+                awk '$1 == "RESULT" { print "hostile", $2, $4, $5, $6 }' >>"$RAW"
+else
+        say "no $HOSTILE (ninja -C $BUILD): no hostile neighbour metric"
+fi
+
 # ---- the table ----
 echo
 echo "netca benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs," \
@@ -286,6 +301,8 @@ function ratio(a, b) {
         return sprintf("%.2f", med[a] / med[b])
 }
 $1 == "rss" { rss[$2] = $3; next }
+# hostile: one line per fault and figure, "min median max" over the repetitions
+$1 == "hostile" { hmin[$2] = $3; hmed[$2] = $4; hmax[$2] = $5; next }
 { k = $1 SUBSEP $2; cnt[k]++; val[k, cnt[k]] = $3 }
 # The best 1-thread mbedTLS figure of each round (unpinned or on any CPU).
 $1 == "limit" && $2 ~ /^mbedtls-ecdsa(-cpu[0-9]+)?$/ {
@@ -331,6 +348,21 @@ END {
         printf "  %-36s %s\n", "busy / idle (per round)", cell("netca" SUBSEP "isolation-ratio")
         printf "  %-36s %s\n", "slow token signatures/s meanwhile", cell("netca" SUBSEP "slow-token-rate")
         print ""
+        print "hostile neighbour (netca): C_SignInit+C_Sign (ECDSA P-256) on token bench, idle and while another"
+        print "process attempts each of issue 23 faults 1-5 on token bench-2; median [min-max] over the repetitions"
+        nh = split("connections frames unread events cpu", hf, " ")
+        hworst = -1
+        for (i = 1; i <= nh; i++) {
+                h = "hostile-" hf[i]
+                if (!((h "-ratio") in hmed)) continue
+                printf "  %-12s idle %-22s under fault %-26s ratio %s\n", hf[i],
+                        fmt(hmed[h "-idle"]) " [" fmt(hmin[h "-idle"]) "-" fmt(hmax[h "-idle"]) "] us",
+                        fmt(hmed[h "-busy"]) " [" fmt(hmin[h "-busy"]) "-" fmt(hmax[h "-busy"]) "] us",
+                        sprintf("%.2fx [%.2f-%.2f]", hmed[h "-ratio"], hmin[h "-ratio"], hmax[h "-ratio"])
+                if (hmed[h "-ratio"] > hworst) { hworst = hmed[h "-ratio"]; hwname = hf[i] }
+        }
+        if (hworst < 0) print "  (not measured: netca-bench-hostile not built)"
+        print ""
         print "issue 3 targets (on the medians)"
         n = "netca" SUBSEP
         for (i = 1; i <= 3; i++) {
@@ -369,4 +401,11 @@ END {
         printf "  %-44s %-10s %s\n", "ecdsa 2 threads >= 0.9x mbedTLS 2 threads", sprintf("%.2fx", x / l2), ok(x >= 0.9 * l2)
         x = med[n "ecdsa"]
         printf "  %-44s %-10s %s\n", "ecdsa 1 thread >= 0.9x mbedTLS 1 thread", sprintf("%.2fx", x / l), ok(x >= 0.9 * l)
+        print ""
+        print "issue 23 targets (on the medians)"
+        if (hworst >= 0)
+                printf "  %-44s %-10s %s\n", "hostile neighbour <= 2x idle (each fault)", sprintf("%.2fx", hworst),
+                        ok(hworst <= 2) " (worst: " hwname ")"
+        else
+                printf "  %-44s %-10s %s\n", "hostile neighbour <= 2x idle (each fault)", "NA", "NOT MEASURED"
 }' "$RAW"

@@ -91,33 +91,6 @@ static int conn_open(void) {
         return -1;
 }
 
-/* Reads one reply into *m (frame in *frame, free() it): true when it is a
- * reply to op without the error flag. */
-static bool reply_read(int fd, uint16_t op, struct wire_msg *m, uint8_t **frame) {
-        size_t len;
-        *frame = NULL;
-        if (raw_read_frame(fd, REPLY_MS, frame, &len) < 0)
-                return false;
-        if (wire_msg_init_read(m, *frame, len) < 0)
-                return false;
-        return m->opnum == op && (m->flags & WIRE_F_REPLY) && !(m->flags & WIRE_F_ERROR);
-}
-
-/* The CK_RV of the next reply, which must be to op (CKR_GENERAL_ERROR if
- * not); *ret_u, when not NULL, gets the reply's second field (a u64). */
-static CK_RV reply_rv(int fd, uint16_t op, uint64_t *ret_u) {
-        struct wire_msg m;
-        uint8_t *frame;
-        uint64_t rv = CKR_GENERAL_ERROR, u = 0;
-        if (!reply_read(fd, op, &m, &frame) || !wire_get_u64(&m, &rv) || (ret_u && !wire_get_u64(&m, &u)))
-                rv = CKR_GENERAL_ERROR;
-        if (ret_u)
-                *ret_u = u;
-        wire_msg_done(&m);
-        free(frame);
-        return (CK_RV)rv;
-}
-
 /* The first slot with a token, over the raw wire. */
 static bool raw_first_slot(int fd, CK_SLOT_ID *ret) {
         struct wire_msg m;
@@ -130,7 +103,7 @@ static bool raw_first_slot(int fd, CK_SLOT_ID *ret) {
         uint64_t rv = 1, count = 0;
         CK_ULONG *v = NULL;
         size_t n = 0;
-        bool ok = r == 0 && reply_read(fd, WIRE_OP_GET_SLOT_LIST, &m, &frame) && wire_get_u64(&m, &rv) &&
+        bool ok = r == 0 && raw_reply_read(fd, WIRE_OP_GET_SLOT_LIST, &m, &frame) && wire_get_u64(&m, &rv) &&
                   rv == CKR_OK && wire_get_outlist(&m, &count, &v, &n) && v && n >= 1;
         if (ok)
                 *ret = v[0];
@@ -138,22 +111,6 @@ static bool raw_first_slot(int fd, CK_SLOT_ID *ret) {
         wire_msg_done(&m);
         free(frame);
         return ok;
-}
-
-/* Opens a session on slot over the raw wire: CKR_OK and *ret, or the rv. */
-static CK_RV raw_open_session(int fd, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret) {
-        struct wire_msg m;
-        wire_msg_init_write(&m, WIRE_OP_OPEN_SESSION, 1, 0);
-        wire_put_u64(&m, slot);
-        wire_put_u64(&m, CKF_SERIAL_SESSION | CKF_RW_SESSION);
-        int r = raw_send_msg(fd, &m);
-        wire_msg_done(&m);
-        if (r < 0)
-                return CKR_GENERAL_ERROR;
-        uint64_t h = 0;
-        CK_RV rv = reply_rv(fd, WIRE_OP_OPEN_SESSION, &h);
-        *ret = (CK_SESSION_HANDLE)h;
-        return rv;
 }
 
 /* MGMT_TOKEN_LIST's "tokens" array (cJSON_Delete() the result), or NULL. */
@@ -208,7 +165,7 @@ static bool login_burst(const char *pin, CK_RV want, unsigned *ret_want, unsigne
         nbuf_done(&all);
         *ret_want = *ret_already = 0;
         for (unsigned i = 0; ok && i < RACE_LOGINS; i++) {
-                CK_RV rv = reply_rv(fd, WIRE_OP_LOGIN, NULL);
+                CK_RV rv = raw_reply_rv(fd, WIRE_OP_LOGIN, NULL);
                 *ret_want += rv == want;
                 *ret_already += rv == CKR_USER_ALREADY_LOGGED_IN;
         }
@@ -302,7 +259,7 @@ static CK_RV raw_session_call(int fd, uint16_t op, CK_SESSION_HANDLE h) {
         wire_put_u64(&m, h);
         int r = raw_send_msg(fd, &m);
         wire_msg_done(&m);
-        return r < 0 ? CKR_GENERAL_ERROR : reply_rv(fd, op, NULL);
+        return r < 0 ? CKR_GENERAL_ERROR : raw_reply_rv(fd, op, NULL);
 }
 
 static void scenario_sessions(void) {
@@ -370,53 +327,6 @@ static long long daemon_cpu_ns(pid_t tid) {
         return ns < 0 ? 0 : ns;
 }
 
-/* Creates the session RSA-4096 public key with exponent 2^64-1 over the
- * raw wire: CKR_OK and *ret. */
-static CK_RV raw_create_costly_key(int fd, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE *ret) {
-        static CK_BYTE n[512];
-        memset(n, 0xc5, sizeof n);
-        const CK_BYTE e[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-        CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
-        CK_KEY_TYPE kt = CKK_RSA;
-        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-        CK_ATTRIBUTE t[] = {
-                { CKA_CLASS, &cls, sizeof cls }, { CKA_KEY_TYPE, &kt, sizeof kt }, { CKA_TOKEN, &no, sizeof no },
-                { CKA_VERIFY, &yes, sizeof yes }, { CKA_MODULUS, n, sizeof n }, { CKA_PUBLIC_EXPONENT, (void *)e, sizeof e },
-        };
-        struct wire_msg m;
-        wire_msg_init_write(&m, WIRE_OP_CREATE_OBJECT, 3, 0);
-        wire_put_u64(&m, h);
-        wire_put_attrs(&m, t, sizeof t / sizeof t[0]);
-        int r = raw_send_msg(fd, &m);
-        wire_msg_done(&m);
-        uint64_t o = 0;
-        CK_RV rv = r < 0 ? CKR_GENERAL_ERROR : reply_rv(fd, WIRE_OP_CREATE_OBJECT, &o);
-        *ret = (CK_OBJECT_HANDLE)o;
-        return rv;
-}
-
-/* Appends C_VerifyInit(CKM_RSA_X_509, key) + C_Verify of a wrong
- * signature on session h to *all. */
-static void put_verify(struct nbuf *all, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key) {
-        static const CK_BYTE data[512], sig[512] = { [511] = 2 };
-        CK_MECHANISM mech = { CKM_RSA_X_509, NULL, 0 };
-        struct wire_msg m;
-        wire_msg_init_write(&m, WIRE_OP_VERIFY_INIT, 4, 0);
-        wire_put_u64(&m, h);
-        wire_put_mechanism(&m, &mech);
-        wire_put_u64(&m, key);
-        if (wire_msg_finish(&m) == 0)
-                nbuf_put_raw(all, m.buf.data, m.buf.len);
-        wire_msg_done(&m);
-        wire_msg_init_write(&m, WIRE_OP_VERIFY, 5, 0);
-        wire_put_u64(&m, h);
-        wire_put_blob(&m, data, sizeof data);
-        wire_put_blob(&m, sig, sizeof sig);
-        if (wire_msg_finish(&m) == 0)
-                nbuf_put_raw(all, m.buf.data, m.buf.len);
-        wire_msg_done(&m);
-}
-
 static void scenario_verify_loop(void) {
         int fd = conn_open();
         CK_SLOT_ID slot;
@@ -429,15 +339,15 @@ static void scenario_verify_loop(void) {
         struct nbuf all;
         nbuf_init(&all, 4u << 20);
         for (unsigned i = 0; i < VERIFY_ROUNDS; i++)
-                put_verify(&all, h, key);
+                raw_put_verify(&all, h, key);
         REQUIRE(!nbuf_failed(&all));
         long long loop0 = daemon_cpu_ns(daemon_pid), all0 = daemon_cpu_ns(0);
         REQUIRE(raw_send_all(fd, all.data, all.len) == 0);
         nbuf_done(&all);
         unsigned inits = 0, invalid = 0;
         for (unsigned i = 0; i < VERIFY_ROUNDS; i++) {
-                inits += reply_rv(fd, WIRE_OP_VERIFY_INIT, NULL) == CKR_OK;
-                invalid += reply_rv(fd, WIRE_OP_VERIFY, NULL) == CKR_SIGNATURE_INVALID;
+                inits += raw_reply_rv(fd, WIRE_OP_VERIFY_INIT, NULL) == CKR_OK;
+                invalid += raw_reply_rv(fd, WIRE_OP_VERIFY, NULL) == CKR_SIGNATURE_INVALID;
         }
         long long loop = daemon_cpu_ns(daemon_pid) - loop0, total = daemon_cpu_ns(0) - all0;
         fprintf(stderr, "verify-loop: %u inits, %u verifications answered; netcad CPU %lld us, %lld us of it on the loop (%.0f%%)\n",

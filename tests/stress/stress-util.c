@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/buffer.h"
 #include "common/wire-client.h"
 
 unsigned stress_scaled(unsigned n, unsigned lo) {
@@ -334,4 +335,93 @@ CK_RV stress_find_one(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE h, CK_OBJECT_CLA
                 return CKR_GENERAL_ERROR;
         *ret = v[0];
         return CKR_OK;
+}
+
+bool raw_reply_read(int fd, uint16_t op, struct wire_msg *m, uint8_t **frame) {
+        size_t len;
+        *frame = NULL;
+        if (raw_read_frame(fd, 20000, frame, &len) < 0)
+                return false;
+        if (wire_msg_init_read(m, *frame, len) < 0)
+                return false;
+        return m->opnum == op && (m->flags & WIRE_F_REPLY) && !(m->flags & WIRE_F_ERROR);
+}
+
+CK_RV raw_reply_rv(int fd, uint16_t op, uint64_t *ret_u) {
+        struct wire_msg m;
+        uint8_t *frame;
+        uint64_t rv = CKR_GENERAL_ERROR, u = 0;
+        if (!raw_reply_read(fd, op, &m, &frame) || !wire_get_u64(&m, &rv) || (ret_u && !wire_get_u64(&m, &u)))
+                rv = CKR_GENERAL_ERROR;
+        if (ret_u)
+                *ret_u = u;
+        wire_msg_done(&m);
+        free(frame);
+        return (CK_RV)rv;
+}
+
+CK_RV raw_open_session(int fd, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret) {
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_OPEN_SESSION, 1, 0);
+        wire_put_u64(&m, slot);
+        wire_put_u64(&m, CKF_SERIAL_SESSION | CKF_RW_SESSION);
+        int r = raw_send_msg(fd, &m);
+        wire_msg_done(&m);
+        if (r < 0)
+                return CKR_GENERAL_ERROR;
+        uint64_t h = 0;
+        CK_RV rv = raw_reply_rv(fd, WIRE_OP_OPEN_SESSION, &h);
+        *ret = (CK_SESSION_HANDLE)h;
+        return rv;
+}
+
+CK_RV raw_create_costly_key(int fd, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE *ret) {
+        static CK_BYTE n[512];
+        memset(n, 0xc5, sizeof n);
+        const CK_BYTE e[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+        CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+        CK_KEY_TYPE kt = CKK_RSA;
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &cls, sizeof cls }, { CKA_KEY_TYPE, &kt, sizeof kt }, { CKA_TOKEN, &no, sizeof no },
+                { CKA_VERIFY, &yes, sizeof yes }, { CKA_MODULUS, n, sizeof n }, { CKA_PUBLIC_EXPONENT, (void *)e, sizeof e },
+        };
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_CREATE_OBJECT, 3, 0);
+        wire_put_u64(&m, h);
+        wire_put_attrs(&m, t, sizeof t / sizeof t[0]);
+        int r = raw_send_msg(fd, &m);
+        wire_msg_done(&m);
+        uint64_t o = 0;
+        CK_RV rv = r < 0 ? CKR_GENERAL_ERROR : raw_reply_rv(fd, WIRE_OP_CREATE_OBJECT, &o);
+        *ret = (CK_OBJECT_HANDLE)o;
+        return rv;
+}
+
+void raw_put_verify(struct nbuf *all, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key) {
+        static const CK_BYTE data[512], sig[512] = { [511] = 2 };
+        CK_MECHANISM mech = { CKM_RSA_X_509, NULL, 0 };
+        struct wire_msg m;
+        wire_msg_init_write(&m, WIRE_OP_VERIFY_INIT, 4, 0);
+        wire_put_u64(&m, h);
+        wire_put_mechanism(&m, &mech);
+        wire_put_u64(&m, key);
+        if (wire_msg_finish(&m) == 0)
+                nbuf_put_raw(all, m.buf.data, m.buf.len);
+        wire_msg_done(&m);
+        wire_msg_init_write(&m, WIRE_OP_VERIFY, 5, 0);
+        wire_put_u64(&m, h);
+        wire_put_blob(&m, data, sizeof data);
+        wire_put_blob(&m, sig, sizeof sig);
+        if (wire_msg_finish(&m) == 0)
+                nbuf_put_raw(all, m.buf.data, m.buf.len);
+        wire_msg_done(&m);
+}
+
+int raw_big_frame(size_t n, struct wire_msg *m) {
+        static uint8_t blob[WIRE_FRAME_MAX];
+        wire_msg_init_write(m, WIRE_OP_DIGEST_UPDATE, 77, 0);
+        wire_put_u64(m, 1);
+        wire_put_blob(m, blob, n - 64);
+        return wire_msg_finish(m);
 }

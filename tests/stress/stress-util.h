@@ -68,6 +68,25 @@ struct cJSON *raw_mgmt_json(const char *sock, uint16_t op);
 /* A number in MGMT_STATUS (e.g. "p11_requests"), or -1. */
 double raw_status_number(const char *sock, const char *key);
 
+/* Reads one reply into *m (frame in *frame, free() it; 20 s): true when it
+ * is a reply to op without the error flag. */
+bool raw_reply_read(int fd, uint16_t op, struct wire_msg *m, uint8_t **frame);
+/* The CK_RV of the next reply, which must be to op (CKR_GENERAL_ERROR if
+ * not); *ret_u, when not NULL, gets the reply's second field (a u64). */
+CK_RV raw_reply_rv(int fd, uint16_t op, uint64_t *ret_u);
+/* Opens a R/W session on slot: CKR_OK and *ret, or the rv. */
+CK_RV raw_open_session(int fd, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret);
+/* Creates a session RSA-4096 public key with exponent 2^64-1 (the costliest
+ * netcad takes): CKR_OK and *ret. */
+CK_RV raw_create_costly_key(int fd, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE *ret);
+/* Appends C_VerifyInit(CKM_RSA_X_509, key) + C_Verify of a wrong
+ * signature on session h to *all. */
+struct nbuf;
+void raw_put_verify(struct nbuf *all, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key);
+/* A DIGEST_UPDATE frame of about n bytes (n <= WIRE_FRAME_MAX; never sent
+ * whole): wire_msg_finish's result. */
+int raw_big_frame(size_t n, struct wire_msg *m);
+
 /* Pipes: one line ("X...\n") with a deadline.  0, -ETIMEDOUT, -EPIPE (EOF). */
 int pipe_read_line(int fd, unsigned timeout_ms, char *buf, size_t size);
 int pipe_write_line(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
