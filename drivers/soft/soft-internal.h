@@ -94,6 +94,7 @@ struct token {
 int soft_db_exec(struct token *t, const char *sql);
 int soft_db_begin(struct token *t);            /* BEGIN IMMEDIATE */
 int soft_db_commit(struct token *t);
+void soft_db_flush_wal(struct token *t);
 void soft_db_rollback(struct token *t);
 /* Ends the open transaction: commits it if r >= 0 (the commit's result),
  * else rolls it back (r). */

@@ -39,6 +39,8 @@
 
 #define BUSY_TIMEOUT_MS 10000
 #define SOFT_DB_CACHE_PAGES "16" /* pages; see db_open */
+#define SOFT_DB_WAL_LIMIT "65536" /* bytes; see db_open */
+#define SOFT_DB_WAL_PAGES "16"
 
 static const char aad_user[] = "netca-soft-wrap:user";
 static const char aad_so[] = "netca-soft-wrap:so";
@@ -71,10 +73,22 @@ int soft_db_exec(struct token *t, const char *sql) {
 }
 
 int soft_db_begin(struct token *t) { return soft_db_exec(t, "BEGIN IMMEDIATE"); }
+/* Folds the WAL into the database file and truncates it (best effort: on a
+ * full disk the file cannot grow and the WAL stays, still valid; a reader in
+ * another process can delay it).  After every commit, so that the WAL never
+ * holds a second copy of the token that a full disk could strand (issue 23). */
+void soft_db_flush_wal(struct token *t) {
+        int rc = sqlite3_wal_checkpoint_v2(t->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        if (rc != SQLITE_OK)
+                log_debug(LOG_SUB_SOFT, "sqlite: checkpoint: %s", sqlite3_errmsg(t->db));
+}
+
 int soft_db_commit(struct token *t) {
         int r = soft_db_exec(t, "COMMIT");
         if (r < 0)
                 soft_db_rollback(t);
+        else
+                soft_db_flush_wal(t);
         return r;
 }
 void soft_db_rollback(struct token *t) {
@@ -348,22 +362,13 @@ static int wrap_store(struct token *t, bool so, const char *pin, size_t pin_len,
         return r;
 }
 
-/* After a PIN change: fold the WAL into the file and truncate it, so that
- * no old copy of a wrap survives in the WAL (best effort: another process
- * reading the file can delay it). */
-static void flush_wal(struct token *t) {
-        (void) sqlite3_wal_checkpoint_v2(t->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-}
-
-/* Ends the transaction that stored a PIN's wrap (soft_db_end); after a
- * commit, rereads the meta data if refresh and flushes the WAL. */
+/* Ends the transaction that stored a PIN's wrap (soft_db_end; its commit
+ * flushes the WAL, so no old copy of a wrap survives there); after a
+ * commit, rereads the meta data if refresh. */
 static int wrap_tx_end(struct token *t, int r, bool refresh) {
         r = soft_db_end(t, r);
-        if (r >= 0) {
-                if (refresh)
-                        (void) meta_refresh(t);
-                flush_wal(t);
-        }
+        if (r >= 0 && refresh)
+                (void) meta_refresh(t);
         return r;
 }
 
@@ -487,6 +492,14 @@ static int db_open(const char *path, bool create, sqlite3 **ret) {
                 rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
         if (rc == SQLITE_OK)
                 rc = sqlite3_exec(db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+        /* The WAL is checkpointed after every commit (soft_db_flush_wal);
+         * should that fail (a full disk), it is cut back to this size at the
+         * next checkpoint that succeeds, and SQLite's own checkpoints come
+         * after SOFT_DB_WAL_PAGES pages, not 1000. */
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(db, "PRAGMA journal_size_limit=" SOFT_DB_WAL_LIMIT, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(db, "PRAGMA wal_autocheckpoint=" SOFT_DB_WAL_PAGES, NULL, NULL, NULL);
         /* Deleted and replaced content (old PIN wraps, destroyed keys) is
          * zeroed, not left in free pages. */
         if (rc == SQLITE_OK)
@@ -1174,7 +1187,7 @@ static void op_free(struct token *t) {
         log_debug(LOG_SUB_SOFT, "closing %s", t->path);
         /* Fold the WAL into the main file so the token is one file at rest. */
         if (t->db)
-                (void) sqlite3_wal_checkpoint_v2(t->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+                soft_db_flush_wal(t);
         token_free(t);
 }
 

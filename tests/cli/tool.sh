@@ -2,7 +2,8 @@
 # shellcheck shell=bash
 #
 # netca-tool helpers for tests that source tests/lib/fixture.sh: tool, ok,
-# expect_rc, json, assert_eq (tests/cli/cli.sh, tests/stress/hostile-soft.sh).
+# expect_rc, json, assert_eq, netcad_stop, netcad_start (tests/cli/cli.sh,
+# tests/stress/hostile-soft.sh, tests/stress/hostile-disk.sh).
 
 PY=/usr/bin/python3
 [[ -x $PY ]] || PY=python3
@@ -47,3 +48,25 @@ assert_eq() {
         [[ "$1" == "$2" ]] || fail "${3:-value}: got '$1', expected '$2'"
 }
 
+# netcad_stop SIGNAL: stops the daemon (and waits for it).
+netcad_stop() {
+        kill "-$1" "$NETCAD_PID" 2>/dev/null || true
+        wait "$NETCAD_PID" 2>/dev/null || true
+        NETCAD_PID=
+        rm -f "$NETCA_SOCKET"
+}
+
+# netcad_start: the daemon again on the same data dir (no new token); the
+# socket answering a status request is the proof it serves.
+netcad_start() {
+        "$NETCAD" --foreground --socket "$NETCA_SOCKET" --data-dir "$NETCA_DATA_DIR" \
+                >>"$T/netcad.log" 2>&1 </dev/null &
+        NETCAD_PID=$!
+        local i
+        for i in $(seq 200); do
+                [[ -S "$NETCA_SOCKET" ]] && "$NETCA_TOOL" daemon status >/dev/null 2>&1 && return 0
+                kill -0 "$NETCAD_PID" 2>/dev/null || { NETCAD_PID=; fail "netcad exited at start"; }
+                sleep 0.05
+        done
+        fail "netcad did not answer within 10 s"
+}

@@ -16,29 +16,6 @@ export P11_TEST_MODULE=netca
 . "$NETCA_SOURCE_ROOT/tests/cli/tool.sh"
 P="--pin $USER_PIN"
 
-# netcad_stop SIGNAL: stops the daemon (and waits for it).
-netcad_stop() {
-        kill "-$1" "$NETCAD_PID" 2>/dev/null || true
-        wait "$NETCAD_PID" 2>/dev/null || true
-        NETCAD_PID=
-        rm -f "$NETCA_SOCKET"
-}
-
-# netcad_start: the daemon again on the same data dir (no new token); the
-# socket answering a status request is the proof it serves.
-netcad_start() {
-        "$NETCAD" --foreground --socket "$NETCA_SOCKET" --data-dir "$NETCA_DATA_DIR" \
-                >>"$T/netcad.log" 2>&1 </dev/null &
-        NETCAD_PID=$!
-        local i
-        for i in $(seq 200); do
-                [[ -S "$NETCA_SOCKET" ]] && "$NETCA_TOOL" daemon status >/dev/null 2>&1 && return 0
-                kill -0 "$NETCAD_PID" 2>/dev/null || { NETCAD_PID=; fail "netcad exited at start"; }
-                sleep 0.05
-        done
-        fail "netcad did not answer within 10 s"
-}
-
 # Item 7: what a kill during `token create-soft` leaves in tokens/ (the
 # temporary database and SQLite's side files) is removed at the next start;
 # the tokens, other files and a creation still in progress (its temporary
