@@ -777,18 +777,29 @@ out:
         return r;
 }
 
+/* Object id's attributes (its sealed secret too when sec is given, and its
+ * class when cls is) for a destroy, a change or a copy: -EPERM for a private
+ * object while the user is logged out.  What it filled is the caller's to
+ * free, on an error too. */
+static int object_get_for_change(struct token *t, uint64_t id, struct nattrs *a, uint8_t **sec, size_t *sec_n,
+                                 CK_ULONG *cls) {
+        int r = soft_object_get(t, id, a, sec, sec_n);
+        if (r < 0)
+                return r;
+        if (cls)
+                (void) nattrs_get_ulong(a, CKA_CLASS, cls);
+        return nattrs_get_bool(a, CKA_PRIVATE, false) && !t->user_logged ? -EPERM : 0;
+}
+
 int soft_destroy_object(struct token *t, uint64_t id) {
         struct nattrs a;
         int r;
 
         nattrs_init(&a);
-        r = soft_object_get(t, id, &a, NULL, NULL);
+        r = object_get_for_change(t, id, &a, NULL, NULL, NULL);
+        nattrs_done(&a);
         if (r < 0)
                 return r;
-        bool priv = nattrs_get_bool(&a, CKA_PRIVATE, false);
-        nattrs_done(&a);
-        if (priv && !t->user_logged)
-                return -EPERM;
         soft_keys_drop_id(t, id);
         if (id & SOFT_MEM_ID_BIT) {
                 mem_remove(t, id);
@@ -893,14 +904,9 @@ int soft_set_attributes(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, 
                         return r;
                 in_tx = true;
         }
-        r = soft_object_get(t, id, &a, NULL, NULL);
+        r = object_get_for_change(t, id, &a, NULL, NULL, &cls);
         if (r < 0)
                 goto out;
-        (void) nattrs_get_ulong(&a, CKA_CLASS, &cls);
-        if (nattrs_get_bool(&a, CKA_PRIVATE, false) && !t->user_logged) {
-                r = -EPERM;
-                goto out;
-        }
         if (n && !nattrs_get_bool(&a, CKA_MODIFIABLE, true)) {
                 r = -EALREADY;
                 goto out;
@@ -965,14 +971,9 @@ int soft_copy_object(struct token *t, uint64_t id, const CK_ATTRIBUTE *tmpl, CK_
 
         nattrs_init(&a);
         mbedtls_pk_init(&pk);
-        r = soft_object_get(t, id, &a, &sec, &sec_n);
+        r = object_get_for_change(t, id, &a, &sec, &sec_n, &cls);
         if (r < 0)
                 goto out;
-        (void) nattrs_get_ulong(&a, CKA_CLASS, &cls);
-        if (nattrs_get_bool(&a, CKA_PRIVATE, false) && !t->user_logged) {
-                r = -EPERM;
-                goto out;
-        }
         r = apply_changes(&a, cls, tmpl, n, true);
         if (r >= 0)
                 r = nattrs_set_bool(&a, CKA_TOKEN, persistent);
