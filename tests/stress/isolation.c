@@ -411,15 +411,11 @@ static void order_sign_pair(int fd, uint64_t h, CK_OBJECT_HANDLE key, uint32_t i
                 }                                                                                     \
         } while (0)
 
-static void order_check(CK_SLOT_ID slot) {
-        int fd = raw_connect(sock);
-        if (fd < 0 || raw_hello(fd) < 0) {
-                tu_failures++;
-                fprintf(stderr, "FAIL: order: cannot connect\n");
-                if (fd >= 0)
-                        close(fd);
-                return;
-        }
+/* On a raw connection fd: opens a session on slot, logs in and finds the
+ * private key labelled label, the last three sent in one go (requests 10 to
+ * 14).  false, a failure counted and reported as what's, when it cannot. */
+static bool raw_session_key(int fd, CK_SLOT_ID slot, const char *label, const char *what, uint64_t *ret_h,
+                            CK_OBJECT_HANDLE *ret_key) {
         struct wire_msg m;
         uint64_t h = 0;
         CK_OBJECT_HANDLE key = 0;
@@ -428,15 +424,14 @@ static void order_check(CK_SLOT_ID slot) {
         wire_put_u64(&m, CKF_SERIAL_SESSION);
         if (!order_send(fd, &m) || order_reply(fd, 10, &h) != CKR_OK) {
                 tu_failures++;
-                fprintf(stderr, "FAIL: order: open session\n");
-                close(fd);
-                return;
+                fprintf(stderr, "FAIL: %s: open session\n", what);
+                return false;
         }
         /* Login, find (init + find + final) in one go. */
         CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
         CK_ATTRIBUTE t[] = {
                 { CKA_CLASS, &cls, sizeof cls },
-                { CKA_LABEL, "fast-key", 8 },
+                { CKA_LABEL, (void *)label, strlen(label) },
         };
         wire_msg_init_write(&m, WIRE_OP_LOGIN, 11, 0);
         wire_put_u64(&m, h);
@@ -460,7 +455,27 @@ static void order_check(CK_SLOT_ID slot) {
         ORDER_RV(order_reply(fd, 14, NULL));
         if (!key) {
                 tu_failures++;
-                fprintf(stderr, "FAIL: order: key not found\n");
+                fprintf(stderr, "FAIL: %s: key not found\n", what);
+                return false;
+        }
+        *ret_h = h;
+        *ret_key = key;
+        return true;
+}
+
+static void order_check(CK_SLOT_ID slot) {
+        int fd = raw_connect(sock);
+        if (fd < 0 || raw_hello(fd) < 0) {
+                tu_failures++;
+                fprintf(stderr, "FAIL: order: cannot connect\n");
+                if (fd >= 0)
+                        close(fd);
+                return;
+        }
+        struct wire_msg m;
+        uint64_t h = 0;
+        CK_OBJECT_HANDLE key = 0;
+        if (!raw_session_key(fd, slot, "fast-key", "order", &h, &key)) {
                 close(fd);
                 return;
         }
@@ -514,41 +529,8 @@ static void removal_check(CK_SLOT_ID slot) {
         struct wire_msg m;
         uint64_t h = 0;
         CK_OBJECT_HANDLE key = 0;
-        wire_msg_init_write(&m, WIRE_OP_OPEN_SESSION, 10, 0);
-        wire_put_u64(&m, slot);
-        wire_put_u64(&m, CKF_SERIAL_SESSION);
-        if (!order_send(fd, &m) || order_reply(fd, 10, &h) != CKR_OK) {
-                tu_failures++;
-                fprintf(stderr, "FAIL: removal: open session\n");
+        if (!raw_session_key(fd, slot, "doomed-key", "removal", &h, &key))
                 goto out;
-        }
-        CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-        CK_ATTRIBUTE t[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_LABEL, "doomed-key", 10 } };
-        wire_msg_init_write(&m, WIRE_OP_LOGIN, 11, 0);
-        wire_put_u64(&m, h);
-        wire_put_u64(&m, CKU_USER);
-        wire_put_blob(&m, TU_USER_PIN, strlen(TU_USER_PIN));
-        order_send(fd, &m);
-        wire_msg_init_write(&m, WIRE_OP_FIND_OBJECTS_INIT, 12, 0);
-        wire_put_u64(&m, h);
-        wire_put_attrs(&m, t, 2);
-        order_send(fd, &m);
-        wire_msg_init_write(&m, WIRE_OP_FIND_OBJECTS, 13, 0);
-        wire_put_u64(&m, h);
-        wire_put_u64(&m, 4);
-        order_send(fd, &m);
-        wire_msg_init_write(&m, WIRE_OP_FIND_OBJECTS_FINAL, 14, 0);
-        wire_put_u64(&m, h);
-        order_send(fd, &m);
-        ORDER_RV(order_reply(fd, 11, NULL));
-        ORDER_RV(order_reply(fd, 12, NULL));
-        ORDER_RV(order_reply(fd, 13, &key));
-        ORDER_RV(order_reply(fd, 14, NULL));
-        if (!key) {
-                tu_failures++;
-                fprintf(stderr, "FAIL: removal: key not found\n");
-                goto out;
-        }
 
         long base = file_size(doomed_gate_entered);
         file_make(doomed_gate);
